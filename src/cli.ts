@@ -1,0 +1,104 @@
+import { Command, CommanderError, Option } from "commander";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isSyncError, describeError } from "./errors.js";
+import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel, type Logger } from "./report/logger.js";
+import { createOutput } from "./report/output.js";
+import type { Env } from "./config/tokens.js";
+import type { CommandContext } from "./commands/context.js";
+import { registerGhList } from "./commands/gh-list.js";
+import { registerGitlabList } from "./commands/gitlab-list.js";
+import { registerXref } from "./commands/xref.js";
+import { registerPending } from "./commands/pending.js";
+
+export interface CliDeps {
+  env: Env;
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  signal: AbortSignal;
+}
+
+export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void): Command {
+  const program = new Command("gh-gitlab-sync")
+    .description("Mirror the Docker images built by a GitHub Actions workflow into a GitLab container registry.")
+    .addOption(new Option("--log-level <level>", "log level").choices([...LOG_LEVELS]).default("info"))
+    .addOption(
+      new Option("--log-format <format>", "log format on stderr").choices(["auto", "pretty", "json"]).default("auto"),
+    )
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => deps.stdout.write(s),
+      writeErr: (s) => deps.stderr.write(s),
+    })
+    .addHelpText(
+      "after",
+      `
+Authentication:
+  GitHub: --gh-token, GH_TOKEN, GITHUB_TOKEN, or a logged-in gh CLI (gh auth login).
+  GitLab: --gitlab-token or GITLAB_TOKEN; registry: --registry-username/--registry-password.`,
+    );
+
+  const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> => {
+    const globals = program.opts<{ logLevel: LogLevel; logFormat: LogFormat }>();
+    const logger = createLogger({ level: globals.logLevel, format: globals.logFormat, isTTY: deps.stderr.isTTY });
+    onLogger(logger);
+    await action({ logger, out: createOutput(deps.stdout), env: deps.env, signal: deps.signal });
+  };
+
+  registerGhList(program, run);
+  registerGitlabList(program, run);
+  registerXref(program, run);
+  registerPending(program, run);
+  // Every subcommand inherits the parent's output and exit handling.
+  for (const cmd of program.commands) {
+    cmd.exitOverride().configureOutput({ writeOut: (s) => deps.stdout.write(s), writeErr: (s) => deps.stderr.write(s) });
+  }
+  return program;
+}
+
+/** Runs the CLI and returns the exit status: 0 success, 1 failure, 2 bad usage. */
+export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
+  let logger: Logger | undefined;
+  const program = buildProgram(deps, (l) => (logger = l));
+  try {
+    await program.parseAsync(argv);
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed its message (or the help); only the status is ours to set.
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    const debug = logger?.isLevelEnabled("debug") ?? false;
+    if (isSyncError(err)) {
+      deps.stderr.write(`Error: ${err.oneLine()}\n`);
+      if (debug && err.stack) deps.stderr.write(`${err.stack}\n`);
+      return err.exitCode;
+    }
+    deps.stderr.write(`Error: unexpected failure: ${describeError(err)} — rerun with --log-level debug for details\n`);
+    if (debug && err instanceof Error && err.stack) deps.stderr.write(`${err.stack}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    logger?.flush();
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    // A second signal means the operator does not want to wait for a clean stop.
+    if (signals > 1) process.exit(130);
+    process.stderr.write(`Received ${signal}, stopping…\n`);
+    controller.abort(new Error(`interrupted by ${signal}`));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.exitCode = await runCli(argv, {
+    env: process.env,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    signal: controller.signal,
+  });
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+}

@@ -1,0 +1,12 @@
+import type { Env } from "../config/tokens.js";
+import type { Logger } from "../report/logger.js";
+import type { Output } from "../report/output.js";
+
+/** Everything a command may touch of the outside world, handed in so tests can replace it. */
+export interface CommandContext {
+  logger: Logger;
+  out: Output;
+  env: Env;
+  /** Aborted on SIGINT/SIGTERM: long operations stop promptly and leave nothing half-written. */
+  signal: AbortSignal;
+}

@@ -1,0 +1,62 @@
+import { Command, Option } from "commander";
+import {
+  DEFAULT_DOWNLOADS_DIR,
+  DEFAULT_GITHUB_API_URL,
+  DEFAULT_GITHUB_REPO,
+  DEFAULT_GITLAB_HOST,
+  DEFAULT_GITLAB_PROJECT,
+  DEFAULT_GITLAB_REGISTRY,
+  DEFAULT_LIMIT,
+  DEFAULT_WORKFLOW_FILE,
+} from "../config/defaults.js";
+
+/** The GitHub flags every GitHub-facing command shares (SPEC §2), with the original's defaults. */
+export function addGithubOptions(cmd: Command): Command {
+  return cmd
+    .option("--repo <owner/name>", "GitHub repository", DEFAULT_GITHUB_REPO)
+    .option("--workflow <file>", "workflow file (path or base name)", DEFAULT_WORKFLOW_FILE)
+    .option("--branch <name>", "only runs from this branch")
+    .option("--limit <n>", "how many recent runs to consider", String(DEFAULT_LIMIT))
+    .option("--gh-token <token>", "GitHub token (else GH_TOKEN, GITHUB_TOKEN, `gh auth token`)")
+    .addOption(
+      new Option("--github-api-url <url>", "GitHub API base URL (GitHub Enterprise, test servers)")
+        .env("GITHUB_API_URL")
+        .default(DEFAULT_GITHUB_API_URL),
+    );
+}
+
+/** The GitLab API flags; the registry ones only where a command talks to the registry. */
+export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
+  cmd
+    .option("--gitlab-host <host|url>", "GitLab host, or a full URL like http://127.0.0.1:8929", DEFAULT_GITLAB_HOST)
+    .option("--gitlab-project <path|id>", "GitLab project path or numeric id", DEFAULT_GITLAB_PROJECT)
+    .option("--gitlab-token <token>", "GitLab access token (else GITLAB_TOKEN)");
+  if (withRegistry) {
+    cmd
+      .option("--registry <host[:port]>", "container registry", DEFAULT_GITLAB_REGISTRY)
+      .option("--registry-username <user>", "registry user (else GITLAB_REGISTRY_USERNAME, CI_REGISTRY_USER)")
+      .option(
+        "--registry-password <password>",
+        "registry password (else GITLAB_REGISTRY_PASSWORD, CI_REGISTRY_PASSWORD, the GitLab token)",
+      )
+      .option("--insecure-registry", "talk plain http to the registry (automatic for loopback)", false);
+  }
+  return cmd;
+}
+
+/** Where downloads live and where the state (metadata cache, failures, lock) is kept. */
+export function addWorkspaceOptions(cmd: Command, flag: "--downloads-dir" | "--output-dir" = "--downloads-dir"): Command {
+  const option = new Option(`${flag} <dir>`, "directory holding the downloads").default(DEFAULT_DOWNLOADS_DIR);
+  return cmd
+    .addOption(option)
+    .option("--state-dir <dir>", "state directory: metadata cache, failures, lock (default <downloads-dir>/.state)");
+}
+
+export function addJsonOption(cmd: Command): Command {
+  return cmd.option("--json", "machine-readable output on stdout", false);
+}
+
+/** Examples at the end of `--help`, as the original's epilog did. */
+export function withExamples(cmd: Command, examples: string[]): Command {
+  return cmd.addHelpText("after", `\nExamples:\n${examples.map((e) => `  $ ${e}`).join("\n")}\n`);
+}

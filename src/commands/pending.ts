@@ -1,0 +1,103 @@
+import { Command, Option } from "commander";
+import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
+import { parseImageTag } from "../config/options.js";
+import { SyncError } from "../errors.js";
+import type { CommandContext } from "./context.js";
+import { addGithubOptions, addGitlabOptions, addWorkspaceOptions, withExamples } from "./options.js";
+
+type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
+
+const engineOption = () =>
+  new Option("--engine <engine>", "docker: through the Docker engine; registry: straight to the registry, no daemon")
+    .choices(["docker", "registry"])
+    .default("docker");
+
+/**
+ * Subcommands whose behaviour lands in later releases. Their flags are all registered now, with the
+ * original's names and defaults, so scripts and `--help` already see the final interface, and the
+ * image tag is validated; running one says plainly that this build cannot do it yet.
+ */
+function notYet(name: string): never {
+  throw new SyncError(`'${name}' is not available in this version of gh-gitlab-sync yet`, {
+    hint: "use the listing commands (gh-list, gitlab-list, xref), or the Python gh_gitlab_sync.py for this step",
+  });
+}
+
+export function registerPending(program: Command, run: Runner): void {
+  const download = program
+    .command("download")
+    .description("Download the images artifact of the newest successful run with this image tag")
+    .argument("<image-tag>", "image tag, e.g. presto-<sha>-velox-<sha>-linux-amd64", parseImageTag)
+    .option("--force", "replace an existing download", false)
+    .option("--artifact-name <name>", "artifact to take when a run has several");
+  addGithubOptions(download);
+  addWorkspaceOptions(download, "--output-dir");
+  withExamples(download, ["gh-gitlab-sync download presto-92865fbce0d2-velox-65797d572e0a-linux-amd64"]);
+  download.action(() => run(async () => notYet("download")));
+
+  const prepare = program
+    .command("prepare")
+    .description("Extract and verify a downloaded artifact, then write upload-plan.json")
+    .argument("<image-tag>", "image tag", parseImageTag)
+    .option("--clean", "remove an existing extraction first", false);
+  addWorkspaceOptions(prepare);
+  withExamples(prepare, ["gh-gitlab-sync prepare presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --clean"]);
+  prepare.action(() => run(async () => notYet("prepare")));
+
+  const push = program
+    .command("push")
+    .description("Push the prepared images of an image tag to the GitLab registry")
+    .argument("<image-tag>", "image tag", parseImageTag)
+    .option("--skip-login", "do not log in to the registry first", false)
+    .option("--force", "push tags that GitLab already has", false)
+    .option("-y, --yes", "do not ask before pushing", false)
+    .option("--verbose", "show each engine step", false)
+    .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
+    .option("--registry-project <path>", "project path inside the registry (default: --gitlab-project)")
+    .addOption(engineOption());
+  addGithubOptions(push);
+  addGitlabOptions(push, true);
+  addWorkspaceOptions(push);
+  withExamples(push, ["gh-gitlab-sync push presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --yes --engine registry"]);
+  push.action(() => run(async () => notYet("push")));
+
+  const clean = program
+    .command("clean")
+    .description("Remove an image tag's download, extraction and metadata")
+    .argument("<image-tag>", "image tag", parseImageTag)
+    .option("-y, --yes", "do not ask before deleting", false);
+  addWorkspaceOptions(clean);
+  withExamples(clean, ["gh-gitlab-sync clean presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --yes"]);
+  clean.action(() => run(async () => notYet("clean")));
+
+  const daemon = program
+    .command("daemon")
+    .description("Every --interval seconds: xref, then download, prepare, push and clean each missing image tag")
+    .option("--interval <seconds>", "seconds between cycles", String(DEFAULT_INTERVAL_SECONDS))
+    .option("--once", "run one cycle and exit (non-zero when an image failed)", false)
+    .option("--skip-login", "do not log in to the registry first", false)
+    .option("--force-push", "push tags that GitLab already has", false)
+    .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
+    .option("--verbose", "show each engine step", false)
+    .option("--registry-project <path>", "project path inside the registry (default: --gitlab-project)")
+    .option("--health-port <port>", "serve /healthz and /metrics on this port")
+    .addOption(engineOption());
+  addGithubOptions(daemon);
+  addGitlabOptions(daemon, true);
+  addWorkspaceOptions(daemon);
+  withExamples(daemon, ["gh-gitlab-sync daemon --once", "gh-gitlab-sync daemon --interval 600 --engine registry"]);
+  daemon.action(() => run(async () => notYet("daemon")));
+
+  const retag = program
+    .command("retag")
+    .description("Point <target> at the manifest of <source> (e.g. x86/presto-coordinator:latest)")
+    .argument("<source>", "source, like x86/presto-coordinator:presto-A-velox-B")
+    .argument("<target>", "target, like x86/presto-coordinator:latest")
+    .option("--registry-project <path>", "project path inside the registry (default: --gitlab-project)")
+    .addOption(engineOption());
+  addGitlabOptions(retag, true);
+  withExamples(retag, [
+    "gh-gitlab-sync retag x86/presto-coordinator:presto-92865fbce0d2-velox-65797d572e0a x86/presto-coordinator:latest",
+  ]);
+  retag.action(() => run(async () => notYet("retag")));
+}

@@ -1,0 +1,96 @@
+import { Command } from "commander";
+import { crossReference, expectedFromRuns, type XrefResult } from "../sync/xref.js";
+import type { CommandContext } from "./context.js";
+import { addGithubOptions, addGitlabOptions, addJsonOption, addWorkspaceOptions, withExamples } from "./options.js";
+import { githubServices, gitlabServices, runsWithMetadata, type GithubServices, type GitlabServices } from "./services.js";
+
+export function registerXref(program: Command, run: (action: (ctx: CommandContext) => Promise<void>) => Promise<void>): void {
+  const cmd = program
+    .command("xref")
+    .description("Compare the images successful runs built with the tags GitLab holds: what is missing (and extra)")
+    .option("--list-extra", "also list GitLab tags that no run accounts for", false);
+  addGithubOptions(cmd);
+  addGitlabOptions(cmd, false);
+  addWorkspaceOptions(cmd);
+  addJsonOption(cmd);
+  withExamples(cmd, [
+    "gh-gitlab-sync xref",
+    "gh-gitlab-sync xref --limit 50 --list-extra",
+    "gh-gitlab-sync xref --json | jq -r '.missing[].image_tag'",
+  ]);
+  cmd.action((raw: Record<string, unknown>) => run((ctx) => xref(ctx, raw)));
+}
+
+/** GitLab's tags as `x86/presto-coordinator:<tag>`, the same form the expected tags take. */
+export async function presentTags(gitlab: GitlabServices): Promise<Set<string>> {
+  const listing = await gitlab.client.listAllTags(gitlab.options.gitlabProject, { details: false });
+  const present = new Set<string>();
+  for (const { repository, tags } of listing) {
+    const name = repository.name || repository.path;
+    for (const tag of tags) present.add(`${name}:${tag.name}`);
+  }
+  return present;
+}
+
+/** The whole comparison, shared by the xref command and the daemon. */
+export async function computeXref(
+  ctx: CommandContext,
+  github: GithubServices,
+  gitlab: GitlabServices,
+): Promise<{ result: XrefResult; failures: Array<{ runId: number; error: string }> }> {
+  // Both sides are independent: ask GitLab while the run logs are being read.
+  const [{ seen }, present] = await Promise.all([
+    runsWithMetadata(ctx, github, { includeFailed: false }),
+    presentTags(gitlab),
+  ]);
+  const expected = expectedFromRuns(seen);
+  const failures = seen.filter((s) => s.error).map((s) => ({ runId: s.run.id, error: s.error?.message ?? "" }));
+  return { result: crossReference(expected, present), failures };
+}
+
+export async function xref(ctx: CommandContext, raw: Record<string, unknown>): Promise<void> {
+  const github = githubServices(ctx, raw);
+  const gitlab = gitlabServices(ctx, raw);
+  const { result, failures } = await computeXref(ctx, github, gitlab);
+  const listExtra = raw.listExtra === true;
+  if (raw.json === true) {
+    ctx.out.json(jsonXref(result, failures, listExtra));
+    return;
+  }
+  ctx.out.line(`Collected ${result.expectedCount} expected image tags from GitHub runs.`);
+  ctx.out.line(`Found ${result.presentCount} tags in GitLab registry.`);
+  if (result.missing.length > 0) {
+    ctx.out.line("\nImages present in GitHub runs but missing on GitLab:");
+    for (const image of result.missing) {
+      ctx.out.line(`  Image tag: ${image.imageTag}`);
+      ctx.out.line(`    Presto ref : ${image.metadata["Presto ref"] ?? "?"}`);
+      ctx.out.line(`    Velox ref  : ${image.metadata["Velox ref"] ?? "?"}`);
+      ctx.out.line(`    Platform   : ${image.metadata["Target platform"] ?? "?"}`);
+      if (image.runs.length > 0) ctx.out.line(`    Runs       : ${image.runs.map((r) => r.title).join(", ")}`);
+      for (const entry of image.missing) ctx.out.line(`    missing tag: ${entry.gitlabTag}`);
+    }
+  } else {
+    ctx.out.line("\nNo missing GitLab images.");
+  }
+  if (listExtra && result.extra.length > 0) {
+    ctx.out.line("\nImages on GitLab with no matching GitHub run:");
+    for (const tag of result.extra) ctx.out.line(`  ${tag}`);
+  }
+}
+
+function jsonXref(result: XrefResult, failures: Array<{ runId: number; error: string }>, listExtra: boolean) {
+  return {
+    expected_count: result.expectedCount,
+    present_count: result.presentCount,
+    missing: result.missing.map((image) => ({
+      image_tag: image.imageTag,
+      presto_ref: image.metadata["Presto ref"] ?? null,
+      velox_ref: image.metadata["Velox ref"] ?? null,
+      platform: image.metadata["Target platform"] ?? null,
+      runs: image.runs.map((r) => ({ id: r.id, title: r.title, started_at: r.startedAt, html_url: r.htmlUrl })),
+      missing_tags: image.missing.map((e) => e.gitlabTag),
+    })),
+    extra: listExtra ? result.extra : undefined,
+    metadata_failures: failures.map((f) => ({ run_id: f.runId, error: f.error })),
+  };
+}

@@ -1,0 +1,12 @@
+/** Defaults of the original gh_gitlab_sync.py, kept so the two tools are interchangeable. */
+export const DEFAULT_GITHUB_REPO = "rapidsai/velox-testing";
+export const DEFAULT_WORKFLOW_FILE = ".github/workflows/presto-build-images.yml";
+export const DEFAULT_GITHUB_API_URL = "https://api.github.com";
+export const DEFAULT_GITLAB_HOST = "gitlab-master.nvidia.com";
+export const DEFAULT_GITLAB_PROJECT = "hercules/veloxtesting";
+export const DEFAULT_GITLAB_REGISTRY = "gitlab-master.nvidia.com:5005";
+export const DEFAULT_DOWNLOADS_DIR = "downloads";
+export const DEFAULT_LIMIT = 20;
+export const MAX_LIMIT = 1000;
+export const DEFAULT_INTERVAL_SECONDS = 900;
+export const STATE_SUBDIR = ".state";

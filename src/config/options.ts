@@ -1,0 +1,114 @@
+import path from "node:path";
+import { z } from "zod";
+import { UsageError } from "../errors.js";
+import {
+  DEFAULT_DOWNLOADS_DIR,
+  MAX_LIMIT,
+  STATE_SUBDIR,
+} from "./defaults.js";
+
+/** The tag grammar of SPEC §2: refuses `../../etc`, `a/b` and friends before anything touches the disk. */
+export const IMAGE_TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+export const imageTagSchema = z
+  .string()
+  .regex(IMAGE_TAG_PATTERN, "must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}, like presto-<sha>-velox-<sha>-linux-amd64");
+
+const ownerRepo = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be owner/name, like rapidsai/velox-testing");
+
+const httpUrl = z
+  .string()
+  .refine((value) => {
+    try {
+      const url = new URL(value);
+      return url.protocol === "http:" || url.protocol === "https:";
+    } catch {
+      return false;
+    }
+  }, "must be an http(s) URL");
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value && value.trim() ? value.trim() : undefined));
+
+/** Commander hands every value over as a string; numbers are checked here with a readable message. */
+const wholeNumber = (min: number, max: number) =>
+  z
+    .union([z.string(), z.number()])
+    .transform((value) => (typeof value === "number" ? value : value.trim() === "" ? Number.NaN : Number(value)))
+    .pipe(
+      z
+        .number({ error: `must be a whole number from ${min} to ${max}` })
+        .int(`must be a whole number from ${min} to ${max}`)
+        .min(min, `must be a whole number from ${min} to ${max}`)
+        .max(max, `must be a whole number from ${min} to ${max}`),
+    );
+
+export const githubOptionsSchema = z.object({
+  repo: ownerRepo,
+  workflow: z.string().trim().min(1, "must name a workflow file"),
+  branch: optionalText,
+  limit: wholeNumber(1, MAX_LIMIT),
+  ghToken: optionalText,
+  githubApiUrl: httpUrl,
+});
+export type GithubOptions = z.infer<typeof githubOptionsSchema>;
+
+export const gitlabOptionsSchema = z.object({
+  gitlabHost: z.string().trim().min(1, "must name a GitLab host or URL"),
+  gitlabProject: z.string().trim().min(1, "must name a project path or id"),
+  gitlabToken: optionalText,
+});
+export type GitlabOptions = z.infer<typeof gitlabOptionsSchema>;
+
+export const workspaceOptionsSchema = z.object({
+  downloadsDir: z.string().trim().min(1).default(DEFAULT_DOWNLOADS_DIR),
+  stateDir: optionalText,
+});
+export type WorkspaceOptions = z.infer<typeof workspaceOptionsSchema>;
+
+export const outputOptionsSchema = z.object({
+  json: z.boolean().default(false),
+});
+
+function flagName(key: PropertyKey | undefined): string {
+  if (typeof key !== "string") return "an option";
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+function shown(value: unknown): string {
+  return typeof value === "string" ? `'${value}'` : JSON.stringify(value);
+}
+
+/**
+ * Validates raw commander options against a schema. The first problem becomes a UsageError naming
+ * the flag and the value it got, so the operator sees exactly what to retype.
+ */
+export function parseOptions<S extends z.ZodType>(schema: S, raw: Record<string, unknown>): z.infer<S> {
+  const result = schema.safeParse(raw);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const key = issue?.path[0];
+  const flag = flagName(key);
+  const got = typeof key === "string" && key in raw ? ` (got ${shown(raw[key])})` : "";
+  throw new UsageError(`${flag} ${issue?.message ?? "is invalid"}${got}`, `see --help for ${flag}`);
+}
+
+export function parseImageTag(value: string): string {
+  const result = imageTagSchema.safeParse(value);
+  if (!result.success) {
+    throw new UsageError(
+      `invalid image tag '${value}': ${result.error.issues[0]?.message ?? "bad format"}`,
+      "copy the tag from `xref` or `gh-list` output",
+    );
+  }
+  return result.data;
+}
+
+/** The state directory (metadata cache, failures, locks): `--state-dir`, else `<downloads>/.state`. */
+export function stateDirFor(options: WorkspaceOptions): string {
+  return path.resolve(options.stateDir ?? path.join(options.downloadsDir, STATE_SUBDIR));
+}

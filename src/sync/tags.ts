@@ -1,0 +1,107 @@
+import type { RunMetadata } from "../github/metadata-parser.js";
+
+/** The image repositories the workflow can build, in the order the original lists them. */
+export const IMAGE_REPOS = [
+  "presto-coordinator",
+  "presto-java-worker",
+  "presto-native-worker-cpu",
+  "presto-native-worker-gpu",
+] as const;
+export type ImageRepo = (typeof IMAGE_REPOS)[number];
+
+export type Arch = "x86" | "arm" | "";
+
+export interface ExpectedImage {
+  /** `x86/presto-coordinator:presto-A-velox-B`, the form xref prints and upload-plan.json stores. */
+  gitlabTag: string;
+  /** Path below the GitLab project: `x86/presto-coordinator`. */
+  repoPath: string;
+  /** Tag in GitLab: the image tag without its platform suffix. */
+  tag: string;
+  arch: Arch;
+  repo: ImageRepo;
+  /** The GitHub image tag the image was built under: `presto-A-velox-B-linux-amd64`. */
+  imageTag: string;
+  /** The tarball name inside the artifact: `<repo>-<image tag>.tar.gz`. */
+  tarball: string;
+}
+
+export function archForPlatform(platform: string | undefined): Arch {
+  const p = (platform ?? "").toLowerCase();
+  if (p.includes("arm")) return "arm";
+  if (p.includes("amd") || p.includes("x86")) return "x86";
+  return "";
+}
+
+/** The platform suffix the workflow appends: `linux/amd64` → `-linux-amd64`. */
+export function platformSuffix(platform: string | undefined): string {
+  return platform ? `-${platform.replace(/\//g, "-")}` : "";
+}
+
+/** GitHub image tag → GitLab tag: the architecture moves into the path, so the suffix goes. */
+export function gitlabTagName(imageTag: string, platform: string | undefined): string {
+  const suffix = platformSuffix(platform);
+  return suffix && imageTag.endsWith(suffix) ? imageTag.slice(0, -suffix.length) : imageTag;
+}
+
+function isTrue(value: string | undefined): boolean {
+  return (value ?? "").trim().toLowerCase() === "true";
+}
+
+export function builtRepos(metadata: RunMetadata): ImageRepo[] {
+  const repos: ImageRepo[] = ["presto-coordinator"];
+  if (isTrue(metadata["Build Java worker"])) repos.push("presto-java-worker");
+  if (isTrue(metadata["Build native CPU"])) repos.push("presto-native-worker-cpu");
+  if (isTrue(metadata["Build native GPU"])) repos.push("presto-native-worker-gpu");
+  return repos;
+}
+
+/** SPEC §1.6: the GitLab images one run's metadata promises; none when the block has no image tag. */
+export function expectedImages(metadata: RunMetadata): ExpectedImage[] {
+  const imageTag = metadata["Image tag"];
+  if (!imageTag) return [];
+  const platform = metadata["Target platform"];
+  const arch = archForPlatform(platform);
+  const tag = gitlabTagName(imageTag, platform);
+  return builtRepos(metadata).map((repo) => {
+    const repoPath = arch ? `${arch}/${repo}` : repo;
+    return {
+      gitlabTag: `${repoPath}:${tag}`,
+      repoPath,
+      tag,
+      arch,
+      repo,
+      imageTag,
+      tarball: `${repo}-${imageTag}.tar.gz`,
+    };
+  });
+}
+
+export interface ParsedGitlabTag {
+  repoPath: string;
+  tag: string;
+  arch: Arch;
+  repo: string;
+}
+
+/** Reverse lookup: `x86/presto-coordinator:presto-A-velox-B` → its parts; undefined if malformed. */
+export function parseGitlabTag(gitlabTag: string): ParsedGitlabTag | undefined {
+  const colon = gitlabTag.lastIndexOf(":");
+  if (colon <= 0 || colon === gitlabTag.length - 1) return undefined;
+  const repoPath = gitlabTag.slice(0, colon);
+  const tag = gitlabTag.slice(colon + 1);
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) return undefined;
+  if (!/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(repoPath)) return undefined;
+  const slash = repoPath.indexOf("/");
+  const head = slash === -1 ? "" : repoPath.slice(0, slash);
+  const arch: Arch = head === "x86" || head === "arm" ? head : "";
+  const repo = arch ? repoPath.slice(slash + 1) : repoPath;
+  return { repoPath, tag, arch, repo };
+}
+
+/** The image tag a GitLab tag came from, given the arch: `arm` → `…-linux-arm64`, `x86` → `…-linux-amd64`. */
+export function imageTagFromGitlab(parsed: ParsedGitlabTag): string {
+  if (parsed.arch === "x86") return `${parsed.tag}-linux-amd64`;
+  if (parsed.arch === "arm") return `${parsed.tag}-linux-arm64`;
+  return parsed.tag;
+}

@@ -1,0 +1,105 @@
+import type { RunMetadata } from "../github/metadata-parser.js";
+import type { WorkflowRun } from "../github/runs.js";
+import { expectedImages, type ExpectedImage } from "./tags.js";
+
+export interface RunRef {
+  id: number;
+  title: string;
+  startedAt: string;
+  htmlUrl: string;
+}
+
+export interface ExpectedEntry extends ExpectedImage {
+  run: RunRef;
+  metadata: RunMetadata;
+}
+
+export interface SeenRun {
+  run: WorkflowRun;
+  metadata?: RunMetadata;
+}
+
+export function runRef(run: WorkflowRun): RunRef {
+  return {
+    id: run.id,
+    title: run.display_title || run.name,
+    startedAt: run.run_started_at ?? run.created_at,
+    htmlUrl: run.html_url,
+  };
+}
+
+export function isSuccessful(run: WorkflowRun): boolean {
+  return run.conclusion === "success";
+}
+
+/** Newest first by start time, then by id, so ties between re-runs resolve the same way every time. */
+export function newestFirst(a: WorkflowRun, b: WorkflowRun): number {
+  const byTime = runRef(b).startedAt.localeCompare(runRef(a).startedAt);
+  return byTime !== 0 ? byTime : b.id - a.id;
+}
+
+export interface ExpectedTags {
+  /** gitlab tag → the newest successful run that promises it. */
+  byGitlabTag: Map<string, ExpectedEntry>;
+  /** image tag → every successful run that built it, newest first. */
+  runsByImage: Map<string, RunRef[]>;
+}
+
+/** What GitLab should hold according to GitHub: when runs share an image tag, the newest one wins. */
+export function expectedFromRuns(runs: readonly SeenRun[]): ExpectedTags {
+  const byGitlabTag = new Map<string, ExpectedEntry>();
+  const runsByImage = new Map<string, RunRef[]>();
+  const successful = runs.filter((r) => isSuccessful(r.run) && r.metadata).sort((a, b) => newestFirst(a.run, b.run));
+  for (const { run, metadata } of successful) {
+    if (!metadata) continue;
+    const images = expectedImages(metadata);
+    if (images.length === 0) continue;
+    const ref = runRef(run);
+    const imageTag = images[0]?.imageTag ?? "";
+    runsByImage.set(imageTag, [...(runsByImage.get(imageTag) ?? []), ref]);
+    for (const image of images) {
+      if (!byGitlabTag.has(image.gitlabTag)) byGitlabTag.set(image.gitlabTag, { ...image, run: ref, metadata });
+    }
+  }
+  return { byGitlabTag, runsByImage };
+}
+
+export interface MissingImage {
+  imageTag: string;
+  metadata: RunMetadata;
+  runs: RunRef[];
+  /** The missing GitLab tags of this image tag, sorted. */
+  missing: ExpectedEntry[];
+}
+
+export interface XrefResult {
+  expectedCount: number;
+  presentCount: number;
+  missing: MissingImage[];
+  extra: string[];
+}
+
+/** Missing = expected but absent from GitLab; extra = in GitLab with no run behind it. */
+export function crossReference(expected: ExpectedTags, present: ReadonlySet<string>): XrefResult {
+  const grouped = new Map<string, MissingImage>();
+  const missingTags = [...expected.byGitlabTag.keys()].filter((t) => !present.has(t)).sort();
+  for (const gitlabTag of missingTags) {
+    const entry = expected.byGitlabTag.get(gitlabTag);
+    if (!entry) continue;
+    const group = grouped.get(entry.imageTag) ?? {
+      imageTag: entry.imageTag,
+      metadata: entry.metadata,
+      runs: expected.runsByImage.get(entry.imageTag) ?? [],
+      missing: [],
+    };
+    group.missing.push(entry);
+    grouped.set(entry.imageTag, group);
+  }
+  const extra = [...present].filter((t) => !expected.byGitlabTag.has(t)).sort();
+  return {
+    expectedCount: expected.byGitlabTag.size,
+    presentCount: present.size,
+    missing: [...grouped.values()],
+    extra,
+  };
+}
