@@ -1,0 +1,198 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startGithubStandIn, type GithubStandIn } from "./github-standin.js";
+import { makeFixtureRun, makeMetadata } from "./run-fixtures.js";
+
+const TOKEN = "ghp_standin_test_token";
+const REPO = "rapidsai/velox-testing";
+const RUNS_PATH = `/repos/${REPO}/actions/workflows/presto-build-images.yml/runs`;
+
+let gh: GithubStandIn;
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+async function api(path: string, headers: Record<string, string> = auth): Promise<Response> {
+  return fetch(`${gh.url}${path}`, { headers, redirect: "manual" });
+}
+
+beforeAll(async () => {
+  gh = await startGithubStandIn({ token: TOKEN });
+  for (let i = 0; i < 5; i++) {
+    const metadata = makeMetadata({
+      prestoRef: `p${i}`,
+      veloxRef: "v",
+      platform: "linux/amd64",
+      mode: "all",
+    });
+    gh.addRun(
+      await makeFixtureRun({
+        id: 1000 + i,
+        metadata,
+        branch: i % 2 === 0 ? "main" : "dev",
+        conclusion: i === 4 ? "failure" : "success",
+        createdAt: `2025-10-0${i + 1}T10:00:00Z`,
+        stepFiles: true,
+        artifacts: [
+          {
+            id: 5000 + i,
+            name: `presto-images-${1000 + i}`,
+            bytes: Buffer.from(`zip-${i}`),
+            expired: i === 3,
+          },
+        ],
+      }),
+    );
+  }
+});
+
+afterAll(async () => {
+  await gh.close();
+});
+
+beforeEach(() => {
+  gh.clearFaults();
+  gh.resetRequests();
+});
+
+describe("GitHub stand-in: API", () => {
+  it("checks the token in both header forms", async () => {
+    expect((await api(RUNS_PATH, {})).status).toBe(401);
+    const bad = await api(RUNS_PATH, { authorization: "Bearer wrong" });
+    expect(bad.status).toBe(401);
+    expect(await bad.json()).toMatchObject({ message: "Bad credentials" });
+    expect((await api(RUNS_PATH, { authorization: `token ${TOKEN}` })).status).toBe(200);
+    const ok = await api(RUNS_PATH);
+    expect(ok.headers.get("x-ratelimit-remaining")).toMatch(/^\d+$/);
+    expect(ok.headers.get("x-ratelimit-reset")).toMatch(/^\d+$/);
+  });
+
+  it("lists runs newest first with filters and link-header paging", async () => {
+    const all = (await (await api(RUNS_PATH)).json()) as {
+      total_count: number;
+      workflow_runs: Array<{ id: number }>;
+    };
+    expect(all.total_count).toBe(5);
+    expect(all.workflow_runs.map((r) => r.id)).toEqual([1004, 1003, 1002, 1001, 1000]);
+
+    const dev = (await (await api(`${RUNS_PATH}?branch=dev`)).json()) as {
+      workflow_runs: Array<{ id: number }>;
+    };
+    expect(dev.workflow_runs.map((r) => r.id)).toEqual([1003, 1001]);
+    const ok = (await (await api(`${RUNS_PATH}?status=success`)).json()) as { total_count: number };
+    expect(ok.total_count).toBe(4);
+
+    const page1 = await api(`${RUNS_PATH}?per_page=2`);
+    expect(page1.headers.get("link")).toContain('page=2>; rel="next"');
+    const page3 = await api(`${RUNS_PATH}?per_page=2&page=3`);
+    const body3 = (await page3.json()) as { workflow_runs: Array<{ id: number }> };
+    expect(body3.workflow_runs.map((r) => r.id)).toEqual([1000]);
+    expect(page3.headers.get("link")).not.toContain('rel="next"');
+  });
+
+  it("answers 404 for an unknown repository or workflow", async () => {
+    expect(
+      (await api("/repos/nobody/nothing/actions/workflows/presto-build-images.yml/runs")).status,
+    ).toBe(404);
+    const res = await api(`/repos/${REPO}/actions/workflows/other.yml/runs`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ message: "Not Found" });
+  });
+
+  it("lists jobs with their steps", async () => {
+    const res = await api(`/repos/${REPO}/actions/runs/1000/jobs`);
+    const body = (await res.json()) as {
+      total_count: number;
+      jobs: Array<{ name: string; steps: Array<{ name: string }> }>;
+    };
+    expect(body.total_count).toBe(2);
+    expect(body.jobs[1]?.steps.map((s) => s.name)).toContain("Record build metadata");
+  });
+
+  it("lists artifacts and refuses an expired one with 410", async () => {
+    const list = (await (await api(`/repos/${REPO}/actions/runs/1003/artifacts`)).json()) as {
+      artifacts: Array<{
+        id: number;
+        name: string;
+        expired: boolean;
+        workflow_run: { id: number };
+      }>;
+    };
+    expect(list.artifacts[0]).toMatchObject({
+      id: 5003,
+      name: "presto-images-1003",
+      expired: true,
+    });
+    expect((await api(`/repos/${REPO}/actions/artifacts/5003/zip`)).status).toBe(410);
+    const zip = await api(`/repos/${REPO}/actions/artifacts/5002/zip`);
+    expect(zip.status).toBe(302);
+    const blob = await fetch(zip.headers.get("location") ?? "");
+    expect(Buffer.from(await blob.arrayBuffer()).toString()).toBe("zip-2");
+  });
+});
+
+describe("GitHub stand-in: blob host", () => {
+  async function jobLogLocation(): Promise<string> {
+    const res = await api(`/repos/${REPO}/actions/jobs/10002/logs`);
+    expect(res.status).toBe(302);
+    const location = res.headers.get("location") ?? "";
+    expect(location.startsWith(gh.blobUrl)).toBe(true);
+    return location;
+  }
+
+  it("serves a redirect target without a token, refuses one with it", async () => {
+    const location = await jobLogLocation();
+    expect((await fetch(location, { headers: auth })).status).toBe(403);
+    const ok = await fetch(location);
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain("Image tag         : presto-p0-velox-v-linux-amd64");
+    const blobRequests = gh.requests.filter((r) => r.host === "blob");
+    expect(blobRequests.map((r) => [r.status, r.authorization])).toEqual([
+      [403, true],
+      [200, false],
+    ]);
+  });
+
+  it("honours Range", async () => {
+    const location = await jobLogLocation();
+    const whole = Buffer.from(await (await fetch(location)).arrayBuffer());
+    const part = await fetch(location, { headers: { range: "bytes=10-19" } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get("content-range")).toBe(`bytes 10-19/${whole.length}`);
+    expect(Buffer.from(await part.arrayBuffer())).toEqual(whole.subarray(10, 20));
+    expect((await fetch(location, { headers: { range: `bytes=${whole.length}-` } })).status).toBe(
+      416,
+    );
+    expect(gh.requests.find((r) => r.status === 206)?.range).toBe("bytes=10-19");
+  });
+
+  it("lets tests expire the signed URLs", async () => {
+    const location = await jobLogLocation();
+    gh.expireSignedUrls();
+    expect((await fetch(location)).status).toBe(403);
+    expect((await fetch(await jobLogLocation())).status).toBe(200);
+    const tampered = new URL(await jobLogLocation());
+    tampered.pathname = "/logs/jobs/10012.txt";
+    expect((await fetch(tampered)).status).toBe(403);
+  });
+
+  it("injects faults on either host, for a number of requests", async () => {
+    gh.injectFault({ match: "/jobs", status: 502, times: 2 });
+    expect((await api(`/repos/${REPO}/actions/runs/1000/jobs`)).status).toBe(502);
+    expect((await api(`/repos/${REPO}/actions/runs/1000/jobs`)).status).toBe(502);
+    expect((await api(`/repos/${REPO}/actions/runs/1000/jobs`)).status).toBe(200);
+
+    gh.injectFault({ match: /^\/logs\/jobs\//, cutAfterBytes: 100 });
+    const cut = await fetch(await jobLogLocation());
+    await expect(cut.arrayBuffer()).rejects.toThrow();
+    const record = gh.requests.find((r) => r.host === "blob");
+    expect(record?.bytesSent).toBe(100);
+
+    gh.injectFault({
+      match: "/runs",
+      status: 429,
+      headers: { "retry-after": "1", "x-ratelimit-remaining": "0" },
+    });
+    const limited = await api(RUNS_PATH);
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("1");
+    expect(limited.headers.get("x-ratelimit-remaining")).toBe("0");
+  });
+});
