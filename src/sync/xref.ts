@@ -45,21 +45,24 @@ export interface ExpectedTags {
   runsByImage: Map<string, RunRef[]>;
 }
 
-/** What GitLab should hold according to GitHub: when runs share an image tag, the newest one wins. */
+/**
+ * What GitLab should hold according to GitHub. When runs share an image tag the newest successful
+ * one decides the whole set for that tag: its artifact is the one that will be pushed, so an older
+ * run's extra worker is not expected (it could never be supplied and would stay "missing").
+ */
 export function expectedFromRuns(runs: readonly SeenRun[]): ExpectedTags {
   const byGitlabTag = new Map<string, ExpectedEntry>();
   const runsByImage = new Map<string, RunRef[]>();
-  const successful = runs.filter((r) => isSuccessful(r.run) && r.metadata).sort((a, b) => newestFirst(a.run, b.run));
+  const successful = runs.filter((r) => isSuccessful(r.run)).sort((a, b) => newestFirst(a.run, b.run));
   for (const { run, metadata } of successful) {
-    if (!metadata) continue;
-    const images = expectedImages(metadata);
-    if (images.length === 0) continue;
+    const images = metadata ? expectedImages(metadata) : [];
+    const imageTag = images[0]?.imageTag;
+    if (!metadata || !imageTag) continue;
     const ref = runRef(run);
-    const imageTag = images[0]?.imageTag ?? "";
-    runsByImage.set(imageTag, [...(runsByImage.get(imageTag) ?? []), ref]);
-    for (const image of images) {
-      if (!byGitlabTag.has(image.gitlabTag)) byGitlabTag.set(image.gitlabTag, { ...image, run: ref, metadata });
-    }
+    const earlier = runsByImage.get(imageTag);
+    runsByImage.set(imageTag, [...(earlier ?? []), ref]);
+    if (earlier) continue;
+    for (const image of images) byGitlabTag.set(image.gitlabTag, { ...image, run: ref, metadata });
   }
   return { byGitlabTag, runsByImage };
 }

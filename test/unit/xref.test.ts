@@ -40,6 +40,17 @@ describe("xref", () => {
     expect(expected.runsByImage.get("presto-a-velox-b-linux-amd64")?.map((r) => r.id)).toEqual([3, 1]);
   });
 
+  it("takes the whole expected set of a shared image tag from the newest run", () => {
+    const expected = expectedFromRuns([
+      { run: run(1, "2025-01-01T00:00:00Z"), metadata: meta("presto-a-velox-b", { "Build Java worker": "true" }) },
+      { run: run(2, "2025-02-01T00:00:00Z"), metadata: meta("presto-a-velox-b", { "Build native CPU": "true" }) },
+    ]);
+    expect([...expected.byGitlabTag.keys()].sort()).toEqual([
+      "x86/presto-coordinator:presto-a-velox-b",
+      "x86/presto-native-worker-cpu:presto-a-velox-b",
+    ]);
+  });
+
   it("finds missing and extra tags, grouped by image tag", () => {
     const expected = expectedFromRuns([
       { run: run(1, "2025-01-01T00:00:00Z"), metadata: meta("presto-a-velox-b", { "Build native CPU": "true" }) },

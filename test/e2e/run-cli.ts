@@ -1,0 +1,53 @@
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const BIN = path.join(root, "bin", "gh-gitlab-sync");
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the built binary as an operator would. Asynchronous on purpose: the stand-in servers live
+ * in this same process, so a synchronous spawn would block the very servers the CLI talks to.
+ */
+export function runBinary(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; input?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const env: Record<string, string> = {};
+    // Only what the test hands over (plus PATH/HOME), so the developer's own tokens never leak in.
+    for (const key of ["PATH", "HOME", "TMPDIR", "DOCKER_HOST"]) {
+      const value = process.env[key];
+      if (value) env[key] = value;
+    }
+    for (const [key, value] of Object.entries(options.env ?? {})) {
+      if (value === undefined) delete env[key];
+      else env[key] = value;
+    }
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? root, env, stdio: "pipe" });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(options.input ?? "");
+  });
+}
+
+/** The lines an operator sees on stderr that are not structured log records. */
+export function plainStderrLines(stderr: string): string[] {
+  return stderr
+    .split("\n")
+    .filter((line) => line.trim() !== "" && !line.startsWith("{"));
+}
