@@ -1,6 +1,12 @@
 import { Command, CommanderError, Option } from "commander";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isSyncError, describeError } from "./errors.js";
-import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel, type Logger } from "./report/logger.js";
+import {
+  createLogger,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+  type Logger,
+} from "./report/logger.js";
 import { createOutput } from "./report/output.js";
 import type { Env } from "./config/tokens.js";
 import type { CommandContext } from "./commands/context.js";
@@ -18,10 +24,16 @@ export interface CliDeps {
 
 export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void): Command {
   const program = new Command("gh-gitlab-sync")
-    .description("Mirror the Docker images built by a GitHub Actions workflow into a GitLab container registry.")
-    .addOption(new Option("--log-level <level>", "log level").choices([...LOG_LEVELS]).default("info"))
+    .description(
+      "Mirror the Docker images built by a GitHub Actions workflow into a GitLab container registry.",
+    )
     .addOption(
-      new Option("--log-format <format>", "log format on stderr").choices(["auto", "pretty", "json"]).default("auto"),
+      new Option("--log-level <level>", "log level").choices([...LOG_LEVELS]).default("info"),
+    )
+    .addOption(
+      new Option("--log-format <format>", "log format on stderr")
+        .choices(["auto", "pretty", "json"])
+        .default("auto"),
     )
     .showSuggestionAfterError()
     .exitOverride()
@@ -39,7 +51,11 @@ Authentication:
 
   const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> => {
     const globals = program.opts<{ logLevel: LogLevel; logFormat: LogFormat }>();
-    const logger = createLogger({ level: globals.logLevel, format: globals.logFormat, isTTY: deps.stderr.isTTY });
+    const logger = createLogger({
+      level: globals.logLevel,
+      format: globals.logFormat,
+      isTTY: deps.stderr.isTTY,
+    });
     onLogger(logger);
     await action({ logger, out: createOutput(deps.stdout), env: deps.env, signal: deps.signal });
   };
@@ -50,7 +66,10 @@ Authentication:
   registerPending(program, run);
   // Every subcommand inherits the parent's output and exit handling.
   for (const cmd of program.commands) {
-    cmd.exitOverride().configureOutput({ writeOut: (s) => deps.stdout.write(s), writeErr: (s) => deps.stderr.write(s) });
+    cmd.exitOverride().configureOutput({
+      writeOut: (s) => deps.stdout.write(s),
+      writeErr: (s) => deps.stderr.write(s),
+    });
   }
   return program;
 }
@@ -73,7 +92,9 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
       if (debug && err.stack) deps.stderr.write(`${err.stack}\n`);
       return err.exitCode;
     }
-    deps.stderr.write(`Error: unexpected failure: ${describeError(err)} — rerun with --log-level debug for details\n`);
+    deps.stderr.write(
+      `Error: unexpected failure: ${describeError(err)} — rerun with --log-level debug for details\n`,
+    );
     if (debug && err instanceof Error && err.stack) deps.stderr.write(`${err.stack}\n`);
     return EXIT_FAILURE;
   } finally {

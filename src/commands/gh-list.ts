@@ -7,10 +7,15 @@ import type { CommandContext } from "./context.js";
 import { addGithubOptions, addJsonOption, addWorkspaceOptions, withExamples } from "./options.js";
 import { githubServices, runsWithMetadata, type RunWithMetadata } from "./services.js";
 
-export function registerGhList(program: Command, run: (action: (ctx: CommandContext) => Promise<void>) => Promise<void>): void {
+export function registerGhList(
+  program: Command,
+  run: (action: (ctx: CommandContext) => Promise<void>) => Promise<void>,
+): void {
   const cmd = program
     .command("gh-list")
-    .description("List recent workflow runs with their parsed build metadata (successful runs unless --include-failed)")
+    .description(
+      "List recent workflow runs with their parsed build metadata (successful runs unless --include-failed)",
+    )
     .option("--include-failed", "also show runs that did not succeed", false);
   addGithubOptions(cmd);
   addWorkspaceOptions(cmd);
@@ -41,7 +46,9 @@ export async function ghList(ctx: CommandContext, raw: Record<string, unknown>):
 
 function printRun(ctx: CommandContext, { run, metadata, error }: RunWithMetadata): void {
   const ref = runRef(run);
-  ctx.out.line(`${run.id}: ${ref.title} · branch=${run.head_branch} · conclusion=${run.conclusion} · started=${ref.startedAt}`);
+  ctx.out.line(
+    `${run.id}: ${ref.title} · branch=${run.head_branch} · conclusion=${run.conclusion} · started=${ref.startedAt}`,
+  );
   if (error) {
     ctx.out.line(`  (metadata unavailable: ${error.message})`);
   } else if (!metadata || Object.keys(metadata).length === 0) {

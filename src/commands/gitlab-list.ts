@@ -5,10 +5,15 @@ import type { CommandContext } from "./context.js";
 import { addGitlabOptions, addJsonOption, withExamples } from "./options.js";
 import { gitlabServices } from "./services.js";
 
-export function registerGitlabList(program: Command, run: (action: (ctx: CommandContext) => Promise<void>) => Promise<void>): void {
+export function registerGitlabList(
+  program: Command,
+  run: (action: (ctx: CommandContext) => Promise<void>) => Promise<void>,
+): void {
   const cmd = program
     .command("gitlab-list")
-    .description("List the project's container registry repositories and their tags (size, created)");
+    .description(
+      "List the project's container registry repositories and their tags (size, created)",
+    );
   addGitlabOptions(cmd, false);
   addJsonOption(cmd);
   withExamples(cmd, [
@@ -52,7 +57,9 @@ export async function gitlabList(ctx: CommandContext, raw: Record<string, unknow
     ctx.out.line(`Repository: ${repository.name || repository.path} (id=${repository.id})`);
     if (tags.length === 0) ctx.out.line("  (no tags)");
     for (const tag of tags.map(details)) {
-      ctx.out.line(`  ${tag.name.padEnd(40)}  size=${gib(tag.total_size)} GiB  created=${tag.created_at ?? "?"}`);
+      ctx.out.line(
+        `  ${tag.name.padEnd(40)}  size=${gib(tag.total_size)} GiB  created=${tag.created_at ?? "?"}`,
+      );
     }
     ctx.out.line(RULE);
   }

@@ -28,28 +28,51 @@ export function addGithubOptions(cmd: Command): Command {
 /** The GitLab API flags; the registry ones only where a command talks to the registry. */
 export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
   cmd
-    .option("--gitlab-host <host|url>", "GitLab host, or a full URL like http://127.0.0.1:8929", DEFAULT_GITLAB_HOST)
-    .option("--gitlab-project <path|id>", "GitLab project path or numeric id", DEFAULT_GITLAB_PROJECT)
+    .option(
+      "--gitlab-host <host|url>",
+      "GitLab host, or a full URL like http://127.0.0.1:8929",
+      DEFAULT_GITLAB_HOST,
+    )
+    .option(
+      "--gitlab-project <path|id>",
+      "GitLab project path or numeric id",
+      DEFAULT_GITLAB_PROJECT,
+    )
     .option("--gitlab-token <token>", "GitLab access token (else GITLAB_TOKEN)");
   if (withRegistry) {
     cmd
       .option("--registry <host[:port]>", "container registry", DEFAULT_GITLAB_REGISTRY)
-      .option("--registry-username <user>", "registry user (else GITLAB_REGISTRY_USERNAME, CI_REGISTRY_USER)")
+      .option(
+        "--registry-username <user>",
+        "registry user (else GITLAB_REGISTRY_USERNAME, CI_REGISTRY_USER)",
+      )
       .option(
         "--registry-password <password>",
         "registry password (else GITLAB_REGISTRY_PASSWORD, CI_REGISTRY_PASSWORD, the GitLab token)",
       )
-      .option("--insecure-registry", "talk plain http to the registry (automatic for loopback)", false);
+      .option(
+        "--insecure-registry",
+        "talk plain http to the registry (automatic for loopback)",
+        false,
+      );
   }
   return cmd;
 }
 
 /** Where downloads live and where the state (metadata cache, failures, lock) is kept. */
-export function addWorkspaceOptions(cmd: Command, flag: "--downloads-dir" | "--output-dir" = "--downloads-dir"): Command {
-  const option = new Option(`${flag} <dir>`, "directory holding the downloads").default(DEFAULT_DOWNLOADS_DIR);
+export function addWorkspaceOptions(
+  cmd: Command,
+  flag: "--downloads-dir" | "--output-dir" = "--downloads-dir",
+): Command {
+  const option = new Option(`${flag} <dir>`, "directory holding the downloads").default(
+    DEFAULT_DOWNLOADS_DIR,
+  );
   return cmd
     .addOption(option)
-    .option("--state-dir <dir>", "state directory: metadata cache, failures, lock (default <downloads-dir>/.state)");
+    .option(
+      "--state-dir <dir>",
+      "state directory: metadata cache, failures, lock (default <downloads-dir>/.state)",
+    );
 }
 
 export function addJsonOption(cmd: Command): Command {

@@ -3,12 +3,20 @@ import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
 import { parseImageTag } from "../config/options.js";
 import { SyncError } from "../errors.js";
 import type { CommandContext } from "./context.js";
-import { addGithubOptions, addGitlabOptions, addWorkspaceOptions, withExamples } from "./options.js";
+import {
+  addGithubOptions,
+  addGitlabOptions,
+  addWorkspaceOptions,
+  withExamples,
+} from "./options.js";
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 
 const engineOption = () =>
-  new Option("--engine <engine>", "docker: through the Docker engine; registry: straight to the registry, no daemon")
+  new Option(
+    "--engine <engine>",
+    "docker: through the Docker engine; registry: straight to the registry, no daemon",
+  )
     .choices(["docker", "registry"])
     .default("docker");
 
@@ -32,7 +40,9 @@ export function registerPending(program: Command, run: Runner): void {
     .option("--artifact-name <name>", "artifact to take when a run has several");
   addGithubOptions(download);
   addWorkspaceOptions(download, "--output-dir");
-  withExamples(download, ["gh-gitlab-sync download presto-92865fbce0d2-velox-65797d572e0a-linux-amd64"]);
+  withExamples(download, [
+    "gh-gitlab-sync download presto-92865fbce0d2-velox-65797d572e0a-linux-amd64",
+  ]);
   download.action(() => run(async () => notYet("download")));
 
   const prepare = program
@@ -41,7 +51,9 @@ export function registerPending(program: Command, run: Runner): void {
     .argument("<image-tag>", "image tag", parseImageTag)
     .option("--clean", "remove an existing extraction first", false);
   addWorkspaceOptions(prepare);
-  withExamples(prepare, ["gh-gitlab-sync prepare presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --clean"]);
+  withExamples(prepare, [
+    "gh-gitlab-sync prepare presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --clean",
+  ]);
   prepare.action(() => run(async () => notYet("prepare")));
 
   const push = program
@@ -53,12 +65,17 @@ export function registerPending(program: Command, run: Runner): void {
     .option("-y, --yes", "do not ask before pushing", false)
     .option("--verbose", "show each engine step", false)
     .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
-    .option("--registry-project <path>", "project path inside the registry (default: --gitlab-project)")
+    .option(
+      "--registry-project <path>",
+      "project path inside the registry (default: --gitlab-project)",
+    )
     .addOption(engineOption());
   addGithubOptions(push);
   addGitlabOptions(push, true);
   addWorkspaceOptions(push);
-  withExamples(push, ["gh-gitlab-sync push presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --yes --engine registry"]);
+  withExamples(push, [
+    "gh-gitlab-sync push presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --yes --engine registry",
+  ]);
   push.action(() => run(async () => notYet("push")));
 
   const clean = program
@@ -67,25 +84,35 @@ export function registerPending(program: Command, run: Runner): void {
     .argument("<image-tag>", "image tag", parseImageTag)
     .option("-y, --yes", "do not ask before deleting", false);
   addWorkspaceOptions(clean);
-  withExamples(clean, ["gh-gitlab-sync clean presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --yes"]);
+  withExamples(clean, [
+    "gh-gitlab-sync clean presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --yes",
+  ]);
   clean.action(() => run(async () => notYet("clean")));
 
   const daemon = program
     .command("daemon")
-    .description("Every --interval seconds: xref, then download, prepare, push and clean each missing image tag")
+    .description(
+      "Every --interval seconds: xref, then download, prepare, push and clean each missing image tag",
+    )
     .option("--interval <seconds>", "seconds between cycles", String(DEFAULT_INTERVAL_SECONDS))
     .option("--once", "run one cycle and exit (non-zero when an image failed)", false)
     .option("--skip-login", "do not log in to the registry first", false)
     .option("--force-push", "push tags that GitLab already has", false)
     .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
     .option("--verbose", "show each engine step", false)
-    .option("--registry-project <path>", "project path inside the registry (default: --gitlab-project)")
+    .option(
+      "--registry-project <path>",
+      "project path inside the registry (default: --gitlab-project)",
+    )
     .option("--health-port <port>", "serve /healthz and /metrics on this port")
     .addOption(engineOption());
   addGithubOptions(daemon);
   addGitlabOptions(daemon, true);
   addWorkspaceOptions(daemon);
-  withExamples(daemon, ["gh-gitlab-sync daemon --once", "gh-gitlab-sync daemon --interval 600 --engine registry"]);
+  withExamples(daemon, [
+    "gh-gitlab-sync daemon --once",
+    "gh-gitlab-sync daemon --interval 600 --engine registry",
+  ]);
   daemon.action(() => run(async () => notYet("daemon")));
 
   const retag = program
@@ -93,7 +120,10 @@ export function registerPending(program: Command, run: Runner): void {
     .description("Point <target> at the manifest of <source> (e.g. x86/presto-coordinator:latest)")
     .argument("<source>", "source, like x86/presto-coordinator:presto-A-velox-B")
     .argument("<target>", "target, like x86/presto-coordinator:latest")
-    .option("--registry-project <path>", "project path inside the registry (default: --gitlab-project)")
+    .option(
+      "--registry-project <path>",
+      "project path inside the registry (default: --gitlab-project)",
+    )
     .addOption(engineOption());
   addGitlabOptions(retag, true);
   withExamples(retag, [

@@ -27,8 +27,15 @@ export function githubServices(ctx: CommandContext, raw: Record<string, unknown>
   const options = parseOptions(githubOptionsSchema, raw);
   const workspace = parseOptions(workspaceOptionsSchema, raw);
   const token = resolveGithubToken(options.ghToken, ctx.env);
-  ctx.logger.debug({ tokenSource: token.source, baseUrl: options.githubApiUrl }, "GitHub client ready");
-  const client = createGithubClient({ baseUrl: options.githubApiUrl, token: token.value, logger: ctx.logger });
+  ctx.logger.debug(
+    { tokenSource: token.source, baseUrl: options.githubApiUrl },
+    "GitHub client ready",
+  );
+  const client = createGithubClient({
+    baseUrl: options.githubApiUrl,
+    token: token.value,
+    logger: ctx.logger,
+  });
   return { options, client, cache: new MetadataCache(stateDirFor(workspace)) };
 }
 
@@ -40,7 +47,11 @@ export interface GitlabServices {
 export function gitlabServices(ctx: CommandContext, raw: Record<string, unknown>): GitlabServices {
   const options = parseOptions(gitlabOptionsSchema, raw);
   const token = resolveGitlabToken(options.gitlabToken, ctx.env);
-  const client = new GitlabRegistryClient({ host: options.gitlabHost, token: token.value, logger: ctx.logger });
+  const client = new GitlabRegistryClient({
+    host: options.gitlabHost,
+    token: token.value,
+    logger: ctx.logger,
+  });
   return { options, client };
 }
 
@@ -84,6 +95,9 @@ export async function runsWithMetadata(
     if (error) ctx.logger.warn({ runId: run.id }, error.message);
     return { run, metadata: result?.metadata, error };
   });
-  ctx.logger.info({ runs: runs.length, inspected: wanted.length, fromCache, logBytes }, "collected run metadata");
+  ctx.logger.info(
+    { runs: runs.length, inspected: wanted.length, fromCache, logBytes },
+    "collected run metadata",
+  );
   return { runs, seen };
 }

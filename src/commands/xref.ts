@@ -1,13 +1,30 @@
 import { Command } from "commander";
 import { crossReference, expectedFromRuns, type XrefResult } from "../sync/xref.js";
 import type { CommandContext } from "./context.js";
-import { addGithubOptions, addGitlabOptions, addJsonOption, addWorkspaceOptions, withExamples } from "./options.js";
-import { githubServices, gitlabServices, runsWithMetadata, type GithubServices, type GitlabServices } from "./services.js";
+import {
+  addGithubOptions,
+  addGitlabOptions,
+  addJsonOption,
+  addWorkspaceOptions,
+  withExamples,
+} from "./options.js";
+import {
+  githubServices,
+  gitlabServices,
+  runsWithMetadata,
+  type GithubServices,
+  type GitlabServices,
+} from "./services.js";
 
-export function registerXref(program: Command, run: (action: (ctx: CommandContext) => Promise<void>) => Promise<void>): void {
+export function registerXref(
+  program: Command,
+  run: (action: (ctx: CommandContext) => Promise<void>) => Promise<void>,
+): void {
   const cmd = program
     .command("xref")
-    .description("Compare the images successful runs built with the tags GitLab holds: what is missing (and extra)")
+    .description(
+      "Compare the images successful runs built with the tags GitLab holds: what is missing (and extra)",
+    )
     .option("--list-extra", "also list GitLab tags that no run accounts for", false);
   addGithubOptions(cmd);
   addGitlabOptions(cmd, false);
@@ -44,7 +61,9 @@ export async function computeXref(
     presentTags(gitlab),
   ]);
   const expected = expectedFromRuns(seen);
-  const failures = seen.filter((s) => s.error).map((s) => ({ runId: s.run.id, error: s.error?.message ?? "" }));
+  const failures = seen
+    .filter((s) => s.error)
+    .map((s) => ({ runId: s.run.id, error: s.error?.message ?? "" }));
   return { result: crossReference(expected, present), failures };
 }
 
@@ -66,7 +85,8 @@ export async function xref(ctx: CommandContext, raw: Record<string, unknown>): P
       ctx.out.line(`    Presto ref : ${image.metadata["Presto ref"] ?? "?"}`);
       ctx.out.line(`    Velox ref  : ${image.metadata["Velox ref"] ?? "?"}`);
       ctx.out.line(`    Platform   : ${image.metadata["Target platform"] ?? "?"}`);
-      if (image.runs.length > 0) ctx.out.line(`    Runs       : ${image.runs.map((r) => r.title).join(", ")}`);
+      if (image.runs.length > 0)
+        ctx.out.line(`    Runs       : ${image.runs.map((r) => r.title).join(", ")}`);
       for (const entry of image.missing) ctx.out.line(`    missing tag: ${entry.gitlabTag}`);
     }
   } else {
@@ -78,7 +98,11 @@ export async function xref(ctx: CommandContext, raw: Record<string, unknown>): P
   }
 }
 
-function jsonXref(result: XrefResult, failures: Array<{ runId: number; error: string }>, listExtra: boolean) {
+function jsonXref(
+  result: XrefResult,
+  failures: Array<{ runId: number; error: string }>,
+  listExtra: boolean,
+) {
   return {
     expected_count: result.expectedCount,
     present_count: result.presentCount,
@@ -87,7 +111,12 @@ function jsonXref(result: XrefResult, failures: Array<{ runId: number; error: st
       presto_ref: image.metadata["Presto ref"] ?? null,
       velox_ref: image.metadata["Velox ref"] ?? null,
       platform: image.metadata["Target platform"] ?? null,
-      runs: image.runs.map((r) => ({ id: r.id, title: r.title, started_at: r.startedAt, html_url: r.htmlUrl })),
+      runs: image.runs.map((r) => ({
+        id: r.id,
+        title: r.title,
+        started_at: r.startedAt,
+        html_url: r.htmlUrl,
+      })),
       missing_tags: image.missing.map((e) => e.gitlabTag),
     })),
     extra: listExtra ? result.extra : undefined,

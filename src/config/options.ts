@@ -1,33 +1,30 @@
 import path from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.js";
-import {
-  DEFAULT_DOWNLOADS_DIR,
-  MAX_LIMIT,
-  STATE_SUBDIR,
-} from "./defaults.js";
+import { DEFAULT_DOWNLOADS_DIR, MAX_LIMIT, STATE_SUBDIR } from "./defaults.js";
 
 /** The tag grammar of SPEC §2: refuses `../../etc`, `a/b` and friends before anything touches the disk. */
 export const IMAGE_TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
 export const imageTagSchema = z
   .string()
-  .regex(IMAGE_TAG_PATTERN, "must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}, like presto-<sha>-velox-<sha>-linux-amd64");
+  .regex(
+    IMAGE_TAG_PATTERN,
+    "must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}, like presto-<sha>-velox-<sha>-linux-amd64",
+  );
 
 const ownerRepo = z
   .string()
   .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be owner/name, like rapidsai/velox-testing");
 
-const httpUrl = z
-  .string()
-  .refine((value) => {
-    try {
-      const url = new URL(value);
-      return url.protocol === "http:" || url.protocol === "https:";
-    } catch {
-      return false;
-    }
-  }, "must be an http(s) URL");
+const httpUrl = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return url.protocol === "http:" || url.protocol === "https:";
+  } catch {
+    return false;
+  }
+}, "must be an http(s) URL");
 
 const optionalText = z
   .string()
@@ -38,7 +35,9 @@ const optionalText = z
 const wholeNumber = (min: number, max: number) =>
   z
     .union([z.string(), z.number()])
-    .transform((value) => (typeof value === "number" ? value : value.trim() === "" ? Number.NaN : Number(value)))
+    .transform((value) =>
+      typeof value === "number" ? value : value.trim() === "" ? Number.NaN : Number(value),
+    )
     .pipe(
       z
         .number({ error: `must be a whole number from ${min} to ${max}` })
@@ -87,7 +86,10 @@ function shown(value: unknown): string {
  * Validates raw commander options against a schema. The first problem becomes a UsageError naming
  * the flag and the value it got, so the operator sees exactly what to retype.
  */
-export function parseOptions<S extends z.ZodType>(schema: S, raw: Record<string, unknown>): z.infer<S> {
+export function parseOptions<S extends z.ZodType>(
+  schema: S,
+  raw: Record<string, unknown>,
+): z.infer<S> {
   const result = schema.safeParse(raw);
   if (result.success) return result.data;
   const issue = result.error.issues[0];

@@ -66,7 +66,9 @@ export function resolveRegistryCredentials(
   gitlabToken: string | undefined,
 ): RegistryCredentials {
   const username =
-    nonEmpty(flags.username) ?? nonEmpty(env.GITLAB_REGISTRY_USERNAME) ?? nonEmpty(env.CI_REGISTRY_USER);
+    nonEmpty(flags.username) ??
+    nonEmpty(env.GITLAB_REGISTRY_USERNAME) ??
+    nonEmpty(env.CI_REGISTRY_USER);
   const passwords: Array<[string | undefined, string]> = [
     [flags.password, "--registry-password"],
     [env.GITLAB_REGISTRY_PASSWORD, "GITLAB_REGISTRY_PASSWORD"],

@@ -68,7 +68,8 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
     userAgent: options.userAgent ?? "gh-gitlab-sync",
     log: {
       debug: (message: string) => logger.debug(message),
-      info: (message: string) => logger.info(message),
+      // Octokit logs every request at info; that is debugging detail for an operator.
+      info: (message: string) => logger.debug(message),
       warn: (message: string) => logger.warn(message),
       error: (message: string) => logger.error(message),
     },

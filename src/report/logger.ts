@@ -40,7 +40,8 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? "info";
   const isTTY = options.isTTY ?? Boolean(process.stderr.isTTY);
-  const format = options.format === "auto" || !options.format ? (isTTY ? "pretty" : "json") : options.format;
+  const format =
+    options.format === "auto" || !options.format ? (isTTY ? "pretty" : "json") : options.format;
   const base = { level, redact: { paths: REDACT_PATHS, censor: "[redacted]" }, base: undefined };
   if (options.destination) return pino(base, options.destination);
   if (format === "pretty") {
@@ -48,7 +49,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       ...base,
       transport: {
         target: "pino-pretty",
-        options: { destination: 2, colorize: isTTY, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname" },
+        options: {
+          destination: 2,
+          colorize: isTTY,
+          translateTime: "SYS:HH:MM:ss",
+          ignore: "pid,hostname",
+        },
       },
     });
   }

@@ -91,7 +91,8 @@ export function parseGitlabTag(gitlabTag: string): ParsedGitlabTag | undefined {
   const repoPath = gitlabTag.slice(0, colon);
   const tag = gitlabTag.slice(colon + 1);
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) return undefined;
-  if (!/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(repoPath)) return undefined;
+  if (!/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(repoPath))
+    return undefined;
   const slash = repoPath.indexOf("/");
   const head = slash === -1 ? "" : repoPath.slice(0, slash);
   const arch: Arch = head === "x86" || head === "arm" ? head : "";

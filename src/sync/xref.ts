@@ -53,7 +53,9 @@ export interface ExpectedTags {
 export function expectedFromRuns(runs: readonly SeenRun[]): ExpectedTags {
   const byGitlabTag = new Map<string, ExpectedEntry>();
   const runsByImage = new Map<string, RunRef[]>();
-  const successful = runs.filter((r) => isSuccessful(r.run)).sort((a, b) => newestFirst(a.run, b.run));
+  const successful = runs
+    .filter((r) => isSuccessful(r.run))
+    .sort((a, b) => newestFirst(a.run, b.run));
   for (const { run, metadata } of successful) {
     const images = metadata ? expectedImages(metadata) : [];
     const imageTag = images[0]?.imageTag;

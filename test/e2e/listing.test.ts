@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
-import { gitlabTagOf, listingRuns, NIGHTLY_TAGS, seedScenario, type ScenarioRun } from "../testbed/scenario.js";
+import {
+  gitlabTagOf,
+  listingRuns,
+  NIGHTLY_TAGS,
+  seedScenario,
+  type ScenarioRun,
+} from "../testbed/scenario.js";
 import { runBinary } from "./run-cli.js";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -39,28 +45,41 @@ describe.skipIf(gate.skip)(`listing commands on the testbed ${gate.reason}`, () 
       .map((l) => l.replace(/^\s*missing tag: /, ""))
       .sort();
     const expected = [
-      ...["presto-coordinator", "presto-native-worker-cpu", "presto-native-worker-gpu"].map((r) => gitlabTagOf(byId(1026), r)),
-      ...["presto-coordinator", "presto-java-worker"].map((r) => gitlabTagOf(byId(1022), r)),
-      ...["presto-native-worker-cpu", "presto-native-worker-gpu"].map((r) => gitlabTagOf(byId(1024), r)),
-      ...["presto-coordinator", "presto-java-worker", "presto-native-worker-cpu", "presto-native-worker-gpu"].map((r) =>
-        gitlabTagOf(byId(1025), r),
+      ...["presto-coordinator", "presto-native-worker-cpu", "presto-native-worker-gpu"].map((r) =>
+        gitlabTagOf(byId(1026), r),
       ),
+      ...["presto-coordinator", "presto-java-worker"].map((r) => gitlabTagOf(byId(1022), r)),
+      ...["presto-native-worker-cpu", "presto-native-worker-gpu"].map((r) =>
+        gitlabTagOf(byId(1024), r),
+      ),
+      ...[
+        "presto-coordinator",
+        "presto-java-worker",
+        "presto-native-worker-cpu",
+        "presto-native-worker-gpu",
+      ].map((r) => gitlabTagOf(byId(1025), r)),
     ].sort();
     expect(missing).toEqual(expected);
     expect(first.stdout).toContain("Collected 66 expected image tags from GitHub runs.");
-    expect(first.stdout).toContain(`Found ${54 + 1 + NIGHTLY_TAGS.length} tags in GitLab registry.`);
+    expect(first.stdout).toContain(
+      `Found ${54 + 1 + NIGHTLY_TAGS.length} tags in GitLab registry.`,
+    );
     // The run without a metadata block is reported, not fatal.
     expect(first.stderr).toMatch(/1023/);
 
     // The metadata came from the streamed job logs: far fewer bytes than the two 20 MiB logs.
-    const logBytes = tb.github.requests.filter((r) => r.host === "blob").reduce((n, r) => n + r.bytesSent, 0);
+    const logBytes = tb.github.requests
+      .filter((r) => r.host === "blob")
+      .reduce((n, r) => n + r.bytesSent, 0);
     expect(logBytes).toBeLessThan(12 << 20);
 
     tb.github.resetRequests();
     const second = await cli(["xref", ...gh(), ...tb.gitlabArgs]);
     expect(second.code).toBe(0);
     expect(second.stdout).toBe(first.stdout);
-    const logRequests = tb.github.requests.filter((r) => r.path.includes("/logs") || r.host === "blob");
+    const logRequests = tb.github.requests.filter(
+      (r) => r.path.includes("/logs") || r.host === "blob",
+    );
     expect(logRequests).toEqual([]);
   });
 
@@ -74,7 +93,9 @@ describe.skipIf(gate.skip)(`listing commands on the testbed ${gate.reason}`, () 
       metadata_failures: Array<{ run_id: number }>;
     };
     expect(json.expected_count).toBe(66);
-    const shared = json.missing.find((m) => m.missing_tags.includes(gitlabTagOf(byId(1026), "presto-coordinator")));
+    const shared = json.missing.find((m) =>
+      m.missing_tags.includes(gitlabTagOf(byId(1026), "presto-coordinator")),
+    );
     // Two runs share the tag: the newest (1026, all_native) decides, so no java worker is expected.
     expect(shared?.runs.map((r) => r.id)).toEqual([1026, 1021]);
     expect(shared?.missing_tags.some((t) => t.includes("java"))).toBe(false);
@@ -83,11 +104,21 @@ describe.skipIf(gate.skip)(`listing commands on the testbed ${gate.reason}`, () 
   });
 
   it("xref --branch keeps to one branch", async () => {
-    const result = await cli(["xref", ...gh(), ...tb.gitlabArgs, "--branch", "feature/arm", "--json"]);
+    const result = await cli([
+      "xref",
+      ...gh(),
+      ...tb.gitlabArgs,
+      "--branch",
+      "feature/arm",
+      "--json",
+    ]);
     expect(result.code).toBe(0);
     const json = JSON.parse(result.stdout) as { missing: Array<{ missing_tags: string[] }> };
     expect(json.missing.flatMap((m) => m.missing_tags).sort()).toEqual(
-      [gitlabTagOf(byId(1022), "presto-coordinator"), gitlabTagOf(byId(1022), "presto-java-worker")].sort(),
+      [
+        gitlabTagOf(byId(1022), "presto-coordinator"),
+        gitlabTagOf(byId(1022), "presto-java-worker"),
+      ].sort(),
     );
   });
 
@@ -108,21 +139,34 @@ describe.skipIf(gate.skip)(`listing commands on the testbed ${gate.reason}`, () 
     const result = await cli(["gh-list", ...gh(), "--include-failed", "--json"]);
     expect(result.code).toBe(0);
     const json = JSON.parse(result.stdout) as {
-      runs: Array<{ id: number; conclusion: string | null; metadata: Record<string, string> | null; expected_tags: string[] }>;
+      runs: Array<{
+        id: number;
+        conclusion: string | null;
+        metadata: Record<string, string> | null;
+        expected_tags: string[];
+      }>;
     };
     expect(json.runs).toHaveLength(28);
     const failed = json.runs.find((r) => r.id === 1019);
     expect(failed?.conclusion).toBe("failure");
     expect(failed?.metadata?.["Worker bundle mode"]).toBe("all");
-    expect(json.runs.find((r) => r.id === 1024)?.expected_tags).toContain(gitlabTagOf(byId(1024), "presto-native-worker-gpu"));
+    expect(json.runs.find((r) => r.id === 1024)?.expected_tags).toContain(
+      gitlabTagOf(byId(1024), "presto-native-worker-gpu"),
+    );
   });
 
   it("gitlab-list shows every tag, past the first page, with size and date", async () => {
     const result = await cli(["gitlab-list", ...tb.gitlabArgs]);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^Repository: x86\/presto-coordinator \(id=\d+\)$/m);
-    for (const tag of [NIGHTLY_TAGS[0], NIGHTLY_TAGS[109], gitlabTagOf(byId(1024), "x").split(":")[1]]) {
-      expect(result.stdout).toMatch(new RegExp(`^  ${tag}\\s+size=\\s*\\d+\\.\\d\\d GiB  created=20`, "m"));
+    for (const tag of [
+      NIGHTLY_TAGS[0],
+      NIGHTLY_TAGS[109],
+      gitlabTagOf(byId(1024), "x").split(":")[1],
+    ]) {
+      expect(result.stdout).toMatch(
+        new RegExp(`^  ${tag}\\s+size=\\s*\\d+\\.\\d\\d GiB  created=20`, "m"),
+      );
     }
     const json = JSON.parse((await cli(["gitlab-list", ...tb.gitlabArgs, "--json"])).stdout) as {
       repositories: Array<{ name: string; tags: Array<{ name: string; total_size: number }> }>;

@@ -17,7 +17,12 @@ export interface CliResult {
  */
 export function runBinary(
   args: string[],
-  options: { env?: Record<string, string | undefined>; cwd?: string; input?: string; timeoutMs?: number } = {},
+  options: {
+    env?: Record<string, string | undefined>;
+    cwd?: string;
+    input?: string;
+    timeoutMs?: number;
+  } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = {};
@@ -30,7 +35,11 @@ export function runBinary(
       if (value === undefined) delete env[key];
       else env[key] = value;
     }
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? root, env, stdio: "pipe" });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: options.cwd ?? root,
+      env,
+      stdio: "pipe",
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -47,7 +56,5 @@ export function runBinary(
 
 /** The lines an operator sees on stderr that are not structured log records. */
 export function plainStderrLines(stderr: string): string[] {
-  return stderr
-    .split("\n")
-    .filter((line) => line.trim() !== "" && !line.startsWith("{"));
+  return stderr.split("\n").filter((line) => line.trim() !== "" && !line.startsWith("{"));
 }

@@ -47,7 +47,14 @@ export async function startTestbed(options: { dir?: string } = {}): Promise<Test
     env: { GH_TOKEN: GITHUB_TOKEN, GITLAB_TOKEN },
     githubArgs: ["--github-api-url", github.url],
     gitlabArgs: ["--gitlab-host", gitlab.url, "--gitlab-project", PROJECT_PATH],
-    registryArgs: ["--registry", gitlab.registryHost, "--registry-username", REGISTRY_USER, "--registry-password", REGISTRY_PASSWORD],
+    registryArgs: [
+      "--registry",
+      gitlab.registryHost,
+      "--registry-username",
+      REGISTRY_USER,
+      "--registry-password",
+      REGISTRY_PASSWORD,
+    ],
     async stop() {
       await Promise.allSettled([github.close(), gitlab.close()]);
       if (!options.dir) await rm(dir, { recursive: true, force: true });
@@ -63,6 +70,7 @@ export function testbedGate(): { skip: boolean; reason: string } {
   const availability = registryAvailability();
   if (availability.ok) return { skip: false, reason: "" };
   const reason = availability.reason ?? "testbed parts missing";
-  if (process.env.CI) throw new Error(`CI=true but the testbed cannot run: ${reason} (run scripts/setup-system.sh)`);
+  if (process.env.CI)
+    throw new Error(`CI=true but the testbed cannot run: ${reason} (run scripts/setup-system.sh)`);
   return { skip: true, reason: `skipped: ${reason} — run \`npm run setup:system\`` };
 }

@@ -1,6 +1,12 @@
 import { createHash } from "node:crypto";
 import type { RunMetadata } from "../../src/github/metadata-parser.js";
-import { makeFixtureRun, makeMetadata, type BundleMode, type Platform, type WorkerVariant } from "./run-fixtures.js";
+import {
+  makeFixtureRun,
+  makeMetadata,
+  type BundleMode,
+  type Platform,
+  type WorkerVariant,
+} from "./run-fixtures.js";
 import { seedImage } from "./registry-seed.js";
 import type { Testbed } from "./index.js";
 
@@ -30,7 +36,12 @@ export interface ScenarioRun {
 const ARCH: Record<Platform, string> = { "linux/amd64": "x86", "linux/arm64": "arm" };
 
 export function gitlabTagOf(run: ScenarioRun, repo: string): string {
-  const meta = makeMetadata({ prestoRef: run.presto, veloxRef: run.velox, platform: run.platform, mode: run.mode });
+  const meta = makeMetadata({
+    prestoRef: run.presto,
+    veloxRef: run.velox,
+    platform: run.platform,
+    mode: run.mode,
+  });
   const tag = (meta["Image tag"] ?? "").replace(`-${run.platform.replace("/", "-")}`, "");
   return `${ARCH[run.platform]}/${repo}:${tag}`;
 }
@@ -47,7 +58,9 @@ export function metadataOf(run: ScenarioRun, index: number): RunMetadata {
 }
 
 function timeOf(index: number): string {
-  return new Date(Date.UTC(2025, 9, 1, 0, 0, 0) + index * 3_600_000).toISOString().replace(".000Z", "Z");
+  return new Date(Date.UTC(2025, 9, 1, 0, 0, 0) + index * 3_600_000)
+    .toISOString()
+    .replace(".000Z", "Z");
 }
 
 const ALL_NATIVE = ["presto-coordinator", "presto-native-worker-cpu", "presto-native-worker-gpu"];
@@ -70,23 +83,106 @@ export function listingRuns(): ScenarioRun[] {
   }));
   return [
     ...synced,
-    { id: 1019, presto: ref("failed"), velox: ref("failed"), platform: "linux/amd64", mode: "all", conclusion: "failure" },
-    { id: 1020, presto: ref("cancel"), velox: ref("cancel"), platform: "linux/amd64", mode: "all", conclusion: "cancelled" },
-    { id: 1021, presto: ref("shared"), velox: ref("shared"), platform: "linux/amd64", mode: "all", stepFiles: false },
-    { id: 1022, presto: ref("branch"), velox: ref("branch"), platform: "linux/arm64", mode: "single", variant: "java", branch: "feature/arm" },
-    { id: 1023, presto: ref("noblock"), velox: ref("noblock"), platform: "linux/amd64", mode: "all_native", noBlock: true },
-    { id: 1024, presto: ref("big-x86"), velox: ref("big-x86"), platform: "linux/amd64", mode: "all_native", stepFiles: false, noiseBytes: 20 << 20, present: ["presto-coordinator"] },
-    { id: 1025, presto: ref("big-arm"), velox: ref("big-arm"), platform: "linux/arm64", mode: "all", stepFiles: true, noiseBytes: 20 << 20 },
-    { id: 1026, presto: ref("shared"), velox: ref("shared"), platform: "linux/amd64", mode: "all_native", stepFiles: true },
-    { id: 1027, presto: ref("running"), velox: ref("running"), platform: "linux/amd64", mode: "all", status: "in_progress", conclusion: null },
-    { id: 1028, presto: ref("failed2"), velox: ref("failed2"), platform: "linux/arm64", mode: "all", conclusion: "failure", branch: "feature/arm" },
+    {
+      id: 1019,
+      presto: ref("failed"),
+      velox: ref("failed"),
+      platform: "linux/amd64",
+      mode: "all",
+      conclusion: "failure",
+    },
+    {
+      id: 1020,
+      presto: ref("cancel"),
+      velox: ref("cancel"),
+      platform: "linux/amd64",
+      mode: "all",
+      conclusion: "cancelled",
+    },
+    {
+      id: 1021,
+      presto: ref("shared"),
+      velox: ref("shared"),
+      platform: "linux/amd64",
+      mode: "all",
+      stepFiles: false,
+    },
+    {
+      id: 1022,
+      presto: ref("branch"),
+      velox: ref("branch"),
+      platform: "linux/arm64",
+      mode: "single",
+      variant: "java",
+      branch: "feature/arm",
+    },
+    {
+      id: 1023,
+      presto: ref("noblock"),
+      velox: ref("noblock"),
+      platform: "linux/amd64",
+      mode: "all_native",
+      noBlock: true,
+    },
+    {
+      id: 1024,
+      presto: ref("big-x86"),
+      velox: ref("big-x86"),
+      platform: "linux/amd64",
+      mode: "all_native",
+      stepFiles: false,
+      noiseBytes: 20 << 20,
+      present: ["presto-coordinator"],
+    },
+    {
+      id: 1025,
+      presto: ref("big-arm"),
+      velox: ref("big-arm"),
+      platform: "linux/arm64",
+      mode: "all",
+      stepFiles: true,
+      noiseBytes: 20 << 20,
+    },
+    {
+      id: 1026,
+      presto: ref("shared"),
+      velox: ref("shared"),
+      platform: "linux/amd64",
+      mode: "all_native",
+      stepFiles: true,
+    },
+    {
+      id: 1027,
+      presto: ref("running"),
+      velox: ref("running"),
+      platform: "linux/amd64",
+      mode: "all",
+      status: "in_progress",
+      conclusion: null,
+    },
+    {
+      id: 1028,
+      presto: ref("failed2"),
+      velox: ref("failed2"),
+      platform: "linux/arm64",
+      mode: "all",
+      conclusion: "failure",
+      branch: "feature/arm",
+    },
   ];
 }
 
 /** Tags in x86/presto-coordinator that no run accounts for: enough to need a second page. */
-export const NIGHTLY_TAGS = Array.from({ length: 110 }, (_, i) => `nightly-${String(i).padStart(3, "0")}`);
+export const NIGHTLY_TAGS = Array.from(
+  { length: 110 },
+  (_, i) => `nightly-${String(i).padStart(3, "0")}`,
+);
 
-export async function seedScenario(tb: Testbed, runs: ScenarioRun[], options: { extraTags?: string[] } = {}): Promise<void> {
+export async function seedScenario(
+  tb: Testbed,
+  runs: ScenarioRun[],
+  options: { extraTags?: string[] } = {},
+): Promise<void> {
   for (const [index, run] of runs.entries()) {
     const metadata = metadataOf(run, index);
     tb.github.addRun(
@@ -112,7 +208,10 @@ export async function seedScenario(tb: Testbed, runs: ScenarioRun[], options: { 
     }
   }
   if (options.extraTags?.length) {
-    byRepo.set("x86/presto-coordinator", [...(byRepo.get("x86/presto-coordinator") ?? []), ...options.extraTags]);
+    byRepo.set("x86/presto-coordinator", [
+      ...(byRepo.get("x86/presto-coordinator") ?? []),
+      ...options.extraTags,
+    ]);
   }
   for (const [repoPath, tags] of byRepo) await seedImage(tb.gitlab, repoPath, tags);
 }

@@ -1,6 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { githubOptionsSchema, parseImageTag, parseOptions, stateDirFor } from "../../src/config/options.js";
-import { resolveGithubToken, resolveGitlabToken, resolveRegistryCredentials } from "../../src/config/tokens.js";
+import {
+  githubOptionsSchema,
+  parseImageTag,
+  parseOptions,
+  stateDirFor,
+} from "../../src/config/options.js";
+import {
+  resolveGithubToken,
+  resolveGitlabToken,
+  resolveRegistryCredentials,
+} from "../../src/config/tokens.js";
 import { SyncError, UsageError } from "../../src/errors.js";
 import path from "node:path";
 
@@ -18,25 +27,35 @@ describe("options", () => {
     expect(options.branch).toBe("main");
   });
 
-  it.each([["abc"], ["0"], ["-3"], ["2.5"], [""], ["100000"]])("refuses --limit %s as a usage error naming the flag", (limit) => {
-    const run = () => parseOptions(githubOptionsSchema, { ...githubRaw, limit });
-    expect(run).toThrow(UsageError);
-    expect(run).toThrow(/^--limit must be a whole number from 1 to 1000/);
-    try {
-      run();
-    } catch (err) {
-      expect((err as UsageError).exitCode).toBe(2);
-    }
-  });
+  it.each([["abc"], ["0"], ["-3"], ["2.5"], [""], ["100000"]])(
+    "refuses --limit %s as a usage error naming the flag",
+    (limit) => {
+      const run = () => parseOptions(githubOptionsSchema, { ...githubRaw, limit });
+      expect(run).toThrow(UsageError);
+      expect(run).toThrow(/^--limit must be a whole number from 1 to 1000/);
+      try {
+        run();
+      } catch (err) {
+        expect((err as UsageError).exitCode).toBe(2);
+      }
+    },
+  );
 
   it("refuses a repo that is not owner/name and a bad API URL", () => {
-    expect(() => parseOptions(githubOptionsSchema, { ...githubRaw, repo: "velox-testing" })).toThrow(/--repo must be owner\/name/);
-    expect(() => parseOptions(githubOptionsSchema, { ...githubRaw, githubApiUrl: "ftp://x" })).toThrow(/--github-api-url/);
+    expect(() =>
+      parseOptions(githubOptionsSchema, { ...githubRaw, repo: "velox-testing" }),
+    ).toThrow(/--repo must be owner\/name/);
+    expect(() =>
+      parseOptions(githubOptionsSchema, { ...githubRaw, githubApiUrl: "ftp://x" }),
+    ).toThrow(/--github-api-url/);
   });
 
-  it.each(["../../etc", "a/b", "", ".hidden", "-dash", "x".repeat(129), "tag with space"])("refuses image tag %j", (tag) => {
-    expect(() => parseImageTag(tag)).toThrow(UsageError);
-  });
+  it.each(["../../etc", "a/b", "", ".hidden", "-dash", "x".repeat(129), "tag with space"])(
+    "refuses image tag %j",
+    (tag) => {
+      expect(() => parseImageTag(tag)).toThrow(UsageError);
+    },
+  );
 
   it("accepts a real image tag", () => {
     expect(parseImageTag("presto-92865fbce0d2-velox-65797d572e0a-linux-amd64")).toBe(
@@ -45,7 +64,9 @@ describe("options", () => {
   });
 
   it("puts the state directory under the downloads directory unless told otherwise", () => {
-    expect(stateDirFor({ downloadsDir: "dl", stateDir: undefined })).toBe(path.resolve("dl/.state"));
+    expect(stateDirFor({ downloadsDir: "dl", stateDir: undefined })).toBe(
+      path.resolve("dl/.state"),
+    );
     expect(stateDirFor({ downloadsDir: "dl", stateDir: "/var/lib/x" })).toBe("/var/lib/x");
   });
 });
@@ -56,9 +77,18 @@ describe("token resolution", () => {
   it("follows --gh-token, GH_TOKEN, GITHUB_TOKEN, then gh auth token", () => {
     const env = { GH_TOKEN: "gh-env", GITHUB_TOKEN: "github-env" };
     expect(resolveGithubToken("flag", env, noGh)).toEqual({ value: "flag", source: "--gh-token" });
-    expect(resolveGithubToken(undefined, env, noGh)).toEqual({ value: "gh-env", source: "GH_TOKEN" });
-    expect(resolveGithubToken(undefined, { GITHUB_TOKEN: " x " }, noGh)).toEqual({ value: "x", source: "GITHUB_TOKEN" });
-    expect(resolveGithubToken(undefined, {}, () => "from-gh")).toEqual({ value: "from-gh", source: "gh auth token" });
+    expect(resolveGithubToken(undefined, env, noGh)).toEqual({
+      value: "gh-env",
+      source: "GH_TOKEN",
+    });
+    expect(resolveGithubToken(undefined, { GITHUB_TOKEN: " x " }, noGh)).toEqual({
+      value: "x",
+      source: "GITHUB_TOKEN",
+    });
+    expect(resolveGithubToken(undefined, {}, () => "from-gh")).toEqual({
+      value: "from-gh",
+      source: "gh auth token",
+    });
   });
 
   it("says where to put a GitHub token when there is none", () => {
@@ -69,7 +99,9 @@ describe("token resolution", () => {
   it("resolves the GitLab token and the registry credentials like the original", () => {
     expect(resolveGitlabToken(undefined, { GITLAB_TOKEN: "glpat" }).value).toBe("glpat");
     expect(() => resolveGitlabToken(undefined, {})).toThrow(/GitLab token not provided/);
-    expect(resolveRegistryCredentials({}, { CI_REGISTRY_USER: "ci", CI_REGISTRY_PASSWORD: "p" }, "tok")).toEqual({
+    expect(
+      resolveRegistryCredentials({}, { CI_REGISTRY_USER: "ci", CI_REGISTRY_PASSWORD: "p" }, "tok"),
+    ).toEqual({
       username: "ci",
       password: "p",
       passwordSource: "CI_REGISTRY_PASSWORD",

@@ -27,7 +27,9 @@ describe("tag normaliser", () => {
       "x86/presto-native-worker-cpu:presto-92865fbce0d2-velox-65797d572e0a",
       "x86/presto-native-worker-gpu:presto-92865fbce0d2-velox-65797d572e0a",
     ]);
-    expect(images[0]?.tarball).toBe("presto-coordinator-presto-92865fbce0d2-velox-65797d572e0a-linux-amd64.tar.gz");
+    expect(images[0]?.tarball).toBe(
+      "presto-coordinator-presto-92865fbce0d2-velox-65797d572e0a-linux-amd64.tar.gz",
+    );
     expect(images[0]?.arch).toBe("x86");
     expect(images[0]?.repoPath).toBe("x86/presto-coordinator");
   });
@@ -46,7 +48,10 @@ describe("tag normaliser", () => {
   });
 
   it("gives no prefix to an unknown platform and keeps a tag without the suffix", () => {
-    const images = expectedImages({ "Target platform": "linux/s390x", "Image tag": "presto-a-velox-b-linux-s390x" });
+    const images = expectedImages({
+      "Target platform": "linux/s390x",
+      "Image tag": "presto-a-velox-b-linux-s390x",
+    });
     expect(images.map((i) => i.gitlabTag)).toEqual(["presto-coordinator:presto-a-velox-b"]);
     expect(gitlabTagName("custom-tag", "linux/amd64")).toBe("custom-tag");
     expect(archForPlatform("x86_64")).toBe("x86");
@@ -59,7 +64,12 @@ describe("tag normaliser", () => {
 
   it("parses GitLab tags back and rebuilds the image tag", () => {
     const parsed = parseGitlabTag("x86/presto-native-worker-gpu:presto-a-velox-b");
-    expect(parsed).toEqual({ repoPath: "x86/presto-native-worker-gpu", tag: "presto-a-velox-b", arch: "x86", repo: "presto-native-worker-gpu" });
+    expect(parsed).toEqual({
+      repoPath: "x86/presto-native-worker-gpu",
+      tag: "presto-a-velox-b",
+      arch: "x86",
+      repo: "presto-native-worker-gpu",
+    });
     expect(parsed && imageTagFromGitlab(parsed)).toBe("presto-a-velox-b-linux-amd64");
     const arm = parseGitlabTag("arm/presto-coordinator:latest");
     expect(arm && imageTagFromGitlab(arm)).toBe("latest-linux-arm64");
@@ -67,7 +77,16 @@ describe("tag normaliser", () => {
   });
 
   it("refuses malformed GitLab tags", () => {
-    for (const bad of ["", "no-colon", ":tag", "repo:", "x86/../etc:tag", "x86/repo:../../etc", "Upper/Case:tag", "repo:a/b"]) {
+    for (const bad of [
+      "",
+      "no-colon",
+      ":tag",
+      "repo:",
+      "x86/../etc:tag",
+      "x86/repo:../../etc",
+      "Upper/Case:tag",
+      "repo:a/b",
+    ]) {
       expect(parseGitlabTag(bad), bad).toBeUndefined();
     }
   });

@@ -1,0 +1,89 @@
+import { createReadStream } from "node:fs";
+import { Transform, Writable, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import zlib from "node:zlib";
+import { SyncError, describeError } from "../errors.js";
+
+const GZIP_MAGIC = [0x1f, 0x8b] as const;
+/** Gunzip output window: large chunks keep per-chunk stream overhead out of the profile. */
+export const GUNZIP_CHUNK = 1 << 20;
+const REDOWNLOAD_HINT = "the artifact is damaged; re-run download --force";
+
+/** Raised by {@link GzipMagicCheck}; turned into a one-line SyncError by {@link gzipFailure}. */
+export class NotGzipError extends Error {
+  constructor() {
+    super("not gzip");
+    this.name = "NotGzipError";
+  }
+}
+
+/**
+ * zlib's own message for a file that is not gzip ("incorrect header check") says little to an
+ * operator, and an empty file would pass as "unexpected end of file". Checking the two magic
+ * bytes first separates "not gzip at all" from "gzip, but cut short".
+ */
+export class GzipMagicCheck extends Transform {
+  private seen = 0;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    for (let i = 0; this.seen < GZIP_MAGIC.length && i < chunk.length; i++, this.seen++) {
+      if (chunk[i] !== GZIP_MAGIC[this.seen]) return callback(new NotGzipError());
+    }
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback(this.seen < GZIP_MAGIC.length ? new NotGzipError() : null);
+  }
+}
+
+/** A gunzip that refuses non-gzip input up front; zlib itself checks the trailer's CRC and size. */
+export function checkedGunzip(): [GzipMagicCheck, zlib.Gunzip] {
+  return [new GzipMagicCheck(), zlib.createGunzip({ chunkSize: GUNZIP_CHUNK })];
+}
+
+/** The operator-facing error for a gzip-level failure, or undefined when `err` is something else. */
+export function gzipFailure(file: string, err: unknown): SyncError | undefined {
+  if (err instanceof NotGzipError) {
+    return new SyncError(`${file} is not gzip`, { hint: REDOWNLOAD_HINT, cause: err });
+  }
+  const code = (err as { code?: unknown }).code;
+  if (code === "Z_BUF_ERROR" || describeError(err) === "unexpected end of file") {
+    return new SyncError(`${file} is cut short (incomplete gzip stream)`, {
+      hint: REDOWNLOAD_HINT,
+      cause: err,
+    });
+  }
+  if (typeof code === "string" && code.startsWith("Z_")) {
+    return new SyncError(`${file} is damaged (gzip: ${describeError(err)})`, {
+      hint: REDOWNLOAD_HINT,
+      cause: err,
+    });
+  }
+  return undefined;
+}
+
+/**
+ * Reads a gzip file to its end, so its trailer (CRC-32 and length of the whole content) is
+ * checked, and throws a one-line SyncError when it is not gzip, cut short or damaged.
+ */
+export async function checkGzipFile(
+  file: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<void> {
+  const drain = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+  try {
+    await pipeline(
+      createReadStream(file, { highWaterMark: GUNZIP_CHUNK }),
+      ...checkedGunzip(),
+      drain,
+      { signal: options.signal },
+    );
+  } catch (err) {
+    options.signal?.throwIfAborted();
+    throw (
+      gzipFailure(file, err) ??
+      new SyncError(`cannot read ${file} (${describeError(err)})`, { cause: err })
+    );
+  }
+}
