@@ -14,6 +14,7 @@ import { registerGhList } from "./commands/gh-list.js";
 import { registerGitlabList } from "./commands/gitlab-list.js";
 import { registerXref } from "./commands/xref.js";
 import { registerPending } from "./commands/pending.js";
+import { registerClean, registerDownload, registerPrepare } from "./commands/artifacts.js";
 
 export interface CliDeps {
   env: Env;
@@ -63,6 +64,9 @@ Authentication:
   registerGhList(program, run);
   registerGitlabList(program, run);
   registerXref(program, run);
+  registerDownload(program, run);
+  registerPrepare(program, run);
+  registerClean(program, run);
   registerPending(program, run);
   // Every subcommand inherits the parent's output and exit handling.
   for (const cmd of program.commands) {

@@ -5,7 +5,8 @@ import { expectedImages } from "../sync/tags.js";
 import { runRef } from "../sync/xref.js";
 import type { CommandContext } from "./context.js";
 import { addGithubOptions, addJsonOption, addWorkspaceOptions, withExamples } from "./options.js";
-import { githubServices, runsWithMetadata, type RunWithMetadata } from "./services.js";
+import { runsWithMetadata, type RunWithMetadata } from "../sync/runs.js";
+import { githubServices } from "./services.js";
 
 export function registerGhList(
   program: Command,

@@ -32,30 +32,6 @@ function notYet(name: string): never {
 }
 
 export function registerPending(program: Command, run: Runner): void {
-  const download = program
-    .command("download")
-    .description("Download the images artifact of the newest successful run with this image tag")
-    .argument("<image-tag>", "image tag, e.g. presto-<sha>-velox-<sha>-linux-amd64", parseImageTag)
-    .option("--force", "replace an existing download", false)
-    .option("--artifact-name <name>", "artifact to take when a run has several");
-  addGithubOptions(download);
-  addWorkspaceOptions(download, "--output-dir");
-  withExamples(download, [
-    "gh-gitlab-sync download presto-92865fbce0d2-velox-65797d572e0a-linux-amd64",
-  ]);
-  download.action(() => run(async () => notYet("download")));
-
-  const prepare = program
-    .command("prepare")
-    .description("Extract and verify a downloaded artifact, then write upload-plan.json")
-    .argument("<image-tag>", "image tag", parseImageTag)
-    .option("--clean", "remove an existing extraction first", false);
-  addWorkspaceOptions(prepare);
-  withExamples(prepare, [
-    "gh-gitlab-sync prepare presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --clean",
-  ]);
-  prepare.action(() => run(async () => notYet("prepare")));
-
   const push = program
     .command("push")
     .description("Push the prepared images of an image tag to the GitLab registry")
@@ -77,17 +53,6 @@ export function registerPending(program: Command, run: Runner): void {
     "gh-gitlab-sync push presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --yes --engine registry",
   ]);
   push.action(() => run(async () => notYet("push")));
-
-  const clean = program
-    .command("clean")
-    .description("Remove an image tag's download, extraction and metadata")
-    .argument("<image-tag>", "image tag", parseImageTag)
-    .option("-y, --yes", "do not ask before deleting", false);
-  addWorkspaceOptions(clean);
-  withExamples(clean, [
-    "gh-gitlab-sync clean presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --yes",
-  ]);
-  clean.action(() => run(async () => notYet("clean")));
 
   const daemon = program
     .command("daemon")

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { crossReference, expectedFromRuns, type XrefResult } from "../sync/xref.js";
+import type { XrefResult } from "../sync/xref.js";
 import type { CommandContext } from "./context.js";
 import {
   addGithubOptions,
@@ -8,13 +8,8 @@ import {
   addWorkspaceOptions,
   withExamples,
 } from "./options.js";
-import {
-  githubServices,
-  gitlabServices,
-  runsWithMetadata,
-  type GithubServices,
-  type GitlabServices,
-} from "./services.js";
+import { computeXref } from "../sync/compare.js";
+import { githubServices, gitlabServices } from "./services.js";
 
 export function registerXref(
   program: Command,
@@ -36,35 +31,6 @@ export function registerXref(
     "gh-gitlab-sync xref --json | jq -r '.missing[].image_tag'",
   ]);
   cmd.action((raw: Record<string, unknown>) => run((ctx) => xref(ctx, raw)));
-}
-
-/** GitLab's tags as `x86/presto-coordinator:<tag>`, the same form the expected tags take. */
-export async function presentTags(gitlab: GitlabServices): Promise<Set<string>> {
-  const listing = await gitlab.client.listAllTags(gitlab.options.gitlabProject, { details: false });
-  const present = new Set<string>();
-  for (const { repository, tags } of listing) {
-    const name = repository.name || repository.path;
-    for (const tag of tags) present.add(`${name}:${tag.name}`);
-  }
-  return present;
-}
-
-/** The whole comparison, shared by the xref command and the daemon. */
-export async function computeXref(
-  ctx: CommandContext,
-  github: GithubServices,
-  gitlab: GitlabServices,
-): Promise<{ result: XrefResult; failures: Array<{ runId: number; error: string }> }> {
-  // Both sides are independent: ask GitLab while the run logs are being read.
-  const [{ seen }, present] = await Promise.all([
-    runsWithMetadata(ctx, github, { includeFailed: false }),
-    presentTags(gitlab),
-  ]);
-  const expected = expectedFromRuns(seen);
-  const failures = seen
-    .filter((s) => s.error)
-    .map((s) => ({ runId: s.run.id, error: s.error?.message ?? "" }));
-  return { result: crossReference(expected, present), failures };
 }
 
 export async function xref(ctx: CommandContext, raw: Record<string, unknown>): Promise<void> {

@@ -11,6 +11,7 @@ import type { Logger } from "../report/logger.js";
 import type { CachedSource, MetadataCache } from "../workspace/state.js";
 import type { GithubClient } from "./client.js";
 import { NoMetadataError, redactUrl, toGithubError } from "./errors.js";
+import { redirectLocation } from "./redirect.js";
 import { MetadataBlockParser, type RunMetadata } from "./metadata-parser.js";
 import { parseRepo, type RepoRef, type WorkflowRun } from "./runs.js";
 
@@ -97,36 +98,6 @@ function orderJobs(jobs: Job[]): Job[] {
   const withStep = jobs.filter((job) => score(job) < 2);
   const candidates = withStep.length > 0 ? withStep : jobs;
   return [...candidates].sort((a, b) => score(a) - score(b));
-}
-
-/**
- * Asks the API where a log lives without following the redirect: the redirect host is a
- * different party and must never see the GitHub token.
- */
-async function redirectLocation(
-  ctx: RunContext,
-  route: string,
-  params: Record<string, number>,
-  what: string,
-) {
-  let response;
-  try {
-    response = await ctx.client.request(route, {
-      owner: ctx.owner,
-      repo: ctx.repo,
-      ...params,
-      request: { redirect: "manual", signal: ctx.signal },
-    });
-  } catch (err) {
-    throw toGithubError(err, what);
-  }
-  const location = response.headers.location;
-  if (response.status >= 300 && response.status < 400 && typeof location === "string" && location) {
-    return new URL(location, response.url || undefined).toString();
-  }
-  throw new SyncError(`GitHub answered ${response.status} without a download address for ${what}`, {
-    hint: "the API did not redirect to the log as expected; check --github-api-url",
-  });
 }
 
 async function openBlob(url: string, what: string, signal: AbortSignal): Promise<Response> {

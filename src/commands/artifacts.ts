@@ -1,0 +1,104 @@
+import { Command } from "commander";
+import { parseImageTag, parseOptions, workspaceOptionsSchema } from "../config/options.js";
+import { outputSteps } from "../report/steps.js";
+import { promptYesNo } from "../report/prompt.js";
+import { cleanTargets, removeTargets } from "../sync/clean.js";
+import { downloadImageTag } from "../sync/download.js";
+import { prepareImageTag } from "../sync/prepare.js";
+import type { CommandContext } from "./context.js";
+import { addGithubOptions, addWorkspaceOptions, withExamples } from "./options.js";
+import { githubServices } from "./services.js";
+
+type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
+const TAG_EXAMPLE = "presto-92865fbce0d2-velox-65797d572e0a-linux-amd64";
+
+export function registerDownload(program: Command, run: Runner): void {
+  const cmd = program
+    .command("download")
+    .description("Download the images artifact of the newest successful run with this image tag")
+    .argument("<image-tag>", "image tag, e.g. presto-<sha>-velox-<sha>-linux-amd64", parseImageTag)
+    .option("--force", "replace an existing download (and discard a partial one)", false)
+    .option("--artifact-name <name>", "artifact to take when a run has several");
+  addGithubOptions(cmd);
+  addWorkspaceOptions(cmd, "--output-dir");
+  withExamples(cmd, [
+    `gh-gitlab-sync download ${TAG_EXAMPLE}`,
+    `gh-gitlab-sync download ${TAG_EXAMPLE} --output-dir /srv/mirror --force`,
+  ]);
+  cmd.action((imageTag: string, raw: Record<string, unknown>) =>
+    run(async (ctx) => {
+      const github = githubServices(ctx, { ...raw, downloadsDir: raw.outputDir });
+      const workspace = parseOptions(workspaceOptionsSchema, {
+        downloadsDir: raw.outputDir,
+        stateDir: raw.stateDir,
+      });
+      await downloadImageTag(ctx, github, outputSteps(ctx.out), {
+        imageTag,
+        downloadsDir: workspace.downloadsDir,
+        force: raw.force === true,
+        artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
+        tty: ctx.out.isTTY && Boolean(process.stderr.isTTY),
+      });
+    }),
+  );
+}
+
+export function registerPrepare(program: Command, run: Runner): void {
+  const cmd = program
+    .command("prepare")
+    .description("Extract and verify a downloaded artifact, then write upload-plan.json")
+    .argument("<image-tag>", "image tag", parseImageTag)
+    .option(
+      "--clean",
+      "remove an existing extraction first (otherwise it is reused only if it verifies)",
+      false,
+    );
+  addWorkspaceOptions(cmd);
+  withExamples(cmd, [
+    `gh-gitlab-sync prepare ${TAG_EXAMPLE}`,
+    `gh-gitlab-sync prepare ${TAG_EXAMPLE} --clean`,
+  ]);
+  cmd.action((imageTag: string, raw: Record<string, unknown>) =>
+    run(async (ctx) => {
+      const workspace = parseOptions(workspaceOptionsSchema, raw);
+      await prepareImageTag(ctx, outputSteps(ctx.out), {
+        imageTag,
+        downloadsDir: workspace.downloadsDir,
+        clean: raw.clean === true,
+      });
+    }),
+  );
+}
+
+export function registerClean(program: Command, run: Runner): void {
+  const cmd = program
+    .command("clean")
+    .description(
+      "Remove an image tag's download, extraction and metadata (only inside the downloads directory)",
+    )
+    .argument("<image-tag>", "image tag", parseImageTag)
+    .option("-y, --yes", "do not ask before deleting", false);
+  addWorkspaceOptions(cmd);
+  withExamples(cmd, [
+    `gh-gitlab-sync clean ${TAG_EXAMPLE}`,
+    `gh-gitlab-sync clean ${TAG_EXAMPLE} --yes`,
+  ]);
+  cmd.action((imageTag: string, raw: Record<string, unknown>) =>
+    run(async (ctx) => {
+      const workspace = parseOptions(workspaceOptionsSchema, raw);
+      const targets = await cleanTargets(workspace.downloadsDir, imageTag);
+      if (targets.length === 0) {
+        ctx.out.line(`Nothing to clean for ${imageTag}.`);
+        return;
+      }
+      ctx.out.line("The following paths will be removed:");
+      for (const target of targets) ctx.out.line(`  ${target}`);
+      if (raw.yes !== true && !(await promptYesNo("\nProceed with removal? [y/N]: "))) {
+        ctx.out.line("Clean aborted.");
+        return;
+      }
+      const removed = await removeTargets(targets);
+      ctx.out.line(`Removed ${removed.length} path(s). Clean complete.`);
+    }),
+  );
+}

@@ -1,0 +1,98 @@
+import { SyncError } from "../errors.js";
+import type { GithubClient } from "./client.js";
+import { toGithubError } from "./errors.js";
+import { redirectLocation } from "./redirect.js";
+import { parseRepo } from "./runs.js";
+
+export interface RunArtifact {
+  id: number;
+  name: string;
+  size_in_bytes: number;
+  archive_download_url: string;
+  expired: boolean;
+  created_at: string | null;
+  expires_at: string | null;
+  /** `sha256:<hex>` of the zip, when GitHub reports one. */
+  digest?: string | null;
+}
+
+export async function listRunArtifacts(
+  client: GithubClient,
+  { repo, runId, signal }: { repo: string; runId: number; signal?: AbortSignal },
+): Promise<RunArtifact[]> {
+  const { owner, repo: name } = parseRepo(repo);
+  try {
+    const artifacts = await client.paginate(
+      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts",
+      {
+        owner,
+        repo: name,
+        run_id: runId,
+        per_page: 100,
+        ...(signal ? { request: { signal } } : {}),
+      },
+    );
+    return artifacts.map((a) => ({
+      ...a,
+      digest: (a as { digest?: string | null }).digest ?? null,
+    }));
+  } catch (err) {
+    throw toGithubError(err, `artifacts of run ${runId} in ${repo}`);
+  }
+}
+
+/** The workflow names its images artifact `presto-images-<run_id>`; else take the only one there is. */
+export function chooseArtifact(
+  artifacts: RunArtifact[],
+  runId: number,
+  wanted?: string,
+): RunArtifact {
+  const names = artifacts.map((a) => a.name).join(", ");
+  let chosen: RunArtifact | undefined;
+  if (wanted) {
+    chosen = artifacts.find((a) => a.name === wanted);
+    if (!chosen) {
+      throw new SyncError(`run ${runId} has no artifact named '${wanted}'`, {
+        hint: artifacts.length ? `it has: ${names}` : "the run uploaded no artifacts",
+      });
+    }
+  } else {
+    chosen = artifacts.find((a) => a.name === `presto-images-${runId}`);
+    if (!chosen && artifacts.length === 1) chosen = artifacts[0];
+    if (!chosen) {
+      if (artifacts.length === 0) {
+        throw new SyncError(`No artifacts found for run ${runId}`, {
+          hint: "the run uploaded no images (was it built with registry push only?)",
+        });
+      }
+      throw new SyncError(
+        `run ${runId} has ${artifacts.length} artifacts and none is presto-images-${runId}`,
+        {
+          hint: `choose one with --artifact-name (${names})`,
+        },
+      );
+    }
+  }
+  if (chosen.expired) {
+    throw new SyncError(
+      `artifact '${chosen.name}' of run ${runId} has expired${chosen.expires_at ? ` (on ${chosen.expires_at})` : ""}`,
+      { hint: "GitHub no longer has the images; re-run the build workflow to produce them again" },
+    );
+  }
+  return chosen;
+}
+
+/** A fresh pre-signed download address for each attempt; the token goes only to the API. */
+export function artifactUrlResolver(
+  client: GithubClient,
+  { repo, artifactId, signal }: { repo: string; artifactId: number; signal?: AbortSignal },
+): () => Promise<string> {
+  const ref = parseRepo(repo);
+  return () =>
+    redirectLocation(
+      { ...ref, client, signal },
+      "GET /repos/{owner}/{repo}/actions/artifacts/{artifact_id}/zip",
+      { artifact_id: artifactId },
+      `artifact ${artifactId} of ${repo}`,
+    );
+}

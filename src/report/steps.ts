@@ -1,0 +1,22 @@
+import type { StepReporter } from "../sync/context.js";
+import type { Logger } from "./logger.js";
+import type { Output } from "./output.js";
+
+export function outputSteps(out: Output): StepReporter {
+  return {
+    step: (n, total, message) => out.line(`[${n}/${total}] ${message}`),
+    detail: (message) => out.line(`        → ${message}`),
+    warn: (message) => out.line(`WARNING: ${message}`),
+    text: (message) => out.line(message),
+  };
+}
+
+/** For the daemon: the same steps as structured records, so journald keeps them. */
+export function logSteps(logger: Logger): StepReporter {
+  return {
+    step: (n, total, message) => logger.info({ step: n, of: total }, message),
+    detail: (message) => logger.info(message),
+    warn: (message) => logger.warn(message),
+    text: (message) => logger.debug(message),
+  };
+}

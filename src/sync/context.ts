@@ -1,0 +1,35 @@
+import type { GithubClient } from "../github/client.js";
+import type { GitlabRegistryClient } from "../gitlab/client.js";
+import type { GithubOptions, GitlabOptions } from "../config/options.js";
+import type { Logger } from "../report/logger.js";
+import type { MetadataCache } from "../workspace/state.js";
+
+/** What every pipeline step needs: where to log and when to stop. */
+export interface SyncContext {
+  logger: Logger;
+  signal: AbortSignal;
+}
+
+export interface GithubServices {
+  options: GithubOptions;
+  client: GithubClient;
+  cache: MetadataCache;
+}
+
+export interface GitlabServices {
+  options: GitlabOptions;
+  client: GitlabRegistryClient;
+}
+
+/**
+ * The original's step lines (`[2/5] Logging into …`), which operators read; in the daemon they
+ * become log records instead of stdout lines.
+ */
+export interface StepReporter {
+  step(n: number, total: number, message: string): void;
+  /** A detail under the current step: `        → run 1234 (…)`. */
+  detail(message: string): void;
+  warn(message: string): void;
+  /** Plain text lines (tables, summaries). */
+  text(message: string): void;
+}

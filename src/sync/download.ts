@@ -1,0 +1,163 @@
+import { promises as fs } from "node:fs";
+import { artifactUrlResolver, chooseArtifact, listRunArtifacts } from "../github/artifacts.js";
+import { METADATA_KEYS, type RunMetadata } from "../github/metadata-parser.js";
+import type { WorkflowRun } from "../github/runs.js";
+import { SyncError } from "../errors.js";
+import { byteProgress } from "../report/progress.js";
+import { downloadFile } from "../workspace/download.js";
+import { exists, writeJsonAtomic } from "../workspace/files.js";
+import { tagLayout, type MetadataFile } from "../workspace/layout.js";
+import type { GithubServices, StepReporter, SyncContext } from "./context.js";
+import { findRunForTag } from "./runs.js";
+import { runRef } from "./xref.js";
+
+export interface DownloadRequest {
+  imageTag: string;
+  downloadsDir: string;
+  force: boolean;
+  artifactName?: string;
+  /** Show a progress bar (a terminal) rather than periodic log lines. */
+  tty: boolean;
+  /** Free bytes at a path; replaceable for tests. */
+  freeBytes?: (dir: string) => Promise<number>;
+}
+
+export interface DownloadOutcome {
+  run: WorkflowRun;
+  metadata: RunMetadata;
+  zip: string;
+  size: number;
+  /** Bytes that crossed the network (less than size after a resume). */
+  fetched: number;
+}
+
+const MiB = 1024 ** 2;
+
+/** metadata.json as the original writes it: the block's keys, then provenance. */
+export function metadataRecord(
+  metadata: RunMetadata,
+  run: WorkflowRun,
+  repo: string,
+  artifact: { name: string; size: number },
+  zipName: string,
+): MetadataFile {
+  const record: Record<string, unknown> = {};
+  for (const key of METADATA_KEYS) if (metadata[key] !== undefined) record[key] = metadata[key];
+  const ref = runRef(run);
+  return {
+    ...record,
+    run_id: run.id,
+    run_name: ref.title,
+    repository: repo,
+    artifact_name: artifact.name,
+    artifact_size_bytes: artifact.size,
+    artifact_zip: zipName,
+    // The original took these from `gh run list --json`; the same names keep its readers working.
+    _run_info: {
+      databaseId: run.id,
+      displayTitle: ref.title,
+      headBranch: run.head_branch,
+      headSha: run.head_sha,
+      conclusion: run.conclusion,
+      status: run.status,
+      event: run.event,
+      number: run.run_number,
+      createdAt: run.created_at,
+      updatedAt: run.updated_at,
+      startedAt: ref.startedAt,
+      url: run.html_url,
+    },
+  };
+}
+
+export async function downloadImageTag(
+  ctx: SyncContext,
+  github: GithubServices,
+  steps: StepReporter,
+  request: DownloadRequest,
+): Promise<DownloadOutcome> {
+  const { imageTag } = request;
+  const layout = tagLayout(request.downloadsDir, imageTag);
+  const repo = github.options.repo;
+
+  steps.step(1, 5, `Locating workflow run for image tag '${imageTag}' ...`);
+  const { run, metadata, others } = await findRunForTag(ctx, github, imageTag);
+  if (others.length > 0) {
+    steps.warn(
+      `Found ${others.length + 1} successful runs with image tag '${imageTag}'. ` +
+        `Using the most recent run (IDs: ${[run, ...others].map((r) => r.id).join(", ")}).`,
+    );
+  }
+  steps.detail(
+    `run ${run.id} (${runRef(run).title}), Presto=${metadata["Presto ref"] ?? "?"}, ` +
+      `Velox=${metadata["Velox ref"] ?? "?"}, platform=${metadata["Target platform"] ?? "?"}`,
+  );
+
+  steps.step(2, 5, "Ensuring download directory exists ...");
+  await fs.mkdir(layout.dir, { recursive: true });
+
+  steps.step(3, 5, "Retrieving artifact metadata from GitHub ...");
+  const artifacts = await listRunArtifacts(github.client, {
+    repo,
+    runId: run.id,
+    signal: ctx.signal,
+  });
+  const artifact = chooseArtifact(artifacts, run.id, request.artifactName);
+
+  if (await exists(layout.zip)) {
+    if (!request.force) {
+      throw new SyncError(`Download target ${layout.zip} already exists`, {
+        hint: "delete the file or re-run with --force to overwrite",
+      });
+    }
+    await fs.rm(layout.zip, { force: true });
+  }
+  if (request.force) await fs.rm(layout.zipPart, { force: true });
+
+  steps.step(
+    4,
+    5,
+    `Downloading artifact '${artifact.name}' (~${(artifact.size_in_bytes / MiB).toFixed(2)} MiB) to ${layout.zip} ...`,
+  );
+  const progress = byteProgress(`download ${artifact.name}`, {
+    logger: ctx.logger,
+    tty: request.tty,
+  });
+  let result;
+  try {
+    result = await downloadFile({
+      resolveUrl: artifactUrlResolver(github.client, {
+        repo,
+        artifactId: artifact.id,
+        signal: ctx.signal,
+      }),
+      dest: layout.zip,
+      expectedSize: artifact.size_in_bytes,
+      digest: artifact.digest ?? undefined,
+      logger: ctx.logger,
+      signal: ctx.signal,
+      freeBytes: request.freeBytes,
+      onProgress: ({ bytes, total }) => progress.update(bytes, total),
+    });
+  } finally {
+    progress.stop();
+  }
+  steps.detail(
+    `saved ${layout.zip} (${(result.size / MiB).toFixed(2)} MiB, sha256:${result.sha256}` +
+      `${result.fetched < result.size ? `, resumed: ${(result.fetched / MiB).toFixed(2)} MiB fetched` : ""})`,
+  );
+
+  steps.step(5, 5, `Writing metadata to ${layout.metadata} ...`);
+  await writeJsonAtomic(
+    layout.metadata,
+    metadataRecord(
+      metadata,
+      run,
+      repo,
+      { name: artifact.name, size: artifact.size_in_bytes },
+      `${imageTag}.zip`,
+    ),
+  );
+  steps.text("Download complete.");
+  return { run, metadata, zip: layout.zip, size: result.size, fetched: result.fetched };
+}

@@ -1,0 +1,103 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import type { RunMetadata } from "../../src/github/metadata-parser.js";
+import { expectedImages } from "../../src/sync/tags.js";
+import {
+  writeArtifactZip,
+  writeDockerSaveTarball,
+  writeZipWithRawNames,
+  type LayerSpec,
+  type ZipEntrySpec,
+} from "./image-fixtures.js";
+
+/** The base layer every image of a bundle shares, as the real coordinator and workers do. */
+export const BASE_LAYER: LayerSpec = {
+  files: {
+    "etc/os-release": 'NAME="Fixture Linux"\nVERSION_ID="1"\n',
+    "usr/lib/base/readme.txt": "shared base layer\n".repeat(64),
+  },
+};
+
+export interface ArtifactFixtureOptions {
+  /** Scratch directory for the tarballs and the zip. */
+  dir: string;
+  metadata: RunMetadata;
+  /** Repos written in the OCI layout (Docker ≥ 25); the rest in the legacy layout. */
+  ociRepos?: string[];
+  forceZip64?: boolean;
+  /** Leave this repo's tarball out of the zip. */
+  omit?: string;
+  /** Save this repo's image under another tag. */
+  wrongTagRepo?: string;
+  /** Extra zip entries (hostile names and the like). */
+  extraEntries?: ZipEntrySpec[];
+  /** Extra bytes per image layer, to make transfers measurable. */
+  layerBytes?: number;
+  /** Damage a tarball after it is written (cut it, replace it) before it is zipped. */
+  mutateTarball?: (repo: string, file: string) => Promise<void>;
+  /** Entries with names a zip library refuses to write (`../../x`), added raw. */
+  rawEntries?: Array<{ name: string; data: Buffer }>;
+}
+
+export interface ArtifactFixture {
+  zip: string;
+  size: number;
+  digest: string;
+  tarballs: string[];
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest("hex")}`;
+}
+
+/**
+ * An images artifact as the workflow uploads it: build-metadata.txt and one
+ * `<repo>-<image tag>.tar.gz` (`docker save | gzip -9`) per built image, in a streamed zip.
+ */
+export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<ArtifactFixture> {
+  await mkdir(options.dir, { recursive: true });
+  const images = expectedImages(options.metadata);
+  const entries: ZipEntrySpec[] = [
+    {
+      name: "build-metadata.txt",
+      data: Buffer.from(
+        Object.entries(options.metadata)
+          .map(([k, v]) => `${k.padEnd(18)}: ${v}`)
+          .join("\n") + "\n",
+      ),
+    },
+  ];
+  const tarballs: string[] = [];
+  for (const [index, image] of images.entries()) {
+    if (image.repo === options.omit) continue;
+    const file = path.join(options.dir, image.tarball);
+    const tag = image.repo === options.wrongTagRepo ? "not-the-right-tag" : image.imageTag;
+    const own: LayerSpec = options.layerBytes
+      ? { sizeBytes: options.layerBytes, seed: index + 1 }
+      : { files: { [`opt/${image.repo}/bin/run.sh`]: `#!/bin/sh\necho ${image.repo}\n` } };
+    await writeDockerSaveTarball(file, {
+      repoTag: `${image.repo}:${tag}`,
+      layout: options.ociRepos?.includes(image.repo) ? "oci" : "legacy",
+      layers: [BASE_LAYER, own],
+      gzip: true,
+    });
+    await options.mutateTarball?.(image.repo, file);
+    tarballs.push(file);
+    entries.push({ name: image.tarball, file });
+  }
+  entries.push(...(options.extraEntries ?? []));
+  const zip = path.join(options.dir, "artifact.zip");
+  if (options.rawEntries) {
+    const all = await Promise.all(
+      entries.map(async (e) => ({ name: e.name, data: e.data ?? (await readFile(e.file ?? "")) })),
+    );
+    await writeZipWithRawNames(zip, [...all, ...options.rawEntries]);
+  } else {
+    await writeArtifactZip(zip, entries, { forceZip64: options.forceZip64 });
+  }
+  return { zip, size: (await stat(zip)).size, digest: await sha256File(zip), tarballs };
+}
