@@ -215,7 +215,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
       // Re-hash what is really on disk: a cut may leave other than what was counted.
       have = await sizeOf(part);
       hash = createHash("sha256");
-      await hashFile(part, hash);
+      if (have > 0) await hashFile(part, hash);
       await sleep(delay, signal);
     }
   }

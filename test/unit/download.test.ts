@@ -1,0 +1,104 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createHash } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import { downloadFile } from "../../src/workspace/download.js";
+import { SyncError } from "../../src/errors.js";
+import { silentLogger } from "../../src/report/logger.js";
+
+const body = Buffer.from("0123456789".repeat(1000));
+const sha = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+let server: Server | undefined;
+
+async function serve(
+  handler: (
+    req: import("node:http").IncomingMessage,
+    res: import("node:http").ServerResponse,
+    n: number,
+  ) => void,
+): Promise<string> {
+  let n = 0;
+  server = createServer((req, res) => handler(req, res, ++n));
+  await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/blob`;
+}
+
+afterEach(async () => {
+  await new Promise((resolve) => server?.close(resolve));
+  server = undefined;
+});
+
+const base = { logger: silentLogger(), retryDelayMs: 1, freeBytes: async () => 1 << 30 };
+
+describe("downloadFile", () => {
+  it("starts over when the server ignores Range, and still verifies", async () => {
+    const url = await serve((_req, res) => res.end(body));
+    const dir = await mkdtemp(path.join(tmpdir(), "dl-"));
+    const dest = path.join(dir, "a.zip");
+    await writeFile(`${dest}.part`, body.subarray(0, 500));
+    const result = await downloadFile({
+      ...base,
+      resolveUrl: async () => url,
+      dest,
+      expectedSize: body.length,
+      digest: sha,
+    });
+    expect(result.size).toBe(body.length);
+    expect(await readFile(dest)).toEqual(body);
+    expect(await readdir(dir)).toEqual(["a.zip"]);
+  });
+
+  it("asks for a fresh URL on every attempt and gives up after the limit, keeping the part", async () => {
+    let asked = 0;
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { "content-length": String(body.length) });
+      res.write(body.subarray(0, 100));
+      res.destroy();
+    });
+    const dir = await mkdtemp(path.join(tmpdir(), "dl-"));
+    const dest = path.join(dir, "a.zip");
+    const run = downloadFile({
+      ...base,
+      resolveUrl: async () => (asked++, url),
+      dest,
+      expectedSize: body.length,
+      maxAttempts: 3,
+    });
+    await expect(run).rejects.toThrow(SyncError);
+    await expect(run).rejects.toThrow(/after 3 attempt\(s\)/);
+    expect(asked).toBe(3);
+    expect(await readdir(dir)).toEqual(["a.zip.part"]);
+  });
+
+  it("refuses a body of the wrong size and removes it", async () => {
+    const url = await serve((_req, res) => res.end(body.subarray(0, 10)));
+    const dir = await mkdtemp(path.join(tmpdir(), "dl-"));
+    await expect(
+      downloadFile({
+        ...base,
+        resolveUrl: async () => url,
+        dest: path.join(dir, "a.zip"),
+        expectedSize: 10_000,
+        maxAttempts: 1,
+      }),
+    ).rejects.toThrow();
+    expect((await readdir(dir)).filter((f) => f === "a.zip")).toEqual([]);
+  });
+
+  it("does not retry a 404", async () => {
+    let hits = 0;
+    const url = await serve((_req, res) => {
+      hits += 1;
+      res.statusCode = 404;
+      res.end();
+    });
+    const dir = await mkdtemp(path.join(tmpdir(), "dl-"));
+    await expect(
+      downloadFile({ ...base, resolveUrl: async () => url, dest: path.join(dir, "a.zip") }),
+    ).rejects.toThrow(/HTTP 404/);
+    expect(hits).toBe(1);
+  });
+});
