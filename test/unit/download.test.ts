@@ -56,7 +56,8 @@ describe("downloadFile", () => {
     const url = await serve((_req, res) => {
       res.writeHead(200, { "content-length": String(body.length) });
       res.write(body.subarray(0, 100));
-      res.destroy();
+      // Cut after the bytes have had time to reach the client's disk.
+      setTimeout(() => res.destroy(), 50);
     });
     const dir = await mkdtemp(path.join(tmpdir(), "dl-"));
     const dest = path.join(dir, "a.zip");
