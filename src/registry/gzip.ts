@@ -1,0 +1,145 @@
+import { availableParallelism } from "node:os";
+import { promisify } from "node:util";
+import zlib from "node:zlib";
+import { crc32 } from "../archive/crc32.js";
+
+/**
+ * Deterministic, parallel gzip (the scheme of pigz and Go's pgzip): the input is cut into
+ * fixed-size blocks, each block is raw-deflated on its own in libuv's thread pool with the
+ * previous block's last 32 KiB as dictionary (so the ratio barely suffers) and ended with a
+ * sync flush, and the pieces are joined behind a fixed gzip header. Block boundaries depend on
+ * the bytes alone, never on how they were chunked on the way in, and the header carries no
+ * name or mtime, so the same layer tar always gives the same compressed bytes — the same digest
+ * on every push, which is what lets a registry recognise a layer it already holds.
+ */
+
+export interface GzipOptions {
+  /** zlib level 1–9; default 6, gzip's own default. */
+  level?: number;
+  /** Bytes per independently compressed block; part of the output format, so keep it fixed. */
+  blockSize?: number;
+  /** Blocks compressed at once; default: the CPU count, at least 2 and at most 4 (the pool size). */
+  parallel?: number;
+}
+
+export interface GzipTotals {
+  /** Uncompressed bytes read so far. */
+  size: number;
+}
+
+export const DEFAULT_GZIP_LEVEL = 6;
+export const DEFAULT_BLOCK_SIZE = 1 << 20;
+/** Deflate's window: what a block may refer back to in the one before. */
+const WINDOW = 32 * 1024;
+/** Fixed header: magic, deflate, no flags, mtime 0, no extra flags, OS "unknown". */
+const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
+/** A final, empty fixed-Huffman deflate block: ends the stream after the sync-flushed blocks. */
+const FINAL_BLOCK = Buffer.from([0x03, 0x00]);
+/** Samples of a block tried at level 1 to decide whether it compresses at all. */
+const SAMPLE = 4 * 1024;
+const INCOMPRESSIBLE_RATIO = 0.97;
+
+const deflateRaw = promisify(
+  (buffer: Buffer, options: zlib.ZlibOptions, callback: (e: Error | null, r: Buffer) => void) =>
+    zlib.deflateRaw(buffer, options, callback),
+);
+
+/**
+ * Compresses `source` to a gzip stream, yielding output pieces in order. `totals` is filled in
+ * as the input is read, for progress and for checking the uncompressed size afterwards.
+ */
+export async function* deterministicGzip(
+  source: AsyncIterable<Uint8Array>,
+  options: GzipOptions = {},
+  totals: GzipTotals = { size: 0 },
+): AsyncGenerator<Buffer> {
+  const level = options.level ?? DEFAULT_GZIP_LEVEL;
+  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+  const parallel = options.parallel ?? Math.max(2, Math.min(4, availableParallelism()));
+  let crc = 0;
+  let size = 0;
+  let previous: Buffer | undefined;
+  const inFlight: Array<Promise<Buffer>> = [];
+  const start = (block: Buffer): void => {
+    crc = crc32(block, crc);
+    size += block.length;
+    const dictionary = previous
+      ? previous.subarray(Math.max(0, previous.length - WINDOW))
+      : undefined;
+    const job = compressBlock(block, level, dictionary);
+    // Errors surface when the job is awaited in order; this only keeps Node from calling them unhandled.
+    job.catch(() => undefined);
+    inFlight.push(job);
+    previous = block;
+  };
+
+  yield GZIP_HEADER;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  for await (const input of source) {
+    let chunk = Buffer.isBuffer(input)
+      ? input
+      : Buffer.from(input.buffer, input.byteOffset, input.length);
+    totals.size += chunk.length;
+    while (pendingBytes + chunk.length >= blockSize) {
+      const take = blockSize - pendingBytes;
+      pending.push(chunk.subarray(0, take));
+      // Copy: the source may reuse its buffers, and the block outlives this iteration.
+      start(Buffer.concat(pending, blockSize));
+      chunk = chunk.subarray(take);
+      pending = [];
+      pendingBytes = 0;
+      while (inFlight.length >= parallel) yield await (inFlight.shift() as Promise<Buffer>);
+    }
+    if (chunk.length > 0) {
+      pending.push(Buffer.from(chunk));
+      pendingBytes += chunk.length;
+    }
+  }
+  if (pendingBytes > 0) start(Buffer.concat(pending, pendingBytes));
+  while (inFlight.length > 0) yield await (inFlight.shift() as Promise<Buffer>);
+  yield FINAL_BLOCK;
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc >>> 0, 0);
+  trailer.writeUInt32LE(size % 2 ** 32, 4);
+  yield trailer;
+}
+
+/**
+ * zlib spends as long failing to shrink random bytes (already-compressed files in a layer) as
+ * it does compressing text, so a block whose samples do not shrink at level 1 is stored as is:
+ * cheap, and still deterministic since the decision depends on the bytes alone.
+ */
+async function compressBlock(
+  block: Buffer,
+  level: number,
+  dictionary: Buffer | undefined,
+): Promise<Buffer> {
+  const chosen = level > 0 && (await incompressible(block)) ? 0 : level;
+  return deflateRaw(block, {
+    level: chosen,
+    // One output buffer for the whole block: with zlib's default 16 KiB, Node would hop to the
+    // thread pool and back once per 16 KiB, which costs more than the compressing.
+    chunkSize: outputBound(block.length),
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+    ...(dictionary && chosen > 0 ? { dictionary } : {}),
+  });
+}
+
+/** deflate's worst case: stored blocks (5 bytes per 64 KiB) plus the flush marker, with room. */
+function outputBound(length: number): number {
+  return length + Math.ceil(length / 16384) * 5 + 1024;
+}
+
+async function incompressible(block: Buffer): Promise<boolean> {
+  if (block.length < SAMPLE * 3) return false;
+  // Start, middle and end in one call: one hop to the thread pool instead of three.
+  const middle = Math.floor((block.length - SAMPLE) / 2);
+  const sample = Buffer.concat([
+    block.subarray(0, SAMPLE),
+    block.subarray(middle, middle + SAMPLE),
+    block.subarray(block.length - SAMPLE),
+  ]);
+  const compressed = await deflateRaw(sample, { level: 1, chunkSize: outputBound(sample.length) });
+  return compressed.length >= sample.length * INCOMPRESSIBLE_RATIO;
+}

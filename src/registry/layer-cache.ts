@@ -1,0 +1,142 @@
+import { promises as fs } from "node:fs";
+import { z } from "zod";
+import { describeError } from "../errors.js";
+import type { Logger } from "../report/logger.js";
+import { writeJsonAtomic } from "../workspace/files.js";
+
+/**
+ * What earlier pushes learnt about each layer, keyed by its diff-id (the sha256 of the
+ * uncompressed tar, which every `docker save` names): the digest and size it had once
+ * compressed, and the repositories of each registry it went into. With it a push can ask the
+ * registry "do you have this?" (HEAD) or "link it from there" (mount) before spending minutes
+ * compressing a layer that is already up.
+ */
+export const LAYER_CACHE_FILE = "registry-layers.json";
+/** Repositories remembered per layer and registry: enough mount sources, bounded file size. */
+const MAX_REPOSITORIES = 16;
+
+export interface CachedLayer {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
+const entrySchema = z.object({
+  digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  size: z.number().int().nonnegative(),
+  mediaType: z.string().min(1),
+  /** registry host → repositories, most recent first. */
+  registries: z.record(z.string(), z.array(z.string())),
+});
+
+const fileSchema = z.object({
+  version: z.literal(1),
+  layers: z.record(z.string(), entrySchema),
+});
+
+type Entry = z.infer<typeof entrySchema>;
+
+export class LayerCache {
+  private readonly layers: Map<string, Entry>;
+  private saving: Promise<void> = Promise.resolve();
+  private dirty = false;
+
+  private constructor(
+    private readonly file: string | undefined,
+    layers: Record<string, Entry> = {},
+  ) {
+    this.layers = new Map(Object.entries(layers));
+  }
+
+  /**
+   * Loads the cache, or starts an empty one when the file is missing. A damaged file is only a
+   * lost optimisation, so it is logged and replaced rather than failing the push.
+   */
+  static async open(file: string, logger?: Logger): Promise<LayerCache> {
+    let text: string;
+    try {
+      text = await fs.readFile(file, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
+        logger?.warn(
+          { file, err: describeError(err) },
+          "cannot read the layer cache; starting empty",
+        );
+      }
+      return new LayerCache(file);
+    }
+    let parsed: z.infer<typeof fileSchema> | undefined;
+    try {
+      const result = fileSchema.safeParse(JSON.parse(text));
+      if (result.success) parsed = result.data;
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed) {
+      logger?.warn({ file }, "the layer cache is damaged; starting empty");
+      return new LayerCache(file);
+    }
+    return new LayerCache(file, parsed.layers);
+  }
+
+  /** A cache that lives as long as the process (tests, one-off pushes). */
+  static inMemory(): LayerCache {
+    return new LayerCache(undefined);
+  }
+
+  get(diffId: string): CachedLayer | undefined {
+    const entry = this.layers.get(diffId);
+    if (!entry) return undefined;
+    return { digest: entry.digest, size: entry.size, mediaType: entry.mediaType };
+  }
+
+  /** Repositories of `registry` that this layer was pushed to or found in, most recent first. */
+  repositoriesWith(diffId: string, registry: string): string[] {
+    return [...(this.layers.get(diffId)?.registries[registry] ?? [])];
+  }
+
+  /** Notes that `repository` of `registry` holds the layer, compressed as `layer`. */
+  record(diffId: string, layer: CachedLayer, registry: string, repository: string): void {
+    const existing = this.layers.get(diffId);
+    // A different digest means the layer was compressed afresh (another level or zlib): the
+    // old repositories hold the old blob, not this one, so they are no mount source for it.
+    const registries =
+      existing && existing.digest === layer.digest ? { ...existing.registries } : {};
+    const repositories = [
+      repository,
+      ...(registries[registry] ?? []).filter((r) => r !== repository),
+    ];
+    registries[registry] = repositories.slice(0, MAX_REPOSITORIES);
+    this.layers.set(diffId, { ...layer, registries });
+    this.dirty = true;
+  }
+
+  /** Drops a repository that turned out not to hold the layer (deleted, or garbage-collected). */
+  forget(diffId: string, registry: string, repository: string): void {
+    const entry = this.layers.get(diffId);
+    const repositories = entry?.registries[registry];
+    if (!entry || !repositories?.includes(repository)) return;
+    entry.registries[registry] = repositories.filter((r) => r !== repository);
+    this.dirty = true;
+  }
+
+  /**
+   * Writes the file atomically when anything changed. Calls queue behind each other, so
+   * concurrent pushes sharing one cache never interleave their writes.
+   */
+  save(): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (!this.file || !this.dirty) return;
+      this.dirty = false;
+      const layers = Object.fromEntries(this.layers);
+      try {
+        await writeJsonAtomic(this.file, { version: 1, layers });
+      } catch (err) {
+        this.dirty = true;
+        throw err;
+      }
+    };
+    this.saving = this.saving.then(run, run);
+    return this.saving;
+  }
+}

@@ -1,0 +1,470 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import tar from "tar-stream";
+import { inspectImageTarball, type ImageTarballInfo } from "../archive/docker-save.js";
+import { GUNZIP_CHUNK, checkedGunzip, gzipFailure } from "../archive/gzip-check.js";
+import { SyncError, describeError } from "../errors.js";
+import type { Logger } from "../report/logger.js";
+import { RegistryError, type RegistryClient } from "./client.js";
+import { deterministicGzip, type GzipOptions } from "./gzip.js";
+import type { CachedLayer, LayerCache } from "./layer-cache.js";
+import { Semaphore, mapLimit } from "./limit.js";
+import {
+  DOCKER_CONFIG,
+  DOCKER_LAYER_GZIP,
+  DOCKER_MANIFEST,
+  OCI_CONFIG,
+  OCI_LAYER_GZIP,
+  OCI_LAYER_ZSTD,
+  OCI_MANIFEST,
+  shortDigest,
+} from "./media-types.js";
+
+export type LayerAction = "uploaded" | "exists" | "mounted";
+
+export interface PushedLayer {
+  diffId: string;
+  /** Digest of the compressed blob in the registry. */
+  digest: string;
+  size: number;
+  mediaType: string;
+  action: LayerAction;
+}
+
+export interface PushResult {
+  manifestDigest: string;
+  manifestMediaType: string;
+  configDigest: string;
+  /** In manifest order, base first. */
+  layers: PushedLayer[];
+  /** Compressed bytes sent (layers and config); 0 when everything was already there. */
+  bytesUploaded: number;
+}
+
+export type PushProgress =
+  /** After the registry was asked about every layer: what is left to send. */
+  | { type: "planned"; layers: number; toUpload: number; bytesToRead: number }
+  /** Running count of one layer's bytes read from the tarball. */
+  | { type: "read"; diffId: string; bytes: number }
+  | { type: "layer"; layer: PushedLayer }
+  | { type: "manifest"; digest: string };
+
+export interface PushTarballOptions {
+  client: RegistryClient;
+  /** A `docker save … | gzip` file, legacy or OCI layout. */
+  tarball: string;
+  /** Full repository path, e.g. `hercules/veloxtesting/x86/presto-coordinator`. */
+  repository: string;
+  tag: string;
+  cache: LayerCache;
+  logger: Logger;
+  signal?: AbortSignal;
+  onProgress?: (event: PushProgress) => void;
+  /** Repositories that may hold the same layers (the other images of a build): mount sources. */
+  siblings?: string[];
+  /** The tarball's inspection from `prepare`, which saves reading the file once more. */
+  info?: ImageTarballInfo;
+  /** Layers compressed and uploaded, or checked, at once; default 3. */
+  concurrency?: number;
+  gzip?: GzipOptions;
+}
+
+const DEFAULT_CONCURRENCY = 3;
+/** Tries of the streaming pass: a cut stream cannot be replayed, so the pass starts over. */
+const STREAM_ATTEMPTS = 3;
+const REDOWNLOAD_HINT = "the artifact is damaged; re-run download --force";
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+/** tar-stream's entry stream (a streamx Readable). */
+type EntryBody = tar.ExtractEvents["entry"][1];
+
+interface Wanted {
+  kind: "layer" | "config";
+  path: string;
+  diffId: string;
+}
+
+/**
+ * Pushes a `docker save` tarball straight to a registry, with no Docker daemon. Layers the
+ * registry already has in the repository are skipped (HEAD), layers it has elsewhere are
+ * mounted, and only the rest are read from the tarball, compressed (deterministically, so a
+ * layer keeps its digest from push to push) and uploaded, several at once. The config goes up
+ * byte for byte, so the image ID stays what `docker load` shows.
+ */
+export async function pushTarball(options: PushTarballOptions): Promise<PushResult> {
+  const { client, repository, logger, signal } = options;
+  const info = options.info ?? (await inspectImageTarball(options.tarball, { signal }));
+  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+  const unique = uniqueLayers(info);
+  const done = new Map<string, PushedLayer>();
+
+  const found = await mapLimit([...unique.keys()], concurrency, (diffId) =>
+    findInRegistry(options, diffId),
+  );
+  for (const layer of found) if (layer) done.set(layer.diffId, layer);
+  for (const layer of done.values()) options.onProgress?.({ type: "layer", layer });
+  await options.cache.save();
+
+  const configInRegistry = await client.blobSize(repository, info.configDigest, signal);
+  const configPresent = configInRegistry !== undefined;
+  const missing = [...unique.entries()].filter(([diffId]) => !done.has(diffId));
+  options.onProgress?.({
+    type: "planned",
+    layers: unique.size,
+    toUpload: missing.length,
+    bytesToRead: missing.reduce((sum, [, index]) => sum + (info.layerSizes[index] ?? 0), 0),
+  });
+
+  let configBytes: Buffer | undefined;
+  if (missing.length > 0 || !configPresent) {
+    const wanted: Wanted[] = missing.map(([diffId, index]) => ({
+      kind: "layer",
+      path: info.layers[index] as string,
+      diffId,
+    }));
+    if (!configPresent) wanted.push({ kind: "config", path: info.config, diffId: "" });
+    configBytes = await uploadFromTarball(options, info, wanted, done, concurrency);
+  }
+
+  let bytesUploaded = [...done.values()]
+    .filter((l) => l.action === "uploaded")
+    .reduce((sum, l) => sum + l.size, 0);
+  if (configBytes) {
+    await client.uploadBlob(
+      repository,
+      info.configDigest,
+      configBytes.length,
+      () => configBytes,
+      signal,
+    );
+    bytesUploaded += configBytes.length;
+  }
+
+  const layers = info.diffIds.map((diffId) => done.get(diffId) as PushedLayer);
+  const { bytes, mediaType } = imageManifest(
+    info,
+    layers,
+    configBytes?.length ?? configInRegistry ?? 0,
+  );
+  const manifestDigest = await client.putManifest(
+    repository,
+    options.tag,
+    bytes,
+    mediaType,
+    signal,
+  );
+  options.onProgress?.({ type: "manifest", digest: manifestDigest });
+  logger.info(
+    {
+      repository,
+      tag: options.tag,
+      digest: manifestDigest,
+      uploaded: layers.filter((l) => l.action === "uploaded").length,
+      mounted: layers.filter((l) => l.action === "mounted").length,
+      existing: layers.filter((l) => l.action === "exists").length,
+      bytesUploaded,
+    },
+    `pushed ${client.registry}/${repository}:${options.tag}`,
+  );
+  return {
+    manifestDigest,
+    manifestMediaType: mediaType,
+    configDigest: info.configDigest,
+    layers,
+    bytesUploaded,
+  };
+}
+
+/** diff-id → index of its first occurrence: a layer listed twice goes up once. */
+function uniqueLayers(info: ImageTarballInfo): Map<string, number> {
+  const unique = new Map<string, number>();
+  info.diffIds.forEach((diffId, index) => {
+    if (!unique.has(diffId)) unique.set(diffId, index);
+  });
+  return unique;
+}
+
+/**
+ * Whether the registry can have the layer without its bytes: already in the repository, or
+ * mountable from a repository the cache (or the caller) names. Needs the compressed digest,
+ * which only the cache knows before the layer has been compressed.
+ */
+async function findInRegistry(
+  options: PushTarballOptions,
+  diffId: string,
+): Promise<PushedLayer | undefined> {
+  const { client, cache, repository, signal } = options;
+  const cached = cache.get(diffId);
+  if (!cached) return undefined;
+  const registry = client.registry;
+  if (await client.blobExists(repository, cached.digest, signal)) {
+    cache.record(diffId, cached, registry, repository);
+    return pushed(options, diffId, cached, "exists");
+  }
+  cache.forget(diffId, registry, repository);
+  const sources = [
+    ...new Set([...cache.repositoriesWith(diffId, registry), ...(options.siblings ?? [])]),
+  ];
+  for (const from of sources.filter((r) => r !== repository)) {
+    if (await client.mountBlob(repository, cached.digest, from, signal)) {
+      cache.record(diffId, cached, registry, repository);
+      return pushed(options, diffId, cached, "mounted", from);
+    }
+    cache.forget(diffId, registry, from);
+  }
+  return undefined;
+}
+
+function pushed(
+  options: PushTarballOptions,
+  diffId: string,
+  layer: CachedLayer,
+  action: LayerAction,
+  from?: string,
+): PushedLayer {
+  options.logger.info(
+    {
+      repository: options.repository,
+      diffId,
+      digest: layer.digest,
+      size: layer.size,
+      ...(from ? { from } : {}),
+    },
+    `layer ${shortDigest(layer.digest)} ${action}`,
+  );
+  return { diffId, digest: layer.digest, size: layer.size, mediaType: layer.mediaType, action };
+}
+
+/**
+ * Reads the tarball for the layers (and config) the registry lacks, uploading each as it comes
+ * out. A transient failure in the middle of a streamed upload restarts the pass for the layers
+ * not yet done; anything else, or too many failures, ends the push. Returns the config bytes
+ * when they were wanted.
+ */
+async function uploadFromTarball(
+  options: PushTarballOptions,
+  info: ImageTarballInfo,
+  wanted: Wanted[],
+  done: Map<string, PushedLayer>,
+  concurrency: number,
+): Promise<Buffer | undefined> {
+  let configBytes: Buffer | undefined;
+  for (let attempt = 1; ; attempt += 1) {
+    const left = wanted.filter((w) =>
+      w.kind === "config" ? configBytes === undefined : !done.has(w.diffId),
+    );
+    if (left.length === 0) return configBytes;
+    try {
+      await readTarball(options, left, concurrency, async (item, body) => {
+        if (item.kind === "config") {
+          configBytes = await readConfig(options.tarball, info, body);
+          return;
+        }
+        const layer = await uploadLayer(options, item, body);
+        done.set(layer.diffId, layer);
+        options.onProgress?.({ type: "layer", layer });
+        await options.cache.save();
+      });
+    } catch (err) {
+      options.signal?.throwIfAborted();
+      if (!(err instanceof RegistryError && err.retryable) || attempt >= STREAM_ATTEMPTS) {
+        throw err instanceof RegistryError && err.retryable
+          ? new RegistryError(err.message, { hint: err.hint, cause: err.cause, status: err.status })
+          : err;
+      }
+      options.logger.warn(
+        { repository: options.repository, attempt, err: describeError(err) },
+        "layer upload interrupted; reading the tarball again for the layers not yet up",
+      );
+      const policy = options.client.retryPolicy;
+      await sleep(
+        policy.baseDelayMs * 2 ** (attempt - 1),
+        undefined,
+        options.signal ? { signal: options.signal } : undefined,
+      );
+    }
+  }
+}
+
+/**
+ * Streams the tarball once, handing each wanted entry's body to `handle` (at most `concurrency`
+ * at once; the tar is read in order, so an entry waits for a free slot). Stops reading as soon
+ * as every wanted entry has been seen.
+ */
+async function readTarball(
+  options: PushTarballOptions,
+  wanted: Wanted[],
+  concurrency: number,
+  handle: (item: Wanted, body: EntryBody) => Promise<void>,
+): Promise<void> {
+  const byPath = new Map(wanted.map((w) => [w.path, w]));
+  const slots = new Semaphore(concurrency);
+  const jobs: Array<Promise<void>> = [];
+  const controller = new AbortController();
+  let failure: unknown;
+  let allSeen = false;
+  const abortOnOuter = (): void => controller.abort(options.signal?.reason);
+  options.signal?.addEventListener("abort", abortOnOuter, { once: true });
+
+  const extract = tar.extract();
+  extract.on("entry", (header, body, next) => {
+    body.on("error", () => undefined);
+    const item = byPath.get(header.name.replace(/^(\.\/)+/, ""));
+    if (!item || failure !== undefined) {
+      body.on("end", () => next());
+      body.resume();
+      return;
+    }
+    byPath.delete(item.path);
+    void slots.acquire().then(() => {
+      body.on("end", () => {
+        if (byPath.size > 0) return next();
+        // Nothing more to read: the rest of the tar (often gigabytes of other layers) is skipped.
+        allSeen = true;
+        controller.abort();
+      });
+      const job = handle(item, body).finally(() => slots.release());
+      jobs.push(job);
+      job.catch((err: unknown) => {
+        failure ??= err;
+        controller.abort();
+      });
+    });
+  });
+
+  const [magic, gunzip] = checkedGunzip();
+  try {
+    await pipeline(
+      createReadStream(options.tarball, { highWaterMark: GUNZIP_CHUNK }),
+      magic,
+      gunzip,
+      extract,
+      {
+        signal: controller.signal,
+      },
+    );
+  } catch (err) {
+    if (!allSeen && failure === undefined) {
+      options.signal?.throwIfAborted();
+      failure =
+        gzipFailure(options.tarball, err) ??
+        new SyncError(`cannot read ${options.tarball} (${describeError(err)})`, {
+          hint: REDOWNLOAD_HINT,
+          cause: err,
+        });
+    }
+  } finally {
+    options.signal?.removeEventListener("abort", abortOnOuter);
+  }
+  await Promise.allSettled(jobs);
+  if (failure !== undefined) throw failure;
+  options.signal?.throwIfAborted();
+  if (byPath.size > 0) {
+    throw new SyncError(
+      `${options.tarball} changed while pushing: ${[...byPath.keys()].join(", ")} is gone`,
+      { hint: REDOWNLOAD_HINT },
+    );
+  }
+}
+
+async function readConfig(file: string, info: ImageTarballInfo, body: EntryBody): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) chunks.push(chunk as Buffer);
+  const bytes = Buffer.concat(chunks);
+  const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+  if (digest !== info.configDigest) {
+    throw new SyncError(`${file}: the image config changed since it was checked`, {
+      hint: REDOWNLOAD_HINT,
+    });
+  }
+  return bytes;
+}
+
+/**
+ * Uploads one layer from its tar entry. An uncompressed layer tar is gzipped here while its
+ * diff-id is checked; a layer saved already compressed (Docker's containerd image store keeps
+ * layers as pulled) goes up as it is.
+ */
+async function uploadLayer(
+  options: PushTarballOptions,
+  item: Wanted,
+  body: EntryBody,
+): Promise<PushedLayer> {
+  const { client, repository, signal } = options;
+  const source = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const first = await source.next();
+  const head: Buffer = first.done ? Buffer.alloc(0) : first.value;
+  const compression = startsWith(head, ZSTD_MAGIC)
+    ? "zstd"
+    : startsWith(head, GZIP_MAGIC)
+      ? "gzip"
+      : "none";
+  let read = 0;
+  const hash = createHash("sha256");
+  async function* entryBytes(): AsyncGenerator<Buffer> {
+    let next: IteratorResult<Buffer> = first;
+    while (!next.done) {
+      read += next.value.length;
+      if (compression === "none") hash.update(next.value);
+      options.onProgress?.({ type: "read", diffId: item.diffId, bytes: read });
+      yield next.value;
+      next = await source.next();
+    }
+  }
+  const blobSource =
+    compression === "none" ? deterministicGzip(entryBytes(), options.gzip) : entryBytes();
+  const mediaType = compression === "zstd" ? OCI_LAYER_ZSTD : DOCKER_LAYER_GZIP;
+  const blob = await client.uploadBlobStream(repository, blobSource, {
+    ...(signal ? { signal } : {}),
+    description: `layer ${shortDigest(item.diffId)}`,
+    beforeCommit: () => {
+      // Checked before the upload is committed, so a damaged tarball never reaches the registry
+      // under a name that would make later pushes trust it.
+      if (compression === "none" && `sha256:${hash.digest("hex")}` !== item.diffId) {
+        throw new SyncError(
+          `${options.tarball}: layer ${item.path} does not match its diff-id ${shortDigest(item.diffId)}`,
+          { hint: REDOWNLOAD_HINT },
+        );
+      }
+    },
+  });
+  const layer: CachedLayer = { digest: blob.digest, size: blob.size, mediaType };
+  options.cache.record(item.diffId, layer, client.registry, repository);
+  return pushed(options, item.diffId, layer, "uploaded");
+}
+
+function startsWith(bytes: Buffer, magic: number[]): boolean {
+  return bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b);
+}
+
+/**
+ * A Docker schema 2 manifest, what `docker push` writes; an OCI one only when a layer is
+ * zstd, which schema 2 cannot describe. Serialised like Docker's (three-space indent), and the
+ * same inputs always give the same bytes, so a re-push leaves the manifest digest unchanged.
+ */
+function imageManifest(
+  info: ImageTarballInfo,
+  layers: PushedLayer[],
+  configSize: number,
+): { bytes: Buffer; mediaType: string } {
+  const oci = layers.some((l) => l.mediaType === OCI_LAYER_ZSTD);
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: oci ? OCI_MANIFEST : DOCKER_MANIFEST,
+    config: {
+      mediaType: oci ? OCI_CONFIG : DOCKER_CONFIG,
+      size: configSize,
+      digest: info.configDigest,
+    },
+    layers: layers.map((l) => ({
+      mediaType: oci && l.mediaType === DOCKER_LAYER_GZIP ? OCI_LAYER_GZIP : l.mediaType,
+      size: l.size,
+      digest: l.digest,
+    })),
+  };
+  return { bytes: Buffer.from(JSON.stringify(manifest, null, 3)), mediaType: manifest.mediaType };
+}

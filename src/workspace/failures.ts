@@ -1,0 +1,77 @@
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { writeJsonAtomic } from "./files.js";
+
+const entrySchema = z.object({
+  attempts: z.number().int().nonnegative(),
+  last_error: z.string(),
+  last_attempt: z.string(),
+  next_retry: z.string(),
+});
+export type FailureEntry = z.infer<typeof entrySchema>;
+const fileSchema = z.record(z.string(), entrySchema);
+
+export interface BackoffPolicy {
+  /** First wait after a failure, in seconds. */
+  baseSeconds: number;
+  /** The wait never grows past this. */
+  maxSeconds: number;
+}
+
+export function backoffSeconds(attempts: number, policy: BackoffPolicy): number {
+  return Math.min(policy.maxSeconds, policy.baseSeconds * 2 ** Math.max(0, attempts - 1));
+}
+
+/**
+ * Per-image failure state: a broken artifact is retried with growing back-off instead of costing a
+ * full download every cycle; a later success clears it. Kept as one JSON file in the state dir.
+ */
+export class FailureState {
+  private readonly file: string;
+
+  constructor(
+    stateDir: string,
+    private readonly policy: BackoffPolicy,
+  ) {
+    this.file = path.join(stateDir, "failures.json");
+  }
+
+  async load(): Promise<Record<string, FailureEntry>> {
+    try {
+      const parsed = fileSchema.safeParse(JSON.parse(await fs.readFile(this.file, "utf8")));
+      return parsed.success ? parsed.data : {};
+    } catch {
+      return {};
+    }
+  }
+
+  /** The entry when the image is still waiting out its back-off, else undefined. */
+  async waiting(imageTag: string, now = new Date()): Promise<FailureEntry | undefined> {
+    const entry = (await this.load())[imageTag];
+    return entry && new Date(entry.next_retry) > now ? entry : undefined;
+  }
+
+  async recordFailure(imageTag: string, error: string, now = new Date()): Promise<FailureEntry> {
+    const all = await this.load();
+    const attempts = (all[imageTag]?.attempts ?? 0) + 1;
+    const entry: FailureEntry = {
+      attempts,
+      last_error: error,
+      last_attempt: now.toISOString(),
+      next_retry: new Date(
+        now.getTime() + backoffSeconds(attempts, this.policy) * 1000,
+      ).toISOString(),
+    };
+    all[imageTag] = entry;
+    await writeJsonAtomic(this.file, all);
+    return entry;
+  }
+
+  async clear(imageTag: string): Promise<void> {
+    const all = await this.load();
+    if (!(imageTag in all)) return;
+    delete all[imageTag];
+    await writeJsonAtomic(this.file, all);
+  }
+}

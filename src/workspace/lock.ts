@@ -1,0 +1,92 @@
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { SyncError } from "../errors.js";
+
+export const LOCK_FILE = ".gh-gitlab-sync.lock";
+
+const holderSchema = z.object({
+  pid: z.number().int().positive(),
+  hostname: z.string(),
+  command: z.string(),
+  started_at: z.string(),
+});
+export type LockHolder = z.infer<typeof holderSchema>;
+
+export interface WorkspaceLock {
+  path: string;
+  release(): Promise<void>;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function readHolder(file: string): Promise<LockHolder | undefined> {
+  try {
+    const parsed = holderSchema.safeParse(JSON.parse(await fs.readFile(file, "utf8")));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One lock per downloads directory, so two daemons (or a daemon and a manual push) never work on
+ * the same files. The lock file is created atomically (`wx`); a lock whose process is gone (on
+ * this host) is stale and taken over. Holders on another host sharing the directory are respected.
+ */
+export async function acquireWorkspaceLock(
+  downloadsDir: string,
+  command: string,
+): Promise<WorkspaceLock> {
+  const dir = path.resolve(downloadsDir);
+  await fs.mkdir(dir, { recursive: true });
+  const file = path.join(dir, LOCK_FILE);
+  const me: LockHolder = {
+    pid: process.pid,
+    hostname: os.hostname(),
+    command,
+    started_at: new Date().toISOString(),
+  };
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    try {
+      await fs.writeFile(file, JSON.stringify(me), { flag: "wx" });
+      let released = false;
+      return {
+        path: file,
+        async release() {
+          if (released) return;
+          released = true;
+          const holder = await readHolder(file);
+          if (holder?.pid === me.pid && holder.hostname === me.hostname)
+            await fs.rm(file, { force: true });
+        },
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const holder = await readHolder(file);
+    const stale = !holder || (holder.hostname === me.hostname && !alive(holder.pid));
+    if (!stale && holder) {
+      throw new SyncError(
+        `${dir} is in use by '${holder.command}' (pid ${holder.pid} on ${holder.hostname}, since ${holder.started_at})`,
+        {
+          hint: `wait for it or stop it (kill ${holder.pid}); a daemon and manual runs need separate --downloads-dir`,
+        },
+      );
+    }
+    // The holder died without cleaning up: take over. `rm` then `wx` again, so two takers cannot both win.
+    await fs.rm(file, { force: true });
+  }
+  throw new SyncError(`could not take the lock ${file}`, {
+    hint: "another process keeps taking it; try again",
+  });
+}
