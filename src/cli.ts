@@ -14,6 +14,7 @@ import { registerGhList } from "./commands/gh-list.js";
 import { registerGitlabList } from "./commands/gitlab-list.js";
 import { registerXref } from "./commands/xref.js";
 import { registerPending } from "./commands/pending.js";
+import { registerPush, registerRetag } from "./commands/images.js";
 import { registerClean, registerDownload, registerPrepare } from "./commands/artifacts.js";
 
 export interface CliDeps {
@@ -67,7 +68,9 @@ Authentication:
   registerDownload(program, run);
   registerPrepare(program, run);
   registerClean(program, run);
+  registerPush(program, run);
   registerPending(program, run);
+  registerRetag(program, run);
   // Every subcommand inherits the parent's output and exit handling.
   for (const cmd of program.commands) {
     cmd.exitOverride().configureOutput({

@@ -1,6 +1,5 @@
 import { Command, Option } from "commander";
 import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
-import { parseImageTag } from "../config/options.js";
 import { SyncError } from "../errors.js";
 import type { CommandContext } from "./context.js";
 import {
@@ -32,28 +31,6 @@ function notYet(name: string): never {
 }
 
 export function registerPending(program: Command, run: Runner): void {
-  const push = program
-    .command("push")
-    .description("Push the prepared images of an image tag to the GitLab registry")
-    .argument("<image-tag>", "image tag", parseImageTag)
-    .option("--skip-login", "do not log in to the registry first", false)
-    .option("--force", "push tags that GitLab already has", false)
-    .option("-y, --yes", "do not ask before pushing", false)
-    .option("--verbose", "show each engine step", false)
-    .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
-    .option(
-      "--registry-project <path>",
-      "project path inside the registry (default: --gitlab-project)",
-    )
-    .addOption(engineOption());
-  addGithubOptions(push);
-  addGitlabOptions(push, true);
-  addWorkspaceOptions(push);
-  withExamples(push, [
-    "gh-gitlab-sync push presto-92865fbce0d2-velox-65797d572e0a-linux-amd64 --yes --engine registry",
-  ]);
-  push.action(() => run(async () => notYet("push")));
-
   const daemon = program
     .command("daemon")
     .description(
@@ -79,20 +56,4 @@ export function registerPending(program: Command, run: Runner): void {
     "gh-gitlab-sync daemon --interval 600 --engine registry",
   ]);
   daemon.action(() => run(async () => notYet("daemon")));
-
-  const retag = program
-    .command("retag")
-    .description("Point <target> at the manifest of <source> (e.g. x86/presto-coordinator:latest)")
-    .argument("<source>", "source, like x86/presto-coordinator:presto-A-velox-B")
-    .argument("<target>", "target, like x86/presto-coordinator:latest")
-    .option(
-      "--registry-project <path>",
-      "project path inside the registry (default: --gitlab-project)",
-    )
-    .addOption(engineOption());
-  addGitlabOptions(retag, true);
-  withExamples(retag, [
-    "gh-gitlab-sync retag x86/presto-coordinator:presto-92865fbce0d2-velox-65797d572e0a x86/presto-coordinator:latest",
-  ]);
-  retag.action(() => run(async () => notYet("retag")));
 }

@@ -1,14 +1,23 @@
 export type { GithubServices, GitlabServices } from "../sync/context.js";
 import { createGithubClient } from "../github/client.js";
 import { GitlabRegistryClient } from "../gitlab/client.js";
+import { UsageError } from "../errors.js";
+import { RegistryClient } from "../registry/client.js";
 import {
+  registryOptionsSchema,
+  type RegistryOptions,
   githubOptionsSchema,
   gitlabOptionsSchema,
   parseOptions,
   stateDirFor,
   workspaceOptionsSchema,
 } from "../config/options.js";
-import { resolveGithubToken, resolveGitlabToken } from "../config/tokens.js";
+import {
+  resolveGithubToken,
+  resolveGitlabToken,
+  resolveRegistryCredentials,
+  type RegistryCredentials,
+} from "../config/tokens.js";
 import { MetadataCache } from "../workspace/state.js";
 import type { GithubServices, GitlabServices } from "../sync/context.js";
 import type { CommandContext } from "./context.js";
@@ -38,4 +47,54 @@ export function gitlabServices(ctx: CommandContext, raw: Record<string, unknown>
     logger: ctx.logger,
   });
   return { options, client };
+}
+
+export interface RegistryServices {
+  options: RegistryOptions;
+  credentials: RegistryCredentials;
+  /** Project path inside the registry: --registry-project, else --gitlab-project. */
+  project: string;
+  client: RegistryClient;
+}
+
+/**
+ * The registry side: its address, the credentials (same order as the original, user `oauth2` by
+ * default) and a distribution-API client. The GitLab token is only a password fallback here.
+ */
+export function registryServices(
+  ctx: CommandContext,
+  raw: Record<string, unknown>,
+): RegistryServices {
+  const options = parseOptions(registryOptionsSchema, raw);
+  const gitlab = parseOptions(gitlabOptionsSchema, raw);
+  const project = options.registryProject ?? gitlab.gitlabProject;
+  if (!/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(project)) {
+    throw new UsageError(
+      `--gitlab-project '${project}' cannot be used as a registry path`,
+      "pass --registry-project with the project's lowercase path, like hercules/veloxtesting",
+    );
+  }
+  const credentials = resolveRegistryCredentials(
+    { username: options.registryUsername, password: options.registryPassword },
+    ctx.env,
+    gitlab.gitlabToken ?? ctx.env.GITLAB_TOKEN,
+  );
+  ctx.logger.debug(
+    {
+      registry: options.registry,
+      username: credentials.username,
+      passwordSource: credentials.passwordSource,
+    },
+    "registry credentials resolved",
+  );
+  const client = new RegistryClient({
+    registry: options.registry,
+    // Without a password there is nothing to log in with: the client then says credentials are needed.
+    ...(credentials.password !== undefined
+      ? { username: credentials.username, password: credentials.password }
+      : {}),
+    insecure: options.insecureRegistry,
+    logger: ctx.logger,
+  });
+  return { options, credentials, project, client };
 }

@@ -63,6 +63,34 @@ export const gitlabOptionsSchema = z.object({
 });
 export type GitlabOptions = z.infer<typeof gitlabOptionsSchema>;
 
+/** A registry address as it appears in an image reference: `host[:port]`, no scheme, no path. */
+const registryHost = z
+  .string()
+  .trim()
+  .regex(
+    /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?$/,
+    "must be host[:port] without a scheme, like gitlab-master.nvidia.com:5005",
+  );
+
+/** A project path inside the registry: lowercase path segments, as Docker references require. */
+const registryPath = z
+  .string()
+  .trim()
+  .regex(
+    /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/,
+    "must be a lowercase registry path like hercules/veloxtesting",
+  );
+
+export const registryOptionsSchema = z.object({
+  registry: registryHost,
+  registryUsername: optionalText,
+  registryPassword: optionalText,
+  insecureRegistry: z.boolean().default(false),
+  registryProject: registryPath.optional(),
+  engine: z.enum(["docker", "registry"]).default("docker"),
+});
+export type RegistryOptions = z.infer<typeof registryOptionsSchema>;
+
 export const workspaceOptionsSchema = z.object({
   downloadsDir: z.string().trim().min(1).default(DEFAULT_DOWNLOADS_DIR),
   stateDir: optionalText,

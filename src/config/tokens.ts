@@ -53,8 +53,11 @@ export function resolveGitlabToken(flag: string | undefined, env: Env): Resolved
   return { value: token, source: nonEmpty(flag) ? "--gitlab-token" : "GITLAB_TOKEN" };
 }
 
+/** The registry user when none is given: GitLab accepts any name with a personal access token. */
+export const DEFAULT_REGISTRY_USERNAME = "oauth2";
+
 export interface RegistryCredentials {
-  username: string | undefined;
+  username: string;
   password: string | undefined;
   passwordSource: string | undefined;
 }
@@ -68,7 +71,8 @@ export function resolveRegistryCredentials(
   const username =
     nonEmpty(flags.username) ??
     nonEmpty(env.GITLAB_REGISTRY_USERNAME) ??
-    nonEmpty(env.CI_REGISTRY_USER);
+    nonEmpty(env.CI_REGISTRY_USER) ??
+    DEFAULT_REGISTRY_USERNAME;
   const passwords: Array<[string | undefined, string]> = [
     [flags.password, "--registry-password"],
     [env.GITLAB_REGISTRY_PASSWORD, "GITLAB_REGISTRY_PASSWORD"],

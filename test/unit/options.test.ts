@@ -111,5 +111,10 @@ describe("token resolution", () => {
       password: "tok",
       passwordSource: "the GitLab token",
     });
+    expect(resolveRegistryCredentials({}, {}, undefined)).toEqual({
+      username: "oauth2",
+      password: undefined,
+      passwordSource: undefined,
+    });
   });
 });

@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server, type Socket, connect } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { gunzipSync } from "node:zlib";
@@ -21,6 +20,7 @@ import {
 } from "../testbed/index.js";
 import { writeDockerSaveTarball, type WrittenImage } from "../testbed/image-fixtures.js";
 import type { AccessLogEntry } from "../testbed/registry.js";
+import { FlakyProxy } from "../testbed/flaky-proxy.js";
 
 const gate = testbedGate();
 const FAST_RETRY = { attempts: 3, baseDelayMs: 20, maxDelayMs: 100 };
@@ -52,72 +52,6 @@ function blobCommits(entries: AccessLogEntry[], digest: string): AccessLogEntry[
   return entries.filter(
     (e) => e.method === "PUT" && decodeURIComponent(e.path).includes(`digest=${digest}`),
   );
-}
-
-/**
- * A TCP proxy in front of the registry that can drop dead mid-request and come back on the same
- * port: a registry going away and being restarted, without touching the real one.
- */
-class FlakyProxy {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  private cutAfter = Infinity;
-  private forwarded = 0;
-  private comeBackAfterMs: number | undefined;
-  port = 0;
-
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  get host(): string {
-    return `127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("close", () => this.sockets.delete(s));
-        s.on("error", () => undefined);
-      }
-      client.on("data", (chunk: Buffer) => {
-        this.forwarded += chunk.length;
-        if (this.forwarded > this.cutAfter) {
-          const comeBack = this.comeBackAfterMs;
-          void this.stop().then(() => {
-            if (comeBack !== undefined) setTimeout(() => void this.start(), comeBack);
-          });
-          return;
-        }
-        upstream.write(chunk);
-      });
-      upstream.pipe(client);
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-    });
-    await new Promise<void>((resolve) => server.listen(this.port, "127.0.0.1", resolve));
-    const address = server.address();
-    this.port = typeof address === "object" && address ? address.port : 0;
-    this.server = server;
-  }
-
-  /**
-   * Dies (connections reset, port closed) once `bytes` more request bytes went through; comes
-   * back on the same port after `comeBackAfterMs` if given, as a registry restarted by systemd.
-   */
-  cutAfterBytes(bytes: number, comeBackAfterMs?: number): void {
-    this.forwarded = 0;
-    this.cutAfter = bytes;
-    this.comeBackAfterMs = comeBackAfterMs;
-  }
-
-  async stop(): Promise<void> {
-    this.cutAfter = Infinity;
-    const server = this.server;
-    this.server = undefined;
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
 }
 
 describe.skipIf(gate.skip)(`registry push engine on the real registry ${gate.reason}`, () => {

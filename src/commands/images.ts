@@ -1,0 +1,181 @@
+import { Command, Option } from "commander";
+import {
+  parseImageTag,
+  parseOptions,
+  stateDirFor,
+  workspaceOptionsSchema,
+} from "../config/options.js";
+import { DockerEngine } from "../docker/engine.js";
+import { describeError } from "../errors.js";
+import { outputSteps } from "../report/steps.js";
+import { promptYesNo } from "../report/prompt.js";
+import { createPusher } from "../sync/push-engines.js";
+import { pushImageTag } from "../sync/push.js";
+import { parseImageName, retagImage } from "../sync/retag.js";
+import { findRunForTag } from "../sync/runs.js";
+import { acquireWorkspaceLock } from "../workspace/lock.js";
+import type { CommandContext } from "./context.js";
+import {
+  addGithubOptions,
+  addGitlabOptions,
+  addWorkspaceOptions,
+  withExamples,
+} from "./options.js";
+import { githubServices, gitlabServices, registryServices } from "./services.js";
+
+type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
+const TAG_EXAMPLE = "presto-92865fbce0d2-velox-65797d572e0a-linux-amd64";
+
+export const engineOption = (fallback: "docker" | "registry" = "docker"): Option =>
+  new Option(
+    "--engine <engine>",
+    "docker: through the Docker engine (DOCKER_HOST); registry: straight to the registry, no daemon",
+  )
+    .choices(["docker", "registry"])
+    .default(fallback);
+
+export function registryProjectOption(): Option {
+  return new Option(
+    "--registry-project <path>",
+    "project path inside the registry (default: --gitlab-project)",
+  );
+}
+
+/**
+ * The run behind the images, from GitHub when a token is at hand, as the original does; any
+ * failure there only costs the provenance line, so the push goes on from metadata.json.
+ */
+async function resolveRun(
+  ctx: CommandContext,
+  raw: Record<string, unknown>,
+  imageTag: string,
+): Promise<{ id: number; name?: string } | undefined> {
+  try {
+    const github = githubServices(ctx, raw);
+    const { run } = await findRunForTag(ctx, github, imageTag);
+    return {
+      id: run.id,
+      ...(run.display_title || run.name ? { name: run.display_title ?? run.name ?? "" } : {}),
+    };
+  } catch (err) {
+    if (ctx.signal.aborted) throw err;
+    ctx.logger.warn(
+      { err: describeError(err) },
+      `cannot resolve the run on GitHub (${describeError(err)}); using the stored metadata`,
+    );
+    return undefined;
+  }
+}
+
+export function registerPush(program: Command, run: Runner): void {
+  const cmd = program
+    .command("push")
+    .description("Push the prepared images of an image tag to the GitLab registry")
+    .argument("<image-tag>", "image tag", parseImageTag)
+    .option("--skip-login", "do not check the registry credentials first", false)
+    .option("--force", "push tags that GitLab already has", false)
+    .option("-y, --yes", "do not ask before pushing", false)
+    .option("--verbose", "show each engine step", false)
+    .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
+    .addOption(registryProjectOption())
+    .addOption(engineOption());
+  addGithubOptions(cmd);
+  addGitlabOptions(cmd, true);
+  addWorkspaceOptions(cmd);
+  withExamples(cmd, [
+    `gh-gitlab-sync push ${TAG_EXAMPLE}`,
+    `gh-gitlab-sync push ${TAG_EXAMPLE} --yes --engine registry --retag-as-latest`,
+  ]);
+  cmd.action((imageTag: string, raw: Record<string, unknown>) =>
+    run(async (ctx) => {
+      const workspace = parseOptions(workspaceOptionsSchema, raw);
+      const gitlab = gitlabServices(ctx, raw);
+      const registry = registryServices(ctx, raw);
+      const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
+      const pusher = createPusher(registry.options.engine, {
+        logger,
+        registry: registry.client,
+        username: registry.credentials.username,
+        password: registry.credentials.password,
+        stateDir: stateDirFor(workspace),
+        tty: Boolean(process.stderr.isTTY),
+        env: ctx.env as NodeJS.ProcessEnv,
+      });
+      const lock = await acquireWorkspaceLock(workspace.downloadsDir, `push ${imageTag}`);
+      try {
+        const resolved = await resolveRun(ctx, raw, imageTag);
+        await pushImageTag(
+          { logger, signal: ctx.signal },
+          outputSteps(ctx.out),
+          { gitlab, registryClient: registry.client, pusher },
+          {
+            imageTag,
+            downloadsDir: workspace.downloadsDir,
+            registry: registry.options.registry,
+            registryProject: registry.project,
+            username: registry.credentials.username,
+            force: raw.force === true,
+            skipLogin: raw.skipLogin === true,
+            retagAsLatest: raw.retagAsLatest === true,
+            ...(raw.yes === true ? {} : { confirm: (q: string) => promptYesNo(q) }),
+            ...(resolved ? { run: resolved } : {}),
+          },
+        );
+      } finally {
+        await lock.release();
+      }
+    }),
+  );
+}
+
+export function registerRetag(program: Command, run: Runner): void {
+  const cmd = program
+    .command("retag")
+    .description("Point <target> at the manifest of <source> (e.g. x86/presto-coordinator:latest)")
+    .argument("<source>", "source, like x86/presto-coordinator:presto-A-velox-B")
+    .argument("<target>", "target, like x86/presto-coordinator:latest (or just: latest)")
+    .addOption(registryProjectOption())
+    // By manifest through the registry API by default; docker is the original's pull/tag/push.
+    .addOption(engineOption("registry"));
+  addGitlabOptions(cmd, true);
+  withExamples(cmd, [
+    "gh-gitlab-sync retag x86/presto-coordinator:presto-92865fbce0d2-velox-65797d572e0a x86/presto-coordinator:latest --engine registry",
+  ]);
+  cmd.action((sourceText: string, targetText: string, raw: Record<string, unknown>) =>
+    run(async (ctx) => {
+      const source = parseImageName(sourceText, "source");
+      const target = parseImageName(targetText, "target", source.repoPath);
+      const registry = registryServices(ctx, raw);
+      const engine = registry.options.engine;
+      await retagImage(
+        ctx,
+        outputSteps(ctx.out),
+        {
+          engine,
+          registryClient: registry.client,
+          ...(engine === "docker"
+            ? {
+                docker: {
+                  engine: new DockerEngine({
+                    logger: ctx.logger,
+                    env: ctx.env as NodeJS.ProcessEnv,
+                  }),
+                  auth: {
+                    username: registry.credentials.username,
+                    password: registry.credentials.password ?? "",
+                    serveraddress: registry.options.registry,
+                  },
+                },
+              }
+            : {}),
+        },
+        {
+          source,
+          target,
+          registry: registry.options.registry,
+          registryProject: registry.project,
+        },
+      );
+    }),
+  );
+}

@@ -1,0 +1,224 @@
+/**
+ * The two ways an image reaches the registry, behind one small interface so the push step and the
+ * daemon do not care which is in use:
+ *   docker    load → tag → push through the Docker engine's API (dockerode), credentials per push;
+ *   registry  the `docker save` tarball straight to the registry over the distribution API.
+ */
+import path from "node:path";
+import type { ImageTarballInfo } from "../archive/docker-save.js";
+import { DockerEngine, type RegistryAuth } from "../docker/engine.js";
+import { createProgressRenderer } from "../docker/progress.js";
+import type { RegistryClient } from "../registry/client.js";
+import { LayerCache, LAYER_CACHE_FILE } from "../registry/layer-cache.js";
+import { pushTarball } from "../registry/push.js";
+import { SyncError } from "../errors.js";
+import type { Logger } from "../report/logger.js";
+import { byteProgress } from "../report/progress.js";
+
+export type EngineName = "docker" | "registry";
+
+/** One image to push: where it is on disk and where it goes. */
+export interface PushItem {
+  /** The `docker save` tarball. */
+  file: string;
+  /** The name the tarball carries, `presto-coordinator:<image tag>`. */
+  localRef: string;
+  /** Full repository path in the registry, `hercules/veloxtesting/x86/presto-coordinator`. */
+  repository: string;
+  tag: string;
+  /** `<registry>/<repository>:<tag>`. */
+  remoteRef: string;
+  /** Other repositories of the same build, which may already hold shared layers. */
+  siblings: string[];
+  /** What prepare found in the tarball; saves the registry engine a read of the file. */
+  info?: ImageTarballInfo;
+}
+
+export interface PushedItem {
+  digest: string;
+  /** Human summary of what moved, e.g. "2 layers uploaded (812.4 MiB), 3 already there". */
+  summary: string;
+}
+
+export interface ImagePusher {
+  readonly name: EngineName;
+  /** Checks the credentials (and, for the docker engine, that the engine answers). */
+  login(signal: AbortSignal): Promise<void>;
+  /** Checks only that whatever the engine needs is reachable (used with --skip-login). */
+  check(signal: AbortSignal): Promise<void>;
+  push(item: PushItem, signal: AbortSignal): Promise<PushedItem>;
+}
+
+export interface PusherOptions {
+  logger: Logger;
+  /** The registry API client (used by the registry engine; the docker engine only shares its address). */
+  registry: RegistryClient;
+  username: string;
+  password: string | undefined;
+  stateDir: string;
+  /** A live display on a terminal, one line per state change otherwise. */
+  tty: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+export function createPusher(engine: EngineName, options: PusherOptions): ImagePusher {
+  return engine === "registry" ? registryPusher(options) : dockerPusher(options);
+}
+
+function registryPusher(options: PusherOptions): ImagePusher {
+  const { logger, registry } = options;
+  let cache: LayerCache | undefined;
+  return {
+    name: "registry",
+    login: (signal) => registry.login(signal),
+    check: () => Promise.resolve(),
+    async push(item, signal) {
+      cache ??= await LayerCache.open(path.join(options.stateDir, LAYER_CACHE_FILE), logger);
+      const bar = byteProgress(`push ${item.repository}:${item.tag}`, {
+        logger,
+        tty: options.tty,
+      });
+      let toRead = 0;
+      const perLayer = new Map<string, number>();
+      try {
+        const result = await pushTarball({
+          client: registry,
+          tarball: item.file,
+          repository: item.repository,
+          tag: item.tag,
+          cache,
+          logger,
+          signal,
+          siblings: item.siblings,
+          ...(item.info ? { info: item.info } : {}),
+          onProgress(event) {
+            if (event.type === "planned") {
+              toRead = event.bytesToRead;
+              logger.info(
+                { image: item.remoteRef, layers: event.layers, toUpload: event.toUpload },
+                `${item.remoteRef}: ${event.toUpload} of ${event.layers} layers to upload (${mib(event.bytesToRead)} to read)`,
+              );
+            } else if (event.type === "read") {
+              perLayer.set(event.diffId, event.bytes);
+              let sum = 0;
+              for (const bytes of perLayer.values()) sum += bytes;
+              if (toRead > 0) bar.update(sum, toRead);
+            }
+          },
+        });
+        const counts = { uploaded: 0, mounted: 0, exists: 0 };
+        for (const layer of result.layers) counts[layer.action] += 1;
+        const parts = [`${counts.uploaded} layer(s) uploaded (${mib(result.bytesUploaded)})`];
+        if (counts.mounted) parts.push(`${counts.mounted} mounted from a sibling`);
+        if (counts.exists) parts.push(`${counts.exists} already there`);
+        return { digest: result.manifestDigest, summary: parts.join(", ") };
+      } finally {
+        bar.stop();
+      }
+    },
+  };
+}
+
+function dockerPusher(options: PusherOptions): ImagePusher {
+  const { logger } = options;
+  let engine: DockerEngine | undefined;
+  const docker = (): DockerEngine =>
+    (engine ??= new DockerEngine({ logger, ...(options.env ? { env: options.env } : {}) }));
+  const auth = (): RegistryAuth => ({
+    username: options.username,
+    password: options.password ?? "",
+    serveraddress: options.registry.registry,
+  });
+  return {
+    name: "docker",
+    async login() {
+      await docker().ping();
+      if (options.password === undefined) {
+        throw new SyncError(`No password for registry ${options.registry.registry}`, {
+          hint: "pass --registry-password, set GITLAB_REGISTRY_PASSWORD or GITLAB_TOKEN, or use --skip-login",
+        });
+      }
+      await docker().checkLogin(auth());
+    },
+    check: () => docker().ping(),
+    async push(item, signal) {
+      const label = item.remoteRef;
+      const loadProgress = createProgressRenderer({
+        label: `load ${item.localRef}`,
+        logger,
+        tty: options.tty,
+      });
+      let loaded;
+      try {
+        loaded = await docker().loadImage(item.file, {
+          signal,
+          onProgress: (event) => loadProgress.update(event),
+        });
+      } finally {
+        loadProgress.stop();
+      }
+      // The engine's reply names what it loaded; prefer the name the plan expects.
+      const source =
+        loaded.references.find(
+          (ref) => ref === item.localRef || ref.endsWith(`/${item.localRef}`),
+        ) ??
+        loaded.references[0] ??
+        loaded.imageIds[0];
+      if (!source) {
+        throw new SyncError(`The Docker engine loaded nothing from ${item.file}`, {
+          hint: "re-run prepare to verify the tarball, or use --engine registry",
+        });
+      }
+      if (!loaded.references.includes(item.localRef)) {
+        logger.warn(
+          { expected: item.localRef, loaded: loaded.references },
+          `${item.file} loaded as ${source}, not ${item.localRef}; pushing what was loaded`,
+        );
+      }
+      const repository = `${options.registry.registry}/${item.repository}`;
+      await docker().tagImage(source, repository, item.tag);
+      const pushProgress = createProgressRenderer({
+        label: `push ${label}`,
+        logger,
+        tty: options.tty,
+      });
+      const states = new Map<string, string>();
+      let pushed;
+      try {
+        pushed = await docker().pushImage(
+          label,
+          options.password === undefined ? emptyAuth(auth()) : auth(),
+          {
+            signal,
+            onProgress: (event) => {
+              if (event.id) states.set(event.id, event.status);
+              pushProgress.update(event);
+            },
+          },
+        );
+      } finally {
+        pushProgress.stop();
+      }
+      let uploaded = 0;
+      let present = 0;
+      for (const status of states.values()) {
+        if (status === "Pushed") uploaded += 1;
+        else if (status === "Layer already exists" || status.startsWith("Mounted from"))
+          present += 1;
+      }
+      return {
+        digest: pushed.digest,
+        summary: `${uploaded} layer(s) pushed, ${present} already there or mounted`,
+      };
+    },
+  };
+}
+
+/** With --skip-login and no password, the engine is left to use whatever it already knows. */
+function emptyAuth(auth: RegistryAuth): RegistryAuth {
+  return { ...auth, username: "", password: "" };
+}

@@ -1,0 +1,111 @@
+import { UsageError } from "../errors.js";
+import type { DockerEngine, RegistryAuth } from "../docker/engine.js";
+import type { RegistryClient } from "../registry/client.js";
+import { retag } from "../registry/retag.js";
+import type { StepReporter, SyncContext } from "./context.js";
+
+const REPO_PATH = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+export interface ImageName {
+  /** Below the project: `x86/presto-coordinator`. */
+  repoPath: string;
+  /** A tag, or a `sha256:` digest for a source. */
+  ref: string;
+}
+
+/**
+ * `x86/presto-coordinator:tag` or `x86/presto-coordinator@sha256:…` (sources only). A target given
+ * as a bare tag (`latest`) means the source's repository.
+ */
+export function parseImageName(
+  value: string,
+  role: "source" | "target",
+  sourceRepo?: string,
+): ImageName {
+  const text = value.trim();
+  const at = text.indexOf("@");
+  if (at > 0 && role === "source") {
+    const repoPath = text.slice(0, at);
+    const ref = text.slice(at + 1);
+    if (REPO_PATH.test(repoPath) && DIGEST.test(ref)) return { repoPath, ref };
+  }
+  const colon = text.lastIndexOf(":");
+  if (colon === -1 && role === "target" && sourceRepo && TAG.test(text)) {
+    return { repoPath: sourceRepo, ref: text };
+  }
+  const repoPath = text.slice(0, colon);
+  const ref = text.slice(colon + 1);
+  if (colon > 0 && REPO_PATH.test(repoPath) && TAG.test(ref)) return { repoPath, ref };
+  throw new UsageError(
+    `invalid ${role} '${value}': expected <repo path>:<tag> below the registry project, like x86/presto-coordinator:latest`,
+    "the repo path is lowercase (x86/… or arm/…); the tag matches [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+  );
+}
+
+export interface RetagRequest {
+  source: ImageName;
+  target: ImageName;
+  registry: string;
+  registryProject: string;
+}
+
+export interface RetagEngines {
+  engine: "docker" | "registry";
+  registryClient: RegistryClient;
+  /** For --engine docker: the daemon and the credentials it pushes with. */
+  docker?: { engine: DockerEngine; auth: RegistryAuth };
+}
+
+/**
+ * Points the target at the source's manifest. The registry engine copies the manifest (no layer
+ * moves, no daemon); the docker engine does what the original did: pull, tag, push.
+ */
+export async function retagImage(
+  ctx: SyncContext,
+  steps: StepReporter,
+  engines: RetagEngines,
+  request: RetagRequest,
+): Promise<{ digest: string; unchanged: boolean }> {
+  const sourceRepo = `${request.registryProject}/${request.source.repoPath}`;
+  const targetRepo = `${request.registryProject}/${request.target.repoPath}`;
+  const separator = DIGEST.test(request.source.ref) ? "@" : ":";
+  const sourceRef = `${request.registry}/${sourceRepo}${separator}${request.source.ref}`;
+  const targetRef = `${request.registry}/${targetRepo}:${request.target.ref}`;
+
+  if (engines.engine === "docker") {
+    if (!engines.docker) throw new Error("retag --engine docker needs a Docker engine");
+    const { engine, auth } = engines.docker;
+    steps.step(1, 3, `Pulling ${sourceRef} ...`);
+    await engine.ping();
+    await engine.pullImage(sourceRef, auth, { signal: ctx.signal });
+    steps.step(2, 3, `Tagging it as ${targetRef} ...`);
+    await engine.tagImage(sourceRef, `${request.registry}/${targetRepo}`, request.target.ref);
+    steps.step(3, 3, `Pushing ${targetRef} ...`);
+    const pushed = await engine.pushImage(targetRef, auth, { signal: ctx.signal });
+    steps.text(`Retagged ${sourceRef} as ${targetRef} (${pushed.digest}).`);
+    return { digest: pushed.digest, unchanged: false };
+  }
+
+  steps.step(1, 1, `Copying the manifest of ${sourceRef} to ${targetRef} ...`);
+  const result = await retag({
+    client: engines.registryClient,
+    sourceRepo,
+    sourceRef: request.source.ref,
+    targetRepo,
+    targetTag: request.target.ref,
+    logger: ctx.logger,
+    signal: ctx.signal,
+  });
+  if (result.unchanged) {
+    steps.text(`${targetRef} already points at ${result.digest}; nothing to do.`);
+  } else {
+    const moved =
+      result.mountedBlobs || result.copiedBlobs
+        ? ` (${result.mountedBlobs} blob(s) mounted, ${result.copiedBlobs} copied)`
+        : "";
+    steps.text(`Retagged ${sourceRef} as ${targetRef} (${result.digest})${moved}.`);
+  }
+  return { digest: result.digest, unchanged: result.unchanged };
+}
