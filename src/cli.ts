@@ -13,7 +13,7 @@ import type { CommandContext } from "./commands/context.js";
 import { registerGhList } from "./commands/gh-list.js";
 import { registerGitlabList } from "./commands/gitlab-list.js";
 import { registerXref } from "./commands/xref.js";
-import { registerPending } from "./commands/pending.js";
+import { registerDaemon } from "./commands/daemon.js";
 import { registerPush, registerRetag } from "./commands/images.js";
 import { registerClean, registerDownload, registerPrepare } from "./commands/artifacts.js";
 
@@ -69,7 +69,7 @@ Authentication:
   registerPrepare(program, run);
   registerClean(program, run);
   registerPush(program, run);
-  registerPending(program, run);
+  registerDaemon(program, run);
   registerRetag(program, run);
   // Every subcommand inherits the parent's output and exit handling.
   for (const cmd of program.commands) {

@@ -22,6 +22,7 @@ export async function computeXref(
   result: XrefResult;
   failures: Array<{ runId: number; error: string }>;
   logBytes: number;
+  runs: number;
 }> {
   // Both sides are independent: ask GitLab while the run logs are being read.
   const [{ seen, logBytes }, present] = await Promise.all([
@@ -32,5 +33,5 @@ export async function computeXref(
   const failures = seen
     .filter((s) => s.error)
     .map((s) => ({ runId: s.run.id, error: s.error?.message ?? "" }));
-  return { result: crossReference(expected, present), failures, logBytes };
+  return { result: crossReference(expected, present), failures, logBytes, runs: seen.length };
 }

@@ -38,6 +38,8 @@ export interface PushedItem {
   digest: string;
   /** Human summary of what moved, e.g. "2 layers uploaded (812.4 MiB), 3 already there". */
   summary: string;
+  /** Compressed bytes sent, where the engine knows (the Docker engine does not say). */
+  bytesUploaded: number;
 }
 
 export interface ImagePusher {
@@ -115,7 +117,11 @@ function registryPusher(options: PusherOptions): ImagePusher {
         const parts = [`${counts.uploaded} layer(s) uploaded (${mib(result.bytesUploaded)})`];
         if (counts.mounted) parts.push(`${counts.mounted} mounted from a sibling`);
         if (counts.exists) parts.push(`${counts.exists} already there`);
-        return { digest: result.manifestDigest, summary: parts.join(", ") };
+        return {
+          digest: result.manifestDigest,
+          summary: parts.join(", "),
+          bytesUploaded: result.bytesUploaded,
+        };
       } finally {
         bar.stop();
       }
@@ -213,6 +219,7 @@ function dockerPusher(options: PusherOptions): ImagePusher {
       return {
         digest: pushed.digest,
         summary: `${uploaded} layer(s) pushed, ${present} already there or mounted`,
+        bytesUploaded: 0,
       };
     },
   };

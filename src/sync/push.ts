@@ -51,6 +51,7 @@ export interface PushOutcome {
   pushed: Array<{ gitlabTag: string; remoteRef: string; digest: string }>;
   skipped: string[];
   aborted: boolean;
+  bytesUploaded: number;
 }
 
 const TOTAL = 5;
@@ -242,11 +243,11 @@ export async function pushImageTag(
     steps.text(
       `All ${planned.length} tag(s) are already present in GitLab; nothing to push (use --force to push again).`,
     );
-    return { pushed: [], skipped, aborted: false };
+    return { pushed: [], skipped, aborted: false, bytesUploaded: 0 };
   }
   if (request.confirm && !(await request.confirm(`\nPush ${toPush.length} image(s)? [y/N]: `))) {
     steps.text("Push aborted.");
-    return { pushed: [], skipped, aborted: true };
+    return { pushed: [], skipped, aborted: true, bytesUploaded: 0 };
   }
 
   steps.step(
@@ -255,6 +256,7 @@ export async function pushImageTag(
     `Pushing ${toPush.length} image(s) with the ${services.pusher.name} engine ...`,
   );
   const pushed: PushOutcome["pushed"] = [];
+  let bytesUploaded = 0;
   for (const item of toPush) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     steps.detail(`pushing ${item.remoteRef}`);
@@ -267,6 +269,7 @@ export async function pushImageTag(
     const result = await services.pusher.push(item, ctx.signal);
     steps.detail(`pushed ${item.remoteRef} (${result.digest}): ${result.summary}`);
     pushed.push({ gitlabTag: item.gitlabTag, remoteRef: item.remoteRef, digest: result.digest });
+    bytesUploaded += result.bytesUploaded;
     if (request.retagAsLatest) {
       const latest = await retag({
         client: services.registryClient,
@@ -292,7 +295,7 @@ export async function pushImageTag(
   steps.text(
     `Push complete: ${pushed.length} pushed${skipped.length ? `, ${skipped.length} already present` : ""}.`,
   );
-  return { pushed, skipped, aborted: false };
+  return { pushed, skipped, aborted: false, bytesUploaded };
 }
 
 /** The run as download recorded it; the push can go on without it. */

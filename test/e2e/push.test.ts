@@ -7,7 +7,7 @@ import { DockerEngine } from "../../src/docker/engine.js";
 import type { RunMetadata } from "../../src/github/metadata-parser.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
-import { makeArtifactZip, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
+import { addArtifactRun, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
 import { FlakyProxy } from "../testbed/flaky-proxy.js";
 import {
@@ -19,7 +19,7 @@ import {
   type Testbed,
 } from "../testbed/index.js";
 import type { AccessLogEntry } from "../testbed/registry.js";
-import { makeFixtureRun, makeMetadata } from "../testbed/run-fixtures.js";
+import { makeMetadata } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { plainStderrLines, runBinary, type CliResult } from "./run-cli.js";
 
@@ -138,29 +138,15 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       logger: silentLogger(),
     });
     for (const c of Object.values(cases) as Case[]) {
-      const metadata = metadataOf(c);
-      const fixture = await makeArtifactZip({
+      await addArtifactRun(tb.github, {
+        id: c.id,
+        metadata: metadataOf(c),
         dir: path.join(work, "fixtures", String(c.id)),
-        metadata,
-        ...c.fixture,
+        createdAt: new Date(Date.UTC(2025, 10, 2) + c.id * 60_000)
+          .toISOString()
+          .replace(".000Z", "Z"),
+        ...(c.fixture ? { fixture: c.fixture } : {}),
       });
-      tb.github.addRun(
-        await makeFixtureRun({
-          id: c.id,
-          metadata,
-          createdAt: new Date(Date.UTC(2025, 10, 2) + c.id * 60_000)
-            .toISOString()
-            .replace(".000Z", "Z"),
-          artifacts: [
-            {
-              id: c.id * 10,
-              name: `presto-images-${c.id}`,
-              bytes: fixture.zip,
-              digest: fixture.digest,
-            },
-          ],
-        }),
-      );
     }
   });
   afterAll(async () => {

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -11,47 +11,62 @@ export interface CliResult {
   stderr: string;
 }
 
+export interface RunOptions {
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  input?: string;
+  timeoutMs?: number;
+}
+
+export interface RunningCli {
+  child: ChildProcess;
+  /** Output so far (grows while the process runs). */
+  output(): { stdout: string; stderr: string };
+  result: Promise<CliResult>;
+}
+
 /**
- * Runs the built binary as an operator would. Asynchronous on purpose: the stand-in servers live
- * in this same process, so a synchronous spawn would block the very servers the CLI talks to.
+ * Starts the built binary as an operator would, for tests that signal it or watch it run.
+ * The environment holds only what the test hands over (plus PATH/HOME), so the developer's own
+ * tokens never leak in.
  */
-export function runBinary(
-  args: string[],
-  options: {
-    env?: Record<string, string | undefined>;
-    cwd?: string;
-    input?: string;
-    timeoutMs?: number;
-  } = {},
-): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const env: Record<string, string> = {};
-    // Only what the test hands over (plus PATH/HOME), so the developer's own tokens never leak in.
-    for (const key of ["PATH", "HOME", "TMPDIR", "DOCKER_HOST"]) {
-      const value = process.env[key];
-      if (value) env[key] = value;
-    }
-    for (const [key, value] of Object.entries(options.env ?? {})) {
-      if (value === undefined) delete env[key];
-      else env[key] = value;
-    }
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: options.cwd ?? root,
-      env,
-      stdio: "pipe",
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+export function startBinary(args: string[], options: RunOptions = {}): RunningCli {
+  const env: Record<string, string> = {};
+  for (const key of ["PATH", "HOME", "TMPDIR", "DOCKER_HOST"]) {
+    const value = process.env[key];
+    if (value) env[key] = value;
+  }
+  for (const [key, value] of Object.entries(options.env ?? {})) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd ?? root,
+    env,
+    stdio: "pipe",
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const result = new Promise<CliResult>((resolve, reject) => {
     const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
     child.on("error", reject);
     child.on("close", (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
-    child.stdin.end(options.input ?? "");
   });
+  child.stdin?.end(options.input ?? "");
+  return { child, output: () => ({ stdout, stderr }), result };
+}
+
+/**
+ * Runs the built binary to the end. Asynchronous on purpose: the stand-in servers live in this
+ * same process, so a synchronous spawn would block the very servers the CLI talks to.
+ */
+export function runBinary(args: string[], options: RunOptions = {}): Promise<CliResult> {
+  return startBinary(args, options).result;
 }
 
 /** The lines an operator sees on stderr that are not structured log records. */

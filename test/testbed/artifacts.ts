@@ -4,6 +4,8 @@ import { mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { RunMetadata } from "../../src/github/metadata-parser.js";
 import { expectedImages } from "../../src/sync/tags.js";
+import type { GithubStandIn } from "./github-standin.js";
+import { makeFixtureRun } from "./run-fixtures.js";
 import {
   writeArtifactZip,
   writeDockerSaveTarball,
@@ -100,4 +102,41 @@ export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<
     await writeArtifactZip(zip, entries, { forceZip64: options.forceZip64 });
   }
   return { zip, size: (await stat(zip)).size, digest: await sha256File(zip), tarballs };
+}
+
+export interface ArtifactRunSpec {
+  id: number;
+  metadata: RunMetadata;
+  /** Scratch directory for this run's tarballs and zip. */
+  dir: string;
+  createdAt: string;
+  fixture?: Omit<ArtifactFixtureOptions, "dir" | "metadata">;
+}
+
+/** A successful build run whose images artifact GitHub serves: what download, push and the daemon consume. */
+export async function addArtifactRun(
+  github: GithubStandIn,
+  spec: ArtifactRunSpec,
+): Promise<ArtifactFixture> {
+  const fixture = await makeArtifactZip({
+    dir: spec.dir,
+    metadata: spec.metadata,
+    ...spec.fixture,
+  });
+  github.addRun(
+    await makeFixtureRun({
+      id: spec.id,
+      metadata: spec.metadata,
+      createdAt: spec.createdAt,
+      artifacts: [
+        {
+          id: spec.id * 10,
+          name: `presto-images-${spec.id}`,
+          bytes: fixture.zip,
+          digest: fixture.digest,
+        },
+      ],
+    }),
+  );
+  return fixture;
 }

@@ -131,7 +131,8 @@ export async function streamBody(
     sent += piece.length;
     options.onBytes?.(sent);
     if (options.bytesPerSecond) await sleep((piece.length / options.bytesPerSecond) * 1000);
-    if (!flushed) await waitForDrainOrClose(res);
+    // The pacing sleep may outlast the drain: wait only if the buffer is still full.
+    if (!flushed && res.writableNeedDrain) await waitForDrainOrClose(res);
   }
   if (!res.destroyed) res.end();
   return sent;

@@ -1,0 +1,136 @@
+import { Command } from "commander";
+import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
+import { parseOptions, stateDirFor, workspaceOptionsSchema } from "../config/options.js";
+import { z } from "zod";
+import { DaemonHealth, parseHealthAddress, startHealthServer } from "../report/health.js";
+import { runDaemon } from "../sync/daemon.js";
+import { createPusher } from "../sync/push-engines.js";
+import { FailureState } from "../workspace/failures.js";
+import { acquireWorkspaceLock } from "../workspace/lock.js";
+import type { CommandContext } from "./context.js";
+import { engineOption, registryProjectOption } from "./images.js";
+import {
+  addGithubOptions,
+  addGitlabOptions,
+  addWorkspaceOptions,
+  withExamples,
+} from "./options.js";
+import { githubServices, gitlabServices, registryServices } from "./services.js";
+
+type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
+
+const seconds = (min: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, "must be a whole number of seconds")
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(min, `must be at least ${min}`)
+        .max(7 * 86_400, "must be at most a week"),
+    );
+
+const daemonSchema = z.object({
+  interval: seconds(1),
+  retryBackoff: seconds(1),
+  retryBackoffMax: seconds(1),
+});
+
+export function registerDaemon(program: Command, run: Runner): void {
+  const cmd = program
+    .command("daemon")
+    .description(
+      "Every --interval seconds: xref, then download, prepare, push and clean each missing image tag",
+    )
+    .option("--interval <seconds>", "seconds between cycles", String(DEFAULT_INTERVAL_SECONDS))
+    .option("--once", "run one cycle and exit (non-zero when an image failed)", false)
+    .option("--skip-login", "do not check the registry credentials first", false)
+    .option("--force-push", "push tags that GitLab already has", false)
+    .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
+    .option("--verbose", "show each engine step", false)
+    .option(
+      "--retry-backoff <seconds>",
+      "wait after an image's first failure; doubles with each further failure",
+      String(DEFAULT_INTERVAL_SECONDS),
+    )
+    .option(
+      "--retry-backoff-max <seconds>",
+      "longest wait between retries of a failing image",
+      "21600",
+    )
+    .option(
+      "--health-port <[host:]port>",
+      "serve /healthz and /metrics (host defaults to 127.0.0.1)",
+    )
+    .addOption(registryProjectOption())
+    .addOption(engineOption());
+  addGithubOptions(cmd);
+  addGitlabOptions(cmd, true);
+  addWorkspaceOptions(cmd);
+  withExamples(cmd, [
+    "gh-gitlab-sync daemon --once --engine registry",
+    "gh-gitlab-sync daemon --interval 600 --health-port 9464 --downloads-dir /var/lib/gh-gitlab-sync",
+  ]);
+  cmd.action((raw: Record<string, unknown>) =>
+    run(async (ctx) => {
+      const timing = parseOptions(daemonSchema, raw);
+      const workspace = parseOptions(workspaceOptionsSchema, raw);
+      const healthAddress =
+        typeof raw.healthPort === "string" ? parseHealthAddress(raw.healthPort) : undefined;
+      const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
+      const github = githubServices(ctx, raw);
+      const gitlab = gitlabServices(ctx, raw);
+      const registry = registryServices(ctx, raw);
+      const stateDir = stateDirFor(workspace);
+      const tty = Boolean(process.stderr.isTTY);
+      const pusher = createPusher(registry.options.engine, {
+        logger,
+        registry: registry.client,
+        username: registry.credentials.username,
+        password: registry.credentials.password,
+        stateDir,
+        tty,
+        env: ctx.env as NodeJS.ProcessEnv,
+      });
+      const lock = await acquireWorkspaceLock(workspace.downloadsDir, "daemon");
+      const health = healthAddress ? new DaemonHealth() : undefined;
+      const server =
+        health && healthAddress
+          ? await startHealthServer(health, healthAddress, logger)
+          : undefined;
+      try {
+        await runDaemon(
+          { logger, signal: ctx.signal },
+          {
+            github,
+            gitlab,
+            push: { registryClient: registry.client, pusher },
+            failures: new FailureState(stateDir, {
+              baseSeconds: timing.retryBackoff,
+              maxSeconds: Math.max(timing.retryBackoff, timing.retryBackoffMax),
+            }),
+            ...(health ? { health } : {}),
+          },
+          {
+            downloadsDir: workspace.downloadsDir,
+            intervalSeconds: timing.interval,
+            once: raw.once === true,
+            skipLogin: raw.skipLogin === true,
+            forcePush: raw.forcePush === true,
+            retagAsLatest: raw.retagAsLatest === true,
+            registry: registry.options.registry,
+            registryProject: registry.project,
+            username: registry.credentials.username,
+            tty,
+          },
+        );
+      } finally {
+        await server?.close();
+        await lock.release();
+      }
+    }),
+  );
+}

@@ -1,0 +1,167 @@
+/**
+ * What the daemon tells a monitor: `GET /healthz` (the last cycle's time and result, as JSON) and
+ * `GET /metrics` (Prometheus text, through prom-client). Served only with --health-port.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { SyncError } from "../errors.js";
+import type { Logger } from "./logger.js";
+
+export interface CycleSummary {
+  cycle: number;
+  /** "ok": every missing image synced (or none missing); "partial": some images failed; "failed": the cycle itself failed (xref). */
+  result: "ok" | "partial" | "failed";
+  startedAt: string;
+  seconds: number;
+  runs: number;
+  missing: number;
+  pushed: number;
+  failed: number;
+  deferred: number;
+  downloadedBytes: number;
+  uploadedBytes: number;
+  logBytes: number;
+  error?: string;
+}
+
+const PREFIX = "gh_gitlab_sync_";
+
+export class DaemonHealth {
+  readonly registry = new Registry();
+  private last: CycleSummary | undefined;
+  private readonly startedAt = new Date().toISOString();
+  private readonly cycles = new Counter({
+    name: `${PREFIX}cycles_total`,
+    help: "Sync cycles run, by result",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  private readonly pushed = new Counter({
+    name: `${PREFIX}images_pushed_total`,
+    help: "Image tags pushed to the registry",
+    registers: [this.registry],
+  });
+  private readonly failures = new Counter({
+    name: `${PREFIX}image_failures_total`,
+    help: "Image tags whose download, prepare or push failed",
+    registers: [this.registry],
+  });
+  private readonly downloaded = new Counter({
+    name: `${PREFIX}downloaded_bytes_total`,
+    help: "Artifact bytes downloaded from GitHub",
+    registers: [this.registry],
+  });
+  private readonly uploaded = new Counter({
+    name: `${PREFIX}uploaded_bytes_total`,
+    help: "Compressed blob bytes uploaded by the registry engine",
+    registers: [this.registry],
+  });
+  private readonly missing = new Gauge({
+    name: `${PREFIX}missing_images`,
+    help: "Image tags missing from GitLab at the last cycle",
+    registers: [this.registry],
+  });
+  private readonly lastCycle = new Gauge({
+    name: `${PREFIX}last_cycle_timestamp_seconds`,
+    help: "When the last cycle ended (Unix time)",
+    registers: [this.registry],
+  });
+  private readonly lastDuration = new Gauge({
+    name: `${PREFIX}last_cycle_duration_seconds`,
+    help: "How long the last cycle took",
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+  }
+
+  record(summary: CycleSummary): void {
+    this.last = summary;
+    this.cycles.inc({ result: summary.result });
+    this.pushed.inc(summary.pushed);
+    this.failures.inc(summary.failed);
+    this.downloaded.inc(summary.downloadedBytes);
+    this.uploaded.inc(summary.uploadedBytes);
+    this.missing.set(summary.missing);
+    this.lastCycle.set(Date.now() / 1000);
+    this.lastDuration.set(summary.seconds);
+  }
+
+  /** 503 once the last cycle failed as a whole (GitHub or GitLab unreachable), else 200. */
+  status(): { code: number; body: Record<string, unknown> } {
+    const last = this.last;
+    const status = !last ? "starting" : last.result === "failed" ? "failing" : "ok";
+    return {
+      code: status === "failing" ? 503 : 200,
+      body: { status, since: this.startedAt, lastCycle: last ?? null },
+    };
+  }
+}
+
+/** `port` or `host:port`; the default host is loopback, so metrics are not exposed by accident. */
+export function parseHealthAddress(value: string): { host: string; port: number } {
+  const match = /^(?:(.+):)?(\d{1,5})$/.exec(value.trim());
+  const port = Number(match?.[2]);
+  if (!match || !Number.isInteger(port) || port > 65535) {
+    throw new SyncError(`--health-port '${value}' is not a port or host:port`, {
+      hint: "e.g. --health-port 9464 or --health-port 0.0.0.0:9464",
+      exitCode: 2,
+    });
+  }
+  return { host: match[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
+}
+
+export async function startHealthServer(
+  health: DaemonHealth,
+  address: { host: string; port: number },
+  logger: Logger,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server: Server = createServer((req, res) => {
+    const url = req.url?.split("?")[0];
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD" }).end();
+      return;
+    }
+    if (url === "/healthz") {
+      const { code, body } = health.status();
+      res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(body));
+      return;
+    }
+    if (url === "/metrics") {
+      health.registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": health.registry.contentType }).end(text),
+        (err: unknown) => {
+          logger.warn({ err }, "cannot render metrics");
+          res.writeHead(500).end();
+        },
+      );
+      return;
+    }
+    res.writeHead(404, { "content-type": "text/plain" }).end("try /healthz or /metrics\n");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        new SyncError(
+          `cannot serve health on ${address.host}:${address.port} (${err.code ?? err.message})`,
+          { hint: "pick a free --health-port", cause: err },
+        ),
+      ),
+    );
+    server.listen(address.port, address.host, resolve);
+  });
+  const bound = server.address() as AddressInfo;
+  const host = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
+  const url = `http://${host}:${bound.port}`;
+  logger.info({ url }, `health and metrics on ${url}/healthz and ${url}/metrics`);
+  return {
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,314 @@
+import { promises as fs } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { SyncError, describeError } from "../errors.js";
+import type { CycleSummary, DaemonHealth } from "../report/health.js";
+import { logSteps } from "../report/steps.js";
+import { exists } from "../workspace/files.js";
+import type { FailureState } from "../workspace/failures.js";
+import { tagLayout } from "../workspace/layout.js";
+import { cleanTargets, removeTargets } from "./clean.js";
+import { computeXref } from "./compare.js";
+import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
+import { downloadImageTag } from "./download.js";
+import { prepareImageTag } from "./prepare.js";
+import type { PushServices } from "./push.js";
+import { pushImageTag } from "./push.js";
+import type { MissingImage } from "./xref.js";
+
+export interface DaemonSettings {
+  downloadsDir: string;
+  intervalSeconds: number;
+  once: boolean;
+  skipLogin: boolean;
+  forcePush: boolean;
+  retagAsLatest: boolean;
+  registry: string;
+  registryProject: string;
+  username: string;
+  /** Show progress bars (a terminal) rather than log lines. */
+  tty: boolean;
+}
+
+export interface DaemonServices {
+  github: GithubServices;
+  gitlab: GitlabServices;
+  push: Omit<PushServices, "gitlab">;
+  failures: FailureState;
+  health?: DaemonHealth;
+}
+
+type Stage = "download" | "prepare" | "push" | "clean";
+
+class StageError extends Error {
+  constructor(
+    readonly stage: Stage,
+    readonly original: unknown,
+  ) {
+    super(
+      `${stage} failed: ${original instanceof SyncError ? original.oneLine() : describeError(original)}`,
+    );
+  }
+}
+
+async function stage<T>(name: Stage, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new StageError(name, err);
+  }
+}
+
+interface ImageResult {
+  pushed: number;
+  downloadedBytes: number;
+  uploadedBytes: number;
+}
+
+/** download → prepare → push → clean for one image tag, as the original's daemon does. */
+async function syncImageTag(
+  ctx: SyncContext,
+  services: DaemonServices,
+  settings: DaemonSettings,
+  image: MissingImage,
+): Promise<ImageResult> {
+  const logger = ctx.logger.child({ imageTag: image.imageTag });
+  const steps = logSteps(logger);
+  const sub: SyncContext = { logger, signal: ctx.signal };
+  const layout = tagLayout(settings.downloadsDir, image.imageTag);
+  const run = image.runs[0];
+
+  let downloadedBytes = 0;
+  if ((await exists(layout.zip)) && (await exists(layout.metadata))) {
+    logger.info(`artifact already downloaded at ${layout.zip}; skipping download`);
+  } else {
+    const outcome = await stage("download", () =>
+      downloadImageTag(sub, services.github, steps, {
+        imageTag: image.imageTag,
+        downloadsDir: settings.downloadsDir,
+        force: false,
+        tty: settings.tty,
+      }),
+    );
+    downloadedBytes = outcome.fetched;
+  }
+
+  let prepared;
+  try {
+    prepared = await stage("prepare", () =>
+      prepareImageTag(sub, steps, {
+        imageTag: image.imageTag,
+        downloadsDir: settings.downloadsDir,
+        clean: false,
+      }),
+    );
+  } catch (err) {
+    // A bad artifact must not be reused: the retry after the back-off downloads it afresh.
+    if (!ctx.signal.aborted)
+      await removeTargets(await cleanTargets(settings.downloadsDir, image.imageTag));
+    throw err;
+  }
+
+  const pushed = await stage("push", () =>
+    pushImageTag(
+      sub,
+      steps,
+      { ...services.push, gitlab: services.gitlab },
+      {
+        imageTag: image.imageTag,
+        downloadsDir: settings.downloadsDir,
+        registry: settings.registry,
+        registryProject: settings.registryProject,
+        username: settings.username,
+        force: settings.forcePush,
+        skipLogin: settings.skipLogin,
+        retagAsLatest: settings.retagAsLatest,
+        images: prepared.images,
+        ...(run ? { run: { id: run.id, name: run.title } } : {}),
+      },
+    ),
+  );
+
+  await stage("clean", async () => {
+    const removed = await removeTargets(await cleanTargets(settings.downloadsDir, image.imageTag));
+    logger.info(
+      { removed: removed.length },
+      `cleaned ${removed.length} path(s) of ${image.imageTag}`,
+    );
+  });
+  return {
+    pushed: pushed.pushed.length,
+    downloadedBytes,
+    uploadedBytes: pushed.bytesUploaded,
+  };
+}
+
+/** Oldest run first, so builds reach GitLab in the order they were made; ties by tag. */
+function oldestFirst(a: MissingImage, b: MissingImage): number {
+  const at = a.runs[0]?.startedAt ?? "";
+  const bt = b.runs[0]?.startedAt ?? "";
+  return at.localeCompare(bt) || a.imageTag.localeCompare(b.imageTag);
+}
+
+/** One cycle: xref, then each missing image tag not waiting out a back-off. Never throws for outside failures. */
+export async function runCycle(
+  ctx: SyncContext,
+  services: DaemonServices,
+  settings: DaemonSettings,
+  cycle: number,
+): Promise<CycleSummary & { failedTags: string[] }> {
+  const started = Date.now();
+  const summary: CycleSummary & { failedTags: string[] } = {
+    cycle,
+    result: "ok",
+    startedAt: new Date(started).toISOString(),
+    seconds: 0,
+    runs: 0,
+    missing: 0,
+    pushed: 0,
+    failed: 0,
+    deferred: 0,
+    downloadedBytes: 0,
+    uploadedBytes: 0,
+    logBytes: 0,
+    failedTags: [],
+  };
+  const finish = () => ({ ...summary, seconds: Math.round((Date.now() - started) / 100) / 10 });
+
+  let missing: MissingImage[];
+  try {
+    const xref = await computeXref(ctx, services.github, services.gitlab);
+    summary.runs = xref.runs;
+    summary.logBytes = xref.logBytes;
+    missing = [...xref.result.missing].sort(oldestFirst);
+    summary.missing = missing.length;
+    for (const failure of xref.failures) {
+      ctx.logger.warn(
+        { runId: failure.runId },
+        `metadata of run ${failure.runId} unreadable: ${failure.error}`,
+      );
+    }
+  } catch (err) {
+    if (ctx.signal.aborted) throw err;
+    summary.result = "failed";
+    summary.error = err instanceof SyncError ? err.oneLine() : describeError(err);
+    ctx.logger.error(
+      { err: summary.error },
+      `cycle ${cycle}: cross-reference failed: ${summary.error}`,
+    );
+    return finish();
+  }
+  if (missing.length > 0) {
+    ctx.logger.info(
+      { missing: missing.map((m) => m.imageTag) },
+      `cycle ${cycle}: ${missing.length} image tag(s) missing from GitLab`,
+    );
+  }
+
+  for (const image of missing) {
+    if (ctx.signal.aborted) break;
+    const waiting = await services.failures.waiting(image.imageTag);
+    if (waiting) {
+      summary.deferred += 1;
+      summary.failedTags.push(image.imageTag);
+      ctx.logger.info(
+        { imageTag: image.imageTag, attempts: waiting.attempts, nextRetry: waiting.next_retry },
+        `${image.imageTag}: failed ${waiting.attempts} time(s), backing off until ${waiting.next_retry}`,
+      );
+      continue;
+    }
+    try {
+      const result = await syncImageTag(ctx, services, settings, image);
+      summary.pushed += result.pushed;
+      summary.downloadedBytes += result.downloadedBytes;
+      summary.uploadedBytes += result.uploadedBytes;
+      await services.failures.clear(image.imageTag);
+    } catch (err) {
+      if (ctx.signal.aborted) break;
+      const message = describeError(err);
+      const entry = await services.failures.recordFailure(image.imageTag, message);
+      summary.failed += 1;
+      summary.failedTags.push(image.imageTag);
+      ctx.logger.error(
+        {
+          imageTag: image.imageTag,
+          stage: err instanceof StageError ? err.stage : undefined,
+          attempts: entry.attempts,
+          nextRetry: entry.next_retry,
+        },
+        `${image.imageTag}: ${message} (attempt ${entry.attempts}; next try after ${entry.next_retry})`,
+      );
+    }
+  }
+  if (summary.failed + summary.deferred > 0) summary.result = "partial";
+  return finish();
+}
+
+function summaryLine(s: CycleSummary): string {
+  const mib = (n: number) => `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return (
+    `cycle ${s.cycle} ${s.result}: ${s.runs} runs, ${s.missing} missing, ${s.pushed} tags pushed, ` +
+    `${s.failed} failed, ${s.deferred} backing off, ${mib(s.downloadedBytes)} downloaded, ` +
+    `${mib(s.logBytes)} of logs read, ${s.seconds} s`
+  );
+}
+
+/**
+ * The daemon loop: a cycle every `intervalSeconds` until the signal aborts (SIGTERM/SIGINT), or a
+ * single cycle with `once`. Outside failures end a cycle, never the daemon. With `once`, an image
+ * that failed (or is still backing off) makes the run fail, so CI sees it.
+ */
+export async function runDaemon(
+  ctx: SyncContext,
+  services: DaemonServices,
+  settings: DaemonSettings,
+): Promise<void> {
+  await fs.mkdir(settings.downloadsDir, { recursive: true });
+  ctx.logger.info(
+    {
+      downloadsDir: settings.downloadsDir,
+      interval: settings.intervalSeconds,
+      once: settings.once,
+    },
+    settings.once
+      ? "daemon: one cycle"
+      : `daemon started: a cycle every ${settings.intervalSeconds} s`,
+  );
+  for (let cycle = 1; ; cycle += 1) {
+    let summary;
+    try {
+      summary = await runCycle(ctx, services, settings, cycle);
+    } catch (err) {
+      if (ctx.signal.aborted) break;
+      throw err;
+    }
+    services.health?.record(summary);
+    const { failedTags, ...record } = summary;
+    ctx.logger.info({ summary: record }, summaryLine(summary));
+    if (ctx.signal.aborted) break;
+    if (settings.once) {
+      if (summary.result === "failed") {
+        throw new SyncError(
+          `daemon --once: the cycle failed: ${summary.error ?? "unknown error"}`,
+          {
+            hint: "see the log above",
+          },
+        );
+      }
+      if (failedTags.length > 0) {
+        throw new SyncError(
+          `daemon --once: ${failedTags.length} image tag(s) not synced: ${failedTags.join(", ")}`,
+          {
+            hint: "see the errors above; failures and their back-off are kept in the state directory (failures.json)",
+          },
+        );
+      }
+      return;
+    }
+    try {
+      await sleep(settings.intervalSeconds * 1000, undefined, { signal: ctx.signal });
+    } catch {
+      break;
+    }
+  }
+  ctx.logger.info("daemon stopped");
+}
