@@ -330,7 +330,9 @@ describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
       const errorLines = records(daemon.output().stderr)
         .filter((r) => r.level === 50)
         .map((r) => String(r.msg));
-      expect(errorLines).toContainEqual(expect.stringMatching(/^cycle 1: cross-reference failed: .*GitHub/));
+      expect(errorLines).toContainEqual(
+        expect.stringMatching(/^cycle 1: cross-reference failed: .*GitHub/),
+      );
       daemon.child.kill("SIGTERM");
       expect((await daemon.result).code).toBe(0);
     } finally {
