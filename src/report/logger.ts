@@ -53,7 +53,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
           destination: 2,
           colorize: isTTY,
           translateTime: "SYS:HH:MM:ss",
-          ignore: "pid,hostname",
+          // One line per record for a person; context the message already says is left out.
+          singleLine: true,
+          ignore: "pid,hostname,summary,image,imageTag,status,layer,step,of",
         },
       },
     });

@@ -1,7 +1,9 @@
-import { ref, seedScenario, type ScenarioRun } from "./scenario.js";
+import path from "node:path";
+import { addArtifactRun } from "./artifacts.js";
 import type { Testbed } from "./index.js";
+import { ref, seedScenario, metadataOf, type ScenarioRun } from "./scenario.js";
 
-/** Two builds GitHub has made and GitLab lacks, plus one that is already synced. */
+/** One build GitLab already has, and two it lacks (x86 and arm) whose artifacts GitHub serves. */
 export const DEMO_RUNS: ScenarioRun[] = [
   {
     id: 501,
@@ -17,8 +19,6 @@ export const DEMO_RUNS: ScenarioRun[] = [
     velox: ref("demo-x86"),
     platform: "linux/amd64",
     mode: "all_native",
-    stepFiles: true,
-    noiseBytes: 8 << 20,
   },
   {
     id: 503,
@@ -30,6 +30,19 @@ export const DEMO_RUNS: ScenarioRun[] = [
   },
 ];
 
+/** Seeds the demo: the synced build's tags in the registry, the missing builds with real images. */
 export async function seedDemo(tb: Testbed): Promise<void> {
-  await seedScenario(tb, DEMO_RUNS);
+  const [synced, ...missing] = DEMO_RUNS;
+  if (synced) await seedScenario(tb, [synced]);
+  for (const [offset, run] of missing.entries()) {
+    const index = offset + 1;
+    const metadata = metadataOf(run, index);
+    await addArtifactRun(tb.github, {
+      id: run.id,
+      metadata,
+      dir: path.join(tb.dir, "demo-artifacts", String(run.id)),
+      createdAt: metadata["Generated at"] ?? "2025-10-01T00:00:00Z",
+      fixture: { layerBytes: 2 << 20 },
+    });
+  }
 }
