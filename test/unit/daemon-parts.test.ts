@@ -1,0 +1,113 @@
+import { describe, expect, it } from "vitest";
+import { parseOptions, registryOptionsSchema } from "../../src/config/options.js";
+import { UsageError } from "../../src/errors.js";
+import {
+  DaemonHealth,
+  parseHealthAddress,
+  startHealthServer,
+  type CycleSummary,
+} from "../../src/report/health.js";
+import { silentLogger } from "../../src/report/logger.js";
+import { parseImageName } from "../../src/sync/retag.js";
+
+const summary = (over: Partial<CycleSummary>): CycleSummary => ({
+  cycle: 1,
+  result: "ok",
+  startedAt: "2026-01-01T00:00:00.000Z",
+  seconds: 1.5,
+  runs: 20,
+  missing: 2,
+  pushed: 6,
+  failed: 0,
+  deferred: 0,
+  downloadedBytes: 1024,
+  uploadedBytes: 512,
+  logBytes: 0,
+  ...over,
+});
+
+describe("retag names", () => {
+  it("takes repo:tag, repo@digest for a source, and a bare tag for a target in the source's repository", () => {
+    expect(parseImageName("x86/presto-coordinator:presto-a-velox-b", "source")).toEqual({
+      repoPath: "x86/presto-coordinator",
+      ref: "presto-a-velox-b",
+    });
+    const digest = `sha256:${"0".repeat(64)}`;
+    expect(parseImageName(`arm/w@${digest}`, "source")).toEqual({ repoPath: "arm/w", ref: digest });
+    expect(parseImageName("latest", "target", "x86/c")).toEqual({
+      repoPath: "x86/c",
+      ref: "latest",
+    });
+  });
+
+  it.each([
+    ["../../etc:latest", "source"],
+    ["X86/Upper:tag", "source"],
+    ["x86/c:bad/tag", "target"],
+    ["x86/c", "source"],
+    ["x86/c@sha256:short", "source"],
+    [`x86/c@sha256:${"0".repeat(64)}`, "target"],
+  ] as const)("refuses %s as a %s with a usage error", (value, role) => {
+    expect(() => parseImageName(value, role, "x86/c")).toThrow(UsageError);
+  });
+});
+
+describe("registry options", () => {
+  it("accepts host[:port] and a lowercase project path", () => {
+    const parsed = parseOptions(registryOptionsSchema, {
+      registry: "gitlab-master.nvidia.com:5005",
+      registryProject: "hercules/veloxtesting",
+      engine: "registry",
+    });
+    expect(parsed).toMatchObject({
+      registry: "gitlab-master.nvidia.com:5005",
+      insecureRegistry: false,
+    });
+  });
+
+  it("names the flag when the registry has a scheme or the project is not a registry path", () => {
+    expect(() => parseOptions(registryOptionsSchema, { registry: "https://r:5005" })).toThrow(
+      /--registry must be host\[:port\] without a scheme/,
+    );
+    expect(() =>
+      parseOptions(registryOptionsSchema, { registry: "r:5005", registryProject: "Hercules/../x" }),
+    ).toThrow(/--registry-project must be a lowercase registry path/);
+  });
+});
+
+describe("daemon health", () => {
+  it("parses --health-port as a port or host:port, loopback by default", () => {
+    expect(parseHealthAddress("9464")).toEqual({ host: "127.0.0.1", port: 9464 });
+    expect(parseHealthAddress("0.0.0.0:9464")).toEqual({ host: "0.0.0.0", port: 9464 });
+    expect(parseHealthAddress("[::1]:80")).toEqual({ host: "::1", port: 80 });
+    expect(() => parseHealthAddress("99999")).toThrow(/not a port/);
+    expect(() => parseHealthAddress("http://x")).toThrow(/not a port/);
+  });
+
+  it("answers /healthz by the last cycle and counts in /metrics", async () => {
+    const health = new DaemonHealth();
+    expect(health.status()).toMatchObject({
+      code: 200,
+      body: { status: "starting", lastCycle: null },
+    });
+    health.record(summary({}));
+    health.record(summary({ cycle: 2, result: "failed", pushed: 0, error: "GitHub down" }));
+    expect(health.status()).toMatchObject({ code: 503, body: { status: "failing" } });
+
+    const server = await startHealthServer(health, { host: "127.0.0.1", port: 0 }, silentLogger());
+    try {
+      const healthz = await fetch(`${server.url}/healthz`);
+      expect(healthz.status).toBe(503);
+      expect(await healthz.json()).toMatchObject({ lastCycle: { cycle: 2, error: "GitHub down" } });
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).toContain('gh_gitlab_sync_cycles_total{result="ok"} 1');
+      expect(metrics).toContain('gh_gitlab_sync_cycles_total{result="failed"} 1');
+      expect(metrics).toContain("gh_gitlab_sync_images_pushed_total 6");
+      expect(metrics).toContain("gh_gitlab_sync_downloaded_bytes_total 2048");
+      expect((await fetch(`${server.url}/nope`)).status).toBe(404);
+      expect((await fetch(`${server.url}/healthz`, { method: "POST" })).status).toBe(405);
+    } finally {
+      await server.close();
+    }
+  });
+});
