@@ -11,6 +11,7 @@ import { IMAGE_TAG_PATTERN } from "../config/options.js";
 import { SyncError } from "../errors.js";
 import type { RunMetadata } from "../github/metadata-parser.js";
 import { exists, readJsonFile, writeJsonAtomic } from "../workspace/files.js";
+import { IMAGE_INFO_FILE, saveImageInfo } from "../workspace/image-info.js";
 import {
   metadataFileSchema,
   tagLayout,
@@ -155,6 +156,7 @@ export async function prepareImageTag(
   const images = expectedImages({ ...runMetadata, "Image tag": imageTag });
   // A plan from an earlier run must not outlive a prepare that fails now.
   await fs.rm(layout.plan, { force: true });
+  await fs.rm(path.join(layout.dir, IMAGE_INFO_FILE), { force: true });
 
   steps.step(3, 6, "Selecting artifact archive ...");
   const zip = await chooseZip(layout, steps);
@@ -223,6 +225,16 @@ export async function prepareImageTag(
       file: path.resolve(layout.extracted, image.tarball),
     })),
   };
+  await saveImageInfo(
+    layout.dir,
+    new Map(
+      images.flatMap((image) => {
+        const info = verified?.get(image.gitlabTag);
+        const file = path.resolve(layout.extracted, image.tarball);
+        return info ? [[image.gitlabTag, { file, info }] as const] : [];
+      }),
+    ),
+  );
   await writeJsonAtomic(layout.plan, plan);
   printPlan(steps, plan, layout.plan);
   return { plan, planPath: layout.plan, images: verified, reusedExtraction: reused };

@@ -4,6 +4,7 @@ import { SyncError, describeError } from "../errors.js";
 import type { RegistryClient } from "../registry/client.js";
 import { retag } from "../registry/retag.js";
 import { exists, readJsonFile } from "../workspace/files.js";
+import { loadImageInfo } from "../workspace/image-info.js";
 import {
   metadataFileSchema,
   tagLayout,
@@ -207,7 +208,14 @@ export async function pushImageTag(
   }
   const run = request.run ?? (await storedRun(layout.metadata, steps));
   if (run) steps.detail(`images of run ${run.id}${run.name ? ` (${run.name})` : ""}`);
-  const items = await planItems(request, layout.plan, layout.extracted, plan.artifacts);
+  // What prepare learnt of the tarballs spares the registry engine a full read of each.
+  const images = request.images ?? (await loadImageInfo(layout.dir));
+  const items = await planItems(
+    { ...request, images },
+    layout.plan,
+    layout.extracted,
+    plan.artifacts,
+  );
 
   if (request.skipLogin) {
     steps.step(
