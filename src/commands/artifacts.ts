@@ -5,6 +5,7 @@ import { promptYesNo } from "../report/prompt.js";
 import { cleanTargets, removeTargets } from "../sync/clean.js";
 import { downloadImageTag } from "../sync/download.js";
 import { prepareImageTag } from "../sync/prepare.js";
+import { withWorkspaceLock } from "../workspace/lock.js";
 import type { CommandContext } from "./context.js";
 import { addGithubOptions, addWorkspaceOptions, withExamples } from "./options.js";
 import { githubServices } from "./services.js";
@@ -32,13 +33,15 @@ export function registerDownload(program: Command, run: Runner): void {
         downloadsDir: raw.outputDir,
         stateDir: raw.stateDir,
       });
-      await downloadImageTag(ctx, github, outputSteps(ctx.out), {
-        imageTag,
-        downloadsDir: workspace.downloadsDir,
-        force: raw.force === true,
-        artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
-        tty: ctx.out.isTTY && Boolean(process.stderr.isTTY),
-      });
+      await withWorkspaceLock(workspace.downloadsDir, `download ${imageTag}`, () =>
+        downloadImageTag(ctx, github, outputSteps(ctx.out), {
+          imageTag,
+          downloadsDir: workspace.downloadsDir,
+          force: raw.force === true,
+          artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
+          tty: ctx.out.isTTY && Boolean(process.stderr.isTTY),
+        }),
+      );
     }),
   );
 }
@@ -61,11 +64,13 @@ export function registerPrepare(program: Command, run: Runner): void {
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
       const workspace = parseOptions(workspaceOptionsSchema, raw);
-      await prepareImageTag(ctx, outputSteps(ctx.out), {
-        imageTag,
-        downloadsDir: workspace.downloadsDir,
-        clean: raw.clean === true,
-      });
+      await withWorkspaceLock(workspace.downloadsDir, `prepare ${imageTag}`, () =>
+        prepareImageTag(ctx, outputSteps(ctx.out), {
+          imageTag,
+          downloadsDir: workspace.downloadsDir,
+          clean: raw.clean === true,
+        }),
+      );
     }),
   );
 }
@@ -97,7 +102,9 @@ export function registerClean(program: Command, run: Runner): void {
         ctx.out.line("Clean aborted.");
         return;
       }
-      const removed = await removeTargets(targets);
+      const removed = await withWorkspaceLock(workspace.downloadsDir, `clean ${imageTag}`, () =>
+        removeTargets(targets),
+      );
       ctx.out.line(`Removed ${removed.length} path(s). Clean complete.`);
     }),
   );

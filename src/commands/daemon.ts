@@ -94,6 +94,7 @@ export function registerDaemon(program: Command, run: Runner): void {
         stateDir,
         tty,
         env: ctx.env as NodeJS.ProcessEnv,
+        removeAfterPush: true,
       });
       const lock = await acquireWorkspaceLock(workspace.downloadsDir, "daemon");
       const health = healthAddress ? new DaemonHealth() : undefined;

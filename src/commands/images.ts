@@ -13,7 +13,7 @@ import { createPusher } from "../sync/push-engines.js";
 import { pushImageTag } from "../sync/push.js";
 import { parseImageName, retagImage } from "../sync/retag.js";
 import { findRunForTag } from "../sync/runs.js";
-import { acquireWorkspaceLock } from "../workspace/lock.js";
+import { withWorkspaceLock } from "../workspace/lock.js";
 import type { CommandContext } from "./context.js";
 import {
   addGithubOptions,
@@ -101,8 +101,7 @@ export function registerPush(program: Command, run: Runner): void {
         tty: Boolean(process.stderr.isTTY),
         env: ctx.env as NodeJS.ProcessEnv,
       });
-      const lock = await acquireWorkspaceLock(workspace.downloadsDir, `push ${imageTag}`);
-      try {
+      await withWorkspaceLock(workspace.downloadsDir, `push ${imageTag}`, async () => {
         const resolved = await resolveRun(ctx, raw, imageTag);
         await pushImageTag(
           { logger, signal: ctx.signal },
@@ -121,9 +120,7 @@ export function registerPush(program: Command, run: Runner): void {
             ...(resolved ? { run: resolved } : {}),
           },
         );
-      } finally {
-        await lock.release();
-      }
+      });
     }),
   );
 }

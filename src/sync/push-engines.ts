@@ -11,7 +11,7 @@ import { createProgressRenderer } from "../docker/progress.js";
 import type { RegistryClient } from "../registry/client.js";
 import { LayerCache, LAYER_CACHE_FILE } from "../registry/layer-cache.js";
 import { pushTarball } from "../registry/push.js";
-import { SyncError } from "../errors.js";
+import { SyncError, describeError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import { byteProgress } from "../report/progress.js";
 
@@ -61,6 +61,12 @@ export interface PusherOptions {
   /** A live display on a terminal, one line per state change otherwise. */
   tty: boolean;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Docker engine: remove the loaded image and its remote name once pushed. The daemon sets it,
+   * or months of 11 GiB bundles would fill the engine's disk; a manual push leaves them, as the
+   * original did.
+   */
+  removeAfterPush?: boolean;
 }
 
 function mib(bytes: number): string {
@@ -208,6 +214,18 @@ function dockerPusher(options: PusherOptions): ImagePusher {
         );
       } finally {
         pushProgress.stop();
+      }
+      if (options.removeAfterPush) {
+        for (const name of [label, source]) {
+          await docker()
+            .removeImage(name)
+            .catch((err: unknown) =>
+              logger.warn(
+                { image: name, err: describeError(err) },
+                `could not remove ${name} from the engine`,
+              ),
+            );
+        }
       }
       let uploaded = 0;
       let present = 0;

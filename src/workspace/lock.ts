@@ -90,3 +90,17 @@ export async function acquireWorkspaceLock(
     hint: "another process keeps taking it; try again",
   });
 }
+
+/** Runs `fn` holding the downloads directory's lock, released however `fn` ends. */
+export async function withWorkspaceLock<T>(
+  downloadsDir: string,
+  command: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const lock = await acquireWorkspaceLock(downloadsDir, command);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}

@@ -36,6 +36,7 @@ const cases = {
   docker: { id: 4002, fixture: { ociRepos: ["presto-native-worker-gpu"] } },
   bad: { id: 4003 },
   down: { id: 4004, fixture: { layerBytes: 4 << 20 } },
+  daemon: { id: 4005 },
 } satisfies Record<string, Case>;
 
 function metadataOf(c: Case): RunMetadata {
@@ -419,6 +420,34 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       const second = await push(c, ["--engine", "docker"], { DOCKER_HOST: dockerd.dockerHost });
       expect(second.code, second.stderr).toBe(0);
       expect(second.stdout).toContain("nothing to push");
+    });
+
+    it("daemon --once with the docker engine pushes what is missing and leaves no image in the engine", async () => {
+      const result = await cli(
+        [
+          "daemon",
+          "--once",
+          "--engine",
+          "docker",
+          "--downloads-dir",
+          downloads,
+          "--limit",
+          "50",
+          ...tb.githubArgs,
+          ...tb.gitlabArgs,
+          ...tb.registryArgs,
+        ],
+        { DOCKER_HOST: dockerd.dockerHost },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      const present = await listed();
+      for (const repo of REPOS)
+        expect(present).toContain(`x86/${repo}:${gitlabTagOf(cases.daemon)}`);
+      for (const repo of REPOS) {
+        const remote = `${tb.gitlab.registryHost}/${PROJECT_PATH}/x86/${repo}:${gitlabTagOf(cases.daemon)}`;
+        expect(await engine.inspectImage(remote)).toBeUndefined();
+        expect(await engine.inspectImage(`${repo}:${tagOf(cases.daemon)}`)).toBeUndefined();
+      }
     });
   });
 });
