@@ -1,5 +1,6 @@
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream, createWriteStream, promises as fs } from "node:fs";
+import { createReadStream, createWriteStream, promises as fs, type WriteStream } from "node:fs";
+import { once } from "node:events";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -150,6 +151,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
   let total = options.expectedSize;
   for (;;) {
     attempts += 1;
+    let sink: WriteStream | undefined;
     try {
       const url = await options.resolveUrl();
       const headers: Record<string, string> = have > 0 ? { Range: `bytes=${have}-` } : {};
@@ -185,16 +187,20 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
           done(null, chunk);
         },
       });
+      sink = createWriteStream(part, { flags: have > 0 ? "a" : "w", highWaterMark: 1 << 20 });
       await pipeline(
         Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
         counter,
-        createWriteStream(part, { flags: have > 0 ? "a" : "w", highWaterMark: 1 << 20 }),
+        sink,
         { signal },
       );
       if (total !== undefined && have < total)
         throw new Error(`connection closed at ${have} of ${total} bytes`);
       break;
     } catch (err) {
+      // A write still in flight when the pipeline failed lands after it: wait for the file to
+      // close, or the size read below (and the next append) would race it.
+      if (sink && !sink.closed) await once(sink, "close").catch(() => undefined);
       if (signal?.aborted) throw err;
       if (!retryable(err) || attempts >= maxAttempts) {
         if (err instanceof HttpStatusError) {

@@ -26,7 +26,8 @@ import {
   type WorkerVariant,
 } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
-import { plainStderrLines, runBinary, type CliResult } from "./run-cli.js";
+import { runBinary } from "./run-cli.js";
+import { expectOneLineError } from "./checks.js";
 
 const gate = testbedGate();
 
@@ -92,14 +93,6 @@ function metadataOf(c: Case): RunMetadata {
   });
 }
 const tagOf = (c: Case): string => metadataOf(c)["Image tag"] ?? "";
-
-function expectOneLineError(result: CliResult, pattern: RegExp): void {
-  expect(result.code, result.stdout + result.stderr).toBe(1);
-  const errors = plainStderrLines(result.stderr).filter((l) => l.startsWith("Error: "));
-  expect(errors, result.stderr).toHaveLength(1);
-  expect(errors[0]).toMatch(pattern);
-  expect(result.stderr).not.toMatch(/^\s+at /m);
-}
 
 async function listTree(dir: string): Promise<string[]> {
   try {

@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
 import { ref, seedScenario, type ScenarioRun } from "../testbed/scenario.js";
-import { plainStderrLines, runBinary, type CliResult } from "./run-cli.js";
+import { runBinary } from "./run-cli.js";
+import { expectOneLineError } from "./checks.js";
 
 const gate = testbedGate();
 
@@ -35,16 +36,6 @@ const runs: ScenarioRun[] = [
   },
 ];
 
-/** One clear line on stderr, no stack trace: what every failure must look like to an operator. */
-function expectOneLineError(result: CliResult, code: number, pattern: RegExp): void {
-  expect(result.code).toBe(code);
-  const lines = plainStderrLines(result.stderr);
-  const errors = lines.filter((l) => l.startsWith("Error: ") || l.startsWith("error: "));
-  expect(errors, result.stderr).toHaveLength(1);
-  expect(errors[0]).toMatch(pattern);
-  expect(result.stderr).not.toMatch(/^\s+at /m);
-}
-
 describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
   let tb: Testbed;
   let stateRoot: string;
@@ -70,30 +61,28 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
 
   it("wrong GitHub token: says which token and what it needs", async () => {
     const result = await cli(["xref", ...gh(), ...tb.gitlabArgs], { GH_TOKEN: "ghp_wrong" });
-    expectOneLineError(result, 1, /GitHub.*(401|rejected|token).*GH_TOKEN/i);
+    expectOneLineError(result, /GitHub.*(401|rejected|token).*GH_TOKEN/i);
     expect(result.stderr).not.toContain("ghp_wrong");
   });
 
   it("wrong GitLab token: says which token and which scope", async () => {
     const result = await cli(["gitlab-list", ...tb.gitlabArgs], { GITLAB_TOKEN: "glpat-wrong" });
-    expectOneLineError(result, 1, /GitLab rejected the token.*401.*GITLAB_TOKEN/);
+    expectOneLineError(result, /GitLab rejected the token.*401.*GITLAB_TOKEN/);
     expect(result.stderr).not.toContain("glpat-wrong");
   });
 
   it("no GitLab token at all", async () => {
     const result = await cli(["gitlab-list", ...tb.gitlabArgs], { GITLAB_TOKEN: undefined });
-    expectOneLineError(result, 1, /GitLab token not provided.*--gitlab-token/);
+    expectOneLineError(result, /GitLab token not provided.*--gitlab-token/);
   });
 
   it("unknown repository or workflow: 404 named", async () => {
     expectOneLineError(
       await cli(["gh-list", ...gh(), "--repo", "nobody/nothing"]),
-      1,
       /not found.*--repo/i,
     );
     expectOneLineError(
       await cli(["gh-list", ...gh(), "--workflow", "missing.yml"]),
-      1,
       /not found.*--workflow/i,
     );
   });
@@ -105,7 +94,7 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
       "--gitlab-project",
       "nobody/nothing",
     ]);
-    expectOneLineError(result, 1, /GitLab project nobody\/nothing not found.*--gitlab-project/);
+    expectOneLineError(result, /GitLab project nobody\/nothing not found.*--gitlab-project/);
   });
 
   it("GitHub 5xx then success: retried, not failed", async () => {
@@ -151,7 +140,7 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
     "malformed --limit %s: usage error, exit 2",
     async (limit) => {
       const result = await cli(["xref", ...gh(), ...tb.gitlabArgs, "--limit", limit]);
-      expectOneLineError(result, 2, /--limit must be a whole number from 1 to 1000/);
+      expectOneLineError(result, /--limit must be a whole number from 1 to 1000/, 2);
       expect(tb.github.requests).toEqual([]);
     },
   );
@@ -166,7 +155,7 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
     const cwd = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-cwd-"));
     for (const tag of ["../../etc", "a/b"]) {
       const result = await runBinary(["download", tag, ...gh()], { env: tb.env, cwd });
-      expectOneLineError(result, 2, /invalid image tag/);
+      expectOneLineError(result, /invalid image tag/, 2);
     }
     expect(await readdir(cwd)).toEqual([]);
     expect(tb.github.requests).toEqual([]);
@@ -180,7 +169,7 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
       "--state-dir",
       stateDir,
     ]);
-    expectOneLineError(result, 1, /127\.0\.0\.1:9/);
+    expectOneLineError(result, /127\.0\.0\.1:9/);
   });
 
   it("--log-level debug shows the stack that is otherwise hidden", async () => {

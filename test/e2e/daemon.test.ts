@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -16,6 +16,7 @@ import {
   type WorkerVariant,
 } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
+import { gitlabTags } from "./checks.js";
 import { plainStderrLines, runBinary, startBinary, type RunningCli } from "./run-cli.js";
 
 const gate = testbedGate();
@@ -45,7 +46,6 @@ const builds = {
     fixture: {
       mutateTarball: async (repo: string, file: string) => {
         if (repo === "presto-native-worker-cpu") {
-          const { writeFile } = await import("node:fs/promises");
           await writeFile(file, "not a gzip stream\n");
         }
       },
@@ -132,14 +132,8 @@ describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
         .replace(".000Z", "Z"),
       ...(b.fixture ? { fixture: b.fixture } : {}),
     });
-  async function present(): Promise<Set<string>> {
-    const result = await runBinary(["gitlab-list", ...tb.gitlabArgs, "--json"], { env: tb.env });
-    expect(result.code, result.stderr).toBe(0);
-    const json = JSON.parse(result.stdout) as {
-      repositories: Array<{ name: string; tags: Array<{ name: string }> }>;
-    };
-    return new Set(json.repositories.flatMap((r) => r.tags.map((t) => `${r.name}:${t.name}`)));
-  }
+  const present = () => gitlabTags(tb);
+
   const failures = async (): Promise<
     Record<string, { attempts: number; next_retry: string; last_error: string }>
   > =>
@@ -195,46 +189,59 @@ describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
   it("one corrupt artifact: the others are pushed, --once fails, the failure backs off and is skipped until it expires", async () => {
     await add(builds.good);
     await add(builds.corrupt);
-    const first = await once(["--retry-backoff", "3"]);
-    expect(first.code).toBe(1);
-    const errors = plainStderrLines(first.stderr).filter((l) => l.startsWith("Error: "));
-    expect(errors).toEqual([
-      expect.stringMatching(
-        new RegExp(
-          `^Error: daemon --once: 1 image tag\\(s\\) not synced: ${tagOf(builds.corrupt)} — .*failures\\.json`,
+    const backoff = ["--retry-backoff", "600"];
+    try {
+      const first = await once(backoff);
+      expect(first.code).toBe(1);
+      const errors = plainStderrLines(first.stderr).filter((l) => l.startsWith("Error: "));
+      expect(errors).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^Error: daemon --once: 1 image tag\\(s\\) not synced: ${tagOf(builds.corrupt)} — .*failures\\.json`,
+          ),
         ),
-      ),
-    ]);
-    for (const t of gitlabTagsOf(builds.good)) expect(await present()).toContain(t);
-    const entry = (await failures())[tagOf(builds.corrupt)];
-    expect(entry?.attempts).toBe(1);
-    expect(entry?.last_error).toMatch(/prepare failed: .*presto-native-worker-cpu/);
-    expect(Date.parse(entry?.next_retry ?? "") - Date.now()).toBeGreaterThan(0);
-    // The bad artifact is not kept for reuse.
-    expect(existsSync(path.join(downloads, tagOf(builds.corrupt)))).toBe(false);
+      ]);
+      for (const t of gitlabTagsOf(builds.good)) expect(await present()).toContain(t);
+      const entry = (await failures())[tagOf(builds.corrupt)];
+      expect(entry?.attempts).toBe(1);
+      expect(entry?.last_error).toMatch(/prepare failed: .*presto-native-worker-cpu/);
+      const wait = Date.parse(entry?.next_retry ?? "") - Date.now();
+      expect(wait).toBeGreaterThan(500_000);
+      expect(wait).toBeLessThanOrEqual(600_000);
+      // The bad artifact is not kept for reuse.
+      expect(existsSync(path.join(downloads, tagOf(builds.corrupt)))).toBe(false);
 
-    // Within the back-off: skipped, no artifact download, still a failure for CI.
-    tb.github.resetRequests();
-    const skipped = await once(["--retry-backoff", "3"]);
-    expect(skipped.code).toBe(1);
-    expect(summaries(skipped.stderr)[0]).toMatchObject({
-      result: "partial",
-      deferred: 1,
-      failed: 0,
-    });
-    expect(tb.github.requests.filter((r) => r.host === "blob")).toEqual([]);
-    expect((await failures())[tagOf(builds.corrupt)]?.attempts).toBe(1);
+      // Within the back-off: skipped, no artifact download, still a failure for CI.
+      tb.github.resetRequests();
+      const skipped = await once(backoff);
+      expect(skipped.code).toBe(1);
+      expect(summaries(skipped.stderr)[0]).toMatchObject({
+        result: "partial",
+        deferred: 1,
+        failed: 0,
+      });
+      expect(tb.github.requests.filter((r) => r.host === "blob")).toEqual([]);
+      expect((await failures())[tagOf(builds.corrupt)]?.attempts).toBe(1);
 
-    // After it: tried again, and the back-off grows.
-    await until("the back-off to expire", () => Date.now() > Date.parse(entry?.next_retry ?? ""));
-    const retried = await once(["--retry-backoff", "3"]);
-    expect(retried.code).toBe(1);
-    expect(summaries(retried.stderr)[0]).toMatchObject({ failed: 1, deferred: 0 });
-    const again = (await failures())[tagOf(builds.corrupt)];
-    expect(again?.attempts).toBe(2);
-
-    // Out of the way for the tests that follow.
-    tb.github.removeRun(builds.corrupt.id);
+      // Once the back-off has run out (moved into the past here, rather than waited for): tried
+      // again, and the next wait doubles.
+      const file = path.join(state, "failures.json");
+      const all = await failures();
+      all[tagOf(builds.corrupt)] = {
+        ...entry!,
+        next_retry: new Date(Date.now() - 1000).toISOString(),
+      };
+      await writeFile(file, JSON.stringify(all));
+      const retried = await once(backoff);
+      expect(retried.code).toBe(1);
+      expect(summaries(retried.stderr)[0]).toMatchObject({ failed: 1, deferred: 0 });
+      const again = (await failures())[tagOf(builds.corrupt)];
+      expect(again?.attempts).toBe(2);
+      expect(Date.parse(again?.next_retry ?? "") - Date.now()).toBeGreaterThan(1_100_000);
+    } finally {
+      // Out of the way for the tests that follow.
+      tb.github.removeRun(builds.corrupt.id);
+    }
   });
 
   it("SIGTERM during a download: exits 0 within 5 s, no .zip, no lock; a restart resumes and completes", async () => {
@@ -338,5 +345,5 @@ describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
     } finally {
       daemon.child.kill("SIGKILL");
     }
-  });
+  }, 150_000);
 });

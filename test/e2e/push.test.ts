@@ -21,7 +21,8 @@ import {
 import type { AccessLogEntry } from "../testbed/registry.js";
 import { makeMetadata } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
-import { plainStderrLines, runBinary, type CliResult } from "./run-cli.js";
+import { runBinary } from "./run-cli.js";
+import { expectOneLineError, gitlabTags } from "./checks.js";
 
 const gate = testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
@@ -49,14 +50,6 @@ function metadataOf(c: Case): RunMetadata {
 }
 const tagOf = (c: Case): string => metadataOf(c)["Image tag"] ?? "";
 const gitlabTagOf = (c: Case): string => tagOf(c).replace(/-linux-amd64$/, "");
-
-function expectOneLineError(result: CliResult, pattern: RegExp): void {
-  expect(result.code, result.stdout + result.stderr).toBe(1);
-  const errors = plainStderrLines(result.stderr).filter((l) => l.startsWith("Error: "));
-  expect(errors, result.stderr).toHaveLength(1);
-  expect(errors[0]).toMatch(pattern);
-  expect(result.stderr).not.toMatch(/^\s+at /m);
-}
 
 /** Blob bytes that reached the registry: a blob upload is committed by a PUT naming its digest. */
 const blobCommits = (log: AccessLogEntry[]) =>
@@ -118,14 +111,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     expect(prep.code, prep.stderr).toBe(0);
   }
 
-  async function listed(): Promise<Set<string>> {
-    const result = await cli(["gitlab-list", ...tb.gitlabArgs, "--json"]);
-    expect(result.code, result.stderr).toBe(0);
-    const json = JSON.parse(result.stdout) as {
-      repositories: Array<{ name: string; tags: Array<{ name: string }> }>;
-    };
-    return new Set(json.repositories.flatMap((r) => r.tags.map((t) => `${r.name}:${t.name}`)));
-  }
+  const listed = () => gitlabTags(tb);
 
   beforeAll(async () => {
     tb = await startTestbed();

@@ -2,37 +2,20 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { SyncError } from "../../src/errors.js";
 import { GitlabRegistryClient, type RegistryTagDetails } from "../../src/gitlab/client.js";
-import { createLogger, type Logger } from "../../src/report/logger.js";
+import type { Logger } from "../../src/report/logger.js";
 import { startGitlabStandIn, type GitlabStandIn } from "../testbed/gitlab-standin.js";
 import { freePort } from "../testbed/registry.js";
 import { seedImage, type SeededImage } from "../testbed/registry-seed.js";
 import { registryAvailability } from "../testbed/system.js";
+import { capturingLogger, failure } from "./helpers.js";
 
 const availability = registryAvailability();
 const TOKEN = "glpat-client-test-secret";
 const PROJECT = "hercules/veloxtesting";
 const TAGS = Array.from({ length: 130 }, (_, i) => `presto-${String(i).padStart(3, "0")}-velox-y`);
 
-/** A JSON-lines logger whose output the test can read back (to prove the token never shows). */
-function capturingLogger(): { logger: Logger; lines: string[] } {
-  const lines: string[] = [];
-  const logger = createLogger({
-    level: "debug",
-    destination: { write: (line: string) => void lines.push(line) },
-  });
-  return { logger, lines };
-}
 
-async function failure(promise: Promise<unknown>): Promise<SyncError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(SyncError);
-  return error as SyncError;
-}
 
 describe.skipIf(!availability.ok)(
   `GitlabRegistryClient against the stand-in${availability.ok ? "" : ` (skipped: ${availability.reason})`}`,

@@ -3,7 +3,6 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SyncError } from "../../src/errors.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { parseChallenge, scopeKey } from "../../src/registry/auth.js";
 import { RegistryClient, registryScheme, sha256Digest } from "../../src/registry/client.js";
@@ -18,20 +17,13 @@ import {
   type Testbed,
 } from "../testbed/index.js";
 import { freePort } from "../testbed/registry.js";
+import { failure } from "./helpers.js";
 
 const gate = testbedGate();
 const FAST_RETRY = { attempts: 3, baseDelayMs: 10, maxDelayMs: 40 };
 const digestA = `sha256:${"a".repeat(64)}`;
 const digestB = `sha256:${"b".repeat(64)}`;
 
-async function failure(promise: Promise<unknown>): Promise<SyncError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(SyncError);
-  return error as SyncError;
-}
 
 describe("registryScheme", () => {
   it("uses http for loopback registries and when asked, https otherwise", () => {

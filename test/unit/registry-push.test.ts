@@ -4,8 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SyncError } from "../../src/errors.js";
-import { createLogger, type Logger } from "../../src/report/logger.js";
+import type { Logger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
 import { DOCKER_MANIFEST } from "../../src/registry/media-types.js";
@@ -21,29 +20,13 @@ import {
 import { writeDockerSaveTarball, type WrittenImage } from "../testbed/image-fixtures.js";
 import type { AccessLogEntry } from "../testbed/registry.js";
 import { FlakyProxy } from "../testbed/flaky-proxy.js";
+import { capturingLogger, failure } from "./helpers.js";
 
 const gate = testbedGate();
 const FAST_RETRY = { attempts: 3, baseDelayMs: 20, maxDelayMs: 100 };
 const BASE_FILES = { "etc/os-release": "ID=fixture\n", "usr/lib/base.txt": "base ".repeat(40_000) };
 
-/** A JSON-lines logger whose output the test reads back (to prove no secret is ever logged). */
-function capturingLogger(): { logger: Logger; lines: string[] } {
-  const lines: string[] = [];
-  const logger = createLogger({
-    level: "debug",
-    destination: { write: (line: string) => void lines.push(line) },
-  });
-  return { logger, lines };
-}
 
-async function failure(promise: Promise<unknown>): Promise<SyncError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(SyncError);
-  return error as SyncError;
-}
 
 const repo = (name: string): string => `${PROJECT_PATH}/${name}`;
 
@@ -293,7 +276,10 @@ describe.skipIf(gate.skip)(`registry push engine on the real registry ${gate.rea
         cache: await LayerCache.open(statePath),
         logger: log.logger,
       });
-      expect(rerun.layers.map((l) => l.action)).toEqual(["exists", "uploaded"]);
+      // The big layer was cut, so it goes up again; the small base layer, uploaded in parallel,
+      // is skipped if its upload finished before the cut (a matter of timing).
+      expect(rerun.layers.at(-1)?.action).toBe("uploaded");
+      expect(["exists", "uploaded"]).toContain(rerun.layers[0]?.action);
       await expectPulled(target, "v1", image, rerun);
     } finally {
       await proxy.stop();
