@@ -15,8 +15,6 @@ const TOKEN = "glpat-client-test-secret";
 const PROJECT = "hercules/veloxtesting";
 const TAGS = Array.from({ length: 130 }, (_, i) => `presto-${String(i).padStart(3, "0")}-velox-y`);
 
-
-
 describe.skipIf(!availability.ok)(
   `GitlabRegistryClient against the stand-in${availability.ok ? "" : ` (skipped: ${availability.reason})`}`,
   () => {

@@ -24,7 +24,6 @@ const FAST_RETRY = { attempts: 3, baseDelayMs: 10, maxDelayMs: 40 };
 const digestA = `sha256:${"a".repeat(64)}`;
 const digestB = `sha256:${"b".repeat(64)}`;
 
-
 describe("registryScheme", () => {
   it("uses http for loopback registries and when asked, https otherwise", () => {
     expect(registryScheme("127.0.0.1:5000")).toBe("http");

@@ -26,8 +26,6 @@ const gate = testbedGate();
 const FAST_RETRY = { attempts: 3, baseDelayMs: 20, maxDelayMs: 100 };
 const BASE_FILES = { "etc/os-release": "ID=fixture\n", "usr/lib/base.txt": "base ".repeat(40_000) };
 
-
-
 const repo = (name: string): string => `${PROJECT_PATH}/${name}`;
 
 /** Blob uploads that carried bytes: the PUT that commits a blob names it in `?digest=`. */
