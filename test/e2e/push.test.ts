@@ -435,5 +435,29 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
         expect(await engine.inspectImage(`${repo}:${tagOf(cases.daemon)}`)).toBeUndefined();
       }
     });
+
+    it("retag --engine docker keeps the original's pull, tag and push", async () => {
+      const c = cases.docker;
+      const result = await cli(
+        [
+          "retag",
+          `x86/presto-coordinator:${gitlabTagOf(c)}`,
+          "x86/presto-coordinator:via-docker",
+          "--engine",
+          "docker",
+          ...tb.gitlabArgs,
+          ...tb.registryArgs,
+        ],
+        { DOCKER_HOST: dockerd.dockerHost },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/^\[1\/3\] Pulling /m);
+      const source = `${PROJECT_PATH}/x86/presto-coordinator`;
+      const pushed = await registry.getManifest(source, "via-docker");
+      const original = await registry.getManifest(source, gitlabTagOf(c));
+      const config = (m: typeof pushed) =>
+        (JSON.parse(m?.bytes.toString() ?? "{}") as { config?: { digest: string } }).config?.digest;
+      expect(config(pushed)).toBe(config(original));
+    });
   });
 });
