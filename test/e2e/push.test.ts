@@ -1,4 +1,5 @@
 import { cp, mkdtemp, readFile, rm, writeFile, readdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -458,6 +459,25 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       const config = (m: typeof pushed) =>
         (JSON.parse(m?.bytes.toString() ?? "{}") as { config?: { digest: string } }).config?.digest;
       expect(config(pushed)).toBe(config(original));
+    });
+
+    it("docker engine: a wrong registry password is refused at login, naming the registry and the user", async () => {
+      if (!existsSync(path.join(tagDir(cases.bad), "upload-plan.json"))) await ready(cases.bad);
+      const wrong = await push(
+        cases.bad,
+        ["--engine", "docker", "--registry-password", "nope-nope"],
+        {
+          DOCKER_HOST: dockerd.dockerHost,
+        },
+      );
+      expectOneLineError(
+        wrong,
+        new RegExp(
+          `registry ${tb.gitlab.registryHost} refused the credentials of user ${REGISTRY_USER}`,
+        ),
+      );
+      expect(wrong.stdout).not.toContain("Pushing");
+      expect(wrong.stdout + wrong.stderr).not.toContain("nope-nope");
     });
   });
 });
