@@ -110,6 +110,13 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `gh-gitlab-sync xref | head`: a reader that goes away is not an error of ours.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

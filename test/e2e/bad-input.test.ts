@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
 import { ref, seedScenario, type ScenarioRun } from "../testbed/scenario.js";
-import { runBinary } from "./run-cli.js";
+import { runBinary, startBinary } from "./run-cli.js";
 import { expectOneLineError } from "./checks.js";
 
 const gate = testbedGate();
@@ -144,6 +144,14 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
       expect(tb.github.requests).toEqual([]);
     },
   );
+
+  it("a reader that goes away (| head) ends the output quietly, without a crash", async () => {
+    const running = startBinary(["daemon", "--help"]);
+    running.child.stdout?.destroy();
+    const result = await running.result;
+    expect(result.code).toBe(0);
+    expect(result.stderr).not.toMatch(/EPIPE|Unhandled/);
+  });
 
   it("unknown flag: usage error, exit 2", async () => {
     const result = await cli(["xref", "--no-such-flag"]);
