@@ -2,11 +2,11 @@
 # Installs the system packages the tests, the testbed and the benchmarks use, when missing:
 #   docker-registry  the real Distribution registry (GitLab's container registry is built on it)
 #   docker.io        a real dockerd for the Docker-engine push path
-# Extra packages can be named as arguments (the benchmarks add curl, unzip, skopeo).
+# Extra packages can be named as arguments (the benchmarks add curl, unzip, skopeo, time).
 set -euo pipefail
 
 packages=(docker-registry docker.io openssl "$@")
-declare -A binary_of=([docker-registry]=/usr/bin/docker-registry [docker.io]=/usr/sbin/dockerd [openssl]=/usr/bin/openssl [curl]=/usr/bin/curl [unzip]=/usr/bin/unzip [skopeo]=/usr/bin/skopeo)
+declare -A binary_of=([docker-registry]=/usr/bin/docker-registry [docker.io]=/usr/sbin/dockerd [openssl]=/usr/bin/openssl [curl]=/usr/bin/curl [unzip]=/usr/bin/unzip [skopeo]=/usr/bin/skopeo [time]=/usr/bin/time)
 
 missing=()
 for pkg in "${packages[@]}"; do

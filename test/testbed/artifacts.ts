@@ -37,6 +37,14 @@ export interface ArtifactFixtureOptions {
   extraEntries?: ZipEntrySpec[];
   /** Extra bytes per image layer, to make transfers measurable. */
   layerBytes?: number;
+  /** Share of those bytes that compress (see LayerSpec); default 0, random bytes. */
+  layerTextShare?: number;
+  /** The layer every image shares; default BASE_LAYER (a few KiB). Benchmarks make it large. */
+  baseLayer?: LayerSpec;
+  /** gzip level of the tarballs; default 9, as the workflow's `gzip -9`. */
+  gzipLevel?: number;
+  /** Deflate level of the zip entries; default zlib's. */
+  zipCompressionLevel?: number;
   /** Damage a tarball after it is written (cut it, replace it) before it is zipped. */
   mutateTarball?: (repo: string, file: string) => Promise<void>;
   /** Entries with names a zip library refuses to write (`../../x`), added raw. */
@@ -79,13 +87,14 @@ export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<
     const file = path.join(options.dir, image.tarball);
     const tag = image.repo === options.wrongTagRepo ? "not-the-right-tag" : image.imageTag;
     const own: LayerSpec = options.layerBytes
-      ? { sizeBytes: options.layerBytes, seed: index + 1 }
+      ? { sizeBytes: options.layerBytes, seed: index + 1, textShare: options.layerTextShare }
       : { files: { [`opt/${image.repo}/bin/run.sh`]: `#!/bin/sh\necho ${image.repo}\n` } };
     await writeDockerSaveTarball(file, {
       repoTag: `${image.repo}:${tag}`,
       layout: options.ociRepos?.includes(image.repo) ? "oci" : "legacy",
-      layers: [BASE_LAYER, own],
+      layers: [options.baseLayer ?? BASE_LAYER, own],
       gzip: true,
+      ...(options.gzipLevel !== undefined ? { gzipLevel: options.gzipLevel } : {}),
     });
     await options.mutateTarball?.(image.repo, file);
     tarballs.push(file);
@@ -99,7 +108,12 @@ export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<
     );
     await writeZipWithRawNames(zip, [...all, ...options.rawEntries]);
   } else {
-    await writeArtifactZip(zip, entries, { forceZip64: options.forceZip64 });
+    await writeArtifactZip(zip, entries, {
+      forceZip64: options.forceZip64,
+      ...(options.zipCompressionLevel !== undefined
+        ? { compressionLevel: options.zipCompressionLevel }
+        : {}),
+    });
   }
   return { zip, size: (await stat(zip)).size, digest: await sha256File(zip), tarballs };
 }
@@ -123,6 +137,16 @@ export async function addArtifactRun(
     metadata: spec.metadata,
     ...spec.fixture,
   });
+  await addRunServing(github, spec, fixture);
+  return fixture;
+}
+
+/** Adds a successful run whose images artifact is a zip made earlier (benchmarks keep theirs). */
+export async function addRunServing(
+  github: GithubStandIn,
+  spec: Pick<ArtifactRunSpec, "id" | "metadata" | "createdAt">,
+  fixture: ArtifactFixture,
+): Promise<void> {
   github.addRun(
     await makeFixtureRun({
       id: spec.id,
@@ -138,5 +162,4 @@ export async function addArtifactRun(
       ],
     }),
   );
-  return fixture;
 }

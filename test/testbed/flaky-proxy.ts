@@ -11,6 +11,9 @@ export class FlakyProxy {
   private forwarded = 0;
   private comeBackAfterMs: number | undefined;
   port = 0;
+  /** Bytes through the proxy, each way, since the last resetCounts(): what went over the wire. */
+  bytesUp = 0;
+  bytesDown = 0;
 
   constructor(private readonly target: { host: string; port: number }) {}
 
@@ -28,6 +31,7 @@ export class FlakyProxy {
       }
       client.on("data", (chunk: Buffer) => {
         this.forwarded += chunk.length;
+        this.bytesUp += chunk.length;
         if (this.forwarded > this.cutAfter) {
           const comeBack = this.comeBackAfterMs;
           void this.stop().then(() => {
@@ -37,6 +41,7 @@ export class FlakyProxy {
         }
         upstream.write(chunk);
       });
+      upstream.on("data", (chunk: Buffer) => (this.bytesDown += chunk.length));
       upstream.pipe(client);
       client.on("close", () => upstream.destroy());
       upstream.on("close", () => client.destroy());
@@ -55,6 +60,11 @@ export class FlakyProxy {
     this.forwarded = 0;
     this.cutAfter = bytes;
     this.comeBackAfterMs = comeBackAfterMs;
+  }
+
+  resetCounts(): void {
+    this.bytesUp = 0;
+    this.bytesDown = 0;
   }
 
   async stop(): Promise<void> {

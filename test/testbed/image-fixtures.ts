@@ -6,14 +6,23 @@
 import { createCipheriv, createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { open, readFile, stat, truncate, writeFile } from "node:fs/promises";
-import { PassThrough, Readable, type Writable } from "node:stream";
+import { PassThrough, Readable, Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import tar from "tar-stream";
 import yazl from "yazl";
 
 export type LayerSpec =
-  { files: Record<string, string | Buffer> } | { sizeBytes: number; seed: number };
+  | { files: Record<string, string | Buffer> }
+  | {
+      sizeBytes: number;
+      seed: number;
+      /**
+       * Share (0–1) of the bytes that are text-like and compress, the rest staying random: real
+       * layers mix binaries, text and already-compressed files. Default 0: incompressible.
+       */
+      textShare?: number;
+    };
 
 export interface DockerSaveOptions {
   /** `<repo>:<tag>`, as `docker save <repo>:<tag>` records it. */
@@ -197,7 +206,7 @@ async function layerBlob(spec: LayerSpec): Promise<LayerBlob> {
     return { hex: sha256(bytes), size: bytes.length, open: () => Readable.from([bytes]) };
   }
   // Large layers are generated twice (hash, then write) rather than held in memory.
-  const open = (): Readable => randomLayerTar(spec.sizeBytes, spec.seed);
+  const open = (): Readable => randomLayerTar(spec.sizeBytes, spec.seed, spec.textShare ?? 0);
   const hash = createHash("sha256");
   let size = 0;
   for await (const chunk of open()) {
@@ -228,11 +237,13 @@ async function filesLayerTar(files: Record<string, string | Buffer>): Promise<Bu
   return collected;
 }
 
-function randomLayerTar(sizeBytes: number, seed: number): Readable {
+function randomLayerTar(sizeBytes: number, seed: number, textShare: number): Readable {
   const pack = tar.pack();
+  const body =
+    textShare > 0 ? mixedBytes(sizeBytes, seed, textShare) : pseudoRandom(sizeBytes, seed);
   void (async () => {
     await addDir(pack, "data/");
-    await addStream(pack, `data/blob-${seed}.bin`, sizeBytes, pseudoRandom(sizeBytes, seed));
+    await addStream(pack, `data/blob-${seed}.bin`, sizeBytes, body);
     pack.finalize();
   })().catch((err: unknown) => pack.destroy(err as Error));
   return pack as unknown as Readable;
@@ -255,6 +266,51 @@ export function pseudoRandom(sizeBytes: number, seed: number): Readable {
       this.push(cipher.update(n === CHUNK ? zeros : zeros.subarray(0, n)));
     },
   });
+}
+
+const TEXT_UNIT = 4096;
+let textCorpus: Buffer | undefined;
+
+/** 256 KiB of word salad from a fixed vocabulary: compresses about 3:1, like source and logs. */
+function corpus(): Buffer {
+  if (textCorpus) return textCorpus;
+  let state = 0x2545f491;
+  const next = (n: number): number => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return (state >>> 8) % n;
+  };
+  const letters = "etaoinshrdlcumwfgypbvkjxqz_/.";
+  const words = Array.from({ length: 512 }, () =>
+    Array.from({ length: 2 + next(9) }, () => letters[next(letters.length)]).join(""),
+  );
+  const parts: string[] = [];
+  let length = 0;
+  while (length < 256 * 1024) {
+    const word = `${words[next(words.length)] ?? ""}${next(12) === 0 ? "\n" : " "}`;
+    parts.push(word);
+    length += word.length;
+  }
+  textCorpus = Buffer.from(parts.join(""));
+  return textCorpus;
+}
+
+/**
+ * Deterministic bytes of which `textShare` compresses: each 4 KiB unit keeps its random head and
+ * ends in a slice of the text corpus chosen by that head, so a unit depends on the seed alone.
+ */
+export function mixedBytes(sizeBytes: number, seed: number, textShare: number): Readable {
+  const text = corpus();
+  const textLength = Math.round(TEXT_UNIT * Math.min(1, Math.max(0, textShare)));
+  const mix = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      for (let unit = 0; unit + TEXT_UNIT <= chunk.length; unit += TEXT_UNIT) {
+        const from = chunk.readUInt32LE(unit) % (text.length - textLength);
+        text.copy(chunk, unit + TEXT_UNIT - textLength, from, from + textLength);
+      }
+      done(null, chunk);
+    },
+  });
+  return pseudoRandom(sizeBytes, seed).pipe(mix);
 }
 
 const HEADER_DEFAULTS = { mtime: EPOCH, uid: 0, gid: 0, uname: "", gname: "" };

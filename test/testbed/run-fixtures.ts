@@ -74,6 +74,11 @@ export interface JobLogOptions {
   ansi?: boolean;
   /** Start time of the job; every line's timestamp follows it. */
   startedAt?: string;
+  /**
+   * Noise lines that never repeat (each carries a layer digest, as BuildKit prints them), so a
+   * big log compresses in a zip about as much as a real one; by default one chunk repeats.
+   */
+  uniqueNoise?: boolean;
 }
 
 export interface StepLog {
@@ -143,6 +148,30 @@ function noiseChunk(writer: LogWriter, ansi: boolean): string {
   return writer.take();
 }
 
+/** Build output that never repeats: BuildKit's layer export lines, a fresh digest on each. */
+function uniqueNoise(writer: LogWriter, bytes: number, seed: number): string {
+  let state = (seed * 2654435761) >>> 0 || 1;
+  const word = (): string => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state.toString(16).padStart(8, "0");
+  };
+  let length = 0;
+  const parts: string[] = [];
+  for (let i = 0; length < bytes; i++) {
+    const digest = Array.from({ length: 8 }, word).join("");
+    writer.line(
+      `#14 exporting layer sha256:${digest} ${(i % 977) * 13}kB ${(i * 0.01).toFixed(2)}s done`,
+    );
+    const text = writer.take();
+    parts.push(text);
+    length += text.length;
+  }
+  return parts.join("");
+}
+
 function repeatTo(chunk: string, bytes: number): string {
   if (bytes <= 0) return "";
   return chunk.repeat(Math.max(1, Math.round(bytes / chunk.length)));
@@ -191,7 +220,9 @@ export function renderJobSteps(
   );
   const noise = options.noiseBytes ?? 0;
   const before = Math.floor(noise * (options.noiseBeforeFraction ?? 0.02));
-  const chunk = noise > 0 ? noiseChunk(writer, ansi) : "";
+  const chunk = noise > 0 && !options.uniqueNoise ? noiseChunk(writer, ansi) : "";
+  const noiseOf = (bytes: number, seed: number): string =>
+    options.uniqueNoise ? uniqueNoise(writer, bytes, seed) : repeatTo(chunk, bytes);
   const steps: StepLog[] = [];
 
   writer.raw("\uFEFF");
@@ -210,7 +241,8 @@ export function renderJobSteps(
   writer.line("  repository: rapidsai/velox-testing");
   writer.line("##[endgroup]");
   writer.line("Syncing repository: rapidsai/velox-testing");
-  steps.push({ name: "Checkout velox-testing", text: writer.take() + repeatTo(chunk, before) });
+  const checkout = writer.take();
+  steps.push({ name: "Checkout velox-testing", text: checkout + noiseOf(before, 1) });
 
   if (metadata)
     steps.push({ name: METADATA_STEP_NAME, text: metadataStep(writer, metadata, ansi) });
@@ -222,7 +254,8 @@ export function renderJobSteps(
       : "./build_images.sh",
   );
   writer.line("##[endgroup]");
-  const buildText = writer.take() + repeatTo(chunk, noise - before);
+  const buildHead = writer.take();
+  const buildText = buildHead + noiseOf(noise - before, 2);
   if (!metadata) writer.line("##[error]Process completed with exit code 2.");
   steps.push({ name: "Build images", text: buildText + writer.take() });
 
@@ -284,6 +317,8 @@ export interface FixtureRunSpec {
   /** Whether the run-log zip has per-step files besides the per-job ones. */
   stepFiles?: boolean;
   noiseBytes?: number;
+  /** See JobLogOptions.uniqueNoise. */
+  uniqueNoise?: boolean;
   repo?: string;
   workflow?: string;
   runAttempt?: number;
@@ -318,6 +353,7 @@ export async function makeFixtureRun(spec: FixtureRunSpec): Promise<FixtureRun> 
   if (spec.noiseBytes !== undefined) logOptions.noiseBytes = spec.noiseBytes;
   if (spec.crlf !== undefined) logOptions.crlf = spec.crlf;
   if (spec.ansi !== undefined) logOptions.ansi = spec.ansi;
+  if (spec.uniqueNoise) logOptions.uniqueNoise = true;
 
   const refsSteps: StepLog[] = [
     {
