@@ -115,6 +115,38 @@ describe("fetchRunMetadata: job-log route", () => {
     expect(zipRequests()).toHaveLength(0);
   });
 
+  it("reads a long log in growing ranges, fetching nothing past the one holding the block", async () => {
+    const metadata = makeMetadata({
+      prestoRef: "ranges",
+      veloxRef: "velox",
+      platform: "linux/amd64",
+      mode: "all",
+    });
+    // 2 % of the noise comes before the block: about 400 KiB into the log.
+    gh.addRun(
+      await makeFixtureRun({
+        id: 3101,
+        metadata,
+        noiseBytes: 20 * MiB,
+        createdAt: "2025-10-07T10:00:00Z",
+      }),
+    );
+    try {
+      const result = await fetchFor(3101);
+      expect(result.metadata).toEqual(metadata);
+      const blobs = blobRequests();
+      expect(blobs.map((r) => [r.status, r.range])).toEqual([
+        [206, "bytes=0-262143"],
+        [206, "bytes=262144-786431"],
+      ]);
+      const sent = blobs.reduce((n, r) => n + r.bytesSent, 0);
+      expect(sent).toBe(786432);
+      expect(result.bytesFetched).toBeLessThanOrEqual(sent);
+    } finally {
+      gh.removeRun(3101);
+    }
+  });
+
   it("never sends the token to the redirect host", async () => {
     await fetchFor(3002);
     const blobs = blobRequests();
