@@ -193,7 +193,7 @@ export async function benchDockerPush(ctx: BenchContext): Promise<Row[]> {
     await emptyEngine(env, scratch);
     return ctx.withTestbed("b5/testbed", undefined, async (tb) => {
       const lines = [
-        `echo ${q(REGISTRY_PASSWORD)} | docker login -u ${q(REGISTRY_USER)} --password-stdin ${tb.gitlab.registryHost} >/dev/null`,
+        dockerLogin(tb.gitlab.registryHost),
         ...artifact.images.flatMap((image) => [
           `docker load -q -i ${q(tarballOf(prepared, artifact, image.tarball))} >/dev/null`,
           `docker tag ${image.repo}:${image.imageTag} ${remote(tb, image.gitlabTag)}`,
@@ -217,6 +217,10 @@ export async function benchDockerPush(ctx: BenchContext): Promise<Row[]> {
     ),
   ];
 }
+
+/** The docker CLI's login, as the original ran it, into the run's own DOCKER_CONFIG. */
+export const dockerLogin = (host: string): string =>
+  `echo ${q(REGISTRY_PASSWORD)} | docker login -u ${q(REGISTRY_USER)} --password-stdin ${host} >/dev/null`;
 
 /** Removes every image from the engine, so each run loads and pushes from nothing. */
 export async function emptyEngine(env: Record<string, string>, scratch: string): Promise<void> {

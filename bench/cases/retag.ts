@@ -4,14 +4,8 @@
  * in front of the registry, so "moved" is every byte either way on the wire.
  */
 import { FlakyProxy } from "../../test/testbed/flaky-proxy.js";
-import {
-  PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  REGISTRY_USER,
-  type Testbed,
-} from "../../test/testbed/index.js";
+import { PROJECT_PATH, type Testbed } from "../../test/testbed/index.js";
 import { settle, type BenchContext } from "../context.js";
-import { q } from "../data.js";
 import {
   alternate,
   formatBytes,
@@ -24,7 +18,7 @@ import {
   type Sample,
 } from "../harness.js";
 import { ratio, skippedRows, verdict, type Row } from "../report.js";
-import { emptyEngine } from "./push.js";
+import { dockerLogin, emptyEngine } from "./push.js";
 
 const MOVED_LIMIT = 64 * 1024;
 
@@ -86,7 +80,7 @@ export async function benchRetag(ctx: BenchContext): Promise<Row[]> {
         const from = `${proxy.host}/${PROJECT_PATH}/${source}`;
         const to = `${from.slice(0, from.lastIndexOf(":"))}:bench-peer-${i}`;
         const script = [
-          `echo ${q(REGISTRY_PASSWORD)} | docker login -u ${q(REGISTRY_USER)} --password-stdin ${proxy.host} >/dev/null`,
+          dockerLogin(proxy.host),
           `docker pull -q ${from} >/dev/null`,
           `docker tag ${from} ${to}`,
           `docker push -q ${to} >/dev/null`,
