@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import { Command, CommanderError, Option } from "commander";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isSyncError, describeError } from "./errors.js";
 import {
@@ -24,8 +25,15 @@ export interface CliDeps {
   signal: AbortSignal;
 }
 
+/** The version in package.json (dist/cli.js and src/cli.ts both sit one level below it). */
+function packageVersion(): string {
+  const pkg = createRequire(import.meta.url)("../package.json") as { version?: string };
+  return pkg.version ?? "unknown";
+}
+
 export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void): Command {
   const program = new Command("gh-gitlab-sync")
+    .version(packageVersion(), "-V, --version", "print the version")
     .description(
       "Mirror the Docker images built by a GitHub Actions workflow into a GitLab container registry.",
     )

@@ -4,7 +4,9 @@ import path from "node:path";
 import { Readable, Transform, finished, type TransformCallback, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
-import unzipper, { type CentralDirectory, type File as ZipRecord } from "unzipper";
+import type Unzipper from "unzipper";
+import type { CentralDirectory, File as ZipRecord } from "unzipper";
+import { lazyRequire } from "../lazy.js";
 import { SyncError, describeError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import { crc32 } from "./crc32.js";
@@ -31,6 +33,8 @@ export interface ExtractOptions {
    */
   tee?: (entryName: string) => Writable | undefined;
 }
+
+const unzipper = lazyRequire<typeof Unzipper>("unzipper");
 
 /** Big reads and writes: a 1 MiB window makes the syscall count negligible against the data. */
 const IO_CHUNK = 1 << 20;
@@ -162,7 +166,7 @@ async function openDirectory(zipPath: string, source: ZipSource): Promise<Centra
     });
   }
   try {
-    return await unzipper.Open.custom({
+    return await unzipper().Open.custom({
       size: () => source.size(),
       stream: (offset, length) => source.stream(offset, length),
     });

@@ -5,7 +5,8 @@
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import Docker from "dockerode";
+import type Docker from "dockerode";
+import { lazyRequire } from "../lazy.js";
 import { SyncError, describeError, isSyncError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import {
@@ -21,6 +22,8 @@ import { resolveDockerHost } from "./host.js";
 import { EngineStreamError, followMessages, type EngineMessage } from "./messages.js";
 import { toProgressEvent, type ProgressEvent } from "./progress.js";
 import { parseReference } from "./reference.js";
+
+const loadDockerode = lazyRequire<typeof Docker>("dockerode");
 
 export interface DockerEngineOptions {
   /** A DOCKER_HOST-style address; defaults to $DOCKER_HOST, then unix:///var/run/docker.sock. */
@@ -87,7 +90,8 @@ export class DockerEngine {
     this.address = host.address;
     this.logger = options.logger;
     try {
-      this.docker = new Docker(host.options);
+      const Dockerode = loadDockerode();
+      this.docker = new Dockerode(host.options);
     } catch (err) {
       // dockerode parses $DOCKER_HOST itself even when given an address, and throws on a bad one.
       throw new SyncError(

@@ -5,7 +5,8 @@ import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import unzipper from "unzipper";
+import type Unzipper from "unzipper";
+import { lazyRequire } from "../lazy.js";
 import { SyncError, describeError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import type { CachedSource, MetadataCache } from "../workspace/state.js";
@@ -14,6 +15,8 @@ import { NoMetadataError, redactUrl, toGithubError } from "./errors.js";
 import { redirectLocation } from "./redirect.js";
 import { MetadataBlockParser, type RunMetadata } from "./metadata-parser.js";
 import { parseRepo, type RepoRef, type WorkflowRun } from "./runs.js";
+
+const unzipper = lazyRequire<typeof Unzipper>("unzipper");
 
 export type MetadataSource = "cache" | CachedSource;
 
@@ -258,8 +261,8 @@ function entryOrder(name: string): number {
 
 /** Step files whose name says "metadata" first (small), then whole-job files. */
 function zipCandidates(
-  files: unzipper.File[],
-): Array<{ file: unzipper.File; source: CachedSource }> {
+  files: Unzipper.File[],
+): Array<{ file: Unzipper.File; source: CachedSource }> {
   const textFiles = files.filter((file) => file.type === "File" && file.path.endsWith(".txt"));
   const steps = textFiles
     .filter((file) => file.path.split("/").length === 2)
@@ -273,7 +276,7 @@ function zipCandidates(
   ];
 }
 
-async function parseZipEntry(file: unzipper.File): Promise<RunMetadata | undefined> {
+async function parseZipEntry(file: Unzipper.File): Promise<RunMetadata | undefined> {
   const parser = new MetadataBlockParser();
   const decoder = new TextDecoder("utf-8");
   const entry = file.stream();
@@ -316,9 +319,9 @@ async function tryRunLogZip(ctx: RunContext, tmpDir: string | undefined): Promis
     } catch (err) {
       throw new RouteError(blobError(err, url, what), bytes);
     }
-    let directory: unzipper.CentralDirectory;
+    let directory: Unzipper.CentralDirectory;
     try {
-      directory = await unzipper.Open.file(zipFile);
+      directory = await unzipper().Open.file(zipFile);
     } catch (err) {
       throw new RouteError(
         new SyncError(`${what} are not a readable zip: ${describeError(err)}`),

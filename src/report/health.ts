@@ -4,7 +4,8 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type * as Prom from "prom-client";
+import { lazyRequire } from "../lazy.js";
 import { SyncError } from "../errors.js";
 import type { Logger } from "./logger.js";
 
@@ -26,55 +27,56 @@ export interface CycleSummary {
 }
 
 const PREFIX = "gh_gitlab_sync_";
+const prom = lazyRequire<typeof Prom>("prom-client");
 
 export class DaemonHealth {
-  readonly registry = new Registry();
+  readonly registry: Prom.Registry = new (prom().Registry)();
   private last: CycleSummary | undefined;
   private readonly startedAt = new Date().toISOString();
-  private readonly cycles = new Counter({
+  private readonly cycles = new (prom().Counter)({
     name: `${PREFIX}cycles_total`,
     help: "Sync cycles run, by result",
     labelNames: ["result"] as const,
     registers: [this.registry],
   });
-  private readonly pushed = new Counter({
+  private readonly pushed = new (prom().Counter)({
     name: `${PREFIX}images_pushed_total`,
     help: "Image tags pushed to the registry",
     registers: [this.registry],
   });
-  private readonly failures = new Counter({
+  private readonly failures = new (prom().Counter)({
     name: `${PREFIX}image_failures_total`,
     help: "Image tags whose download, prepare or push failed",
     registers: [this.registry],
   });
-  private readonly downloaded = new Counter({
+  private readonly downloaded = new (prom().Counter)({
     name: `${PREFIX}downloaded_bytes_total`,
     help: "Artifact bytes downloaded from GitHub",
     registers: [this.registry],
   });
-  private readonly uploaded = new Counter({
+  private readonly uploaded = new (prom().Counter)({
     name: `${PREFIX}uploaded_bytes_total`,
     help: "Compressed blob bytes uploaded by the registry engine",
     registers: [this.registry],
   });
-  private readonly missing = new Gauge({
+  private readonly missing = new (prom().Gauge)({
     name: `${PREFIX}missing_images`,
     help: "Image tags missing from GitLab at the last cycle",
     registers: [this.registry],
   });
-  private readonly lastCycle = new Gauge({
+  private readonly lastCycle = new (prom().Gauge)({
     name: `${PREFIX}last_cycle_timestamp_seconds`,
     help: "When the last cycle ended (Unix time)",
     registers: [this.registry],
   });
-  private readonly lastDuration = new Gauge({
+  private readonly lastDuration = new (prom().Gauge)({
     name: `${PREFIX}last_cycle_duration_seconds`,
     help: "How long the last cycle took",
     registers: [this.registry],
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    prom().collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
   }
 
   record(summary: CycleSummary): void {

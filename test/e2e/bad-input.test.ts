@@ -153,6 +153,12 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
     expect(result.stderr).not.toMatch(/EPIPE|Unhandled/);
   });
 
+  it("--version prints the package version", async () => {
+    const result = await runBinary(["--version"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
   it("unknown flag: usage error, exit 2", async () => {
     const result = await cli(["xref", "--no-such-flag"]);
     expect(result.code).toBe(2);
