@@ -4,9 +4,8 @@ import { parseOptions, stateDirFor, workspaceOptionsSchema } from "../config/opt
 import { z } from "zod";
 import { DaemonHealth, parseHealthAddress, startHealthServer } from "../report/health.js";
 import { runDaemon } from "../sync/daemon.js";
-import { createPusher } from "../sync/push-engines.js";
 import { FailureState } from "../workspace/failures.js";
-import { acquireWorkspaceLock } from "../workspace/lock.js";
+import { withWorkspaceLock } from "../workspace/lock.js";
 import type { CommandContext } from "./context.js";
 import { engineOption, registryProjectOption } from "./images.js";
 import {
@@ -15,7 +14,7 @@ import {
   addWorkspaceOptions,
   withExamples,
 } from "./options.js";
-import { githubServices, gitlabServices, registryServices } from "./services.js";
+import { githubServices, gitlabServices, imagePusher, registryServices } from "./services.js";
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 
@@ -85,53 +84,44 @@ export function registerDaemon(program: Command, run: Runner): void {
       const gitlab = gitlabServices(ctx, raw);
       const registry = registryServices(ctx, raw);
       const stateDir = stateDirFor(workspace);
-      const tty = Boolean(process.stderr.isTTY);
-      const pusher = createPusher(registry.options.engine, {
-        logger,
-        registry: registry.client,
-        username: registry.credentials.username,
-        password: registry.credentials.password,
-        stateDir,
-        tty,
-        env: ctx.env as NodeJS.ProcessEnv,
-        removeAfterPush: true,
-      });
-      const lock = await acquireWorkspaceLock(workspace.downloadsDir, "daemon");
+      // The daemon removes what it pushed from the Docker engine, or its disk would fill up.
+      const pusher = imagePusher(ctx, registry, { logger, stateDir, removeAfterPush: true });
       const health = healthAddress ? new DaemonHealth() : undefined;
-      const server =
-        health && healthAddress
-          ? await startHealthServer(health, healthAddress, logger)
-          : undefined;
-      try {
-        await runDaemon(
-          { logger, signal: ctx.signal },
-          {
-            github,
-            gitlab,
-            push: { registryClient: registry.client, pusher },
-            failures: new FailureState(stateDir, {
-              baseSeconds: timing.retryBackoff,
-              maxSeconds: Math.max(timing.retryBackoff, timing.retryBackoffMax),
-            }),
-            ...(health ? { health } : {}),
-          },
-          {
-            downloadsDir: workspace.downloadsDir,
-            intervalSeconds: timing.interval,
-            once: raw.once === true,
-            skipLogin: raw.skipLogin === true,
-            forcePush: raw.forcePush === true,
-            retagAsLatest: raw.retagAsLatest === true,
-            registry: registry.options.registry,
-            registryProject: registry.project,
-            username: registry.credentials.username,
-            tty,
-          },
-        );
-      } finally {
-        await server?.close();
-        await lock.release();
-      }
+      await withWorkspaceLock(workspace.downloadsDir, "daemon", async () => {
+        const server =
+          health && healthAddress
+            ? await startHealthServer(health, healthAddress, logger)
+            : undefined;
+        try {
+          await runDaemon(
+            { logger, signal: ctx.signal },
+            {
+              github,
+              gitlab,
+              push: { registryClient: registry.client, pusher },
+              failures: new FailureState(stateDir, {
+                baseSeconds: timing.retryBackoff,
+                maxSeconds: Math.max(timing.retryBackoff, timing.retryBackoffMax),
+              }),
+              ...(health ? { health } : {}),
+            },
+            {
+              downloadsDir: workspace.downloadsDir,
+              intervalSeconds: timing.interval,
+              once: raw.once === true,
+              skipLogin: raw.skipLogin === true,
+              forcePush: raw.forcePush === true,
+              retagAsLatest: raw.retagAsLatest === true,
+              registry: registry.options.registry,
+              registryProject: registry.project,
+              username: registry.credentials.username,
+              tty: Boolean(process.stderr.isTTY),
+            },
+          );
+        } finally {
+          await server?.close();
+        }
+      });
     }),
   );
 }

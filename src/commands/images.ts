@@ -9,10 +9,10 @@ import { DockerEngine } from "../docker/engine.js";
 import { describeError } from "../errors.js";
 import { outputSteps } from "../report/steps.js";
 import { promptYesNo } from "../report/prompt.js";
-import { createPusher } from "../sync/push-engines.js";
 import { pushImageTag } from "../sync/push.js";
 import { parseImageName, retagImage } from "../sync/retag.js";
 import { findRunForTag } from "../sync/runs.js";
+import { runRef } from "../sync/xref.js";
 import { withWorkspaceLock } from "../workspace/lock.js";
 import type { CommandContext } from "./context.js";
 import {
@@ -21,7 +21,13 @@ import {
   addWorkspaceOptions,
   withExamples,
 } from "./options.js";
-import { githubServices, gitlabServices, registryServices } from "./services.js";
+import {
+  dockerAuth,
+  githubServices,
+  gitlabServices,
+  imagePusher,
+  registryServices,
+} from "./services.js";
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 const TAG_EXAMPLE = "presto-92865fbce0d2-velox-65797d572e0a-linux-amd64";
@@ -53,10 +59,7 @@ async function resolveRun(
   try {
     const github = githubServices(ctx, raw);
     const { run } = await findRunForTag(ctx, github, imageTag);
-    return {
-      id: run.id,
-      ...(run.display_title || run.name ? { name: run.display_title ?? run.name ?? "" } : {}),
-    };
+    return { id: run.id, name: runRef(run).title };
   } catch (err) {
     if (ctx.signal.aborted) throw err;
     ctx.logger.warn(
@@ -92,15 +95,7 @@ export function registerPush(program: Command, run: Runner): void {
       const gitlab = gitlabServices(ctx, raw);
       const registry = registryServices(ctx, raw);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
-      const pusher = createPusher(registry.options.engine, {
-        logger,
-        registry: registry.client,
-        username: registry.credentials.username,
-        password: registry.credentials.password,
-        stateDir: stateDirFor(workspace),
-        tty: Boolean(process.stderr.isTTY),
-        env: ctx.env as NodeJS.ProcessEnv,
-      });
+      const pusher = imagePusher(ctx, registry, { logger, stateDir: stateDirFor(workspace) });
       await withWorkspaceLock(workspace.downloadsDir, `push ${imageTag}`, async () => {
         const resolved = await resolveRun(ctx, raw, imageTag);
         await pushImageTag(
@@ -157,11 +152,7 @@ export function registerRetag(program: Command, run: Runner): void {
                     logger: ctx.logger,
                     env: ctx.env as NodeJS.ProcessEnv,
                   }),
-                  auth: {
-                    username: registry.credentials.username,
-                    password: registry.credentials.password ?? "",
-                    serveraddress: registry.options.registry,
-                  },
+                  auth: dockerAuth(registry),
                 },
               }
             : {}),

@@ -5,6 +5,7 @@ import { UsageError } from "../errors.js";
 import { RegistryClient } from "../registry/client.js";
 import {
   registryOptionsSchema,
+  REGISTRY_PATH_PATTERN,
   type RegistryOptions,
   githubOptionsSchema,
   gitlabOptionsSchema,
@@ -19,6 +20,9 @@ import {
   type RegistryCredentials,
 } from "../config/tokens.js";
 import { MetadataCache } from "../workspace/state.js";
+import type { RegistryAuth } from "../docker/engine.js";
+import type { Logger } from "../report/logger.js";
+import { createPusher, type ImagePusher } from "../sync/push-engines.js";
 import type { GithubServices, GitlabServices } from "../sync/context.js";
 import type { CommandContext } from "./context.js";
 
@@ -68,7 +72,7 @@ export function registryServices(
   const options = parseOptions(registryOptionsSchema, raw);
   const gitlab = parseOptions(gitlabOptionsSchema, raw);
   const project = options.registryProject ?? gitlab.gitlabProject;
-  if (!/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(project)) {
+  if (!REGISTRY_PATH_PATTERN.test(project)) {
     throw new UsageError(
       `--gitlab-project '${project}' cannot be used as a registry path`,
       "pass --registry-project with the project's lowercase path, like hercules/veloxtesting",
@@ -97,4 +101,29 @@ export function registryServices(
     logger: ctx.logger,
   });
   return { options, credentials, project, client };
+}
+
+/** The engine a push goes through, with the registry's credentials and the state directory's layer cache. */
+export function imagePusher(
+  ctx: CommandContext,
+  registry: RegistryServices,
+  options: { logger: Logger; stateDir: string; removeAfterPush?: boolean },
+): ImagePusher {
+  return createPusher(registry.options.engine, {
+    ...options,
+    registry: registry.client,
+    username: registry.credentials.username,
+    password: registry.credentials.password,
+    tty: Boolean(process.stderr.isTTY),
+    env: ctx.env as NodeJS.ProcessEnv,
+  });
+}
+
+/** The credentials as the Docker engine takes them with each call. */
+export function dockerAuth(registry: RegistryServices): RegistryAuth {
+  return {
+    username: registry.credentials.username,
+    password: registry.credentials.password ?? "",
+    serveraddress: registry.options.registry,
+  };
 }

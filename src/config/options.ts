@@ -6,6 +6,10 @@ import { DEFAULT_DOWNLOADS_DIR, MAX_LIMIT, STATE_SUBDIR } from "./defaults.js";
 /** The tag grammar of SPEC §2: refuses `../../etc`, `a/b` and friends before anything touches the disk. */
 export const IMAGE_TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
+/** A repository path as Docker references allow it: lowercase segments, like `x86/presto-coordinator`. */
+export const REGISTRY_PATH_PATTERN =
+  /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
+
 export const imageTagSchema = z
   .string()
   .regex(
@@ -76,10 +80,7 @@ const registryHost = z
 const registryPath = z
   .string()
   .trim()
-  .regex(
-    /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/,
-    "must be a lowercase registry path like hercules/veloxtesting",
-  );
+  .regex(REGISTRY_PATH_PATTERN, "must be a lowercase registry path like hercules/veloxtesting");
 
 export const registryOptionsSchema = z.object({
   registry: registryHost,

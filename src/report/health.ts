@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type * as Prom from "prom-client";
 import { lazyRequire } from "../lazy.js";
-import { SyncError } from "../errors.js";
+import { SyncError, UsageError } from "../errors.js";
 import type { Logger } from "./logger.js";
 
 export interface CycleSummary {
@@ -107,10 +107,10 @@ export function parseHealthAddress(value: string): { host: string; port: number 
   const match = /^(?:(.+):)?(\d{1,5})$/.exec(value.trim());
   const port = Number(match?.[2]);
   if (!match || !Number.isInteger(port) || port > 65535) {
-    throw new SyncError(`--health-port '${value}' is not a port or host:port`, {
-      hint: "e.g. --health-port 9464 or --health-port 0.0.0.0:9464",
-      exitCode: 2,
-    });
+    throw new UsageError(
+      `--health-port '${value}' is not a port or host:port`,
+      "e.g. --health-port 9464 or --health-port 0.0.0.0:9464",
+    );
   }
   return { host: match[1]?.replace(/^\[|\]$/g, "") ?? "127.0.0.1", port };
 }

@@ -2,15 +2,24 @@ import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
 import { runsWithMetadata } from "./runs.js";
 import { crossReference, expectedFromRuns, type XrefResult } from "./xref.js";
 
-/** GitLab's tags as `x86/presto-coordinator:<tag>`, the same form the expected tags take. */
-export async function presentTags(gitlab: GitlabServices): Promise<Set<string>> {
+export interface GitlabState {
+  /** Repository names below the project: `x86/presto-coordinator`. */
+  repositories: Set<string>;
+  /** Tags as `x86/presto-coordinator:<tag>`, the same form the expected tags take. */
+  present: Set<string>;
+}
+
+/** GitLab's view of the project: which repositories exist and which tags they hold. */
+export async function gitlabState(gitlab: GitlabServices): Promise<GitlabState> {
   const listing = await gitlab.client.listAllTags(gitlab.options.gitlabProject, { details: false });
+  const repositories = new Set<string>();
   const present = new Set<string>();
   for (const { repository, tags } of listing) {
     const name = repository.name || repository.path;
+    repositories.add(name);
     for (const tag of tags) present.add(`${name}:${tag.name}`);
   }
-  return present;
+  return { repositories, present };
 }
 
 /** The whole comparison, shared by the xref command and the daemon. */
@@ -25,9 +34,9 @@ export async function computeXref(
   runs: number;
 }> {
   // Both sides are independent: ask GitLab while the run logs are being read.
-  const [{ seen, logBytes }, present] = await Promise.all([
+  const [{ seen, logBytes }, { present }] = await Promise.all([
     runsWithMetadata(ctx, github, { includeFailed: false }),
-    presentTags(gitlab),
+    gitlabState(gitlab),
   ]);
   const expected = expectedFromRuns(seen);
   const failures = seen

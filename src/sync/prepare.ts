@@ -9,6 +9,7 @@ import {
 import { extractZip } from "../archive/extract.js";
 import { IMAGE_TAG_PATTERN } from "../config/options.js";
 import { SyncError } from "../errors.js";
+import { PLAN_RULE as RULE } from "../report/output.js";
 import type { RunMetadata } from "../github/metadata-parser.js";
 import { exists, readJsonFile, writeJsonAtomic } from "../workspace/files.js";
 import { IMAGE_INFO_FILE, saveImageInfo } from "../workspace/image-info.js";
@@ -35,7 +36,6 @@ export interface PrepareOutcome {
   reusedExtraction: boolean;
 }
 
-const RULE = "  ─────────────────────────────────────────────────────────────";
 const REDOWNLOAD = "re-run download with --force";
 
 async function chooseZip(layout: TagLayout, steps: StepReporter): Promise<string> {

@@ -1,6 +1,7 @@
 import path from "node:path";
 import type { ImageTarballInfo } from "../archive/docker-save.js";
 import { SyncError, describeError } from "../errors.js";
+import { PLAN_RULE as RULE } from "../report/output.js";
 import type { RegistryClient } from "../registry/client.js";
 import { retag } from "../registry/retag.js";
 import { exists, readJsonFile } from "../workspace/files.js";
@@ -14,6 +15,7 @@ import {
 } from "../workspace/layout.js";
 import type { GitlabServices, StepReporter, SyncContext } from "./context.js";
 import type { ImagePusher, PushItem } from "./push-engines.js";
+import { gitlabState, type GitlabState } from "./compare.js";
 import { parseGitlabTag } from "./tags.js";
 
 export interface PushRequest {
@@ -56,24 +58,8 @@ export interface PushOutcome {
 }
 
 const TOTAL = 5;
-const RULE = "  ─────────────────────────────────────────────────────────────";
 const REPREPARE = "re-run prepare for this image tag";
 const VERIFY_ATTEMPTS = 4;
-
-/** GitLab's view of the project: which repositories exist and which `repo:tag` they hold. */
-async function gitlabState(
-  gitlab: GitlabServices,
-): Promise<{ repositories: Map<string, number>; present: Set<string> }> {
-  const listing = await gitlab.client.listAllTags(gitlab.options.gitlabProject, { details: false });
-  const repositories = new Map<string, number>();
-  const present = new Set<string>();
-  for (const { repository, tags } of listing) {
-    const name = repository.name || repository.path;
-    repositories.set(name, repository.id);
-    for (const tag of tags) present.add(`${name}:${tag.name}`);
-  }
-  return { repositories, present };
-}
 
 /** The tarball a plan entry names; a plan written before the downloads directory moved still works. */
 async function locateTarball(entry: PlanArtifact, extracted: string): Promise<string | undefined> {
@@ -131,10 +117,7 @@ async function planItems(
   return items;
 }
 
-function statusOf(
-  gitlabTag: string,
-  state: { repositories: Map<string, number>; present: Set<string> },
-): GitlabStatus {
+function statusOf(gitlabTag: string, state: GitlabState): GitlabStatus {
   if (state.present.has(gitlabTag)) return "present";
   const repoPath = parseGitlabTag(gitlabTag)?.repoPath ?? "";
   return state.repositories.has(repoPath) ? "repo exists, tag missing" : "repo not found";

@@ -1,11 +1,10 @@
+import { IMAGE_TAG_PATTERN, REGISTRY_PATH_PATTERN } from "../config/options.js";
 import { UsageError } from "../errors.js";
 import type { DockerEngine, RegistryAuth } from "../docker/engine.js";
 import type { RegistryClient } from "../registry/client.js";
 import { retag } from "../registry/retag.js";
 import type { StepReporter, SyncContext } from "./context.js";
 
-const REPO_PATH = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 export interface ImageName {
@@ -29,15 +28,16 @@ export function parseImageName(
   if (at > 0 && role === "source") {
     const repoPath = text.slice(0, at);
     const ref = text.slice(at + 1);
-    if (REPO_PATH.test(repoPath) && DIGEST.test(ref)) return { repoPath, ref };
+    if (REGISTRY_PATH_PATTERN.test(repoPath) && DIGEST.test(ref)) return { repoPath, ref };
   }
   const colon = text.lastIndexOf(":");
-  if (colon === -1 && role === "target" && sourceRepo && TAG.test(text)) {
+  if (colon === -1 && role === "target" && sourceRepo && IMAGE_TAG_PATTERN.test(text)) {
     return { repoPath: sourceRepo, ref: text };
   }
   const repoPath = text.slice(0, colon);
   const ref = text.slice(colon + 1);
-  if (colon > 0 && REPO_PATH.test(repoPath) && TAG.test(ref)) return { repoPath, ref };
+  if (colon > 0 && REGISTRY_PATH_PATTERN.test(repoPath) && IMAGE_TAG_PATTERN.test(ref))
+    return { repoPath, ref };
   throw new UsageError(
     `invalid ${role} '${value}': expected <repo path>:<tag> below the registry project, like x86/presto-coordinator:latest`,
     "the repo path is lowercase (x86/… or arm/…); the tag matches [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",

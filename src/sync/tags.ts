@@ -1,4 +1,5 @@
 import type { RunMetadata } from "../github/metadata-parser.js";
+import { IMAGE_TAG_PATTERN, REGISTRY_PATH_PATTERN } from "../config/options.js";
 
 /** The image repositories the workflow can build, in the order the original lists them. */
 export const IMAGE_REPOS = [
@@ -90,9 +91,7 @@ export function parseGitlabTag(gitlabTag: string): ParsedGitlabTag | undefined {
   if (colon <= 0 || colon === gitlabTag.length - 1) return undefined;
   const repoPath = gitlabTag.slice(0, colon);
   const tag = gitlabTag.slice(colon + 1);
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) return undefined;
-  if (!/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(repoPath))
-    return undefined;
+  if (!IMAGE_TAG_PATTERN.test(tag) || !REGISTRY_PATH_PATTERN.test(repoPath)) return undefined;
   const slash = repoPath.indexOf("/");
   const head = slash === -1 ? "" : repoPath.slice(0, slash);
   const arch: Arch = head === "x86" || head === "arm" ? head : "";
