@@ -6,6 +6,9 @@
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** 128 + the signal number, the shell's convention for a command a signal ended. */
+export const EXIT_SIGINT = 130;
+export const EXIT_SIGTERM = 143;
 
 export interface SyncErrorOptions {
   hint?: string;
@@ -46,4 +49,23 @@ export function isSyncError(err: unknown): err is SyncError {
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/**
+ * The first string `code` along an error's cause chain: `ECONNREFUSED` under undici's
+ * "fetch failed", `ENOSPC` under a stream error. What an operator can search for.
+ */
+export function errorCode(err: unknown): string | undefined {
+  let current: unknown = err;
+  for (let depth = 0; current && typeof current === "object" && depth < 6; depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string") return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** A cancellation (our abort signal, or an AbortError/TimeoutError raised on its behalf). */
+export function isAbortError(err: unknown): boolean {
+  return err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");
 }

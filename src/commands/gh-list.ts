@@ -1,7 +1,7 @@
 import { Command } from "commander";
-import { METADATA_KEYS } from "../github/metadata-parser.js";
+import { METADATA_KEYS } from "../domain/metadata.js";
 import { RULE } from "../report/output.js";
-import { expectedImages } from "../sync/tags.js";
+import { expectedImages } from "../domain/images.js";
 import { runRef } from "../sync/xref.js";
 import type { CommandContext } from "./context.js";
 import { addGithubOptions, addJsonOption, addWorkspaceOptions, withExamples } from "./options.js";

@@ -2,10 +2,10 @@ export type { GithubServices, GitlabServices } from "../sync/context.js";
 import { createGithubClient } from "../github/client.js";
 import { GitlabRegistryClient } from "../gitlab/client.js";
 import { UsageError } from "../errors.js";
+import { isRepositoryPath } from "../domain/reference.js";
 import { RegistryClient } from "../registry/client.js";
 import {
   registryOptionsSchema,
-  REGISTRY_PATH_PATTERN,
   type RegistryOptions,
   githubOptionsSchema,
   gitlabOptionsSchema,
@@ -72,7 +72,7 @@ export function registryServices(
   const options = parseOptions(registryOptionsSchema, raw);
   const gitlab = parseOptions(gitlabOptionsSchema, raw);
   const project = options.registryProject ?? gitlab.gitlabProject;
-  if (!REGISTRY_PATH_PATTERN.test(project)) {
+  if (!isRepositoryPath(project)) {
     throw new UsageError(
       `--gitlab-project '${project}' cannot be used as a registry path`,
       "pass --registry-project with the project's lowercase path, like hercules/veloxtesting",

@@ -1,21 +1,13 @@
 import path from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.js";
+import { IMAGE_TAG_GRAMMAR, isImageTag } from "../domain/images.js";
+import { isRegistryHost, isRepositoryPath } from "../domain/reference.js";
 import { DEFAULT_DOWNLOADS_DIR, MAX_LIMIT, STATE_SUBDIR } from "./defaults.js";
-
-/** The tag grammar of SPEC §2: refuses `../../etc`, `a/b` and friends before anything touches the disk. */
-export const IMAGE_TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-
-/** A repository path as Docker references allow it: lowercase segments, like `x86/presto-coordinator`. */
-export const REGISTRY_PATH_PATTERN =
-  /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
 
 export const imageTagSchema = z
   .string()
-  .regex(
-    IMAGE_TAG_PATTERN,
-    "must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}, like presto-<sha>-velox-<sha>-linux-amd64",
-  );
+  .refine(isImageTag, `must match ${IMAGE_TAG_GRAMMAR}, like presto-<sha>-velox-<sha>-linux-amd64`);
 
 const ownerRepo = z
   .string()
@@ -71,16 +63,16 @@ export type GitlabOptions = z.infer<typeof gitlabOptionsSchema>;
 const registryHost = z
   .string()
   .trim()
-  .regex(
-    /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\d{1,5})?$/,
-    "must be host[:port] without a scheme, like gitlab-master.nvidia.com:5005",
+  .refine(
+    isRegistryHost,
+    "must be host[:port] without a scheme (port 1–65535), like gitlab-master.nvidia.com:5005",
   );
 
 /** A project path inside the registry: lowercase path segments, as Docker references require. */
 const registryPath = z
   .string()
   .trim()
-  .regex(REGISTRY_PATH_PATTERN, "must be a lowercase registry path like hercules/veloxtesting");
+  .refine(isRepositoryPath, "must be a lowercase registry path like hercules/veloxtesting");
 
 export const registryOptionsSchema = z.object({
   registry: registryHost,
@@ -97,10 +89,6 @@ export const workspaceOptionsSchema = z.object({
   stateDir: optionalText,
 });
 export type WorkspaceOptions = z.infer<typeof workspaceOptionsSchema>;
-
-export const outputOptionsSchema = z.object({
-  json: z.boolean().default(false),
-});
 
 function flagName(key: PropertyKey | undefined): string {
   if (typeof key !== "string") return "an option";

@@ -2,24 +2,7 @@
  * Finds the build metadata block (SPEC §1.2) in a GitHub Actions log, fed in chunks as it
  * streams so that a caller can stop downloading as soon as the block is complete.
  */
-
-export const METADATA_KEYS = [
-  "Presto repository",
-  "Presto ref",
-  "Velox repository",
-  "Velox ref",
-  "Target platform",
-  "Worker bundle mode",
-  "Build native CPU",
-  "Build native GPU",
-  "Build Java worker",
-  "Image tag",
-  "Registry push",
-  "Generated at",
-] as const;
-
-export type MetadataKey = (typeof METADATA_KEYS)[number];
-export type RunMetadata = Partial<Record<MetadataKey, string>>;
+import { METADATA_KEYS, type MetadataKey, type RunMetadata } from "../domain/metadata.js";
 
 const ESC = "\u001b";
 /** GitHub colours echoed script text with this sequence; such a line is never a value. */

@@ -13,7 +13,8 @@ import type { CachedSource, MetadataCache } from "../workspace/state.js";
 import type { GithubClient } from "./client.js";
 import { NoMetadataError, redactUrl, toGithubError } from "./errors.js";
 import { redirectLocation } from "./redirect.js";
-import { MetadataBlockParser, type RunMetadata } from "./metadata-parser.js";
+import type { RunMetadata } from "../domain/metadata.js";
+import { MetadataBlockParser } from "./metadata-parser.js";
 import { parseRepo, type RepoRef, type WorkflowRun } from "./runs.js";
 
 const unzipper = lazyRequire<typeof Unzipper>("unzipper");

@@ -2,7 +2,7 @@ import { promises as fs } from "node:fs";
 import { z } from "zod";
 import { describeError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
-import { writeJsonAtomic } from "../workspace/files.js";
+import { writeJsonAtomic } from "../util/files.js";
 
 /**
  * What earlier pushes learnt about each layer, keyed by its diff-id (the sha256 of the

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { isInside } from "../workspace/files.js";
+import { isInside } from "../util/files.js";
 import { tagLayout } from "../workspace/layout.js";
 
 /**

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { SyncError, describeError } from "../errors.js";
 import type { CycleSummary, DaemonHealth } from "../report/health.js";
 import { logSteps } from "../report/steps.js";
-import { exists } from "../workspace/files.js";
+import { exists } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
 import { tagLayout } from "../workspace/layout.js";
 import { cleanTargets, removeTargets } from "./clean.js";

@@ -1,11 +1,11 @@
 import { promises as fs } from "node:fs";
 import { artifactUrlResolver, chooseArtifact, listRunArtifacts } from "../github/artifacts.js";
-import { METADATA_KEYS, type RunMetadata } from "../github/metadata-parser.js";
+import { METADATA_KEYS, type RunMetadata } from "../domain/metadata.js";
 import type { WorkflowRun } from "../github/runs.js";
 import { SyncError } from "../errors.js";
 import { byteProgress } from "../report/progress.js";
 import { downloadFile } from "../workspace/download.js";
-import { exists, writeJsonAtomic } from "../workspace/files.js";
+import { exists, writeJsonAtomic } from "../util/files.js";
 import { tagLayout, type MetadataFile } from "../workspace/layout.js";
 import type { GithubServices, StepReporter, SyncContext } from "./context.js";
 import { findRunForTag } from "./runs.js";

@@ -7,11 +7,10 @@ import {
   type ImageTarballInfo,
 } from "../archive/docker-save.js";
 import { extractZip } from "../archive/extract.js";
-import { IMAGE_TAG_PATTERN } from "../config/options.js";
 import { SyncError } from "../errors.js";
 import { PLAN_RULE as RULE } from "../report/output.js";
-import type { RunMetadata } from "../github/metadata-parser.js";
-import { exists, readJsonFile, writeJsonAtomic } from "../workspace/files.js";
+import type { RunMetadata } from "../domain/metadata.js";
+import { exists, readJsonFile, writeJsonAtomic } from "../util/files.js";
 import { IMAGE_INFO_FILE, saveImageInfo } from "../workspace/image-info.js";
 import {
   metadataFileSchema,
@@ -20,7 +19,7 @@ import {
   type UploadPlan,
 } from "../workspace/layout.js";
 import type { StepReporter, SyncContext } from "./context.js";
-import { expectedImages, type ExpectedImage } from "./tags.js";
+import { expectedImages, isImageTag, type ExpectedImage } from "../domain/images.js";
 
 export interface PrepareRequest {
   imageTag: string;
@@ -74,7 +73,7 @@ function artifactImageTag(
 ): string {
   const tag = metadata["Image tag"];
   if (!tag) throw new SyncError(`${metadataPath} is missing 'Image tag'`, { hint: REDOWNLOAD });
-  if (!IMAGE_TAG_PATTERN.test(tag)) {
+  if (!isImageTag(tag)) {
     throw new SyncError(`${metadataPath} holds an invalid image tag '${tag}'`, {
       hint: REDOWNLOAD,
     });

@@ -4,7 +4,7 @@ import { SyncError, describeError } from "../errors.js";
 import { PLAN_RULE as RULE } from "../report/output.js";
 import type { RegistryClient } from "../registry/client.js";
 import { retag } from "../registry/retag.js";
-import { exists, readJsonFile } from "../workspace/files.js";
+import { exists, readJsonFile } from "../util/files.js";
 import { loadImageInfo } from "../workspace/image-info.js";
 import {
   metadataFileSchema,
@@ -16,7 +16,7 @@ import {
 import type { GitlabServices, StepReporter, SyncContext } from "./context.js";
 import type { ImagePusher, PushItem } from "./push-engines.js";
 import { gitlabState, type GitlabState } from "./compare.js";
-import { parseGitlabTag } from "./tags.js";
+import { parseGitlabTag } from "../domain/images.js";
 
 export interface PushRequest {
   imageTag: string;

@@ -1,11 +1,9 @@
-import { IMAGE_TAG_PATTERN, REGISTRY_PATH_PATTERN } from "../config/options.js";
+import { TAG_GRAMMAR, isDigest, isTag, parseReference } from "../domain/reference.js";
 import { UsageError } from "../errors.js";
 import type { DockerEngine, RegistryAuth } from "../docker/engine.js";
 import type { RegistryClient } from "../registry/client.js";
 import { retag } from "../registry/retag.js";
 import type { StepReporter, SyncContext } from "./context.js";
-
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 export interface ImageName {
   /** Below the project: `x86/presto-coordinator`. */
@@ -24,23 +22,16 @@ export function parseImageName(
   sourceRepo?: string,
 ): ImageName {
   const text = value.trim();
-  const at = text.indexOf("@");
-  if (at > 0 && role === "source") {
-    const repoPath = text.slice(0, at);
-    const ref = text.slice(at + 1);
-    if (REGISTRY_PATH_PATTERN.test(repoPath) && DIGEST.test(ref)) return { repoPath, ref };
+  if (role === "target" && sourceRepo && isTag(text)) return { repoPath: sourceRepo, ref: text };
+  const ref = parseReference(text, { relative: true });
+  // A source may name its manifest by digest; a target is always a tag.
+  const name = ref && (ref.tag !== undefined) !== (ref.digest !== undefined) ? ref : undefined;
+  if (name && (role === "source" || name.tag !== undefined)) {
+    return { repoPath: name.repository, ref: name.tag ?? (name.digest as string) };
   }
-  const colon = text.lastIndexOf(":");
-  if (colon === -1 && role === "target" && sourceRepo && IMAGE_TAG_PATTERN.test(text)) {
-    return { repoPath: sourceRepo, ref: text };
-  }
-  const repoPath = text.slice(0, colon);
-  const ref = text.slice(colon + 1);
-  if (colon > 0 && REGISTRY_PATH_PATTERN.test(repoPath) && IMAGE_TAG_PATTERN.test(ref))
-    return { repoPath, ref };
   throw new UsageError(
     `invalid ${role} '${value}': expected <repo path>:<tag> below the registry project, like x86/presto-coordinator:latest`,
-    "the repo path is lowercase (x86/… or arm/…); the tag matches [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+    `the repo path is lowercase (x86/… or arm/…); the tag matches ${TAG_GRAMMAR}`,
   );
 }
 
@@ -70,7 +61,7 @@ export async function retagImage(
 ): Promise<{ digest: string; unchanged: boolean }> {
   const sourceRepo = `${request.registryProject}/${request.source.repoPath}`;
   const targetRepo = `${request.registryProject}/${request.target.repoPath}`;
-  const separator = DIGEST.test(request.source.ref) ? "@" : ":";
+  const separator = isDigest(request.source.ref) ? "@" : ":";
   const sourceRef = `${request.registry}/${sourceRepo}${separator}${request.source.ref}`;
   const targetRef = `${request.registry}/${targetRepo}:${request.target.ref}`;
 

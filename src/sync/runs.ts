@@ -1,5 +1,5 @@
 import { collectRunMetadata } from "../github/metadata.js";
-import type { RunMetadata } from "../github/metadata-parser.js";
+import type { RunMetadata } from "../domain/metadata.js";
 import { listWorkflowRuns, type WorkflowRun } from "../github/runs.js";
 import { SyncError } from "../errors.js";
 import type { GithubServices, SyncContext } from "./context.js";

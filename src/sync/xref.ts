@@ -1,6 +1,6 @@
-import type { RunMetadata } from "../github/metadata-parser.js";
+import type { RunMetadata } from "../domain/metadata.js";
 import type { WorkflowRun } from "../github/runs.js";
-import { expectedImages, type ExpectedImage } from "./tags.js";
+import { expectedImages, type ExpectedImage } from "../domain/images.js";
 
 export interface RunRef {
   id: number;

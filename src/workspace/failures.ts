@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { writeJsonAtomic } from "./files.js";
+import { writeJsonAtomic } from "../util/files.js";
 
 const entrySchema = z.object({
   attempts: z.number().int().nonnegative(),

@@ -2,7 +2,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { ImageTarballInfo } from "../archive/docker-save.js";
-import { writeJsonAtomic } from "./files.js";
+import { writeJsonAtomic } from "../util/files.js";
 
 /**
  * What prepare learnt of each tarball (layers, diff IDs, config digest), kept beside the plan so a

@@ -1,8 +1,8 @@
 import path from "node:path";
 import { z } from "zod";
-import { IMAGE_TAG_PATTERN } from "../config/options.js";
+import { IMAGE_TAG_GRAMMAR, isImageTag } from "../domain/images.js";
 import { SyncError } from "../errors.js";
-import { isInside } from "./files.js";
+import { isInside } from "../util/files.js";
 
 /**
  * The downloads directory, shared with the original tool (SPEC §2 "On-disk layout"):
@@ -21,9 +21,9 @@ export interface TagLayout {
 
 export function tagLayout(downloadsDir: string, imageTag: string): TagLayout {
   // Checked again here, not only on the command line: the tag may come from a file or the API.
-  if (!IMAGE_TAG_PATTERN.test(imageTag)) {
+  if (!isImageTag(imageTag)) {
     throw new SyncError(`refusing image tag '${imageTag}': not a valid image tag`, {
-      hint: "image tags match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+      hint: `image tags match ${IMAGE_TAG_GRAMMAR}`,
     });
   }
   const root = path.resolve(downloadsDir);

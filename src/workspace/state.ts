@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { METADATA_KEYS, type RunMetadata } from "../github/metadata-parser.js";
+import { METADATA_KEYS, type RunMetadata } from "../domain/metadata.js";
 import type { Logger } from "../report/logger.js";
 
 /** Where a cached result was first read from (a cache hit is never stored again). */

@@ -14,7 +14,7 @@ import {
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RunMetadata } from "../../src/github/metadata-parser.js";
+import type { RunMetadata } from "../../src/domain/metadata.js";
 import { makeArtifactZip, sha256File, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
 import { corruptZipEntry, truncateFile } from "../testbed/image-fixtures.js";
 import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";

@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inspectImageTarball } from "../../src/archive/docker-save.js";
 import { DockerEngine } from "../../src/docker/engine.js";
-import type { RunMetadata } from "../../src/github/metadata-parser.js";
+import type { RunMetadata } from "../../src/domain/metadata.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { addArtifactRun, type ArtifactFixtureOptions } from "../testbed/artifacts.js";

@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import type { RunMetadata } from "../../src/github/metadata-parser.js";
-import { expectedImages } from "../../src/sync/tags.js";
+import type { RunMetadata } from "../../src/domain/metadata.js";
+import { expectedImages } from "../../src/domain/images.js";
 import type { GithubStandIn } from "./github-standin.js";
 import { makeFixtureRun } from "./run-fixtures.js";
 import {

@@ -3,7 +3,7 @@
  * Nothing here is downloaded; large logs are cheap because their noise repeats one chunk.
  */
 import yazl from "yazl";
-import type { RunMetadata } from "../../src/github/metadata-parser.js";
+import type { RunMetadata } from "../../src/domain/metadata.js";
 import type { WorkflowRun } from "../../src/github/runs.js";
 import type { FixtureArtifact, FixtureJob, FixtureRun } from "./github-standin.js";
 

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { RunMetadata } from "../../src/github/metadata-parser.js";
+import type { RunMetadata } from "../../src/domain/metadata.js";
 import {
   makeFixtureRun,
   makeMetadata,

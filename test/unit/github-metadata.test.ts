@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { SyncError } from "../../src/errors.js";
 import { createGithubClient, NoMetadataError } from "../../src/github/client.js";
 import { collectRunMetadata, fetchRunMetadata } from "../../src/github/metadata.js";
-import type { RunMetadata } from "../../src/github/metadata-parser.js";
+import type { RunMetadata } from "../../src/domain/metadata.js";
 import { listWorkflowRuns } from "../../src/github/runs.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { MetadataCache } from "../../src/workspace/state.js";

@@ -1,9 +1,6 @@
 import { describe, expect, it } from "vitest";
-import {
-  MetadataBlockParser,
-  METADATA_KEYS,
-  parseMetadata,
-} from "../../src/github/metadata-parser.js";
+import { METADATA_KEYS } from "../../src/domain/metadata.js";
+import { MetadataBlockParser, parseMetadata } from "../../src/github/metadata-parser.js";
 import { makeMetadata, renderJobLog } from "../testbed/run-fixtures.js";
 
 const ESC = "\u001b";

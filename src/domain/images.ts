@@ -1,5 +1,21 @@
-import type { RunMetadata } from "../github/metadata-parser.js";
-import { IMAGE_TAG_PATTERN, REGISTRY_PATH_PATTERN } from "../config/options.js";
+import type { RunMetadata } from "./metadata.js";
+import { TAG_GRAMMAR, isRepositoryPath, isTag, parseReference } from "./reference.js";
+
+/**
+ * The images a build makes and the names they take in GitLab (SPEC §1.6): which repositories a
+ * run's metadata promises, and how a GitHub image tag becomes `x86/<repo>:<tag>`.
+ */
+
+/**
+ * The GitHub image tag (`presto-<presto12>-velox-<velox12>-linux-amd64`) names a download
+ * directory and, without its platform suffix, a GitLab tag, so it must be a valid Docker tag:
+ * this refuses `../../etc`, `a/b` and friends before anything touches the disk.
+ */
+export function isImageTag(value: string): boolean {
+  return isTag(value);
+}
+
+export const IMAGE_TAG_GRAMMAR = TAG_GRAMMAR;
 
 /** The image repositories the workflow can build, in the order the original lists them. */
 export const IMAGE_REPOS = [
@@ -87,21 +103,13 @@ export interface ParsedGitlabTag {
 
 /** Reverse lookup: `x86/presto-coordinator:presto-A-velox-B` → its parts; undefined if malformed. */
 export function parseGitlabTag(gitlabTag: string): ParsedGitlabTag | undefined {
-  const colon = gitlabTag.lastIndexOf(":");
-  if (colon <= 0 || colon === gitlabTag.length - 1) return undefined;
-  const repoPath = gitlabTag.slice(0, colon);
-  const tag = gitlabTag.slice(colon + 1);
-  if (!IMAGE_TAG_PATTERN.test(tag) || !REGISTRY_PATH_PATTERN.test(repoPath)) return undefined;
+  const ref = parseReference(gitlabTag, { relative: true });
+  if (!ref?.tag || ref.digest || !isRepositoryPath(ref.repository)) return undefined;
+  const repoPath = ref.repository;
+  const tag = ref.tag;
   const slash = repoPath.indexOf("/");
   const head = slash === -1 ? "" : repoPath.slice(0, slash);
   const arch: Arch = head === "x86" || head === "arm" ? head : "";
   const repo = arch ? repoPath.slice(slash + 1) : repoPath;
   return { repoPath, tag, arch, repo };
-}
-
-/** The image tag a GitLab tag came from, given the arch: `arm` → `…-linux-arm64`, `x86` → `…-linux-amd64`. */
-export function imageTagFromGitlab(parsed: ParsedGitlabTag): string {
-  if (parsed.arch === "x86") return `${parsed.tag}-linux-amd64`;
-  if (parsed.arch === "arm") return `${parsed.tag}-linux-arm64`;
-  return parsed.tag;
 }

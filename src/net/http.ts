@@ -1,0 +1,219 @@
+import { EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from "undici";
+import { SyncError } from "../errors.js";
+import { formatBytes } from "../util/bytes.js";
+
+/**
+ * The one way out to HTTP for everything but the Docker socket: the GitHub API and its blob
+ * hosts, the GitLab API, the registry and its token realm all go through {@link HttpClient}.
+ * Set up once, it gives every request:
+ *   - the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, NO_PROXY, and lowercase forms);
+ *   - a connect timeout and an idle timeout (no byte for that long), so a server that accepts
+ *     and never answers cannot stall a caller;
+ *   - redirects followed only to http(s), a bounded number of times, and credentials
+ *     (Authorization, PRIVATE-TOKEN, JOB-TOKEN, cookies) dropped when a redirect changes origin.
+ * TLS trusts Node's CA store, which NODE_EXTRA_CA_CERTS extends with an in-house CA.
+ */
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface HttpSettings {
+  /** Time to establish a connection (TCP and TLS); default 30 s. */
+  connectTimeoutMs?: number;
+  /** Longest silence while waiting for headers or between body bytes; default 120 s. */
+  idleTimeoutMs?: number;
+  /** Redirects followed per request; default 5. */
+  maxRedirects?: number;
+  /** Where the proxy variables are read; the process environment by default. */
+  env?: Env;
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+const DEFAULT_MAX_REDIRECTS = 5;
+const CREDENTIAL_HEADERS = ["authorization", "private-token", "job-token", "cookie"];
+
+export type HttpInit = RequestInit;
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+function proxyVariable(env: Env, name: string): string {
+  return env[name.toLowerCase()] ?? env[name] ?? "";
+}
+
+export class HttpClient {
+  readonly dispatcher: Dispatcher;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  private readonly maxRedirects: number;
+
+  constructor(settings: HttpSettings = {}) {
+    const env = settings.env ?? process.env;
+    this.connectTimeoutMs = settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.idleTimeoutMs = settings.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.maxRedirects = settings.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
+    this.dispatcher = new EnvHttpProxyAgent({
+      httpProxy: proxyVariable(env, "HTTP_PROXY"),
+      httpsProxy: proxyVariable(env, "HTTPS_PROXY"),
+      noProxy: proxyVariable(env, "NO_PROXY"),
+      connect: { timeout: this.connectTimeoutMs },
+      headersTimeout: this.idleTimeoutMs,
+      bodyTimeout: this.idleTimeoutMs,
+    });
+  }
+
+  /**
+   * `fetch`, through the proxy and timeouts above. With `redirect: "manual"` a 3xx comes back as
+   * it is (the caller wants the address, not the content); otherwise redirects are followed here
+   * under the rules above.
+   */
+  readonly fetch: FetchLike = async (input, init = {}) => {
+    const request = input instanceof Request ? input : undefined;
+    let url = new URL(request ? request.url : input.toString());
+    let method = (init.method ?? request?.method ?? "GET").toUpperCase();
+    let headers = new Headers(init.headers ?? request?.headers);
+    let body = init.body ?? (request ? await bodyOf(request) : undefined);
+    const signal = init.signal ?? request?.signal ?? undefined;
+    const manual = init.redirect === "manual";
+    for (let redirects = 0; ; redirects += 1) {
+      const response = (await undiciFetch(url, {
+        ...(init as object),
+        method,
+        headers,
+        body,
+        signal,
+        redirect: "manual",
+        dispatcher: this.dispatcher,
+      } as Parameters<typeof undiciFetch>[1])) as unknown as Response;
+      const location = response.headers.get("location");
+      if (manual || !isRedirect(response.status) || !location) return response;
+      await response.body?.cancel().catch(() => undefined);
+      if (redirects >= this.maxRedirects) {
+        throw new SyncError(`${url.origin} redirected more than ${this.maxRedirects} times`, {
+          hint: "the server is misconfigured (a redirect loop); report it to its administrator",
+        });
+      }
+      const next = new URL(location, url);
+      if (next.protocol !== "http:" && next.protocol !== "https:") {
+        throw new SyncError(`${url.origin} redirected to a ${next.protocol} address; refused`, {
+          hint: "only http and https redirects are followed; check the server or its proxy",
+        });
+      }
+      if (next.origin !== url.origin) headers = withoutCredentials(headers);
+      // 303, and 301/302 after a POST, turn into a GET without a body (what browsers and curl do).
+      if (
+        response.status === 303 ||
+        ((response.status === 301 || response.status === 302) && method === "POST")
+      ) {
+        method = "GET";
+        body = undefined;
+        headers.delete("content-type");
+        headers.delete("content-length");
+      } else if (body !== undefined && body !== null && !replayable(body)) {
+        throw new SyncError(`${url.origin} redirected a streamed upload (${response.status})`, {
+          hint: "point the tool at the final address of the server instead",
+        });
+      }
+      url = next;
+    }
+  };
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}
+
+function isRedirect(status: number): boolean {
+  return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
+}
+
+function replayable(body: unknown): boolean {
+  return typeof body === "string" || body instanceof Uint8Array || body instanceof ArrayBuffer;
+}
+
+async function bodyOf(request: Request): Promise<ArrayBuffer | undefined> {
+  if (request.body === null) return undefined;
+  return request.arrayBuffer();
+}
+
+function withoutCredentials(headers: Headers): Headers {
+  const copy = new Headers(headers);
+  for (const name of CREDENTIAL_HEADERS) copy.delete(name);
+  return copy;
+}
+
+/** An answer body larger than the caller allows (a hostile or broken server). */
+export class BodyTooLargeError extends SyncError {
+  constructor(what: string, limit: number) {
+    super(`${what} is larger than ${formatBytes(limit)}; refused`, {
+      hint: "the server sent far more than such an answer can hold; check the server",
+    });
+    this.name = "BodyTooLargeError";
+  }
+}
+
+/** Reads a whole body, refusing one past `limit` bytes (stopping as soon as it goes past). */
+export async function readBody(response: Response, limit: number, what: string): Promise<Buffer> {
+  const declared = Number(response.headers.get("content-length") ?? Number.NaN);
+  if (Number.isFinite(declared) && declared > limit) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new BodyTooLargeError(what, limit);
+  }
+  if (!response.body) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new BodyTooLargeError(what, limit);
+    }
+    chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+  }
+  return Buffer.concat(chunks, size);
+}
+
+export async function readText(response: Response, limit: number, what: string): Promise<string> {
+  return (await readBody(response, limit, what)).toString("utf8");
+}
+
+/** Discards a body the caller does not need, so the connection can be reused. */
+export async function discardBody(response: Response): Promise<void> {
+  try {
+    await response.body?.cancel();
+  } catch {
+    // Nothing left to read is fine.
+  }
+}
+
+/**
+ * Network failures worth another attempt: a reset or cut connection, a timeout, a name lookup
+ * that failed for now. A refused connection is left out: nothing listens there.
+ */
+const TRANSIENT_CODES = new Set([
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EAI_AGAIN",
+  "ECONNABORTED",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+]);
+
+export function isTransientCode(code: string | undefined): boolean {
+  return code !== undefined && TRANSIENT_CODES.has(code);
+}
+
+/** The words for a timeout code, for messages: "no answer for 120 s". */
+export function describeTimeout(code: string | undefined, client: HttpClient): string | undefined {
+  if (code === "UND_ERR_CONNECT_TIMEOUT")
+    return `no connection within ${client.connectTimeoutMs / 1000} s`;
+  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+    return `no answer for ${client.idleTimeoutMs / 1000} s`;
+  }
+  return undefined;
+}

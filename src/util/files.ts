@@ -1,0 +1,144 @@
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import type { z } from "zod";
+import { SyncError, errorCode } from "../errors.js";
+import { formatBytes } from "./bytes.js";
+
+/**
+ * Files this tool keeps (metadata.json, upload-plan.json, failures.json, caches, the lock): written
+ * so that a reader or a crash never sees half a file, and read back through a zod schema so that
+ * a damaged or hand-edited file is named, never a crash.
+ */
+
+/** Python's `json.dumps(obj, indent=2, sort_keys=True)`, so files match the original's byte for byte. */
+export function pythonJson(value: unknown): string {
+  const sort = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sort);
+    if (v && typeof v === "object") {
+      return Object.fromEntries(
+        Object.keys(v as Record<string, unknown>)
+          .sort()
+          .map((k) => [k, sort((v as Record<string, unknown>)[k])]),
+      );
+    }
+    return v;
+  };
+  // Python escapes non-ASCII by default (ensure_ascii=True).
+  return JSON.stringify(sort(value), null, 2).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/** The one-line error for a write the disk had no room for: which directory, and how much. */
+export function diskFullError(dir: string, needed: number | undefined, cause: unknown): SyncError {
+  const amount = needed !== undefined ? ` (${formatBytes(needed)} needed)` : "";
+  return new SyncError(`no space left on the disk holding ${dir}${amount}`, {
+    hint: "free disk space (gh-gitlab-sync clean <tag> removes finished downloads) and run again",
+    cause,
+  });
+}
+
+/**
+ * Writes a file so that it is either absent, the old version, or the complete new one. The
+ * temporary name is unique per writer, so concurrent writers never share one.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  const dir = path.dirname(file);
+  await fs.mkdir(dir, { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  try {
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    if (errorCode(err) === "ENOSPC") throw diskFullError(dir, Buffer.byteLength(data), err);
+    throw err;
+  }
+}
+
+export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+  await writeFileAtomic(file, pythonJson(value));
+}
+
+export type JsonFileResult<T> =
+  { ok: true; value: T } | { ok: false; missing: boolean; problem: string };
+
+/** Reads and validates a JSON file, saying what is wrong rather than throwing. */
+export async function parseJsonFile<S extends z.ZodType>(
+  file: string,
+  schema: S,
+): Promise<JsonFileResult<z.infer<S>>> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch (err) {
+    const code = errorCode(err);
+    if (code === "ENOENT") return { ok: false, missing: true, problem: "not found" };
+    if (code === "EISDIR") return { ok: false, missing: false, problem: "is a directory" };
+    return { ok: false, missing: false, problem: `cannot be read (${code ?? String(err)})` };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { ok: false, missing: false, problem: "is not valid JSON" };
+  }
+  const result = schema.safeParse(parsed);
+  if (result.success) return { ok: true, value: result.data as z.infer<S> };
+  const issue = result.error.issues[0];
+  const field = issue?.path.map(String).join(".") || "top level";
+  return {
+    ok: false,
+    missing: false,
+    problem: `has a bad value at ${field} (${issue?.message ?? "invalid"})`,
+  };
+}
+
+/** A file the operator's pipeline depends on: any problem is a one-line error naming it. */
+export async function readJsonFile<S extends z.ZodType>(
+  file: string,
+  schema: S,
+  hint: string,
+): Promise<z.infer<S>> {
+  const result = await parseJsonFile(file, schema);
+  if (result.ok) return result.value;
+  throw new SyncError(`${file} ${result.problem}`, { hint });
+}
+
+/** Where a damaged cache or state entry is reported; a logger fits. */
+export interface Warner {
+  warn(fields: object, message: string): void;
+}
+
+/**
+ * A file that is only a shortcut (a cache, a record of earlier work): absent means `undefined`;
+ * damaged means `undefined` too, with a warning, and the caller writes it afresh.
+ */
+export async function readJsonFileOrWarn<S extends z.ZodType>(
+  file: string,
+  schema: S,
+  warner: Warner | undefined,
+  what: string,
+): Promise<z.infer<S> | undefined> {
+  const result = await parseJsonFile(file, schema);
+  if (result.ok) return result.value;
+  if (!result.missing) warner?.warn({ file }, `ignoring ${what}: ${file} ${result.problem}`);
+  return undefined;
+}
+
+export async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True when `child` is `parent` or lies below it, after resolving both: the guard against escapes. */
+export function isInside(parent: string, child: string): boolean {
+  const rel = path.relative(path.resolve(parent), path.resolve(child));
+  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
+}

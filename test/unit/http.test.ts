@@ -1,0 +1,133 @@
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { errorCode } from "../../src/errors.js";
+import { HttpClient, readBody } from "../../src/net/http.js";
+
+const servers: Server[] = [];
+const clients: HttpClient[] = [];
+
+async function serve(
+  handler: Parameters<typeof createServer>[1],
+): Promise<{ url: string; server: Server }> {
+  const server = createServer(handler);
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+function client(settings: ConstructorParameters<typeof HttpClient>[0] = {}): HttpClient {
+  const http = new HttpClient({ env: {}, ...settings });
+  clients.push(http);
+  return http;
+}
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+describe("HttpClient", () => {
+  it("drops credentials on a redirect to another origin, keeps them on the same one", async () => {
+    const seen: IncomingHttpHeaders[] = [];
+    const other = await serve((req, res) => {
+      seen.push(req.headers);
+      res.end("elsewhere");
+    });
+    const home = await serve((req, res) => {
+      seen.push(req.headers);
+      if (req.url === "/start") res.writeHead(302, { location: "/same" }).end();
+      else res.writeHead(302, { location: `${other.url}/x` }).end();
+    });
+    const response = await client().fetch(`${home.url}/start`, {
+      headers: { authorization: "Bearer secret", "private-token": "glpat-secret", "x-keep": "1" },
+    });
+    expect(await response.text()).toBe("elsewhere");
+    expect(seen).toHaveLength(3);
+    expect(seen[1]?.["private-token"]).toBe("glpat-secret");
+    expect(seen[2]?.authorization).toBeUndefined();
+    expect(seen[2]?.["private-token"]).toBeUndefined();
+    expect(seen[2]?.["x-keep"]).toBe("1");
+  });
+
+  it("hands a redirect back as it is when asked to", async () => {
+    const home = await serve((_req, res) => res.writeHead(302, { location: "/there" }).end());
+    const response = await client().fetch(home.url, { redirect: "manual" });
+    expect(response.status).toBe(302);
+    expect(response.headers.get("location")).toBe("/there");
+  });
+
+  it("refuses redirects to other schemes and endless ones", async () => {
+    const data = await serve((_req, res) =>
+      res.writeHead(302, { location: "data:text/plain,hello" }).end(),
+    );
+    await expect(client().fetch(data.url)).rejects.toThrow(/data: address; refused/);
+    const file = await serve((_req, res) =>
+      res.writeHead(307, { location: "file:///etc/passwd" }).end(),
+    );
+    await expect(client().fetch(file.url)).rejects.toThrow(/file: address; refused/);
+    let hops = 0;
+    const loop = await serve((_req, res) => {
+      hops += 1;
+      res.writeHead(302, { location: `/hop${hops}` }).end();
+    });
+    await expect(client({ maxRedirects: 3 }).fetch(loop.url)).rejects.toThrow(
+      /redirected more than 3 times/,
+    );
+    expect(hops).toBe(4);
+  });
+
+  it("gives up on a server that accepts and never answers", async () => {
+    const hang = await serve(() => undefined);
+    const started = Date.now();
+    const error = await client({ idleTimeoutMs: 300 })
+      .fetch(hang.url)
+      .catch((err: unknown) => err);
+    expect(errorCode(error)).toBe("UND_ERR_HEADERS_TIMEOUT");
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("gives up on a body that stops flowing", async () => {
+    const trickle = await serve((_req, res) => {
+      res.writeHead(200, { "content-length": "100" });
+      res.write("x");
+    });
+    const response = await client({ idleTimeoutMs: 300 }).fetch(trickle.url);
+    const error = await response.text().catch((err: unknown) => err);
+    expect(errorCode(error)).toBe("UND_ERR_BODY_TIMEOUT");
+  });
+
+  it("stops reading a body at its limit", async () => {
+    const endless = await serve((_req, res) => {
+      res.writeHead(200);
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      const pump = (): void => {
+        while (res.write(chunk));
+        res.once("drain", pump);
+      };
+      pump();
+    });
+    const response = await client().fetch(endless.url);
+    await expect(readBody(response, 1024 * 1024, "the answer")).rejects.toThrow(
+      /the answer is larger than 1.0 MiB/,
+    );
+    const declared = await serve((_req, res) =>
+      res.writeHead(200, { "content-length": String(10 * 1024 * 1024) }).end(),
+    );
+    await expect(readBody(await client().fetch(declared.url), 1024, "the page")).rejects.toThrow(
+      /larger than/,
+    );
+  });
+
+  it("aborts with the caller's signal", async () => {
+    const hang = await serve(() => undefined);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error("interrupted")), 50);
+    await expect(client().fetch(hang.url, { signal: controller.signal })).rejects.toThrow(
+      "interrupted",
+    );
+  });
+});
