@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdtemp as makeTemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createHash } from "node:crypto";
@@ -26,9 +26,18 @@ async function serve(
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/blob`;
 }
 
+const made: string[] = [];
+/** A temporary directory removed after the test. */
+async function mkdtemp(prefix: string): Promise<string> {
+  const dir = await makeTemp(prefix);
+  made.push(dir);
+  return dir;
+}
+
 afterEach(async () => {
   await new Promise((resolve) => server?.close(resolve));
   server = undefined;
+  for (const dir of made.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
 const base = { logger: silentLogger(), retryDelayMs: 1, freeBytes: async () => 1 << 30 };

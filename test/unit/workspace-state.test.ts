@@ -1,10 +1,21 @@
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp as makeTemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { acquireWorkspaceLock, LOCK_FILE } from "../../src/workspace/lock.js";
 import { backoffSeconds, FailureState } from "../../src/workspace/failures.js";
+
+const made: string[] = [];
+/** A temporary directory removed after the test. */
+async function mkdtemp(prefix: string): Promise<string> {
+  const dir = await makeTemp(prefix);
+  made.push(dir);
+  return dir;
+}
+afterEach(async () => {
+  for (const dir of made.splice(0)) await rm(dir, { recursive: true, force: true });
+});
 
 describe("workspace lock", () => {
   it("refuses a second holder and names the first", async () => {
