@@ -4,6 +4,7 @@ import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { z } from "zod";
+import { canonicalName } from "../domain/reference.js";
 import { SyncError, describeError } from "../errors.js";
 import { GUNZIP_CHUNK, checkedGunzip, gzipFailure } from "./gzip-check.js";
 
@@ -277,33 +278,15 @@ function parseJson<T>(label: string, what: string, bytes: Buffer, schema: z.ZodT
 }
 
 /**
- * Docker's canonical form of an image reference: `x:t` and `library/x:t` are short for
- * `docker.io/library/x:t`, and `index.docker.io` is the same registry. Only that equivalence is
- * applied — a tag under another registry or namespace names a different image, and accepting it
- * would hide a workflow that started saving something else.
- */
-export function canonicalImageReference(reference: string): string {
-  const slash = reference.indexOf("/");
-  const first = slash === -1 ? "" : reference.slice(0, slash);
-  const hasRegistry = first.includes(".") || first.includes(":") || first === "localhost";
-  let registry = "docker.io";
-  let rest = reference;
-  if (hasRegistry) {
-    registry = first === "index.docker.io" ? "docker.io" : first;
-    rest = reference.slice(slash + 1);
-  }
-  if (registry === "docker.io" && !rest.includes("/")) rest = `library/${rest}`;
-  return `${registry}/${rest}`;
-}
-
-/**
  * Checks that the image carries the tag the workflow gave it (`<repo>:<image tag>`), allowing
  * Docker's spelling variants (`docker.io/library/<repo>:<tag>`, which `docker save` of an image
- * pulled by its full name writes). Returns the RepoTag that matched, for `docker tag`.
+ * pulled by its full name writes). Only Docker Hub's equivalence counts: a tag under another
+ * registry or namespace names a different image, and accepting it would hide a workflow that
+ * started saving something else. Returns the RepoTag that matched, for `docker tag`.
  */
 export function assertRepoTag(info: ImageTarballInfo, expected: string, file: string): string {
-  const want = canonicalImageReference(expected);
-  const match = info.repoTags.find((tag) => canonicalImageReference(tag) === want);
+  const want = canonicalName(expected);
+  const match = info.repoTags.find((tag) => canonicalName(tag) === want);
   if (match === undefined) {
     const found = info.repoTags.length > 0 ? info.repoTags.join(", ") : "none";
     throw new SyncError(`${file} does not hold ${expected} (its RepoTags: ${found})`, {

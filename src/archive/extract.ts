@@ -7,9 +7,19 @@ import zlib from "node:zlib";
 import type Unzipper from "unzipper";
 import type { CentralDirectory, File as ZipRecord } from "unzipper";
 import { lazyRequire } from "../lazy.js";
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, errorCode } from "../errors.js";
 import type { Logger } from "../report/logger.js";
-import { crc32 } from "./crc32.js";
+import { MiB } from "../util/bytes.js";
+import { isProcessAlive } from "../util/process.js";
+import {
+  DAMAGED_HINT,
+  LOCAL_HEADER_SIZE,
+  METHOD_DEFLATE,
+  entryRefused,
+  vetEntries,
+  zipIncomplete,
+  type VettedEntry,
+} from "./zip-vetting.js";
 
 export interface ExtractedEntry {
   /** The entry's name inside the zip, normalised (forward slashes, no `.` segments). */
@@ -38,21 +48,7 @@ const unzipper = lazyRequire<typeof Unzipper>("unzipper");
 
 /** Big reads and writes: a 1 MiB window makes the syscall count negligible against the data. */
 const IO_CHUNK = 1 << 20;
-const DAMAGED_HINT = "the artifact is damaged or hostile; re-run download --force";
-const INCOMPLETE_HINT = "re-run download with --force";
-const LOCAL_HEADER_SIZE = 30;
 const LOCAL_HEADER_SIGNATURE = 0x04034b50;
-
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-const HOST_UNIX = 3;
-const HOST_DARWIN = 19;
-const MSDOS_DIRECTORY = 0x10;
-const FLAG_ENCRYPTED = 0x1;
-const METHOD_STORE = 0;
-const METHOD_DEFLATE = 8;
 
 interface ZipInput {
   path: string;
@@ -60,20 +56,14 @@ interface ZipInput {
   cdStart: number;
 }
 
-interface PlannedEntry {
-  record: ZipRecord;
-  name: string;
-  kind: "file" | "directory";
-}
-
 /**
  * Extracts a zip in a single read, checking each entry's CRC-32 and size against the central
  * directory while it is written (the original tested with `unzip -t`, then read it all again).
  *
- * Every entry is vetted before a byte is written: names that would land outside `destDir`,
- * links, devices and encrypted entries refuse the whole zip. Files go to `<name>.part` and are
- * renamed once verified, inside a sibling `<destDir>.tmp-<pid>` that replaces `destDir` only when
- * every entry checked out, so neither a crash nor a bad zip leaves anything that looks complete.
+ * Every entry is vetted first (zip-vetting.ts), so a bad one refuses the whole zip before a byte
+ * is written. Files go to `<name>.part` and are renamed once verified, inside a sibling
+ * `<destDir>.tmp-<pid>` that replaces `destDir` only when every entry checked out, so neither a
+ * crash nor a bad zip leaves anything that looks complete.
  */
 export async function extractZip(
   zipPath: string,
@@ -87,7 +77,7 @@ export async function extractZip(
   let handle: FileHandle | undefined;
   try {
     const directory = await openDirectory(zipPath, source);
-    const plan = planEntries(zipPath, directory, await source.size());
+    const entries = vetEntries(zipPath, directory, await source.size());
     handle = await open(zipPath, "r");
     const zip: ZipInput = {
       path: zipPath,
@@ -100,7 +90,7 @@ export async function extractZip(
     await mkdir(tmpDir, { recursive: true });
     let written: ExtractedEntry[];
     try {
-      written = await extractPlanned(zip, plan, tmpDir, options);
+      written = await extractVetted(zip, entries, tmpDir, options);
       signal?.throwIfAborted();
       await replaceDirectory(tmpDir, target);
     } catch (err) {
@@ -116,7 +106,7 @@ export async function extractZip(
         files: extracted.length,
         bytes,
         seconds: Number(seconds.toFixed(2)),
-        mibPerSecond: Number((bytes / 2 ** 20 / Math.max(seconds, 1e-3)).toFixed(1)),
+        mibPerSecond: Number((bytes / MiB / Math.max(seconds, 1e-3)).toFixed(1)),
       },
       "extracted and verified zip",
     );
@@ -175,114 +165,17 @@ async function openDirectory(zipPath: string, source: ZipSource): Promise<Centra
       describeError(err) === "FILE_ENDED"
         ? "no end-of-central-directory record"
         : describeError(err);
-    throw incomplete(zipPath, reason, err);
+    throw zipIncomplete(zipPath, reason, err);
   }
 }
 
-function incomplete(zipPath: string, reason: string, cause?: unknown): SyncError {
-  return new SyncError(`${zipPath} is not a complete zip (${reason})`, {
-    hint: INCOMPLETE_HINT,
-    cause,
-  });
-}
-
-function refused(zipPath: string, rawName: string, reason: string, cause?: unknown): SyncError {
-  return new SyncError(`${zipPath}: entry ${JSON.stringify(rawName)} ${reason}`, {
-    hint: DAMAGED_HINT,
-    cause,
-  });
-}
-
-/** Vets every entry up front, so a hostile zip is refused before anything reaches the disk. */
-function planEntries(
-  zipPath: string,
-  directory: CentralDirectory,
-  zipSize: number,
-): PlannedEntry[] {
-  const cdStart = directory.offsetToStartOfCentralDirectory;
-  if (cdStart + directory.sizeOfCentralDirectory > zipSize) {
-    throw incomplete(zipPath, "its central directory runs past the end of the file");
-  }
-  const seen = new Set<string>();
-  return directory.files.map((record) => {
-    const raw = record.path;
-    const name = normaliseEntryName(raw);
-    if (typeof name !== "string") throw refused(zipPath, raw, name.refused);
-    if (seen.has(name)) throw refused(zipPath, raw, "appears twice");
-    seen.add(name);
-    const kind = entryKind(record);
-    if (typeof kind !== "string") throw refused(zipPath, raw, kind.refused);
-    if (kind === "file") checkFileRecord(zipPath, record, cdStart);
-    return { record, name, kind };
-  });
-}
-
-function checkFileRecord(zipPath: string, record: ZipRecord, cdStart: number): void {
-  const raw = record.path;
-  if (record.flags & FLAG_ENCRYPTED) throw refused(zipPath, raw, "is encrypted");
-  if (record.compressionMethod !== METHOD_STORE && record.compressionMethod !== METHOD_DEFLATE) {
-    throw refused(zipPath, raw, `uses compression method ${record.compressionMethod}`);
-  }
-  const sizes = [record.compressedSize, record.uncompressedSize, record.offsetToLocalFileHeader];
-  if (!sizes.every((n) => Number.isSafeInteger(n) && n >= 0)) {
-    throw refused(zipPath, raw, "has a ZIP64 record without its sizes");
-  }
-  const dataEnd =
-    record.offsetToLocalFileHeader +
-    LOCAL_HEADER_SIZE +
-    record.fileNameLength +
-    record.compressedSize;
-  if (dataEnd > cdStart) {
-    throw incomplete(zipPath, `entry ${JSON.stringify(raw)} runs into the central directory`);
-  }
-}
-
-/**
- * Backslashes count as separators (Windows tools write them, and `..\..\x` must not slip
- * through as one odd file name); anything absolute or climbing out of the root is refused.
- */
-export function normaliseEntryName(raw: string): string | { refused: string } {
-  if (raw.includes("\0")) return { refused: "has a NUL byte in its name" };
-  const slashed = raw.replace(/\\/g, "/");
-  if (slashed.startsWith("/") || /^[A-Za-z]:/.test(slashed)) {
-    return { refused: "has an absolute path" };
-  }
-  const normal = path.posix.normalize(slashed).replace(/\/+$/, "");
-  if (normal === "" || normal === ".") return { refused: "has an empty name" };
-  if (normal === ".." || normal.startsWith("../")) {
-    return { refused: "would be written outside the extraction directory" };
-  }
-  return normal;
-}
-
-/** Unix hosts keep the file type in the high half of the external attributes. */
-function entryKind(record: ZipRecord): "file" | "directory" | { refused: string } {
-  const host = record.versionMadeBy >>> 8;
-  const mode = record.externalFileAttributes >>> 16;
-  const type = mode & S_IFMT;
-  const unixTyped = (host === HOST_UNIX || host === HOST_DARWIN) && type !== 0;
-  const nameIsDir = /[/\\]$/.test(record.path);
-  if (unixTyped) {
-    if (type === S_IFLNK) return { refused: "is a symbolic link" };
-    if (type === S_IFDIR) return directoryKind(record);
-    if (type !== S_IFREG) return { refused: `is not a regular file (mode ${mode.toString(8)})` };
-    return nameIsDir ? { refused: "is a file with a directory name" } : "file";
-  }
-  if (nameIsDir || record.externalFileAttributes & MSDOS_DIRECTORY) return directoryKind(record);
-  return "file";
-}
-
-function directoryKind(record: ZipRecord): "directory" | { refused: string } {
-  return record.uncompressedSize === 0 ? "directory" : { refused: "is a directory with data" };
-}
-
-async function extractPlanned(
+async function extractVetted(
   zip: ZipInput,
-  plan: PlannedEntry[],
+  entries: VettedEntry[],
   root: string,
   options: ExtractOptions,
 ): Promise<ExtractedEntry[]> {
-  const total = plan.reduce(
+  const total = entries.reduce(
     (sum, e) => sum + (e.kind === "file" ? e.record.uncompressedSize : 0),
     0,
   );
@@ -293,11 +186,11 @@ async function extractPlanned(
   };
   options.onProgress?.(0, total);
   const extracted: ExtractedEntry[] = [];
-  for (const entry of plan) {
+  for (const entry of entries) {
     options.signal?.throwIfAborted();
     const target = path.join(root, entry.name);
     if (path.relative(root, target).startsWith("..")) {
-      throw refused(
+      throw entryRefused(
         zip.path,
         entry.record.path,
         "would be written outside the extraction directory",
@@ -319,7 +212,7 @@ async function extractPlanned(
  */
 async function extractFile(
   zip: ZipInput,
-  entry: PlannedEntry,
+  entry: VettedEntry,
   target: string,
   progress: (n: number) => void,
   options: ExtractOptions,
@@ -357,17 +250,17 @@ async function extractFile(
   }
   const read = "bytesRead" in compressed ? compressed.bytesRead : 0;
   if (read !== record.compressedSize) {
-    throw incomplete(zip.path, `entry ${JSON.stringify(record.path)} is cut short`);
+    throw zipIncomplete(zip.path, `entry ${JSON.stringify(record.path)} is cut short`);
   }
   if (meter.bytes !== record.uncompressedSize) {
-    throw refused(
+    throw entryRefused(
       zip.path,
       record.path,
       `is damaged (${meter.bytes} bytes, the directory says ${record.uncompressedSize})`,
     );
   }
   if (meter.crc !== record.crc32) {
-    throw refused(
+    throw entryRefused(
       zip.path,
       record.path,
       `is damaged (CRC-32 ${hex(meter.crc)}, the directory says ${hex(record.crc32)})`,
@@ -384,11 +277,11 @@ async function locateData(zip: ZipInput, record: ZipRecord): Promise<number> {
   const offset = record.offsetToLocalFileHeader;
   const { bytesRead } = await zip.handle.read(header, 0, LOCAL_HEADER_SIZE, offset);
   if (bytesRead !== LOCAL_HEADER_SIZE || header.readUInt32LE(0) !== LOCAL_HEADER_SIGNATURE) {
-    throw refused(zip.path, record.path, "has no local header where the directory points");
+    throw entryRefused(zip.path, record.path, "has no local header where the directory points");
   }
   const dataStart = offset + LOCAL_HEADER_SIZE + header.readUInt16LE(26) + header.readUInt16LE(28);
   if (dataStart + record.compressedSize > zip.cdStart) {
-    throw incomplete(
+    throw zipIncomplete(
       zip.path,
       `entry ${JSON.stringify(record.path)} runs into the central directory`,
     );
@@ -397,9 +290,9 @@ async function locateData(zip: ZipInput, record: ZipRecord): Promise<number> {
 }
 
 function entryReadError(zipPath: string, rawName: string, part: string, err: unknown): SyncError {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === "string" && code.startsWith("Z_")) {
-    return refused(zipPath, rawName, `is damaged (${describeError(err)})`, err);
+  const code = errorCode(err);
+  if (code?.startsWith("Z_")) {
+    return entryRefused(zipPath, rawName, `is damaged (${describeError(err)})`, err);
   }
   if (code === "ENOSPC") {
     return new SyncError(`no space left to extract ${JSON.stringify(rawName)} to ${part}`, {
@@ -433,7 +326,7 @@ class CrcMeter extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.crc = crc32(chunk, this.crc);
+    this.crc = zlib.crc32(chunk, this.crc);
     this.bytes += chunk.length;
     this.progress(chunk.length);
     const tee = this.tee;
@@ -469,7 +362,7 @@ async function replaceDirectory(from: string, to: string): Promise<void> {
     await rename(from, to);
     return;
   } catch (err) {
-    const code = (err as { code?: unknown }).code;
+    const code = errorCode(err);
     if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
   }
   // An earlier extraction is in the way; it is replaced only now that the new one is complete.
@@ -499,18 +392,8 @@ async function removeLeftovers(target: string): Promise<void> {
     const match = /^\.(?:tmp|old)-(\d+)$/.exec(name.slice(base.length));
     if (!match) continue;
     const pid = Number(match[1]);
-    if (pid === process.pid || !processIsAlive(pid)) {
+    if (pid === process.pid || !isProcessAlive(pid)) {
       await rm(path.join(parent, name), { recursive: true, force: true });
     }
-  }
-}
-
-function processIsAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as { code?: unknown }).code === "EPERM";
   }
 }

@@ -1,8 +1,6 @@
-import { createReadStream } from "node:fs";
-import { Transform, Writable, type TransformCallback } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { Transform, type TransformCallback } from "node:stream";
 import zlib from "node:zlib";
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, errorCode } from "../errors.js";
 
 const GZIP_MAGIC = [0x1f, 0x8b] as const;
 /** Gunzip output window: large chunks keep per-chunk stream overhead out of the profile. */
@@ -47,43 +45,18 @@ export function gzipFailure(file: string, err: unknown): SyncError | undefined {
   if (err instanceof NotGzipError) {
     return new SyncError(`${file} is not gzip`, { hint: REDOWNLOAD_HINT, cause: err });
   }
-  const code = (err as { code?: unknown }).code;
+  const code = errorCode(err);
   if (code === "Z_BUF_ERROR" || describeError(err) === "unexpected end of file") {
     return new SyncError(`${file} is cut short (incomplete gzip stream)`, {
       hint: REDOWNLOAD_HINT,
       cause: err,
     });
   }
-  if (typeof code === "string" && code.startsWith("Z_")) {
+  if (code?.startsWith("Z_")) {
     return new SyncError(`${file} is damaged (gzip: ${describeError(err)})`, {
       hint: REDOWNLOAD_HINT,
       cause: err,
     });
   }
   return undefined;
-}
-
-/**
- * Reads a gzip file to its end, so its trailer (CRC-32 and length of the whole content) is
- * checked, and throws a one-line SyncError when it is not gzip, cut short or damaged.
- */
-export async function checkGzipFile(
-  file: string,
-  options: { signal?: AbortSignal } = {},
-): Promise<void> {
-  const drain = new Writable({ write: (_chunk, _encoding, callback) => callback() });
-  try {
-    await pipeline(
-      createReadStream(file, { highWaterMark: GUNZIP_CHUNK }),
-      ...checkedGunzip(),
-      drain,
-      { signal: options.signal },
-    );
-  } catch (err) {
-    options.signal?.throwIfAborted();
-    throw (
-      gzipFailure(file, err) ??
-      new SyncError(`cannot read ${file} (${describeError(err)})`, { cause: err })
-    );
-  }
 }

@@ -7,13 +7,14 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type Docker from "dockerode";
 import { lazyRequire } from "../lazy.js";
+import { DOCKER_HUB, formatReference, parseReference } from "../domain/reference.js";
 import { SyncError, describeError, isSyncError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
+import { oneLine } from "../util/text.js";
 import {
   connectionCode,
   engineDetail,
   httpStatus,
-  oneLine,
   registryFailure,
   unreachable,
   type RegistryFailureContext,
@@ -21,7 +22,6 @@ import {
 import { resolveDockerHost } from "./host.js";
 import { EngineStreamError, followMessages, type EngineMessage } from "./messages.js";
 import { toProgressEvent, type ProgressEvent } from "./progress.js";
-import { parseReference } from "./reference.js";
 
 const loadDockerode = lazyRequire<typeof Docker>("dockerode");
 
@@ -59,18 +59,6 @@ export interface PushedImage {
   digest: string;
   /** Manifest size in bytes, when the engine says. */
   size?: number;
-}
-
-export interface ImageDetails {
-  /** The image ID: the digest of its config. */
-  id: string;
-  repoTags: string[];
-  repoDigests: string[];
-  /** Diff IDs of the layers, base first (`RootFS.Layers`). */
-  layers: string[];
-  architecture: string;
-  os: string;
-  size: number;
 }
 
 const PING_TIMEOUT_MS = 10_000;
@@ -204,12 +192,7 @@ export class DockerEngine {
     auth: RegistryAuth,
     options: StreamOptions = {},
   ): Promise<PushedImage> {
-    const { repository, tag } = parseReference(reference);
-    if (!tag) {
-      throw new SyncError(`Cannot push ${reference}: the reference has no tag`, {
-        hint: "push a `registry/path:tag` reference",
-      });
-    }
+    const { name, tag } = splitTag(reference);
     const context: RegistryFailureContext = {
       action: "push",
       reference,
@@ -223,7 +206,7 @@ export class DockerEngine {
       "pushing image",
     );
     try {
-      const stream = await this.docker.getImage(repository).push({
+      const stream = await this.docker.getImage(name).push({
         tag,
         authconfig: authConfig(auth),
         ...(options.signal ? { abortSignal: options.signal } : {}),
@@ -274,8 +257,7 @@ export class DockerEngine {
     const context: RegistryFailureContext = {
       action: "pull",
       reference,
-      registry:
-        auth?.serveraddress ?? parseReference(reference).repository.split("/")[0] ?? reference,
+      registry: auth?.serveraddress ?? parseReference(reference)?.registry ?? DOCKER_HUB,
       ...(auth ? { username: auth.username } : {}),
     };
     let digest: string | undefined;
@@ -296,32 +278,6 @@ export class DockerEngine {
       throw this.failure(err, () => this.registryError(context, err), options.signal);
     }
     return { reference, ...(digest ? { digest } : {}) };
-  }
-
-  /** What the engine knows about an image, or undefined when it has none by that name. */
-  async inspectImage(reference: string): Promise<ImageDetails | undefined> {
-    try {
-      const info = await this.docker.getImage(reference).inspect();
-      return {
-        id: info.Id,
-        repoTags: info.RepoTags ?? [],
-        repoDigests: info.RepoDigests ?? [],
-        layers: info.RootFS?.Layers ?? [],
-        architecture: info.Architecture,
-        os: info.Os,
-        size: info.Size,
-      };
-    } catch (err) {
-      if (httpStatus(err) === 404) return undefined;
-      throw this.failure(
-        err,
-        () =>
-          new SyncError(`Cannot inspect image ${reference}: ${engineDetail(err)}`, {
-            hint: "see the Docker engine's log",
-            cause: err,
-          }),
-      );
-    }
   }
 
   /** Removes a name (or, by ID, the image); false when there was nothing by that name. */
@@ -377,6 +333,22 @@ export class DockerEngine {
     }
     return specific();
   }
+}
+
+/**
+ * The name the engine pushes (`registry/path`) and the tag, apart: the engine's push API takes
+ * them separately, and pushing without a tag would push every tag the name has.
+ */
+function splitTag(reference: string): { name: string; tag: string } {
+  const parsed = parseReference(reference);
+  const hint = "push a `registry/path:tag` reference";
+  if (!parsed) throw new SyncError(`Cannot push ${reference}: not an image reference`, { hint });
+  if (!parsed.tag)
+    throw new SyncError(`Cannot push ${reference}: the reference has no tag`, { hint });
+  return {
+    name: formatReference({ ...parsed, tag: undefined, digest: undefined }),
+    tag: parsed.tag,
+  };
 }
 
 /** The auth config the engine expects in X-Registry-Auth; dockerode encodes it. */

@@ -3,7 +3,8 @@
  * do next. The engine reports registry trouble as free text (an HTTP error body or a message in
  * the progress stream), so the kind of failure is read from the wording the engine uses.
  */
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, errorCode } from "../errors.js";
+import { oneLine } from "../util/text.js";
 
 export const UNREACHABLE_HINT =
   "start dockerd, set DOCKER_HOST, or use --engine registry (needs no daemon)";
@@ -24,9 +25,8 @@ const CONNECTION_CODES = new Set([
   "ENOTSOCK",
 ]);
 
-/** What dockerode's modem attaches to an error: an errno code or the engine's HTTP answer. */
+/** What dockerode's modem attaches to an error: the engine's HTTP answer. */
 interface ModemErrorFields {
-  code?: unknown;
   statusCode?: unknown;
   json?: unknown;
   name?: unknown;
@@ -38,9 +38,9 @@ function fields(err: unknown): ModemErrorFields {
 
 /** The errno code when the engine could not be reached at all; undefined for engine answers. */
 export function connectionCode(err: unknown): string | undefined {
-  const { code, name } = fields(err);
-  if (typeof code === "string" && CONNECTION_CODES.has(code)) return code;
-  if (name === "TimeoutError") return "timed out";
+  const code = errorCode(err);
+  if (code !== undefined && CONNECTION_CODES.has(code)) return code;
+  if (fields(err).name === "TimeoutError") return "timed out";
   return undefined;
 }
 
@@ -58,11 +58,6 @@ export function engineDetail(err: unknown): string {
   }
   if (Buffer.isBuffer(json) && json.length > 0) return oneLine(json.toString("utf8"));
   return oneLine(describeError(err).replace(/^\(HTTP code \d+\) [^-]*- /, ""));
-}
-
-export function oneLine(text: string, max = 300): string {
-  const flat = text.replace(/\s+/g, " ").trim();
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
 export function unreachable(address: string, code: string, cause?: unknown): SyncError {

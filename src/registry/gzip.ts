@@ -1,7 +1,6 @@
 import { availableParallelism } from "node:os";
 import { promisify } from "node:util";
-import zlib from "node:zlib";
-import { crc32 } from "../archive/crc32.js";
+import zlib, { crc32 } from "node:zlib";
 
 /**
  * Deterministic, parallel gzip (the scheme of pigz and Go's pgzip): the input is cut into

@@ -1,12 +1,15 @@
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream, createWriteStream, promises as fs, type WriteStream } from "node:fs";
+import { createReadStream, createWriteStream, promises as fs } from "node:fs";
 import { once } from "node:events";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { SyncError, describeError } from "../errors.js";
+import type { FetchLike } from "../net/http.js";
+import { retry } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
+import { MiB, formatMiB } from "../util/bytes.js";
 
 export interface DownloadProgress {
   /** Bytes of the file present so far (including what an earlier attempt left). */
@@ -32,7 +35,8 @@ export interface DownloadOptions {
   retryDelayMs?: number;
   /** Free bytes at a path; replaceable so tests can simulate a full disk. */
   freeBytes?: (dir: string) => Promise<number>;
-  fetchImpl?: typeof fetch;
+  /** The HTTP client's `fetch`; the global one by default. */
+  fetch?: FetchLike;
 }
 
 export interface DownloadResult {
@@ -45,7 +49,12 @@ export interface DownloadResult {
 }
 
 /** Room kept free beyond the download itself, so the host is not driven to 0 bytes. */
-const DISK_MARGIN = 64 * 1024 * 1024;
+const DISK_MARGIN = 64 * MiB;
+const IO_CHUNK = MiB;
+const DEFAULT_ATTEMPTS = 6;
+const DEFAULT_RETRY_DELAY_MS = 1000;
+/** No single wait between attempts grows past this, however many cuts came before. */
+const MAX_RETRY_DELAY_MS = 30_000;
 
 export async function statfsFreeBytes(dir: string): Promise<number> {
   const stats = await fs.statfs(dir);
@@ -61,22 +70,8 @@ async function sizeOf(file: string): Promise<number> {
 }
 
 async function hashFile(file: string, hash: Hash): Promise<void> {
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }))
+  for await (const chunk of createReadStream(file, { highWaterMark: IO_CHUNK }))
     hash.update(chunk as Buffer);
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
-      },
-      { once: true },
-    );
-  });
 }
 
 class HttpStatusError extends Error {
@@ -103,14 +98,24 @@ async function ensureSpace(
 ): Promise<void> {
   const free = await freeBytes(dir);
   if (free < needed + DISK_MARGIN) {
-    const mib = (n: number) => `${(n / 1024 ** 2).toFixed(0)} MiB`;
     throw new SyncError(
-      `not enough disk space in ${dir}: ${mib(needed)} needed, ${mib(free)} free`,
+      `not enough disk space in ${dir}: ${formatMiB(needed, 0)} needed, ${formatMiB(free, 0)} free`,
       {
         hint: "free some space (clean old tags with `gh-gitlab-sync clean`) or point --output-dir elsewhere",
       },
     );
   }
+}
+
+/** What is in `<dest>.part` so far, and the hash of exactly those bytes. */
+interface PartFile {
+  path: string;
+  have: number;
+  hash: Hash;
+  /** Bytes fetched over the network by this call. */
+  fetched: number;
+  /** The whole file's size: the artifact's, else learnt from the first Content-Length. */
+  total: number | undefined;
 }
 
 /**
@@ -119,113 +124,147 @@ async function ensureSpace(
  */
 export async function downloadFile(options: DownloadOptions): Promise<DownloadResult> {
   const { dest, logger, signal } = options;
-  const part = `${dest}.part`;
-  const maxAttempts = options.maxAttempts ?? 6;
-  const fetchImpl = options.fetchImpl ?? fetch;
   await fs.mkdir(path.dirname(dest), { recursive: true });
+  const part = await openPart(`${dest}.part`, options);
+  let attempts = 0;
+  try {
+    await retry(
+      async (attempt) => {
+        attempts = attempt;
+        if (attempt > 1) await rehash(part);
+        await fetchInto(part, options);
+      },
+      {
+        policy: {
+          attempts: options.maxAttempts ?? DEFAULT_ATTEMPTS,
+          baseDelayMs: options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
+          maxDelayMs: MAX_RETRY_DELAY_MS,
+        },
+        signal,
+        retryable,
+        onRetry: ({ attempt, delayMs, error }) =>
+          logger.warn(
+            { attempt, bytes: part.have, delayMs, error: describeError(error) },
+            "download interrupted; resuming",
+          ),
+      },
+    );
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    throw downloadFailure(err, attempts, part.path);
+  }
+  return finish(part.path, dest, part.have, part.hash.digest("hex"), {
+    ...options,
+    fetched: part.fetched,
+    attempts,
+  });
+}
 
-  let have = await sizeOf(part);
-  if (options.expectedSize !== undefined && have > options.expectedSize) {
+/**
+ * Takes over the part file an earlier run left, unless it is longer than the artifact (then it
+ * cannot be its beginning), and makes sure the disk has room for the rest before any fetching.
+ */
+async function openPart(file: string, options: DownloadOptions): Promise<PartFile> {
+  const { dest, logger, expectedSize } = options;
+  let have = await sizeOf(file);
+  if (expectedSize !== undefined && have > expectedSize) {
     logger.warn(
-      { part, have, expected: options.expectedSize },
+      { part: file, have, expected: expectedSize },
       "partial download is larger than the artifact; starting over",
     );
-    await fs.rm(part, { force: true });
+    await fs.rm(file, { force: true });
     have = 0;
   }
-  if (options.expectedSize !== undefined) {
+  if (expectedSize !== undefined) {
     await ensureSpace(
       path.dirname(dest),
-      options.expectedSize - have,
+      expectedSize - have,
       options.freeBytes ?? statfsFreeBytes,
     );
   }
-  let hash = createHash("sha256");
+  const hash = createHash("sha256");
   if (have > 0) {
-    logger.info({ part, bytes: have }, "resuming partial download");
-    await hashFile(part, hash);
+    logger.info({ part: file, bytes: have }, "resuming partial download");
+    await hashFile(file, hash);
   }
+  return { path: file, have, hash, fetched: 0, total: expectedSize };
+}
 
-  let fetched = 0;
-  let attempts = 0;
-  let total = options.expectedSize;
-  for (;;) {
-    attempts += 1;
-    let sink: WriteStream | undefined;
-    try {
-      const url = await options.resolveUrl();
-      const headers: Record<string, string> = have > 0 ? { Range: `bytes=${have}-` } : {};
-      const response = await fetchImpl(url, { headers, signal, redirect: "follow" });
-      if (have > 0 && response.status === 200) {
-        // The server ignored Range: this body is the whole file, so start the part file afresh.
-        logger.warn("server does not resume (no 206); downloading from the start");
-        have = 0;
-        hash = createHash("sha256");
-      }
-      if (
-        response.status === 416 &&
-        options.expectedSize !== undefined &&
-        have === options.expectedSize
-      ) {
-        await response.body?.cancel();
-        break;
-      }
-      if (response.status !== 200 && response.status !== 206) {
-        await response.body?.cancel();
-        throw new HttpStatusError(response.status, url);
-      }
-      const length = Number(response.headers.get("content-length") ?? Number.NaN);
-      if (total === undefined && Number.isFinite(length)) total = have + length;
-      if (!response.body) throw new Error("empty response body");
-      const counter = new Transform({
-        highWaterMark: 1 << 20,
-        transform(chunk: Buffer, _enc, done) {
-          hash.update(chunk);
-          have += chunk.length;
-          fetched += chunk.length;
-          options.onProgress?.({ bytes: have, total, fetched });
-          done(null, chunk);
-        },
-      });
-      sink = createWriteStream(part, { flags: have > 0 ? "a" : "w", highWaterMark: 1 << 20 });
-      await pipeline(
-        Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
-        counter,
-        sink,
-        { signal },
-      );
-      if (total !== undefined && have < total)
-        throw new Error(`connection closed at ${have} of ${total} bytes`);
-      break;
-    } catch (err) {
-      // A write still in flight when the pipeline failed lands after it: wait for the file to
-      // close, or the size read below (and the next append) would race it.
-      if (sink && !sink.closed) await once(sink, "close").catch(() => undefined);
-      if (signal?.aborted) throw err;
-      if (!retryable(err) || attempts >= maxAttempts) {
-        if (err instanceof HttpStatusError) {
-          throw new SyncError(`download failed: HTTP ${err.status} after ${attempts} attempt(s)`, {
-            hint: `the partial file ${part} is kept; rerun to resume`,
-          });
-        }
-        if (err instanceof SyncError) throw err;
-        throw new SyncError(`download failed after ${attempts} attempt(s): ${describeError(err)}`, {
-          hint: `the partial file ${part} is kept; rerun to resume`,
-        });
-      }
-      const delay = (options.retryDelayMs ?? 1000) * 2 ** (attempts - 1);
-      logger.warn(
-        { attempt: attempts, bytes: have, delayMs: delay, error: describeError(err) },
-        "download interrupted; resuming",
-      );
-      // Re-hash what is really on disk: a cut may leave other than what was counted.
-      have = await sizeOf(part);
-      hash = createHash("sha256");
-      if (have > 0) await hashFile(part, hash);
-      await sleep(delay, signal);
-    }
+/** Re-hash what is really on disk: a cut may leave other than what was counted. */
+async function rehash(part: PartFile): Promise<void> {
+  part.have = await sizeOf(part.path);
+  part.hash = createHash("sha256");
+  if (part.have > 0) await hashFile(part.path, part.hash);
+}
+
+/** One attempt: a fresh URL (signed ones expire), asked for the bytes after those on disk. */
+async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void> {
+  const { logger, signal, expectedSize } = options;
+  const fetch = options.fetch ?? globalThis.fetch;
+  const url = await options.resolveUrl();
+  const headers: Record<string, string> = part.have > 0 ? { Range: `bytes=${part.have}-` } : {};
+  const response = await fetch(url, { headers, signal, redirect: "follow" });
+  if (part.have > 0 && response.status === 200) {
+    // The server ignored Range: this body is the whole file, so start the part file afresh.
+    logger.warn("server does not resume (no 206); downloading from the start");
+    part.have = 0;
+    part.hash = createHash("sha256");
   }
-  return finish(part, dest, have, hash.digest("hex"), { ...options, fetched, attempts });
+  if (response.status === 416 && expectedSize !== undefined && part.have === expectedSize) {
+    await response.body?.cancel();
+    return;
+  }
+  if (response.status !== 200 && response.status !== 206) {
+    await response.body?.cancel();
+    throw new HttpStatusError(response.status, url);
+  }
+  const length = Number(response.headers.get("content-length") ?? Number.NaN);
+  if (part.total === undefined && Number.isFinite(length)) part.total = part.have + length;
+  if (!response.body) throw new Error("empty response body");
+  const counter = new Transform({
+    highWaterMark: IO_CHUNK,
+    transform(chunk: Buffer, _enc, done) {
+      part.hash.update(chunk);
+      part.have += chunk.length;
+      part.fetched += chunk.length;
+      options.onProgress?.({ bytes: part.have, total: part.total, fetched: part.fetched });
+      done(null, chunk);
+    },
+  });
+  const sink = createWriteStream(part.path, {
+    flags: part.have > 0 ? "a" : "w",
+    highWaterMark: IO_CHUNK,
+  });
+  try {
+    await pipeline(
+      Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
+      counter,
+      sink,
+      { signal },
+    );
+  } catch (err) {
+    // A write still in flight when the pipeline failed lands after it: wait for the file to
+    // close, or the next attempt's size read (and append) would race it.
+    if (!sink.closed) await once(sink, "close").catch(() => undefined);
+    throw err;
+  }
+  if (part.total !== undefined && part.have < part.total)
+    throw new Error(`connection closed at ${part.have} of ${part.total} bytes`);
+}
+
+function downloadFailure(err: unknown, attempts: number, part: string): SyncError {
+  if (err instanceof SyncError) return err;
+  const hint = `the partial file ${part} is kept; rerun to resume`;
+  if (err instanceof HttpStatusError) {
+    return new SyncError(`download failed: HTTP ${err.status} after ${attempts} attempt(s)`, {
+      hint,
+      cause: err,
+    });
+  }
+  return new SyncError(`download failed after ${attempts} attempt(s): ${describeError(err)}`, {
+    hint,
+    cause: err,
+  });
 }
 
 async function finish(

@@ -1,7 +1,6 @@
-import { promises as fs } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { writeJsonAtomic } from "../util/files.js";
+import { readJsonFileOrWarn, writeJsonAtomic, type Warner } from "../util/files.js";
 
 const entrySchema = z.object({
   attempts: z.number().int().nonnegative(),
@@ -33,17 +32,14 @@ export class FailureState {
   constructor(
     stateDir: string,
     private readonly policy: BackoffPolicy,
+    /** Told when failures.json is damaged; the records then start afresh. */
+    private readonly warner?: Warner,
   ) {
     this.file = path.join(stateDir, "failures.json");
   }
 
   async load(): Promise<Record<string, FailureEntry>> {
-    try {
-      const parsed = fileSchema.safeParse(JSON.parse(await fs.readFile(this.file, "utf8")));
-      return parsed.success ? parsed.data : {};
-    } catch {
-      return {};
-    }
+    return (await readJsonFileOrWarn(this.file, fileSchema, this.warner, "failure records")) ?? {};
   }
 
   /** The entry when the image is still waiting out its back-off, else undefined. */

@@ -2,7 +2,8 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { ImageTarballInfo } from "../archive/docker-save.js";
-import { writeJsonAtomic } from "../util/files.js";
+import { DIGEST_PATTERN } from "../domain/reference.js";
+import { readJsonFileOrWarn, writeJsonAtomic, type Warner } from "../util/files.js";
 
 /**
  * What prepare learnt of each tarball (layers, diff IDs, config digest), kept beside the plan so a
@@ -15,10 +16,10 @@ const infoSchema = z.object({
   layout: z.enum(["legacy", "oci"]),
   repoTags: z.array(z.string()),
   config: z.string(),
-  configDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  configDigest: z.string().regex(DIGEST_PATTERN),
   layers: z.array(z.string()),
   layerSizes: z.array(z.number().int().nonnegative()),
-  diffIds: z.array(z.string().regex(/^sha256:[0-9a-f]{64}$/)),
+  diffIds: z.array(z.string().regex(DIGEST_PATTERN)),
   architecture: z.string().optional(),
   os: z.string().optional(),
 });
@@ -41,19 +42,18 @@ export async function saveImageInfo(
   await writeJsonAtomic(path.join(tagDir, IMAGE_INFO_FILE), record);
 }
 
-/** The recorded inspections still valid for the files as they are now; empty when none are. */
-export async function loadImageInfo(tagDir: string): Promise<Map<string, ImageTarballInfo>> {
+/**
+ * The recorded inspections still valid for the files as they are now; empty when none are. A
+ * damaged record is only a lost shortcut: `warner` hears of it and the tarballs are read again.
+ */
+export async function loadImageInfo(
+  tagDir: string,
+  warner?: Warner,
+): Promise<Map<string, ImageTarballInfo>> {
   const valid = new Map<string, ImageTarballInfo>();
-  let parsed;
-  try {
-    parsed = fileSchema.safeParse(
-      JSON.parse(await fs.readFile(path.join(tagDir, IMAGE_INFO_FILE), "utf8")),
-    );
-  } catch {
-    return valid;
-  }
-  if (!parsed.success) return valid;
-  for (const [gitlabTag, entry] of Object.entries(parsed.data)) {
+  const file = path.join(tagDir, IMAGE_INFO_FILE);
+  const recorded = await readJsonFileOrWarn(file, fileSchema, warner, "recorded image inspections");
+  for (const [gitlabTag, entry] of Object.entries(recorded ?? {})) {
     try {
       const stat = await fs.stat(entry.file);
       if (stat.size === entry.size && stat.mtimeMs === entry.mtimeMs)

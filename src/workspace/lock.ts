@@ -2,7 +2,9 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
-import { SyncError } from "../errors.js";
+import { SyncError, errorCode } from "../errors.js";
+import { parseJsonFile } from "../util/files.js";
+import { isProcessAlive } from "../util/process.js";
 
 export const LOCK_FILE = ".gh-gitlab-sync.lock";
 
@@ -19,23 +21,10 @@ export interface WorkspaceLock {
   release(): Promise<void>;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
+/** The lock's holder; `undefined` when the file is gone or not a lock this tool wrote. */
 async function readHolder(file: string): Promise<LockHolder | undefined> {
-  try {
-    const parsed = holderSchema.safeParse(JSON.parse(await fs.readFile(file, "utf8")));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
+  const result = await parseJsonFile(file, holderSchema);
+  return result.ok ? result.value : undefined;
 }
 
 /**
@@ -71,10 +60,10 @@ export async function acquireWorkspaceLock(
         },
       };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      if (errorCode(err) !== "EEXIST") throw err;
     }
     const holder = await readHolder(file);
-    const stale = !holder || (holder.hostname === me.hostname && !alive(holder.pid));
+    const stale = !holder || (holder.hostname === me.hostname && !isProcessAlive(holder.pid));
     if (!stale && holder) {
       throw new SyncError(
         `${dir} is in use by '${holder.command}' (pid ${holder.pid} on ${holder.hostname}, since ${holder.started_at})`,

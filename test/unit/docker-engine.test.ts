@@ -1,6 +1,7 @@
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { classifyRegistryFailure, registryFailure } from "../../src/docker/failures.js";
+import { DockerEngine } from "../../src/docker/engine.js";
 import { resolveDockerHost } from "../../src/docker/host.js";
 import {
   EngineStreamError,
@@ -10,7 +11,7 @@ import {
   type EngineMessage,
 } from "../../src/docker/messages.js";
 import { isFinalStatus, toProgressEvent } from "../../src/docker/progress.js";
-import { parseReference } from "../../src/docker/reference.js";
+import { silentLogger } from "../../src/report/logger.js";
 
 const lines = (...records: unknown[]) =>
   records.map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n");
@@ -150,11 +151,19 @@ describe("Docker host and references", () => {
     expect(() => resolveDockerHost("unix://", {})).toThrow(/names no socket/);
   });
 
-  it("splits a reference into repository and tag, a registry port is not a tag", () => {
-    expect(parseReference("127.0.0.1:5000/g/x:1.0")).toMatchObject({
-      repository: "127.0.0.1:5000/g/x",
-      tag: "1.0",
+  it("refuses to push a reference without a tag, a registry port is not a tag", async () => {
+    // Refused before the engine is asked: no engine listens at this address.
+    const engine = new DockerEngine({
+      dockerHost: "unix:///nonexistent/docker.sock",
+      logger: silentLogger(),
     });
-    expect(parseReference("127.0.0.1:5000/g/x").tag).toBeUndefined();
+    const auth = { username: "u", password: "p", serveraddress: "127.0.0.1:5000" };
+    await expect(engine.pushImage("127.0.0.1:5000/g/x", auth)).rejects.toThrow(
+      "Cannot push 127.0.0.1:5000/g/x: the reference has no tag",
+    );
+    // With a tag it gets as far as the engine, which is not there.
+    await expect(engine.pushImage("127.0.0.1:5000/g/x:1.0", auth)).rejects.toThrow(
+      "Docker engine not reachable at unix:///nonexistent/docker.sock (ENOENT)",
+    );
   });
 });

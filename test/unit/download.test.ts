@@ -1,13 +1,13 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { downloadFile } from "../../src/workspace/download.js";
 import { SyncError } from "../../src/errors.js";
 import { silentLogger } from "../../src/report/logger.js";
+import { tempDir } from "./helpers.js";
 
 const body = Buffer.from("0123456789".repeat(1000));
 const sha = `sha256:${createHash("sha256").update(body).digest("hex")}`;
@@ -36,7 +36,7 @@ const base = { logger: silentLogger(), retryDelayMs: 1, freeBytes: async () => 1
 describe("downloadFile", () => {
   it("starts over when the server ignores Range, and still verifies", async () => {
     const url = await serve((_req, res) => res.end(body));
-    const dir = await mkdtemp(path.join(tmpdir(), "dl-"));
+    const dir = await tempDir("dl-");
     const dest = path.join(dir, "a.zip");
     await writeFile(`${dest}.part`, body.subarray(0, 500));
     const result = await downloadFile({
@@ -59,7 +59,7 @@ describe("downloadFile", () => {
       // Cut after the bytes have had time to reach the client's disk.
       setTimeout(() => res.destroy(), 50);
     });
-    const dir = await mkdtemp(path.join(tmpdir(), "dl-"));
+    const dir = await tempDir("dl-");
     const dest = path.join(dir, "a.zip");
     const run = downloadFile({
       ...base,
@@ -76,7 +76,7 @@ describe("downloadFile", () => {
 
   it("refuses a body of the wrong size and removes it", async () => {
     const url = await serve((_req, res) => res.end(body.subarray(0, 10)));
-    const dir = await mkdtemp(path.join(tmpdir(), "dl-"));
+    const dir = await tempDir("dl-");
     await expect(
       downloadFile({
         ...base,
@@ -96,7 +96,7 @@ describe("downloadFile", () => {
       res.statusCode = 404;
       res.end();
     });
-    const dir = await mkdtemp(path.join(tmpdir(), "dl-"));
+    const dir = await tempDir("dl-");
     await expect(
       downloadFile({ ...base, resolveUrl: async () => url, dest: path.join(dir, "a.zip") }),
     ).rejects.toThrow(/HTTP 404/);

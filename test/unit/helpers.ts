@@ -1,4 +1,7 @@
-import { expect } from "vitest";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { expect, onTestFinished } from "vitest";
 import { SyncError } from "../../src/errors.js";
 import { createLogger, type Logger } from "../../src/report/logger.js";
 
@@ -20,4 +23,11 @@ export async function failure(promise: Promise<unknown>): Promise<SyncError> {
   );
   expect(error).toBeInstanceOf(SyncError);
   return error as SyncError;
+}
+
+/** A fresh directory under the system's temporary directory, removed when the test ends. */
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
 }

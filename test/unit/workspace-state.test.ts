@@ -1,14 +1,14 @@
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { acquireWorkspaceLock, LOCK_FILE } from "../../src/workspace/lock.js";
 import { backoffSeconds, FailureState } from "../../src/workspace/failures.js";
+import { tempDir } from "./helpers.js";
 
 describe("workspace lock", () => {
   it("refuses a second holder and names the first", async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "lock-"));
+    const dir = await tempDir("lock-");
     const lock = await acquireWorkspaceLock(dir, "daemon");
     await expect(acquireWorkspaceLock(dir, "push x")).rejects.toThrow(
       new RegExp(`in use by 'daemon' \\(pid ${process.pid}`),
@@ -19,7 +19,7 @@ describe("workspace lock", () => {
   });
 
   it("takes over a stale lock left by a dead process", async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "lock-"));
+    const dir = await tempDir("lock-");
     const child = spawn(process.execPath, ["-e", "0"]);
     const deadPid = await new Promise<number>((resolve) =>
       child.on("exit", () => resolve(child.pid ?? 0)),
@@ -45,7 +45,7 @@ describe("failure state", () => {
   });
 
   it("records failures, waits them out, and clears on success", async () => {
-    const state = new FailureState(await mkdtemp(path.join(tmpdir(), "fail-")), policy);
+    const state = new FailureState(await tempDir("fail-"), policy);
     const t0 = new Date("2025-01-01T00:00:00Z");
     const first = await state.recordFailure("tag-a", "corrupt zip", t0);
     expect(first).toMatchObject({
