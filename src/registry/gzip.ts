@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { promisify } from "node:util";
-import zlib, { crc32 } from "node:zlib";
+import zlib from "node:zlib";
+import { KiB, MiB } from "../util/bytes.js";
 
 /**
  * Deterministic, parallel gzip (the scheme of pigz and Go's pgzip): the input is cut into
@@ -27,15 +28,15 @@ export interface GzipTotals {
 }
 
 export const DEFAULT_GZIP_LEVEL = 6;
-export const DEFAULT_BLOCK_SIZE = 1 << 20;
+export const DEFAULT_BLOCK_SIZE = MiB;
 /** Deflate's window: what a block may refer back to in the one before. */
-const WINDOW = 32 * 1024;
+const WINDOW = 32 * KiB;
 /** Fixed header: magic, deflate, no flags, mtime 0, no extra flags, OS "unknown". */
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
 /** A final, empty fixed-Huffman deflate block: ends the stream after the sync-flushed blocks. */
 const FINAL_BLOCK = Buffer.from([0x03, 0x00]);
 /** Samples of a block tried at level 1 to decide whether it compresses at all. */
-const SAMPLE = 4 * 1024;
+const SAMPLE = 4 * KiB;
 const INCOMPRESSIBLE_RATIO = 0.97;
 
 const deflateRaw = promisify(
@@ -60,7 +61,7 @@ export async function* deterministicGzip(
   let previous: Buffer | undefined;
   const inFlight: Array<Promise<Buffer>> = [];
   const start = (block: Buffer): void => {
-    crc = crc32(block, crc);
+    crc = zlib.crc32(block, crc);
     size += block.length;
     const dictionary = previous
       ? previous.subarray(Math.max(0, previous.length - WINDOW))

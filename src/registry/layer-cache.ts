@@ -1,8 +1,6 @@
-import { promises as fs } from "node:fs";
 import { z } from "zod";
-import { describeError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
-import { writeJsonAtomic } from "../util/files.js";
+import { readJsonFileOrWarn, writeJsonAtomic } from "../util/files.js";
 
 /**
  * What earlier pushes learnt about each layer, keyed by its diff-id (the sha256 of the
@@ -53,30 +51,8 @@ export class LayerCache {
    * lost optimisation, so it is logged and replaced rather than failing the push.
    */
   static async open(file: string, logger?: Logger): Promise<LayerCache> {
-    let text: string;
-    try {
-      text = await fs.readFile(file, "utf8");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
-        logger?.warn(
-          { file, err: describeError(err) },
-          "cannot read the layer cache; starting empty",
-        );
-      }
-      return new LayerCache(file);
-    }
-    let parsed: z.infer<typeof fileSchema> | undefined;
-    try {
-      const result = fileSchema.safeParse(JSON.parse(text));
-      if (result.success) parsed = result.data;
-    } catch {
-      parsed = undefined;
-    }
-    if (!parsed) {
-      logger?.warn({ file }, "the layer cache is damaged; starting empty");
-      return new LayerCache(file);
-    }
-    return new LayerCache(file, parsed.layers);
+    const parsed = await readJsonFileOrWarn(file, fileSchema, logger, "the layer cache");
+    return new LayerCache(file, parsed?.layers);
   }
 
   /** A cache that lives as long as the process (tests, one-off pushes). */

@@ -1,26 +1,19 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import tar from "tar-stream";
 import { inspectImageTarball, type ImageTarballInfo } from "../archive/docker-save.js";
 import { GUNZIP_CHUNK, checkedGunzip, gzipFailure } from "../archive/gzip-check.js";
 import { SyncError, describeError } from "../errors.js";
+import { limiter, mapLimit } from "../net/limit.js";
 import type { Logger } from "../report/logger.js";
-import { RegistryError, type RegistryClient } from "./client.js";
-import { deterministicGzip, type GzipOptions } from "./gzip.js";
+import type { RegistryClient } from "./client.js";
+import type { GzipOptions } from "./gzip.js";
+import { imageManifest } from "./image-manifest.js";
 import type { CachedLayer, LayerCache } from "./layer-cache.js";
-import { Semaphore, mapLimit } from "./limit.js";
-import {
-  DOCKER_CONFIG,
-  DOCKER_LAYER_GZIP,
-  DOCKER_MANIFEST,
-  OCI_CONFIG,
-  OCI_LAYER_GZIP,
-  OCI_LAYER_ZSTD,
-  OCI_MANIFEST,
-  shortDigest,
-} from "./media-types.js";
+import { REDOWNLOAD_HINT, uploadLayer } from "./layer-upload.js";
+import { shortDigest } from "./media-types.js";
+import { retryTransient } from "./transport.js";
 
 export type LayerAction = "uploaded" | "exists" | "mounted";
 
@@ -74,10 +67,6 @@ export interface PushTarballOptions {
 const DEFAULT_CONCURRENCY = 3;
 /** Tries of the streaming pass: a cut stream cannot be replayed, so the pass starts over. */
 const STREAM_ATTEMPTS = 3;
-const REDOWNLOAD_HINT = "the artifact is damaged; re-run download --force";
-
-const GZIP_MAGIC = [0x1f, 0x8b];
-const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
 /** tar-stream's entry stream (a streamx Readable). */
 type EntryBody = tar.ExtractEvents["entry"][1];
@@ -146,9 +135,8 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
 
   const layers = info.diffIds.map((diffId) => done.get(diffId) as PushedLayer);
   const { bytes, mediaType } = imageManifest(
-    info,
+    { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 },
     layers,
-    configBytes?.length ?? configInRegistry ?? 0,
   );
   const manifestDigest = await client.putManifest(
     repository,
@@ -253,41 +241,47 @@ async function uploadFromTarball(
   concurrency: number,
 ): Promise<Buffer | undefined> {
   let configBytes: Buffer | undefined;
-  for (let attempt = 1; ; attempt += 1) {
-    const left = wanted.filter((w) =>
-      w.kind === "config" ? configBytes === undefined : !done.has(w.diffId),
-    );
-    if (left.length === 0) return configBytes;
-    try {
+  await retryTransient(
+    async () => {
+      const left = wanted.filter((w) =>
+        w.kind === "config" ? configBytes === undefined : !done.has(w.diffId),
+      );
+      if (left.length === 0) return;
       await readTarball(options, left, concurrency, async (item, body) => {
         if (item.kind === "config") {
           configBytes = await readConfig(options.tarball, info, body);
           return;
         }
-        const layer = await uploadLayer(options, item, body);
-        done.set(layer.diffId, layer);
-        options.onProgress?.({ type: "layer", layer });
+        const layer = await uploadLayer(
+          {
+            client: options.client,
+            repository: options.repository,
+            tarball: options.tarball,
+            signal: options.signal,
+            gzip: options.gzip,
+            onRead: (bytes) => options.onProgress?.({ type: "read", diffId: item.diffId, bytes }),
+          },
+          item,
+          body,
+        );
+        options.cache.record(item.diffId, layer, options.client.registry, options.repository);
+        const pushedLayer = pushed(options, item.diffId, layer, "uploaded");
+        done.set(pushedLayer.diffId, pushedLayer);
+        options.onProgress?.({ type: "layer", layer: pushedLayer });
         await options.cache.save();
       });
-    } catch (err) {
-      options.signal?.throwIfAborted();
-      if (!(err instanceof RegistryError && err.retryable) || attempt >= STREAM_ATTEMPTS) {
-        throw err instanceof RegistryError && err.retryable
-          ? new RegistryError(err.message, { hint: err.hint, cause: err.cause, status: err.status })
-          : err;
-      }
-      options.logger.warn(
-        { repository: options.repository, attempt, err: describeError(err) },
-        "layer upload interrupted; reading the tarball again for the layers not yet up",
-      );
-      const policy = options.client.retryPolicy;
-      await sleep(
-        policy.baseDelayMs * 2 ** (attempt - 1),
-        undefined,
-        options.signal ? { signal: options.signal } : undefined,
-      );
-    }
-  }
+    },
+    {
+      policy: { ...options.client.retryPolicy, attempts: STREAM_ATTEMPTS },
+      signal: options.signal,
+      onRetry: ({ attempt, error }) =>
+        options.logger.warn(
+          { repository: options.repository, attempt, err: describeError(error) },
+          "layer upload interrupted; reading the tarball again for the layers not yet up",
+        ),
+    },
+  );
+  return configBytes;
 }
 
 /**
@@ -302,7 +296,7 @@ async function readTarball(
   handle: (item: Wanted, body: EntryBody) => Promise<void>,
 ): Promise<void> {
   const byPath = new Map(wanted.map((w) => [w.path, w]));
-  const slots = new Semaphore(concurrency);
+  const slots = limiter(concurrency);
   const jobs: Array<Promise<void>> = [];
   const controller = new AbortController();
   let failure: unknown;
@@ -320,19 +314,22 @@ async function readTarball(
       return;
     }
     byPath.delete(item.path);
-    void slots.acquire().then(() => {
+    // The tar stays where it is (no `next()`) until this entry has a slot and its body is read.
+    const job = slots(async () => {
+      // A failure or an abort ended the read while the entry waited: its body is gone.
+      if (controller.signal.aborted) return;
       body.on("end", () => {
         if (byPath.size > 0) return next();
         // Nothing more to read: the rest of the tar (often gigabytes of other layers) is skipped.
         allSeen = true;
         controller.abort();
       });
-      const job = handle(item, body).finally(() => slots.release());
-      jobs.push(job);
-      job.catch((err: unknown) => {
-        failure ??= err;
-        controller.abort();
-      });
+      await handle(item, body);
+    });
+    jobs.push(job);
+    job.catch((err: unknown) => {
+      failure ??= err;
+      controller.abort();
     });
   });
 
@@ -382,89 +379,4 @@ async function readConfig(file: string, info: ImageTarballInfo, body: EntryBody)
     });
   }
   return bytes;
-}
-
-/**
- * Uploads one layer from its tar entry. An uncompressed layer tar is gzipped here while its
- * diff-id is checked; a layer saved already compressed (Docker's containerd image store keeps
- * layers as pulled) goes up as it is.
- */
-async function uploadLayer(
-  options: PushTarballOptions,
-  item: Wanted,
-  body: EntryBody,
-): Promise<PushedLayer> {
-  const { client, repository, signal } = options;
-  const source = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  const first = await source.next();
-  const head: Buffer = first.done ? Buffer.alloc(0) : first.value;
-  const compression = startsWith(head, ZSTD_MAGIC)
-    ? "zstd"
-    : startsWith(head, GZIP_MAGIC)
-      ? "gzip"
-      : "none";
-  let read = 0;
-  const hash = createHash("sha256");
-  async function* entryBytes(): AsyncGenerator<Buffer> {
-    let next: IteratorResult<Buffer> = first;
-    while (!next.done) {
-      read += next.value.length;
-      if (compression === "none") hash.update(next.value);
-      options.onProgress?.({ type: "read", diffId: item.diffId, bytes: read });
-      yield next.value;
-      next = await source.next();
-    }
-  }
-  const blobSource =
-    compression === "none" ? deterministicGzip(entryBytes(), options.gzip) : entryBytes();
-  const mediaType = compression === "zstd" ? OCI_LAYER_ZSTD : DOCKER_LAYER_GZIP;
-  const blob = await client.uploadBlobStream(repository, blobSource, {
-    ...(signal ? { signal } : {}),
-    description: `layer ${shortDigest(item.diffId)}`,
-    beforeCommit: () => {
-      // Checked before the upload is committed, so a damaged tarball never reaches the registry
-      // under a name that would make later pushes trust it.
-      if (compression === "none" && `sha256:${hash.digest("hex")}` !== item.diffId) {
-        throw new SyncError(
-          `${options.tarball}: layer ${item.path} does not match its diff-id ${shortDigest(item.diffId)}`,
-          { hint: REDOWNLOAD_HINT },
-        );
-      }
-    },
-  });
-  const layer: CachedLayer = { digest: blob.digest, size: blob.size, mediaType };
-  options.cache.record(item.diffId, layer, client.registry, repository);
-  return pushed(options, item.diffId, layer, "uploaded");
-}
-
-function startsWith(bytes: Buffer, magic: number[]): boolean {
-  return bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b);
-}
-
-/**
- * A Docker schema 2 manifest, what `docker push` writes; an OCI one only when a layer is
- * zstd, which schema 2 cannot describe. Serialised like Docker's (three-space indent), and the
- * same inputs always give the same bytes, so a re-push leaves the manifest digest unchanged.
- */
-function imageManifest(
-  info: ImageTarballInfo,
-  layers: PushedLayer[],
-  configSize: number,
-): { bytes: Buffer; mediaType: string } {
-  const oci = layers.some((l) => l.mediaType === OCI_LAYER_ZSTD);
-  const manifest = {
-    schemaVersion: 2,
-    mediaType: oci ? OCI_MANIFEST : DOCKER_MANIFEST,
-    config: {
-      mediaType: oci ? OCI_CONFIG : DOCKER_CONFIG,
-      size: configSize,
-      digest: info.configDigest,
-    },
-    layers: layers.map((l) => ({
-      mediaType: oci && l.mediaType === DOCKER_LAYER_GZIP ? OCI_LAYER_GZIP : l.mediaType,
-      size: l.size,
-      digest: l.digest,
-    })),
-  };
-  return { bytes: Buffer.from(JSON.stringify(manifest, null, 3)), mediaType: manifest.mediaType };
 }

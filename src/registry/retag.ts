@@ -1,9 +1,9 @@
 import { Readable } from "node:stream";
 import { z } from "zod";
 import { SyncError } from "../errors.js";
+import { mapLimit } from "../net/limit.js";
 import type { Logger } from "../report/logger.js";
 import type { ManifestResult, RegistryClient } from "./client.js";
-import { mapLimit } from "./limit.js";
 import { ANY_MANIFEST, isManifestList, shortDigest } from "./media-types.js";
 
 export interface RetagOptions {

@@ -3,10 +3,13 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { registryScheme } from "../../src/domain/reference.js";
+import type { FetchLike } from "../../src/net/http.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { parseChallenge, scopeKey } from "../../src/registry/auth.js";
-import { RegistryClient, registryScheme, sha256Digest } from "../../src/registry/client.js";
+import { RegistryClient, sha256Digest } from "../../src/registry/client.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
+import { RegistryError } from "../../src/registry/registry-error.js";
 import {
   GITLAB_TOKEN,
   PROJECT_PATH,
@@ -217,14 +220,12 @@ describe.skipIf(gate.skip)(`RegistryClient on the real registry ${gate.reason}`,
 
   it("retries 5xx answers and connection failures, then names registry, repository and operation", async () => {
     let calls = 0;
-    const flaky: typeof fetch = async (input, init) => {
+    const flaky: FetchLike = async (input, init) => {
       const url = String(input instanceof Request ? input.url : input);
       if (url.includes("/manifests/") && calls++ < 2) return new Response("busy", { status: 503 });
       return fetch(input, init);
     };
-    expect(
-      await client({ fetchImpl: flaky }).getManifest(repo("x86/a"), "missing"),
-    ).toBeUndefined();
+    expect(await client({ fetch: flaky }).getManifest(repo("x86/a"), "missing")).toBeUndefined();
     expect(calls).toBe(3);
 
     const closed = `127.0.0.1:${await freePort()}`;
@@ -233,7 +234,7 @@ describe.skipIf(gate.skip)(`RegistryClient on the real registry ${gate.reason}`,
       `registry ${closed} unreachable while checking blob sha256:aaaaaaaaaaaa… in ${repo("x86/a")} (ECONNREFUSED)`,
     );
     expect(error.hint).toBe("is it up? rerun to resume; blobs already uploaded are skipped");
-    const always503: typeof fetch = async (input, init) => {
+    const always503: FetchLike = async (input, init) => {
       const url = String(input instanceof Request ? input.url : input);
       if (url.includes("/manifests/"))
         return new Response(
@@ -243,7 +244,7 @@ describe.skipIf(gate.skip)(`RegistryClient on the real registry ${gate.reason}`,
       return fetch(input, init);
     };
     const busy = await failure(
-      client({ fetchImpl: always503 }).putManifest(
+      client({ fetch: always503 }).putManifest(
         repo("x86/a"),
         "t",
         Buffer.from("{}"),
@@ -253,6 +254,11 @@ describe.skipIf(gate.skip)(`RegistryClient on the real registry ${gate.reason}`,
     expect(busy.message).toBe(
       `registry ${tb.gitlab.registryHost} answered 503 (UNAVAILABLE: down for maintenance) while writing manifest ${repo("x86/a")}:t`,
     );
+    // The registry's own code stays on the error, and its retries are spent.
+    expect(busy).toBeInstanceOf(RegistryError);
+    expect((busy as RegistryError).code).toBe("UNAVAILABLE");
+    expect((busy as RegistryError).status).toBe(503);
+    expect((busy as RegistryError).retryable).toBe(false);
   });
 
   it("words a repository the user may not push to", async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SyncError } from "../../src/errors.js";
+import type { FetchLike } from "../../src/net/http.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
@@ -187,7 +188,7 @@ describe.skipIf(gate.skip)(`retag through the registry API ${gate.reason}`, () =
 
   it("copies the blobs through itself when the registry will not mount them", async () => {
     // Without `mount`, the registry opens a plain upload session: what a refused mount looks like.
-    const noMount: typeof fetch = async (input, init) => {
+    const noMount: FetchLike = async (input, init) => {
       const url = new URL(String(input instanceof Request ? input.url : input));
       url.searchParams.delete("mount");
       url.searchParams.delete("from");
@@ -198,7 +199,7 @@ describe.skipIf(gate.skip)(`retag through the registry API ${gate.reason}`, () =
       username: REGISTRY_USER,
       password: REGISTRY_PASSWORD,
       logger,
-      fetchImpl: noMount,
+      fetch: noMount,
     });
     const result = await retag({
       client: stubborn,

@@ -1,0 +1,83 @@
+import { createHash } from "node:crypto";
+import { SyncError } from "../errors.js";
+import type { RegistryClient } from "./client.js";
+import { deterministicGzip, type GzipOptions } from "./gzip.js";
+import type { CachedLayer } from "./layer-cache.js";
+import { DOCKER_LAYER_GZIP, OCI_LAYER_ZSTD, shortDigest } from "./media-types.js";
+
+export const REDOWNLOAD_HINT = "the artifact is damaged; re-run download --force";
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+export interface LayerUploadOptions {
+  client: RegistryClient;
+  repository: string;
+  /** The tarball the layer comes from, for error messages. */
+  tarball: string;
+  signal?: AbortSignal | undefined;
+  gzip?: GzipOptions | undefined;
+  /** Running count of the layer's bytes read from the tarball. */
+  onRead?: (bytes: number) => void;
+}
+
+export interface LayerEntry {
+  /** The layer's path inside the tarball. */
+  path: string;
+  diffId: string;
+}
+
+/**
+ * Uploads one layer from its tar entry. An uncompressed layer tar is gzipped here while its
+ * diff-id is checked; a layer saved already compressed (Docker's containerd image store keeps
+ * layers as pulled) goes up as it is.
+ */
+export async function uploadLayer(
+  options: LayerUploadOptions,
+  entry: LayerEntry,
+  body: AsyncIterable<unknown>,
+): Promise<CachedLayer> {
+  const { client, repository, signal } = options;
+  const source = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const first = await source.next();
+  const head: Buffer = first.done ? Buffer.alloc(0) : first.value;
+  const compression = startsWith(head, ZSTD_MAGIC)
+    ? "zstd"
+    : startsWith(head, GZIP_MAGIC)
+      ? "gzip"
+      : "none";
+  let read = 0;
+  const hash = createHash("sha256");
+  async function* entryBytes(): AsyncGenerator<Buffer> {
+    let next: IteratorResult<Buffer> = first;
+    while (!next.done) {
+      read += next.value.length;
+      if (compression === "none") hash.update(next.value);
+      options.onRead?.(read);
+      yield next.value;
+      next = await source.next();
+    }
+  }
+  const blobSource =
+    compression === "none" ? deterministicGzip(entryBytes(), options.gzip) : entryBytes();
+  const mediaType = compression === "zstd" ? OCI_LAYER_ZSTD : DOCKER_LAYER_GZIP;
+  const blob = await client.uploadBlobStream(repository, blobSource, {
+    ...(signal ? { signal } : {}),
+    description: `layer ${shortDigest(entry.diffId)}`,
+    beforeCommit: () => {
+      // Checked before the upload is committed, so a damaged tarball never reaches the registry
+      // under a name that would make later pushes trust it.
+      if (compression === "none" && `sha256:${hash.digest("hex")}` !== entry.diffId) {
+        throw new SyncError(
+          `${options.tarball}: layer ${entry.path} does not match its diff-id ${shortDigest(entry.diffId)}`,
+          { hint: REDOWNLOAD_HINT },
+        );
+      }
+    },
+  });
+  return { digest: blob.digest, size: blob.size, mediaType };
+}
+
+function startsWith(bytes: Buffer, magic: number[]): boolean {
+  return bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b);
+}

@@ -1,0 +1,157 @@
+import { SyncError, describeError, errorCode } from "../errors.js";
+import { serverDelayMs } from "../net/retry.js";
+import { oneLine } from "../util/text.js";
+
+/**
+ * The registry's failures, worded once (go-containerregistry's `transport.Error`): what the
+ * operator reads when a request fails, with the registry's own error code kept alongside.
+ */
+
+export const CREDENTIALS_HINT =
+  "check --registry-username/--registry-password (or the env vars GITLAB_REGISTRY_USERNAME/" +
+  "GITLAB_REGISTRY_PASSWORD, CI_REGISTRY_USER/CI_REGISTRY_PASSWORD); a GitLab token needs the " +
+  "read_registry and write_registry scopes";
+export const GENERIC_RESUME_HINT = "is it up? check --registry, then rerun";
+const PUSH_RESUME_HINT = "is it up? rerun to resume; blobs already uploaded are skipped";
+
+interface RegistryErrorOptions {
+  hint?: string | undefined;
+  cause?: unknown;
+  retryable?: boolean;
+  status?: number | undefined;
+  code?: string | undefined;
+  retryAfterMs?: number | undefined;
+}
+
+/** A registry failure; `retryable` marks a transient one the client could not replay itself. */
+export class RegistryError extends SyncError {
+  readonly retryable: boolean;
+  readonly status: number | undefined;
+  /** The registry's own error code from its `{"errors":[{"code",…}]}` body, e.g. `BLOB_UNKNOWN`. */
+  readonly code: string | undefined;
+  /** How long the registry asked to be left alone before another try (`retry-after`). */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, options: RegistryErrorOptions) {
+    super(message, { hint: options.hint, cause: options.cause });
+    this.name = "RegistryError";
+    this.retryable = options.retryable ?? false;
+    this.status = options.status;
+    this.code = options.code;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+
+  /** The same failure with its retries spent: whoever catches it must not try again. */
+  final(): RegistryError {
+    const { hint, cause, status, code } = this;
+    return new RegistryError(this.message, { hint, cause, status, code });
+  }
+}
+
+/** A failure another attempt may cure: the network, a 5xx or a 429. */
+export function isTransient(err: unknown): err is RegistryError {
+  return err instanceof RegistryError && err.retryable;
+}
+
+/** Who was asking: the registry and the user the messages name. */
+export interface Asker {
+  registry: string;
+  username: string | undefined;
+}
+
+/** The token service or the registry said no to the credentials themselves. */
+export function refusedError(asker: Asker, status: number): RegistryError {
+  const { registry, username } = asker;
+  if (username === undefined) {
+    return new RegistryError(`registry ${registry} requires credentials (${status})`, {
+      hint: CREDENTIALS_HINT,
+      status,
+    });
+  }
+  return new RegistryError(
+    `registry ${registry} refused the credentials of user ${username} (${status})`,
+    { hint: CREDENTIALS_HINT, status },
+  );
+}
+
+/** The request never got an answer (refused, reset, timed out). */
+export function unreachableError(
+  asker: Asker,
+  operation: string,
+  err: unknown,
+  retryable: boolean,
+): RegistryError {
+  const isUpload = /blob|layer/.test(operation);
+  return new RegistryError(
+    `registry ${asker.registry} unreachable while ${operation} (${codeOf(err)})`,
+    { hint: isUpload ? PUSH_RESUME_HINT : GENERIC_RESUME_HINT, cause: err, retryable },
+  );
+}
+
+/** The error for an answer the caller did not expect; reads (and so consumes) its body. */
+export async function statusError(
+  asker: Asker,
+  res: Response,
+  operation: string,
+  repository: string,
+  retryable = false,
+): Promise<RegistryError> {
+  const { registry, username } = asker;
+  const { code, detail } = await errorBody(res);
+  const status = res.status;
+  if (status === 401 || status === 403) {
+    const who = username === undefined ? "anonymous access" : `user ${username}`;
+    return new RegistryError(
+      `registry ${registry} denied ${who} on ${repository || "the registry"} while ${operation} (${status}${detail ? `: ${detail}` : ""})`,
+      {
+        hint:
+          username === undefined
+            ? CREDENTIALS_HINT
+            : "the user needs write access (Developer role, write_registry) to that project",
+        status,
+        code,
+      },
+    );
+  }
+  const what = `registry ${registry} answered ${status}${detail ? ` (${detail})` : ""} while ${operation}`;
+  if (status >= 500 || status === 429) {
+    return new RegistryError(what, {
+      hint: "the registry is failing; rerun later",
+      status,
+      code,
+      retryable,
+      retryAfterMs: serverDelayMs(res.headers),
+    });
+  }
+  return new RegistryError(what, {
+    hint: "unexpected answer from the registry; rerun with --log-level debug for the requests",
+    status,
+    code,
+  });
+}
+
+/** `ECONNREFUSED`, `ECONNRESET`, …: what an operator searches for, rather than "fetch failed". */
+export function codeOf(err: unknown): string {
+  return errorCode(err) ?? describeError(err);
+}
+
+/** The registry's own `{"errors":[{"code","message"}]}`, shortened to one line. */
+async function errorBody(res: Response): Promise<{ code?: string; detail: string }> {
+  let text = "";
+  try {
+    text = await res.text();
+  } catch {
+    return { detail: "" };
+  }
+  try {
+    const parsed = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown }> };
+    const first = parsed.errors?.[0];
+    if (first) {
+      const detail = [first.code, first.message].filter((p) => typeof p === "string").join(": ");
+      return typeof first.code === "string" ? { code: first.code, detail } : { detail };
+    }
+  } catch {
+    // Not JSON: fall through to the raw text.
+  }
+  return { detail: oneLine(text, 200) };
+}
