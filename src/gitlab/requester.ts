@@ -9,7 +9,7 @@ import {
 } from "@gitbeaker/requester-utils";
 import { GitbeakerRequestError, GitbeakerTimeoutError } from "@gitbeaker/rest";
 import { errorCode, isAbortError } from "../errors.js";
-import { isTransientCode, type FetchLike } from "../net/http.js";
+import type { FetchLike } from "../net/http.js";
 import { retry, serverDelayMs, type RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 
@@ -39,6 +39,17 @@ const RETRY_STATUSES = new Set([429, 500, 502, 503, 504]);
 // A 5xx or a cut connection may come after the server acted; only repeat what is safe to repeat.
 // A 429 means the request was turned away unprocessed, so it is retried whatever the method.
 const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]);
+// Transient socket failures; a refused connection or an unknown host is left to fail at once.
+// Not net/http's isTransientCode: loading net/http loads undici, whose global dispatcher then
+// replaces the one Node's own fetch uses (and breaks the registry's streamed uploads on Node 20).
+const RETRY_NETWORK_CODES = new Set([
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EAI_AGAIN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
 
 interface HandlerOptions {
   headers?: Record<string, string>;
@@ -82,7 +93,10 @@ async function requestError(request: Request, response: Response): Promise<Gitbe
  */
 function retryable(error: unknown, method: string): boolean | number {
   const response = error instanceof GitbeakerRequestError ? error.cause?.response : undefined;
-  if (!response) return isTransientCode(errorCode(error)) && IDEMPOTENT.has(method);
+  if (!response) {
+    const code = errorCode(error);
+    return code !== undefined && RETRY_NETWORK_CODES.has(code) && IDEMPOTENT.has(method);
+  }
   if (!RETRY_STATUSES.has(response.status)) return false;
   if (response.status !== 429 && !IDEMPOTENT.has(method)) return false;
   return serverDelayMs(response.headers) ?? true;
