@@ -38,8 +38,9 @@ export function githubServices(ctx: CommandContext, raw: Record<string, unknown>
     baseUrl: options.githubApiUrl,
     token: token.value,
     logger: ctx.logger,
+    signal: ctx.signal,
   });
-  return { options, client, cache: new MetadataCache(stateDirFor(workspace)) };
+  return { options, client, cache: new MetadataCache(stateDirFor(workspace), ctx.logger) };
 }
 
 export function gitlabServices(ctx: CommandContext, raw: Record<string, unknown>): GitlabServices {

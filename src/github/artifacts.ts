@@ -1,6 +1,5 @@
 import { SyncError } from "../errors.js";
 import type { GithubClient } from "./client.js";
-import { toGithubError } from "./errors.js";
 import { redirectLocation } from "./redirect.js";
 import { parseRepo } from "./runs.js";
 
@@ -16,29 +15,26 @@ export interface RunArtifact {
   digest?: string | null;
 }
 
+export interface RunArtifactsRequest {
+  repo: string;
+  runId: number;
+  /** @deprecated the client's own signal (createGithubClient) ends its requests; ignored. */
+  signal?: AbortSignal;
+}
+
 export async function listRunArtifacts(
   client: GithubClient,
-  { repo, runId, signal }: { repo: string; runId: number; signal?: AbortSignal },
+  { repo, runId }: RunArtifactsRequest,
 ): Promise<RunArtifact[]> {
   const { owner, repo: name } = parseRepo(repo);
-  try {
-    const artifacts = await client.paginate(
-      "GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts",
-      {
-        owner,
-        repo: name,
-        run_id: runId,
-        per_page: 100,
-        ...(signal ? { request: { signal } } : {}),
-      },
-    );
-    return artifacts.map((a) => ({
-      ...a,
-      digest: (a as { digest?: string | null }).digest ?? null,
-    }));
-  } catch (err) {
-    throw toGithubError(err, `artifacts of run ${runId} in ${repo}`);
-  }
+  const artifacts = await client.paginate(
+    "GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts",
+    { owner, repo: name, run_id: runId, per_page: 100 },
+  );
+  return artifacts.map((a) => ({
+    ...a,
+    digest: (a as { digest?: string | null }).digest ?? null,
+  }));
 }
 
 /** The workflow names its images artifact `presto-images-<run_id>`; else take the only one there is. */
@@ -82,17 +78,22 @@ export function chooseArtifact(
   return chosen;
 }
 
+export interface ArtifactRequest {
+  repo: string;
+  artifactId: number;
+  /** @deprecated the client's own signal (createGithubClient) ends its requests; ignored. */
+  signal?: AbortSignal;
+}
+
 /** A fresh pre-signed download address for each attempt; the token goes only to the API. */
 export function artifactUrlResolver(
   client: GithubClient,
-  { repo, artifactId, signal }: { repo: string; artifactId: number; signal?: AbortSignal },
+  { repo, artifactId }: ArtifactRequest,
 ): () => Promise<string> {
   const ref = parseRepo(repo);
   return () =>
-    redirectLocation(
-      { ...ref, client, signal },
-      "GET /repos/{owner}/{repo}/actions/artifacts/{artifact_id}/zip",
-      { artifact_id: artifactId },
-      `artifact ${artifactId} of ${repo}`,
-    );
+    redirectLocation(client, "GET /repos/{owner}/{repo}/actions/artifacts/{artifact_id}/zip", {
+      ...ref,
+      artifact_id: artifactId,
+    });
 }

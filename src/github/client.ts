@@ -1,12 +1,25 @@
 import { Octokit } from "@octokit/rest";
 import { retry } from "@octokit/plugin-retry";
 import { throttling } from "@octokit/plugin-throttling";
+import { describeError, isAbortError } from "../errors.js";
+import type { FetchLike } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
+import { describeRead, toGithubError } from "./errors.js";
 
 export { toGithubError, NoMetadataError, redactUrl } from "./errors.js";
 
 const GithubOctokit = Octokit.plugin(retry, throttling);
-export type GithubClient = InstanceType<typeof GithubOctokit>;
+
+/**
+ * How the signed addresses GitHub redirects to (job logs, run-log zips, artifacts) are read:
+ * with the same fetch and abort signal as the API, and never with the token.
+ */
+export interface BlobAccess {
+  fetch: FetchLike;
+  signal: AbortSignal | undefined;
+}
+
+export type GithubClient = InstanceType<typeof GithubOctokit> & { readonly blobs: BlobAccess };
 
 export const DEFAULT_GITHUB_API_URL = "https://api.github.com";
 
@@ -22,11 +35,34 @@ export interface GithubClientOptions {
   maxRateLimitWaits?: number;
   /** A rate limit that resets later than this is reported instead of waited out. */
   maxRateLimitWaitSeconds?: number;
+  /** Ends every request of this client, API and blob reads alike. */
+  signal?: AbortSignal;
+  /** The global `fetch` by default. */
+  fetch?: FetchLike;
 }
 
 // Rate limits are the throttling plugin's job: letting plugin-retry also retry them would
 // stack its own blind back-off on top of the wait the server asked for.
 const DO_NOT_RETRY = [400, 401, 403, 404, 410, 422, 429, 451];
+
+/**
+ * Octokit passes an AbortError on as it is, but wraps any other fetch failure into a 500 that
+ * plugin-retry then retries for 14 s; a request cancelled with a reason of our own (the CLI's
+ * "interrupted by SIGINT") must end at once, so its failure is named an AbortError.
+ */
+function cancellable(fetch: FetchLike): FetchLike {
+  return async (input, init) => {
+    try {
+      return await fetch(input, init);
+    } catch (err) {
+      const signal = init?.signal;
+      if (!signal?.aborted || isAbortError(err)) throw err;
+      const cancelled = new Error(describeError(signal.reason), { cause: signal.reason });
+      cancelled.name = "AbortError";
+      throw cancelled;
+    }
+  };
+}
 
 interface ThrottledRequest {
   method?: string;
@@ -35,10 +71,13 @@ interface ThrottledRequest {
 
 /**
  * The one way the tool talks to the GitHub API: Octokit with retries on 5xx and resets, and
- * waits (logged) on primary and secondary rate limits.
+ * waits (logged) on primary and secondary rate limits. Two hooks, registered after the plugins
+ * so that they wrap them, give every request the client's abort signal and turn every final
+ * failure into one operator-facing line; no call site has to remember either.
  */
 export function createGithubClient(options: GithubClientOptions): GithubClient {
-  const { logger } = options;
+  const { logger, signal } = options;
+  const fetch = options.fetch ?? globalThis.fetch;
   const maxWaits = options.maxRateLimitWaits ?? 3;
   const maxWaitSeconds = options.maxRateLimitWaitSeconds ?? 15 * 60;
 
@@ -62,10 +101,11 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
       return true;
     };
 
-  return new GithubOctokit({
+  const octokit = new GithubOctokit({
     baseUrl: (options.baseUrl ?? DEFAULT_GITHUB_API_URL).replace(/\/+$/, ""),
     ...(options.token ? { auth: options.token } : {}),
     userAgent: options.userAgent ?? "gh-gitlab-sync",
+    request: { fetch: cancellable(fetch) },
     log: {
       debug: (message: string) => logger.debug(message),
       // Octokit logs every request at info; that is debugging detail for an operator.
@@ -79,4 +119,21 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
       onSecondaryRateLimit: onLimit("secondary rate limit"),
     },
   });
+
+  if (signal) {
+    octokit.hook.before("request", (request) => {
+      // A fresh object: without per-call request options this one is the client's defaults.
+      const own = request.request.signal as AbortSignal | undefined;
+      request.request = {
+        ...request.request,
+        signal: own ? AbortSignal.any([signal, own]) : signal,
+      };
+    });
+  }
+  octokit.hook.error("request", (error, request) => {
+    const { method, url } = octokit.request.endpoint.parse(request);
+    throw toGithubError(error, describeRead(method, url));
+  });
+
+  return Object.assign(octokit, { blobs: { fetch, signal } });
 }

@@ -1,4 +1,5 @@
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, isAbortError } from "../errors.js";
+import { oneLine } from "../util/text.js";
 
 /**
  * The run's logs were read but hold no metadata block (e.g. the run failed before the step
@@ -13,6 +14,21 @@ export class NoMetadataError extends SyncError {
     });
     this.name = "NoMetadataError";
     this.runId = runId;
+  }
+}
+
+/**
+ * A GitHub API failure put into words. It keeps the HTTP status, because Octokit's paginator
+ * (which sees the error after the client's error hook) ends a listing on a 409 by its status,
+ * and the log routes stop trying other jobs after a 401.
+ */
+export class GithubError extends SyncError {
+  readonly status: number | undefined;
+
+  constructor(message: string, options: { hint?: string; cause: unknown; status?: number }) {
+    super(message, options);
+    this.name = "GithubError";
+    this.status = options.status;
   }
 }
 
@@ -43,8 +59,57 @@ export function redactUrl(url: string | undefined): string {
   }
 }
 
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, " ").trim();
+/** The repository part of an API path: by name, or by id in the `link` of a next page. */
+const REPO = String.raw`/(?:repos/(?<owner>[^/]+)/(?<name>[^/]+)|repositories/(?<repoId>\d+))`;
+
+interface Read {
+  pattern: RegExp;
+  what: (id: string, repo: string) => string;
+}
+
+/** An API path ending in `tail` (whose last group is the id) reads `what`. */
+function read(tail: string, what: Read["what"]): Read {
+  return { pattern: new RegExp(`${REPO}${tail}$`), what };
+}
+
+/** What each API address the tool reads holds, in the words of its error messages. */
+const READS: Read[] = [
+  read("/actions/workflows/([^/]+)/runs", (id, repo) => `runs of workflow ${id} in ${repo}`),
+  read("/actions/runs/(\\d+)/artifacts", (id, repo) => `artifacts of run ${id} in ${repo}`),
+  read("/actions/runs/(\\d+)/jobs", (id, repo) => `jobs of run ${id} in ${repo}`),
+  read("/actions/runs/(\\d+)/logs", (id) => `the logs of run ${id}`),
+  read("/actions/jobs/(\\d+)/logs", (id, repo) => `the log of job ${id} in ${repo}`),
+  read("/actions/artifacts/(\\d+)/zip", (id, repo) => `artifact ${id} of ${repo}`),
+];
+
+function decoded(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+/**
+ * What a request to `url` was reading ("runs of workflow x.yml in owner/repo"), for error
+ * messages. Taken from the address, because that is all the paginator passes on for its pages.
+ * A next page GitHub names by repository id says so; an address not listed is named as it is.
+ */
+export function describeRead(method: string, url: string): string {
+  let pathname: string;
+  try {
+    pathname = new URL(url).pathname;
+  } catch {
+    pathname = url.split("?")[0] ?? url;
+  }
+  for (const { pattern, what } of READS) {
+    const match = pattern.exec(pathname);
+    if (!match) continue;
+    const { owner, name, repoId } = match.groups ?? {};
+    const repo = owner && name ? `${decoded(owner)}/${decoded(name)}` : `repository ${repoId}`;
+    return what(decoded(match[match.length - 1] ?? ""), repo);
+  }
+  return `${method} ${pathname}`;
 }
 
 function header(err: RequestErrorLike, name: string): string | undefined {
@@ -82,61 +147,58 @@ function isNetworkFailure(err: RequestErrorLike): boolean {
 
 /**
  * Turns whatever a GitHub call threw into one operator-facing line naming `what` was being
- * read and what to do next.
+ * read and what to do next. The client's error hook applies it to every API request.
  */
 export function toGithubError(err: unknown, what: string): SyncError {
   if (err instanceof SyncError) return err;
   if (!isRequestErrorLike(err)) {
-    if (err instanceof Error && err.name === "AbortError") {
+    if (isAbortError(err)) {
       return new SyncError(`reading ${what} was cancelled`, { cause: err });
     }
-    return new SyncError(oneLine(`reading ${what} failed: ${describeError(err)}`), { cause: err });
+    return new SyncError(`reading ${what} failed: ${oneLine(describeError(err))}`, { cause: err });
   }
+  const { status } = err;
   const detail = oneLine(err.message);
+  const fail = (message: string, hint?: string): GithubError =>
+    new GithubError(message, { ...(hint ? { hint } : {}), cause: err, status });
   if (isNetworkFailure(err)) {
-    return new SyncError(
+    return fail(
       `could not reach ${redactUrl(err.request?.url)} while reading ${what}: ${detail}`,
-      {
-        hint: "check --github-api-url / GITHUB_API_URL and the network connection",
-        cause: err,
-      },
+      "check --github-api-url / GITHUB_API_URL and the network connection",
     );
   }
-  if (err.status === 401) {
-    return new SyncError(`GitHub rejected the token (401 ${detail}) while reading ${what}`, {
-      hint: `${TOKEN_SOURCES_HINT}; ${TOKEN_SCOPE}`,
-      cause: err,
-    });
+  if (status === 401) {
+    return fail(
+      `GitHub rejected the token (401 ${detail}) while reading ${what}`,
+      `${TOKEN_SOURCES_HINT}; ${TOKEN_SCOPE}`,
+    );
   }
   if (isRateLimited(err)) {
-    return new SyncError(`GitHub rate limit exceeded while reading ${what} (${err.status})`, {
-      hint: rateLimitHint(err),
-      cause: err,
-    });
+    return fail(`GitHub rate limit exceeded while reading ${what} (${status})`, rateLimitHint(err));
   }
-  if (err.status === 403) {
-    return new SyncError(`GitHub refused access to ${what} (403 ${detail})`, {
-      hint: `${TOKEN_SCOPE}; ${TOKEN_SOURCES_HINT}`,
-      cause: err,
-    });
+  if (status === 403) {
+    return fail(
+      `GitHub refused access to ${what} (403 ${detail})`,
+      `${TOKEN_SCOPE}; ${TOKEN_SOURCES_HINT}`,
+    );
   }
-  if (err.status === 404) {
-    return new SyncError(`not found: ${what}; check --repo and --workflow`, {
-      hint: "a private repository also answers 404 to a token that cannot see it",
-      cause: err,
-    });
+  if (status === 404) {
+    return fail(
+      `not found: ${what}; check --repo and --workflow`,
+      "a private repository also answers 404 to a token that cannot see it",
+    );
   }
-  if (err.status === 410) {
-    return new SyncError(`${what} has expired on GitHub (410 Gone)`, {
-      hint: "GitHub keeps run logs and artifacts for a limited time (90 days by default); re-run the workflow",
-      cause: err,
-    });
+  if (status === 410) {
+    return fail(
+      `${what} has expired on GitHub (410 Gone)`,
+      "GitHub keeps run logs and artifacts for a limited time (90 days by default); re-run the workflow",
+    );
   }
-  if (err.status >= 500) {
-    return new SyncError(`GitHub answered ${err.status} for ${what}, also after retries`, {
-      hint: "GitHub may be having trouble; try again later",
-      cause: err,
-    });
+  if (status >= 500) {
+    return fail(
+      `GitHub answered ${status} for ${what}, also after retries`,
+      "GitHub may be having trouble; try again later",
+    );
   }
-  return new SyncError(`GitHub answered ${err.status} for ${what}: ${detail}`, { cause: err });
+  return fail(`GitHub answered ${status} for ${what}: ${detail}`);
 }

@@ -1,12 +1,6 @@
 import { SyncError } from "../errors.js";
 import type { GithubClient } from "./client.js";
-import { toGithubError } from "./errors.js";
-import type { RepoRef } from "./runs.js";
-
-export interface RedirectContext extends RepoRef {
-  client: GithubClient;
-  signal: AbortSignal | undefined;
-}
+import { describeRead } from "./errors.js";
 
 /**
  * Asks the API where a log or artifact lives without following the redirect: the redirect host is
@@ -14,27 +8,18 @@ export interface RedirectContext extends RepoRef {
  * pre-signed and short-lived, so callers ask again on each attempt.
  */
 export async function redirectLocation(
-  ctx: RedirectContext,
+  client: GithubClient,
   route: string,
-  params: Record<string, number>,
-  what: string,
+  params: Record<string, string | number>,
 ): Promise<string> {
-  let response;
-  try {
-    response = await ctx.client.request(route, {
-      owner: ctx.owner,
-      repo: ctx.repo,
-      ...params,
-      request: { redirect: "manual", signal: ctx.signal },
-    });
-  } catch (err) {
-    throw toGithubError(err, what);
-  }
+  const response = await client.request(route, { ...params, request: { redirect: "manual" } });
   const location = response.headers.location;
   if (response.status >= 300 && response.status < 400 && typeof location === "string" && location) {
     return new URL(location, response.url || undefined).toString();
   }
-  throw new SyncError(`GitHub answered ${response.status} without a download address for ${what}`, {
-    hint: "the API did not redirect as expected; check --github-api-url",
-  });
+  const { method, url } = client.request.endpoint(route, params);
+  throw new SyncError(
+    `GitHub answered ${response.status} without a download address for ${describeRead(method, url)}`,
+    { hint: "the API did not redirect as expected; check --github-api-url" },
+  );
 }

@@ -1,7 +1,6 @@
 import type { RestEndpointMethodTypes } from "@octokit/rest";
 import { UsageError } from "../errors.js";
 import type { GithubClient } from "./client.js";
-import { toGithubError } from "./errors.js";
 
 export interface WorkflowRun {
   id: number;
@@ -117,26 +116,22 @@ export async function listWorkflowRuns(
     );
   }
   const runs: WorkflowRun[] = [];
-  try {
-    const pages = client.paginate.iterator(
-      "GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs",
-      {
-        owner,
-        repo,
-        workflow_id: workflowId,
-        per_page: Math.min(options.limit, 100),
-        ...(options.branch ? { branch: options.branch } : {}),
-        ...(options.status ? { status: options.status } : {}),
-      },
-    );
-    for await (const page of pages) {
-      for (const run of page.data) {
-        runs.push(toWorkflowRun(run));
-        if (runs.length >= options.limit) return runs;
-      }
+  const pages = client.paginate.iterator(
+    "GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs",
+    {
+      owner,
+      repo,
+      workflow_id: workflowId,
+      per_page: Math.min(options.limit, 100),
+      ...(options.branch ? { branch: options.branch } : {}),
+      ...(options.status ? { status: options.status } : {}),
+    },
+  );
+  for await (const page of pages) {
+    for (const run of page.data) {
+      runs.push(toWorkflowRun(run));
+      if (runs.length >= options.limit) return runs;
     }
-  } catch (err) {
-    throw toGithubError(err, `runs of workflow ${workflowId} in ${options.repo}`);
   }
   return runs;
 }

@@ -1,8 +1,12 @@
 import { ContainerRegistry, GitbeakerRequestError, GitbeakerTimeoutError } from "@gitbeaker/rest";
 import { z } from "zod";
-import { describeError, SyncError, UsageError } from "../errors.js";
+import { describeError, errorCode, SyncError, UsageError } from "../errors.js";
+import type { FetchLike } from "../net/http.js";
+import { mapLimit } from "../net/limit.js";
+import type { RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
-import { networkErrorCode, retryingRequesterFn, type RetryPolicy } from "./requester.js";
+import { oneLine } from "../util/text.js";
+import { retryingRequesterFn } from "./requester.js";
 
 export interface RegistryRepository {
   id: number;
@@ -11,7 +15,6 @@ export interface RegistryRepository {
   project_id: number;
   location: string;
   created_at?: string;
-  tags_count?: number;
 }
 
 export interface RegistryTag {
@@ -38,9 +41,10 @@ export interface GitlabRegistryClientOptions {
   host: string;
   token: string;
   logger: Logger;
-  /** `job` sends the token as `JOB-TOKEN` (CI), `private` as `PRIVATE-TOKEN` (default). */
-  tokenType?: "private" | "job";
-  retry?: RetryPolicy;
+  /** The requester's retries; what is not given comes from DEFAULT_GITLAB_RETRY. */
+  retry?: Partial<RetryPolicy>;
+  /** The global `fetch` by default. */
+  fetch?: FetchLike;
   /** Limit for one call including all its pages and retries; default 5 minutes. */
   timeoutMs?: number;
 }
@@ -95,7 +99,6 @@ const repositorySchema = z.object({
   project_id: z.number(),
   location: z.string(),
   created_at: z.string().nullish(),
-  tags_count: z.number().nullish(),
 });
 
 const tagSchema = z.object({ name: z.string(), path: z.string(), location: z.string() });
@@ -120,32 +123,6 @@ function withoutNulls<T extends Record<string, unknown>>(
   };
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight, keeping the input order in the result. */
-async function mapWithConcurrency<T, R>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    // After one failure the whole call fails, so the other workers stop taking new items.
-    while (next < items.length && !failed) {
-      const index = next;
-      next += 1;
-      try {
-        results[index] = await fn(items[index] as T);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return results;
-}
-
 type Target = { kind: "project" } | { kind: "repository"; repositoryId: number } | { kind: "tag" };
 
 const CERT_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/;
@@ -163,27 +140,21 @@ export class GitlabRegistryClient {
   constructor(options: GitlabRegistryClientOptions) {
     this.baseUrl = gitlabBaseUrl(options.host);
     this.logger = options.logger;
-    const common = {
+    this.api = new ContainerRegistry({
       host: this.baseUrl,
-      requesterFn: retryingRequesterFn(options.logger, options.retry),
+      token: options.token,
+      requesterFn: retryingRequesterFn({
+        logger: options.logger,
+        ...(options.retry ? { retry: options.retry } : {}),
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+      }),
       queryTimeout: options.timeoutMs ?? 300_000,
-    };
-    this.api =
-      options.tokenType === "job"
-        ? new ContainerRegistry({ ...common, jobToken: options.token })
-        : new ContainerRegistry({ ...common, token: options.token });
+    });
   }
 
-  async listRepositories(
-    project: string,
-    options: { tagsCount?: boolean } = {},
-  ): Promise<RegistryRepository[]> {
+  async listRepositories(project: string): Promise<RegistryRepository[]> {
     const raw: unknown = await this.call(project, { kind: "project" }, () =>
-      this.api.allRepositories({
-        projectId: project,
-        perPage: PER_PAGE,
-        ...(options.tagsCount ? { tagsCount: true } : {}),
-      }),
+      this.api.allRepositories({ projectId: project, perPage: PER_PAGE }),
     );
     const repositories = this.parse(
       z.array(repositorySchema),
@@ -233,14 +204,14 @@ export class GitlabRegistryClient {
   ): Promise<RepositoryTags[]> {
     const concurrency = options.concurrency ?? DEFAULT_DETAIL_CONCURRENCY;
     const repositories = await this.listRepositories(project);
-    const listed = await mapWithConcurrency(repositories, concurrency, async (repository) => ({
+    const listed = await mapLimit(repositories, concurrency, async (repository) => ({
       repository,
       tags: await this.listTags(project, repository.id),
     }));
     if (!options.details) return listed;
 
     const jobs = listed.flatMap(({ repository, tags }) => tags.map((tag) => ({ repository, tag })));
-    const details = await mapWithConcurrency(jobs, concurrency, ({ repository, tag }) =>
+    const details = await mapLimit(jobs, concurrency, ({ repository, tag }) =>
       this.getTag(project, repository.id, tag.name),
     );
     const byRepository = new Map<number, RegistryTagDetails[]>(repositories.map((r) => [r.id, []]));
@@ -283,7 +254,7 @@ export class GitlabRegistryClient {
     const host = this.baseUrl;
     if (error instanceof GitbeakerRequestError) {
       const status = statusOf(error);
-      const detail = oneLine(error.cause?.description ?? error.message);
+      const detail = oneLine(error.cause?.description ?? error.message, 200);
       return this.httpError(status, detail, project, target, withoutRequest(error, status, detail));
     }
     if (error instanceof GitbeakerTimeoutError) {
@@ -292,7 +263,7 @@ export class GitlabRegistryClient {
         cause: error,
       });
     }
-    const code = networkErrorCode(error);
+    const code = errorCode(error);
     if (code && CERT_CODES.test(code)) {
       return new SyncError(`Cannot verify the TLS certificate of GitLab at ${host} (${code})`, {
         hint: "point NODE_EXTRA_CA_CERTS at your organisation's CA bundle, or check --gitlab-host",
@@ -305,10 +276,13 @@ export class GitlabRegistryClient {
         cause: error,
       });
     }
-    return new SyncError(`GitLab request to ${host} failed: ${oneLine(describeError(error))}`, {
-      hint: "check --gitlab-host and try again",
-      cause: error,
-    });
+    return new SyncError(
+      `GitLab request to ${host} failed: ${oneLine(describeError(error), 200)}`,
+      {
+        hint: "check --gitlab-host and try again",
+        cause: error,
+      },
+    );
   }
 
   private httpError(
@@ -380,9 +354,4 @@ function withoutRequest(
   const request = error.cause?.request;
   const where = request ? `${request.method} ${new URL(request.url).pathname}` : "request";
   return new Error(`${where} answered ${status ?? "?"}${detail ? `: ${detail}` : ""}`);
-}
-
-function oneLine(text: string): string {
-  const flat = text.replace(/\s+/g, " ").trim();
-  return flat.length > 200 ? `${flat.slice(0, 197)}...` : flat;
 }

@@ -8,24 +8,31 @@ import {
   type ResponseBodyTypes,
 } from "@gitbeaker/requester-utils";
 import { GitbeakerRequestError, GitbeakerTimeoutError } from "@gitbeaker/rest";
-import { setTimeout as sleep } from "node:timers/promises";
+import { errorCode, isAbortError } from "../errors.js";
+import type { FetchLike } from "../net/http.js";
+import { retry, serverDelayMs, type RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 
 /**
  * Why this exists: @gitbeaker/rest's own request handler retries only 429 and 502, ten times in
  * about a quarter of a second, and never reads `retry-after`. GitLab under load answers 500/503/504
  * and rate-limits with `retry-after`, so this handler (plugged in through gitbeaker's documented
- * `requesterFn` hook) retries those with exponential back-off that honours the server's wait.
+ * `requesterFn` hook) retries those through net/retry, honouring the server's wait.
  * Pagination, endpoint building and auth headers stay gitbeaker's.
  */
 
-export interface RetryPolicy {
-  /** Further attempts after the first; default 4. */
-  retries?: number;
-  /** First back-off; doubled per attempt, with jitter; default 500 ms. */
-  minDelayMs?: number;
-  /** Ceiling for any single wait, including one asked for by `retry-after`; default 60 s. */
-  maxDelayMs?: number;
+export const DEFAULT_GITLAB_RETRY: RetryPolicy = {
+  attempts: 5,
+  baseDelayMs: 500,
+  maxDelayMs: 60_000,
+};
+
+export interface RequesterSettings {
+  logger: Logger;
+  /** Filled in from DEFAULT_GITLAB_RETRY; `maxDelayMs` also caps a wait `retry-after` asks for. */
+  retry?: Partial<RetryPolicy>;
+  /** The global `fetch` by default. */
+  fetch?: FetchLike;
 }
 
 const RETRY_STATUSES = new Set([429, 500, 502, 503, 504]);
@@ -33,6 +40,8 @@ const RETRY_STATUSES = new Set([429, 500, 502, 503, 504]);
 // A 429 means the request was turned away unprocessed, so it is retried whatever the method.
 const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]);
 // Transient socket failures; a refused connection or an unknown host is left to fail at once.
+// Not net/http's isTransientCode: loading net/http loads undici, whose global dispatcher then
+// replaces the one Node's own fetch uses (and breaks the registry's streamed uploads on Node 20).
 const RETRY_NETWORK_CODES = new Set([
   "ECONNRESET",
   "ETIMEDOUT",
@@ -51,36 +60,6 @@ interface HandlerOptions {
   asStream?: boolean;
   signal?: AbortSignal;
   rateLimiters?: RateLimiters;
-}
-
-/** The error code under a fetch failure (`TypeError: fetch failed` → cause `ECONNREFUSED`). */
-export function networkErrorCode(error: unknown): string | undefined {
-  let current: unknown = error;
-  for (let depth = 0; depth < 5 && current instanceof Error; depth += 1) {
-    const code = (current as Error & { code?: unknown }).code;
-    if (typeof code === "string") return code;
-    current = current.cause;
-  }
-  return undefined;
-}
-
-/** Milliseconds the server asks us to wait: `retry-after` (seconds or a date), else `ratelimit-reset`. */
-export function serverDelayMs(headers: Headers, now = Date.now()): number | undefined {
-  const retryAfter = headers.get("retry-after");
-  if (retryAfter) {
-    const seconds = Number(retryAfter);
-    if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-    const date = Date.parse(retryAfter);
-    if (Number.isFinite(date)) return Math.max(0, date - now);
-  }
-  const reset = Number(headers.get("ratelimit-reset") ?? "");
-  if (reset > 0) return Math.max(0, reset * 1000 - now);
-  return undefined;
-}
-
-function backoffMs(attempt: number, policy: Required<RetryPolicy>): number {
-  const exponential = policy.minDelayMs * 2 ** attempt;
-  return Math.min(policy.maxDelayMs, exponential / 2 + Math.random() * (exponential / 2));
 }
 
 async function parseBody(response: Response, asStream: boolean): Promise<ResponseBodyTypes> {
@@ -108,29 +87,28 @@ async function requestError(request: Request, response: Response): Promise<Gitbe
   return new GitbeakerRequestError(description, { cause: { description, request, response } });
 }
 
-function isAbort(error: unknown): boolean {
-  return error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
+/**
+ * Whether a failed attempt is worth another: a transient network failure or a 5xx of a request
+ * safe to repeat, or a 429; a number is the wait the server asked for.
+ */
+function retryable(error: unknown, method: string): boolean | number {
+  const response = error instanceof GitbeakerRequestError ? error.cause?.response : undefined;
+  if (!response) {
+    const code = errorCode(error);
+    return code !== undefined && RETRY_NETWORK_CODES.has(code) && IDEMPOTENT.has(method);
+  }
+  if (!RETRY_STATUSES.has(response.status)) return false;
+  if (response.status !== 429 && !IDEMPOTENT.has(method)) return false;
+  return serverDelayMs(response.headers) ?? true;
 }
 
 /** A gitbeaker `requesterFn` whose requests retry transient failures with back-off. */
 export function retryingRequesterFn(
-  logger: Logger,
-  retryPolicy: RetryPolicy = {},
+  settings: RequesterSettings,
 ): (resourceOptions: ResourceOptions) => RequesterType {
-  const policy: Required<RetryPolicy> = {
-    retries: retryPolicy.retries ?? 4,
-    minDelayMs: retryPolicy.minDelayMs ?? 500,
-    maxDelayMs: retryPolicy.maxDelayMs ?? 60_000,
-  };
-
-  const wait = async (ms: number, signal: AbortSignal | undefined): Promise<void> => {
-    try {
-      await sleep(ms, undefined, { signal });
-    } catch (error) {
-      if (isAbort(error)) throw new GitbeakerTimeoutError("Query timeout was reached");
-      throw error;
-    }
-  };
+  const { logger } = settings;
+  const fetch = settings.fetch ?? globalThis.fetch;
+  const policy: RetryPolicy = { ...DEFAULT_GITLAB_RETRY, ...settings.retry };
 
   async function handle(
     endpoint: string,
@@ -143,7 +121,7 @@ export function retryingRequesterFn(
     url.search = searchParams ?? "";
     const rateLimit = getMatchingRateLimiter(endpoint, rateLimiters, method);
 
-    for (let attempt = 0; ; attempt += 1) {
+    const attempt = async (): Promise<FormattedResponse> => {
       await rateLimit();
       const request = new Request(url, {
         method,
@@ -151,41 +129,37 @@ export function retryingRequesterFn(
         body: options.body,
         signal: options.signal,
       });
-      let response: Response;
-      try {
-        response = await fetch(request);
-      } catch (error) {
-        if (isAbort(error)) throw new GitbeakerTimeoutError("Query timeout was reached");
-        const code = networkErrorCode(error);
-        const retryable =
-          code !== undefined && RETRY_NETWORK_CODES.has(code) && IDEMPOTENT.has(method);
-        if (attempt >= policy.retries || !retryable) throw error;
-        const delayMs = backoffMs(attempt, policy);
-        logger.warn(
-          { method, path: url.pathname, code, attempt: attempt + 1, delayMs },
-          "GitLab request failed; retrying",
-        );
-        await wait(delayMs, options.signal);
-        continue;
-      }
+      const response = await fetch(request);
+      if (!response.ok) throw await requestError(request, response);
+      const headers = Object.fromEntries(response.headers.entries());
+      return { body: await parseBody(response, asStream), headers, status: response.status };
+    };
 
-      if (response.ok) {
-        const headers = Object.fromEntries(response.headers.entries());
-        return { body: await parseBody(response, asStream), headers, status: response.status };
-      }
-      const retryable =
-        RETRY_STATUSES.has(response.status) && (response.status === 429 || IDEMPOTENT.has(method));
-      if (attempt >= policy.retries || !retryable) {
-        throw await requestError(request, response);
-      }
-      const asked = serverDelayMs(response.headers);
-      const delayMs = Math.min(policy.maxDelayMs, asked ?? backoffMs(attempt, policy));
-      await response.arrayBuffer();
-      logger.warn(
-        { method, path: url.pathname, status: response.status, attempt: attempt + 1, delayMs },
-        "GitLab request failed; retrying",
-      );
-      await wait(delayMs, options.signal);
+    try {
+      return await retry(attempt, {
+        policy,
+        signal: options.signal,
+        maxServerDelayMs: policy.maxDelayMs,
+        retryable: (error) => retryable(error, method),
+        onRetry: ({ attempt: failed, delayMs, error }) => {
+          const status =
+            error instanceof GitbeakerRequestError ? error.cause?.response?.status : undefined;
+          logger.warn(
+            {
+              method,
+              path: url.pathname,
+              ...(status !== undefined ? { status } : { code: errorCode(error) }),
+              attempt: failed,
+              delayMs,
+            },
+            "GitLab request failed; retrying",
+          );
+        },
+      });
+    } catch (error) {
+      // gitbeaker's queryTimeout is an AbortSignal.timeout; its error says what that means.
+      if (isAbortError(error)) throw new GitbeakerTimeoutError("Query timeout was reached");
+      throw error;
     }
   }
 

@@ -1,9 +1,124 @@
-import { collectRunMetadata } from "../github/metadata.js";
 import type { RunMetadata } from "../domain/metadata.js";
+import { SyncError, describeError } from "../errors.js";
+import type { GithubClient } from "../github/client.js";
+import { NoMetadataError, toGithubError } from "../github/errors.js";
+import { fetchRunMetadata, type LogSource } from "../github/metadata.js";
 import { listWorkflowRuns, type WorkflowRun } from "../github/runs.js";
-import { SyncError } from "../errors.js";
+import { mapLimit } from "../net/limit.js";
+import type { Logger } from "../report/logger.js";
+import type { CacheEntry, MetadataCache } from "../workspace/state.js";
 import type { GithubServices, SyncContext } from "./context.js";
 import { newestFirst } from "./xref.js";
+
+export interface CollectRunMetadataOptions {
+  repo: string;
+  runs: WorkflowRun[];
+  cache?: MetadataCache;
+  logger: Logger;
+  /** Runs read at once; default 4. */
+  concurrency?: number;
+  /** Stops picking up runs; the requests themselves end on the client's own signal. */
+  signal?: AbortSignal;
+  tmpDir?: string;
+}
+
+export interface CollectedRunMetadata {
+  run: WorkflowRun;
+  result?: {
+    runId: number;
+    metadata: RunMetadata;
+    source: "cache" | LogSource;
+    /** Bytes of log downloaded for this answer (0 from the cache). */
+    bytesFetched: number;
+  };
+  error?: SyncError;
+}
+
+/*
+ * The cache policy: only a completed run's answer is kept (an in-progress run may still print
+ * its block), and only an answer read from the logs, a block or a NoMetadataError (a network
+ * failure is tried again next time); a cache hit is never stored again. A cache that cannot be
+ * read or written costs a warning and a log read, never the run.
+ */
+
+async function fromCache(
+  cache: MetadataCache | undefined,
+  run: WorkflowRun,
+  logger: Logger,
+): Promise<CollectedRunMetadata | undefined> {
+  let cached;
+  try {
+    cached = await cache?.get(run);
+  } catch (err) {
+    logger.warn(
+      { runId: run.id, err: describeError(err) },
+      "metadata cache unreadable; reading the logs",
+    );
+    return undefined;
+  }
+  if (!cached) return undefined;
+  if (cached.metadata === null) return { run, error: new NoMetadataError(run.id) };
+  return {
+    run,
+    result: { runId: run.id, metadata: cached.metadata, source: "cache", bytesFetched: 0 },
+  };
+}
+
+function cacheEntry({ result, error }: CollectedRunMetadata): CacheEntry | undefined {
+  if (result && result.source !== "cache")
+    return { metadata: result.metadata, source: result.source };
+  if (error instanceof NoMetadataError) return { metadata: null, source: null };
+  return undefined;
+}
+
+async function remember(
+  cache: MetadataCache | undefined,
+  run: WorkflowRun,
+  outcome: CollectedRunMetadata,
+  logger: Logger,
+): Promise<void> {
+  const entry = cacheEntry(outcome);
+  if (!cache || run.status !== "completed" || !entry) return;
+  try {
+    await cache.put(run, entry);
+  } catch (err) {
+    logger.warn({ runId: run.id, err: describeError(err) }, "could not write the metadata cache");
+  }
+}
+
+/** Metadata for each run (in the same order), a few runs at a time, cache first. */
+export async function collectRunMetadata(
+  client: GithubClient,
+  options: CollectRunMetadataOptions,
+): Promise<CollectedRunMetadata[]> {
+  const { cache, logger, signal } = options;
+  const collectOne = async (run: WorkflowRun): Promise<CollectedRunMetadata> => {
+    signal?.throwIfAborted();
+    const cached = await fromCache(cache, run, logger);
+    if (cached) return cached;
+    let outcome: CollectedRunMetadata;
+    try {
+      const result = await fetchRunMetadata(client, {
+        repo: options.repo,
+        run,
+        logger,
+        ...(options.tmpDir ? { tmpDir: options.tmpDir } : {}),
+      });
+      logger.debug(
+        { runId: run.id, source: result.source, bytes: result.bytesFetched },
+        "run metadata read",
+      );
+      outcome = { run, result };
+    } catch (err) {
+      outcome = { run, error: toGithubError(err, `the logs of run ${run.id}`) };
+    }
+    await remember(cache, run, outcome, logger);
+    return outcome;
+  };
+  const results = await mapLimit(options.runs, options.concurrency ?? 4, collectOne);
+  signal?.throwIfAborted();
+  return results;
+}
 
 export interface RunWithMetadata {
   run: WorkflowRun;

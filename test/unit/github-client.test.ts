@@ -2,6 +2,7 @@ import { Writable } from "node:stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { SyncError, UsageError } from "../../src/errors.js";
 import { createGithubClient, toGithubError } from "../../src/github/client.js";
+import { describeRead } from "../../src/github/errors.js";
 import { listWorkflowRuns, parseRepo, workflowFileName } from "../../src/github/runs.js";
 import { createLogger, silentLogger } from "../../src/report/logger.js";
 import { startGithubStandIn, type GithubStandIn } from "../testbed/github-standin.js";
@@ -264,6 +265,67 @@ describe("client resilience", () => {
       `could not reach ${closed.url}/repos/rapidsai/velox-testing/actions/workflows`,
     );
     expect(err.message).not.toContain("per_page");
+  });
+});
+
+describe("client-wide settings", () => {
+  it("ends every request at once on the client's signal, a paginated listing too", async () => {
+    const controller = new AbortController();
+    controller.abort(new Error("interrupted by SIGINT"));
+    const stopped = createGithubClient({
+      baseUrl: gh.url,
+      token: TOKEN,
+      logger: silentLogger(),
+      signal: controller.signal,
+    });
+    const started = Date.now();
+    const err = await catchError(
+      listWorkflowRuns(stopped, { repo: REPO, workflow: WORKFLOW, limit: 3 }),
+    );
+    expect(err.message).toBe(
+      "reading runs of workflow presto-build-images.yml in rapidsai/velox-testing was cancelled",
+    );
+    // Not retried as if the network had failed.
+    expect(Date.now() - started).toBeLessThan(900);
+    expect(gh.requests).toHaveLength(0);
+  });
+
+  it("sends its requests through the fetch it is given", async () => {
+    const seen: string[] = [];
+    const counted = createGithubClient({
+      baseUrl: gh.url,
+      token: TOKEN,
+      logger: silentLogger(),
+      fetch: (input, init) => {
+        seen.push(input instanceof Request ? input.url : input.toString());
+        return fetch(input, init);
+      },
+    });
+    await listWorkflowRuns(counted, { repo: REPO, workflow: WORKFLOW, limit: 120 });
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toContain("/repos/rapidsai/velox-testing/actions/workflows/");
+  });
+});
+
+describe("describeRead", () => {
+  it("names what an API address holds, also a next page named by repository id", () => {
+    const api = "https://api.github.com";
+    expect(
+      describeRead("GET", `${api}/repos/o/r/actions/workflows/build.yml/runs?per_page=20`),
+    ).toBe("runs of workflow build.yml in o/r");
+    expect(describeRead("GET", `${api}/repos/o/r/actions/runs/12/artifacts`)).toBe(
+      "artifacts of run 12 in o/r",
+    );
+    expect(describeRead("GET", `${api}/repositories/99/actions/runs/12/jobs?page=2`)).toBe(
+      "jobs of run 12 in repository 99",
+    );
+    expect(
+      describeRead("GET", `https://ghe.example.com/api/v3/repos/o/r/actions/runs/5/logs`),
+    ).toBe("the logs of run 5");
+    expect(describeRead("GET", `${api}/repos/o/r/actions/artifacts/7/zip`)).toBe(
+      "artifact 7 of o/r",
+    );
+    expect(describeRead("GET", `${api}/rate_limit`)).toBe("GET /rate_limit");
   });
 });
 

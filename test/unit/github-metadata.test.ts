@@ -4,10 +4,11 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { SyncError } from "../../src/errors.js";
 import { createGithubClient, NoMetadataError } from "../../src/github/client.js";
-import { collectRunMetadata, fetchRunMetadata } from "../../src/github/metadata.js";
+import { fetchRunMetadata } from "../../src/github/metadata.js";
 import type { RunMetadata } from "../../src/domain/metadata.js";
 import { listWorkflowRuns } from "../../src/github/runs.js";
 import { silentLogger } from "../../src/report/logger.js";
+import { collectRunMetadata } from "../../src/sync/runs.js";
 import { MetadataCache } from "../../src/workspace/state.js";
 import { startGithubStandIn, type GithubStandIn } from "../testbed/github-standin.js";
 import { makeFixtureRun, makeMetadata } from "../testbed/run-fixtures.js";
@@ -174,6 +175,43 @@ describe("fetchRunMetadata: job-log route", () => {
   });
 });
 
+describe("fetchRunMetadata: the client's fetch and signal", () => {
+  it("reads the API and the signed log addresses through the client's fetch", async () => {
+    const seen: string[] = [];
+    const counted = createGithubClient({
+      baseUrl: gh.url,
+      token: TOKEN,
+      logger,
+      fetch: (input, init) => {
+        seen.push(new URL(input instanceof Request ? input.url : input.toString()).pathname);
+        return fetch(input, init);
+      },
+    });
+    await fetchRunMetadata(counted, { repo: REPO, run: 3003, logger, tmpDir: tmp });
+    expect(seen).toEqual([
+      "/repos/rapidsai/velox-testing/actions/runs/3003/jobs",
+      "/repos/rapidsai/velox-testing/actions/jobs/30032/logs",
+      "/logs/jobs/30032.txt",
+    ]);
+  });
+
+  it("stops on the client's signal", async () => {
+    const controller = new AbortController();
+    controller.abort(new Error("stopping"));
+    const stopped = createGithubClient({
+      baseUrl: gh.url,
+      token: TOKEN,
+      logger,
+      signal: controller.signal,
+    });
+    const err = (await fetchRunMetadata(stopped, { repo: REPO, run: 3003, logger }).catch(
+      (e: unknown) => e,
+    )) as SyncError;
+    expect(err.message).toBe("reading the logs of run 3003 was cancelled");
+    expect(gh.requests).toHaveLength(0);
+  });
+});
+
 describe("fetchRunMetadata: run-log zip fallback", () => {
   it("reads the step file when the job log cannot be had", async () => {
     gh.injectFault({ match: "/logs/jobs/", status: 500, times: Infinity, host: "blob" });
@@ -241,7 +279,7 @@ describe("collectRunMetadata", () => {
   it("keeps the order, and a second pass over completed runs downloads no log", async () => {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), "gh-metadata-state-"));
     try {
-      const cache = new MetadataCache(stateDir);
+      const cache = new MetadataCache(stateDir, logger);
       const runs = await listWorkflowRuns(client(), {
         repo: REPO,
         workflow: "presto-build-images.yml",
@@ -307,7 +345,7 @@ describe("collectRunMetadata", () => {
   it("does not cache a network failure", async () => {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), "gh-metadata-state-"));
     try {
-      const cache = new MetadataCache(stateDir);
+      const cache = new MetadataCache(stateDir, logger);
       const runs = await listWorkflowRuns(client(), {
         repo: REPO,
         workflow: "presto-build-images.yml",

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { UsageError } from "../../src/errors.js";
+import { errorCode, UsageError } from "../../src/errors.js";
 import { gitlabBaseUrl } from "../../src/gitlab/client.js";
-import { networkErrorCode, serverDelayMs } from "../../src/gitlab/requester.js";
+import { serverDelayMs } from "../../src/net/retry.js";
 
 describe("gitlabBaseUrl", () => {
   it.each([
@@ -43,7 +43,8 @@ describe("gitlabBaseUrl", () => {
   });
 });
 
-describe("serverDelayMs", () => {
+// The requester's retries read GitLab's headers and fetch's errors through the shared helpers.
+describe("serverDelayMs on GitLab's headers", () => {
   const now = Date.parse("2025-10-01T12:00:00Z");
   it("reads retry-after in seconds or as a date, then ratelimit-reset", () => {
     expect(serverDelayMs(new Headers({ "retry-after": "7" }), now)).toBe(7000);
@@ -60,13 +61,13 @@ describe("serverDelayMs", () => {
   });
 });
 
-describe("networkErrorCode", () => {
+describe("errorCode on a fetch failure", () => {
   it("digs the code out of fetch's wrapped cause", () => {
     const cause = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), {
       code: "ECONNREFUSED",
     });
-    expect(networkErrorCode(new TypeError("fetch failed", { cause }))).toBe("ECONNREFUSED");
-    expect(networkErrorCode(new Error("plain"))).toBeUndefined();
-    expect(networkErrorCode("not an error")).toBeUndefined();
+    expect(errorCode(new TypeError("fetch failed", { cause }))).toBe("ECONNREFUSED");
+    expect(errorCode(new Error("plain"))).toBeUndefined();
+    expect(errorCode("not an error")).toBeUndefined();
   });
 });
