@@ -24,8 +24,3 @@ export function createOutput(stream: NodeJS.WritableStream & { isTTY?: boolean }
     isTTY: Boolean(stream.isTTY),
   };
 }
-
-/** `1.23 GiB`, as the original prints sizes. */
-export function gib(bytes: number | undefined): string {
-  return ((bytes ?? 0) / 1024 ** 3).toFixed(2).padStart(6);
-}
