@@ -10,8 +10,6 @@ export interface Output {
 }
 
 export const RULE = "-".repeat(80);
-/** The indented rule between artifacts in the original's prepare and push plans. */
-export const PLAN_RULE = "  ─────────────────────────────────────────────────────────────";
 
 export function createOutput(stream: NodeJS.WritableStream & { isTTY?: boolean }): Output {
   return {

@@ -45,25 +45,24 @@ export function progressListener(logger: Logger, options: ProgressOptions = {}):
     stream: options.stream ?? process.stderr,
     everyMs: options.everyMs ?? 10_000,
   };
+  const byBytes = tty ? byteBar : byteLog;
+  const byParts = tty ? partBars : partLog;
   const tasks = new Map<string, { started: number; view?: TaskView }>();
-  const settings = (label: string, started: number): ViewSettings => ({ ...base, label, started });
   return (event) => {
     if (event.kind === "start") {
       tasks.set(event.task, { started: Date.now() });
       return;
     }
     const task = tasks.get(event.task) ?? { started: Date.now() };
+    const settings = { ...base, label: event.task, started: task.started };
     if (event.kind === "end") {
       tasks.delete(event.task);
       // A task that reported nothing ends like a transfer with nothing to move.
-      (task.view ?? (tty ? byteBar : byteLog)(settings(event.task, task.started))).stop();
+      (task.view ?? byBytes(settings)).stop();
       return;
     }
-    if (!task.view) {
-      const view = event.kind === "bytes" ? (tty ? byteBar : byteLog) : tty ? partBars : partLog;
-      task.view = view(settings(event.task, task.started));
-      tasks.set(event.task, task);
-    }
+    task.view ??= (event.kind === "bytes" ? byBytes : byParts)(settings);
+    tasks.set(event.task, task);
     task.view.update(event);
   };
 }
@@ -135,15 +134,10 @@ function byteLog({ label, started, logger, everyMs }: ViewSettings): TaskView {
 /** One log line each time a part (or the whole task) changes state; byte ticks only update memory. */
 function partLog({ label, logger }: ViewSettings): TaskView {
   const states = new Map<string, string>();
-  let lastGeneral = "";
+  const general = changes((status) => logger.info({ image: label, status }, `${label}: ${status}`));
   return {
     update(event) {
-      if (event.kind === "status") {
-        if (event.status === lastGeneral) return;
-        lastGeneral = event.status;
-        logger.info({ image: label, status: event.status }, `${label}: ${event.status}`);
-        return;
-      }
+      if (event.kind === "status") return general(event.status);
       if (event.kind !== "part" || states.get(event.part) === event.status) return;
       states.set(event.part, event.status);
       logger.info(
@@ -172,15 +166,10 @@ function partBars({ label, stream }: ViewSettings): TaskView {
     cliProgress.Presets.shades_classic,
   );
   const bars = new Map<string, cliProgress.SingleBar>();
-  let lastGeneral = "";
+  const general = changes((status) => multibar.log(`${label}: ${status}\n`));
   return {
     update(event) {
-      if (event.kind === "status") {
-        if (event.status === lastGeneral) return;
-        lastGeneral = event.status;
-        multibar.log(`${label}: ${event.status}\n`);
-        return;
-      }
+      if (event.kind === "status") return general(event.status);
       if (event.kind !== "part") return;
       const bar = bars.get(event.part);
       const total = event.total ?? bar?.getTotal() ?? 1;
@@ -200,5 +189,15 @@ function partBars({ label, stream }: ViewSettings): TaskView {
     stop() {
       multibar.stop();
     },
+  };
+}
+
+/** `show`, skipping a message equal to the one before (engines repeat whole-image messages). */
+function changes(show: (status: string) => void): (status: string) => void {
+  let last = "";
+  return (status) => {
+    if (status === last) return;
+    last = status;
+    show(status);
   };
 }

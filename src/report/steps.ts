@@ -1,6 +1,9 @@
 import type { StepReporter } from "../domain/events.js";
 import type { Logger } from "./logger.js";
-import { PLAN_RULE, type Output } from "./output.js";
+import type { Output } from "./output.js";
+
+/** The indented rule between artifacts in the original's prepare and push plans. */
+const PLAN_RULE = "  ─────────────────────────────────────────────────────────────";
 
 export function outputSteps(out: Output): StepReporter {
   return {
