@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { parseImageTag, parseOptions, workspaceOptionsSchema } from "../config/options.js";
+import { progressListener } from "../report/progress.js";
 import { outputSteps } from "../report/steps.js";
 import { promptYesNo } from "../report/prompt.js";
 import { cleanTargets, removeTargets } from "../sync/clean.js";
@@ -39,7 +40,10 @@ export function registerDownload(program: Command, run: Runner): void {
           downloadsDir: workspace.downloadsDir,
           force: raw.force === true,
           artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
-          tty: ctx.out.isTTY && Boolean(process.stderr.isTTY),
+          // Bars only when stdout is a terminal too: a piped listing gets log lines.
+          progress: progressListener(ctx.logger, {
+            tty: ctx.out.isTTY && Boolean(process.stderr.isTTY),
+          }),
         }),
       );
     }),

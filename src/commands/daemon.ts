@@ -1,42 +1,29 @@
 import { Command } from "commander";
 import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
-import { parseOptions, stateDirFor, workspaceOptionsSchema } from "../config/options.js";
-import { z } from "zod";
+import {
+  daemonOptionsSchema,
+  parseOptions,
+  stateDirFor,
+  workspaceOptionsSchema,
+} from "../config/options.js";
 import { DaemonHealth, parseHealthAddress, startHealthServer } from "../report/health.js";
+import { progressListener } from "../report/progress.js";
+import { logSteps } from "../report/steps.js";
 import { runDaemon } from "../sync/daemon.js";
 import { FailureState } from "../workspace/failures.js";
 import { withWorkspaceLock } from "../workspace/lock.js";
 import type { CommandContext } from "./context.js";
-import { engineOption, registryProjectOption } from "./images.js";
 import {
   addGithubOptions,
   addGitlabOptions,
   addWorkspaceOptions,
+  engineOption,
+  registryProjectOption,
   withExamples,
 } from "./options.js";
 import { githubServices, gitlabServices, imagePusher, registryServices } from "./services.js";
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
-
-const seconds = (min: number) =>
-  z
-    .string()
-    .trim()
-    .regex(/^\d+$/, "must be a whole number of seconds")
-    .transform(Number)
-    .pipe(
-      z
-        .number()
-        .int()
-        .min(min, `must be at least ${min}`)
-        .max(7 * 86_400, "must be at most a week"),
-    );
-
-const daemonSchema = z.object({
-  interval: seconds(1),
-  retryBackoff: seconds(1),
-  retryBackoffMax: seconds(1),
-});
 
 export function registerDaemon(program: Command, run: Runner): void {
   const cmd = program
@@ -75,7 +62,7 @@ export function registerDaemon(program: Command, run: Runner): void {
   ]);
   cmd.action((raw: Record<string, unknown>) =>
     run(async (ctx) => {
-      const timing = parseOptions(daemonSchema, raw);
+      const timing = parseOptions(daemonOptionsSchema, raw);
       const workspace = parseOptions(workspaceOptionsSchema, raw);
       const healthAddress =
         typeof raw.healthPort === "string" ? parseHealthAddress(raw.healthPort) : undefined;
@@ -85,7 +72,12 @@ export function registerDaemon(program: Command, run: Runner): void {
       const registry = registryServices(ctx, raw);
       const stateDir = stateDirFor(workspace);
       // The daemon removes what it pushed from the Docker engine, or its disk would fill up.
-      const pusher = imagePusher(ctx, registry, { logger, stateDir, removeAfterPush: true });
+      const pusher = imagePusher(ctx, registry, {
+        logger,
+        stateDir,
+        removeAfterPush: true,
+        progress: progressListener(logger),
+      });
       const health = healthAddress ? new DaemonHealth() : undefined;
       await withWorkspaceLock(workspace.downloadsDir, "daemon", async () => {
         const server =
@@ -103,7 +95,9 @@ export function registerDaemon(program: Command, run: Runner): void {
                 baseSeconds: timing.retryBackoff,
                 maxSeconds: Math.max(timing.retryBackoff, timing.retryBackoffMax),
               }),
-              ...(health ? { health } : {}),
+              steps: logSteps,
+              progress: progressListener,
+              ...(health ? { onCycle: (summary) => health.record(summary) } : {}),
             },
             {
               downloadsDir: workspace.downloadsDir,
@@ -115,7 +109,6 @@ export function registerDaemon(program: Command, run: Runner): void {
               registry: registry.options.registry,
               registryProject: registry.project,
               username: registry.credentials.username,
-              tty: Boolean(process.stderr.isTTY),
             },
           );
         } finally {

@@ -1,5 +1,6 @@
 import { Command } from "commander";
-import { gib, RULE } from "../report/output.js";
+import { RULE } from "../report/output.js";
+import { gibNumber } from "../util/bytes.js";
 import type { RegistryTag, RegistryTagDetails } from "../gitlab/client.js";
 import type { CommandContext } from "./context.js";
 import { addGitlabOptions, addJsonOption, withExamples } from "./options.js";
@@ -58,7 +59,7 @@ export async function gitlabList(ctx: CommandContext, raw: Record<string, unknow
     if (tags.length === 0) ctx.out.line("  (no tags)");
     for (const tag of tags.map(details)) {
       ctx.out.line(
-        `  ${tag.name.padEnd(40)}  size=${gib(tag.total_size)} GiB  created=${tag.created_at ?? "?"}`,
+        `  ${tag.name.padEnd(40)}  size=${gibNumber(tag.total_size)} GiB  created=${tag.created_at ?? "?"}`,
       );
     }
     ctx.out.line(RULE);

@@ -1,4 +1,4 @@
-import { Command, Option } from "commander";
+import { Command } from "commander";
 import {
   parseImageTag,
   parseOptions,
@@ -7,6 +7,7 @@ import {
 } from "../config/options.js";
 import { DockerEngine } from "../docker/engine.js";
 import { describeError } from "../errors.js";
+import { progressListener } from "../report/progress.js";
 import { outputSteps } from "../report/steps.js";
 import { promptYesNo } from "../report/prompt.js";
 import { pushImageTag } from "../sync/push.js";
@@ -19,6 +20,8 @@ import {
   addGithubOptions,
   addGitlabOptions,
   addWorkspaceOptions,
+  engineOption,
+  registryProjectOption,
   withExamples,
 } from "./options.js";
 import {
@@ -31,21 +34,6 @@ import {
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 const TAG_EXAMPLE = "presto-92865fbce0d2-velox-65797d572e0a-linux-amd64";
-
-export const engineOption = (fallback: "docker" | "registry" = "docker"): Option =>
-  new Option(
-    "--engine <engine>",
-    "docker: through the Docker engine (DOCKER_HOST); registry: straight to the registry, no daemon",
-  )
-    .choices(["docker", "registry"])
-    .default(fallback);
-
-export function registryProjectOption(): Option {
-  return new Option(
-    "--registry-project <path>",
-    "project path inside the registry (default: --gitlab-project)",
-  );
-}
 
 /**
  * The run behind the images, from GitHub when a token is at hand, as the original does; any
@@ -95,7 +83,11 @@ export function registerPush(program: Command, run: Runner): void {
       const gitlab = gitlabServices(ctx, raw);
       const registry = registryServices(ctx, raw);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
-      const pusher = imagePusher(ctx, registry, { logger, stateDir: stateDirFor(workspace) });
+      const pusher = imagePusher(ctx, registry, {
+        logger,
+        stateDir: stateDirFor(workspace),
+        progress: progressListener(logger),
+      });
       await withWorkspaceLock(workspace.downloadsDir, `push ${imageTag}`, async () => {
         const resolved = await resolveRun(ctx, raw, imageTag);
         await pushImageTag(

@@ -75,6 +75,23 @@ export function addWorkspaceOptions(
     );
 }
 
+/** The engine a push or retag goes through. */
+export function engineOption(fallback: "docker" | "registry" = "docker"): Option {
+  return new Option(
+    "--engine <engine>",
+    "docker: through the Docker engine (DOCKER_HOST); registry: straight to the registry, no daemon",
+  )
+    .choices(["docker", "registry"])
+    .default(fallback);
+}
+
+export function registryProjectOption(): Option {
+  return new Option(
+    "--registry-project <path>",
+    "project path inside the registry (default: --gitlab-project)",
+  );
+}
+
 export function addJsonOption(cmd: Command): Command {
   return cmd.option("--json", "machine-readable output on stdout", false);
 }

@@ -21,6 +21,7 @@ import {
 } from "../config/tokens.js";
 import { MetadataCache } from "../workspace/state.js";
 import type { RegistryAuth } from "../docker/engine.js";
+import type { ProgressListener } from "../domain/events.js";
 import type { Logger } from "../report/logger.js";
 import { createPusher, type ImagePusher } from "../sync/push-engines.js";
 import type { GithubServices, GitlabServices } from "../sync/context.js";
@@ -108,14 +109,18 @@ export function registryServices(
 export function imagePusher(
   ctx: CommandContext,
   registry: RegistryServices,
-  options: { logger: Logger; stateDir: string; removeAfterPush?: boolean },
+  options: {
+    logger: Logger;
+    stateDir: string;
+    progress: ProgressListener;
+    removeAfterPush?: boolean;
+  },
 ): ImagePusher {
   return createPusher(registry.options.engine, {
     ...options,
     registry: registry.client,
     username: registry.credentials.username,
     password: registry.credentials.password,
-    tty: Boolean(process.stderr.isTTY),
     env: ctx.env as NodeJS.ProcessEnv,
   });
 }

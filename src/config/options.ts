@@ -27,20 +27,21 @@ const optionalText = z
   .optional()
   .transform((value) => (value && value.trim() ? value.trim() : undefined));
 
-/** Commander hands every value over as a string; numbers are checked here with a readable message. */
-const wholeNumber = (min: number, max: number) =>
+/**
+ * A whole number as commander hands it over: a string of decimal digits, so `0x10` and `1e3`
+ * are refused rather than read as 16 and 1000. One message covers every way to get it wrong.
+ */
+const wholeNumber = (
+  min: number,
+  max: number,
+  message = `must be a whole number from ${min} to ${max}`,
+) =>
   z
-    .union([z.string(), z.number()])
-    .transform((value) =>
-      typeof value === "number" ? value : value.trim() === "" ? Number.NaN : Number(value),
-    )
-    .pipe(
-      z
-        .number({ error: `must be a whole number from ${min} to ${max}` })
-        .int(`must be a whole number from ${min} to ${max}`)
-        .min(min, `must be a whole number from ${min} to ${max}`)
-        .max(max, `must be a whole number from ${min} to ${max}`),
-    );
+    .string({ error: message })
+    .trim()
+    .regex(/^\d+$/, message)
+    .transform(Number)
+    .pipe(z.number().min(min, message).max(max, message));
 
 export const githubOptionsSchema = z.object({
   repo: ownerRepo,
@@ -83,6 +84,20 @@ export const registryOptionsSchema = z.object({
   engine: z.enum(["docker", "registry"]).default("docker"),
 });
 export type RegistryOptions = z.infer<typeof registryOptionsSchema>;
+
+const WEEK_SECONDS = 7 * 86_400;
+const seconds = wholeNumber(
+  1,
+  WEEK_SECONDS,
+  `must be a whole number of seconds, at least 1 and at most a week (${WEEK_SECONDS})`,
+);
+
+/** The daemon's timing: every wait is whole seconds, from one second to a week. */
+export const daemonOptionsSchema = z.object({
+  interval: seconds,
+  retryBackoff: seconds,
+  retryBackoffMax: seconds,
+});
 
 export const workspaceOptionsSchema = z.object({
   downloadsDir: z.string().trim().min(1).default(DEFAULT_DOWNLOADS_DIR),

@@ -14,21 +14,54 @@ export interface StepReporter {
   warn(message: string): void;
   /** Plain text lines (tables, summaries). */
   text(message: string): void;
+  /** The separator between two entries of a plan (prepare's and push's). */
+  rule(): void;
 }
 
 /**
  * A transfer's progress: a download, an extraction, an image load or push. `task` names it
  * (`download presto-images-123`, `push …/x86/presto-coordinator:tag`); `part` is one piece of
- * it that moves on its own (a layer), when the engine reports pieces.
+ * it that moves on its own (a layer), when the engine reports pieces. A task opens with `start`
+ * and closes with `end`; in between it reports either bytes or states.
  */
 export type ProgressEvent =
   | { kind: "start"; task: string; total?: number }
   | { kind: "bytes"; task: string; bytes: number; total?: number }
-  /** A piece changed state: the engine's own words ("Pushing", "Layer already exists", …). */
-  | { kind: "part"; task: string; part: string; status: string; bytes?: number; total?: number }
+  /**
+   * A piece changed state: the engine's own words ("Pushing", "Layer already exists", …);
+   * `done` once it has nothing left to do, so a drawing can fill its bar.
+   */
+  | {
+      kind: "part";
+      task: string;
+      part: string;
+      status: string;
+      bytes?: number;
+      total?: number;
+      done?: boolean;
+    }
+  /** The task as a whole changed state ("Loaded image: …", "The push refers to …"). */
+  | { kind: "status"; task: string; status: string }
   | { kind: "end"; task: string; ok: boolean };
 
 export type ProgressListener = (event: ProgressEvent) => void;
 
 /** For callers that show nothing. */
 export const ignoreProgress: ProgressListener = () => undefined;
+
+/** Runs `operation` as the progress task `task`: opened before it starts, closed however it ends. */
+export async function progressTask<T>(
+  progress: ProgressListener,
+  task: string,
+  operation: () => Promise<T>,
+): Promise<T> {
+  progress({ kind: "start", task });
+  let ok = false;
+  try {
+    const result = await operation();
+    ok = true;
+    return result;
+  } finally {
+    progress({ kind: "end", task, ok });
+  }
+}

@@ -6,25 +6,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type * as Prom from "prom-client";
 import { lazyRequire } from "../lazy.js";
+import type { CycleSummary } from "../domain/daemon.js";
 import { SyncError, UsageError } from "../errors.js";
 import type { Logger } from "./logger.js";
-
-export interface CycleSummary {
-  cycle: number;
-  /** "ok": every missing image synced (or none missing); "partial": some images failed; "failed": the cycle itself failed (xref). */
-  result: "ok" | "partial" | "failed";
-  startedAt: string;
-  seconds: number;
-  runs: number;
-  missing: number;
-  pushed: number;
-  failed: number;
-  deferred: number;
-  downloadedBytes: number;
-  uploadedBytes: number;
-  logBytes: number;
-  error?: string;
-}
 
 const PREFIX = "gh_gitlab_sync_";
 const prom = lazyRequire<typeof Prom>("prom-client");

@@ -10,8 +10,6 @@ export interface Output {
 }
 
 export const RULE = "-".repeat(80);
-/** The indented rule between artifacts in the original's prepare and push plans. */
-export const PLAN_RULE = "  ─────────────────────────────────────────────────────────────";
 
 export function createOutput(stream: NodeJS.WritableStream & { isTTY?: boolean }): Output {
   return {
@@ -23,9 +21,4 @@ export function createOutput(stream: NodeJS.WritableStream & { isTTY?: boolean }
     },
     isTTY: Boolean(stream.isTTY),
   };
-}
-
-/** `1.23 GiB`, as the original prints sizes. */
-export function gib(bytes: number | undefined): string {
-  return ((bytes ?? 0) / 1024 ** 3).toFixed(2).padStart(6);
 }

@@ -1,57 +1,111 @@
+/**
+ * The one place progress is drawn. The pipeline and the engines only emit ProgressEvents; here
+ * they become bars on a terminal, or log lines otherwise: a byte transfer logs every few seconds
+ * and a task with parts (an image's layers) logs each state change, never each byte tick, so
+ * journald and CI logs show work moving and stay readable.
+ */
 import cliProgress from "cli-progress";
+import type { ProgressEvent, ProgressListener } from "../domain/events.js";
+import { formatMiB, MiB } from "../util/bytes.js";
 import type { Logger } from "./logger.js";
 
-export interface ByteProgress {
-  update(bytes: number, total: number | undefined): void;
+export interface ProgressOptions {
+  /** Bars when true, log lines otherwise. Defaults to whether stderr is a terminal. */
+  tty?: boolean;
+  /** Where bars go (stderr unless a test captures them). */
+  stream?: NodeJS.WritableStream;
+  /** Log lines: at most one per this many milliseconds of a byte transfer. */
+  everyMs?: number;
+}
+
+/** How one task is shown; which kind is decided by what the task reports first. */
+interface TaskView {
+  update(event: ProgressEvent): void;
   stop(): void;
 }
 
-function mib(bytes: number): string {
-  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+interface ViewSettings {
+  label: string;
+  /** When the task started: rates and durations count from here. */
+  started: number;
+  logger: Logger;
+  stream: NodeJS.WritableStream;
+  everyMs: number;
 }
 
 /**
- * Progress of a long transfer: a bar with bytes, rate and ETA on a terminal; otherwise a log line
- * every `everyMs`, so journald and CI logs show the transfer moving without a line per chunk.
+ * The listener the commands hand to the pipeline. A task that reports bytes gets a bar with
+ * rate and ETA (or a log line every `everyMs`, and one when done); a task that reports the
+ * states of its parts gets a bar per part (or a log line per state change).
  */
-export function byteProgress(
-  label: string,
-  { logger, tty, everyMs = 10_000 }: { logger: Logger; tty: boolean; everyMs?: number },
-): ByteProgress {
-  const started = Date.now();
-  if (tty) {
-    const bar = new cliProgress.SingleBar(
-      {
-        format: `${label} [{bar}] {percentage}% | {done}/{all} | {rate}/s | ETA {eta_formatted}`,
-        hideCursor: true,
-        stream: process.stderr,
-        etaBuffer: 50,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-    let begun = false;
-    return {
-      update(bytes, total) {
-        const payload = {
-          done: mib(bytes),
-          all: total ? mib(total) : "?",
-          rate: mib(bytes / Math.max(0.001, (Date.now() - started) / 1000)),
-        };
-        if (!begun) {
-          bar.start(total ?? 0, bytes, payload);
-          begun = true;
-        } else bar.update(bytes, payload);
-        if (total) bar.setTotal(total);
-      },
-      stop() {
-        if (begun) bar.stop();
-      },
-    };
-  }
+export function progressListener(logger: Logger, options: ProgressOptions = {}): ProgressListener {
+  const tty = options.tty ?? Boolean(process.stderr.isTTY);
+  const base = {
+    logger,
+    stream: options.stream ?? process.stderr,
+    everyMs: options.everyMs ?? 10_000,
+  };
+  const byBytes = tty ? byteBar : byteLog;
+  const byParts = tty ? partBars : partLog;
+  const tasks = new Map<string, { started: number; view?: TaskView }>();
+  return (event) => {
+    if (event.kind === "start") {
+      tasks.set(event.task, { started: Date.now() });
+      return;
+    }
+    const task = tasks.get(event.task) ?? { started: Date.now() };
+    const settings = { ...base, label: event.task, started: task.started };
+    if (event.kind === "end") {
+      tasks.delete(event.task);
+      // A task that reported nothing ends like a transfer with nothing to move.
+      (task.view ?? byBytes(settings)).stop();
+      return;
+    }
+    task.view ??= (event.kind === "bytes" ? byBytes : byParts)(settings);
+    tasks.set(event.task, task);
+    task.view.update(event);
+  };
+}
+
+function byteBar({ label, started, stream }: ViewSettings): TaskView {
+  const bar = new cliProgress.SingleBar(
+    {
+      format: `${label} [{bar}] {percentage}% | {done}/{all} | {rate}/s | ETA {eta_formatted}`,
+      hideCursor: true,
+      stream: stream as NodeJS.WriteStream,
+      etaBuffer: 50,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let begun = false;
+  return {
+    update(event) {
+      if (event.kind !== "bytes") return;
+      const { bytes, total } = event;
+      const payload = {
+        done: formatMiB(bytes),
+        all: total ? formatMiB(total) : "?",
+        rate: formatMiB(bytes / Math.max(0.001, (Date.now() - started) / 1000)),
+      };
+      if (!begun) {
+        bar.start(total ?? 0, bytes, payload);
+        begun = true;
+      } else bar.update(bytes, payload);
+      if (total) bar.setTotal(total);
+    },
+    stop() {
+      if (begun) bar.stop();
+    },
+  };
+}
+
+function byteLog({ label, started, logger, everyMs }: ViewSettings): TaskView {
   let last = 0;
   let lastBytes = 0;
   return {
-    update(bytes, total) {
+    update(event) {
+      if (event.kind !== "bytes") return;
+      const { bytes, total } = event;
       const now = Date.now();
       lastBytes = bytes;
       if (now - last < everyMs) return;
@@ -64,15 +118,86 @@ export function byteProgress(
           bytes,
           total,
           percent: total ? Math.round((bytes / total) * 1000) / 10 : undefined,
-          rateMiBs: Math.round((rate / 1024 ** 2) * 10) / 10,
+          rateMiBs: Math.round((rate / MiB) * 10) / 10,
           etaSeconds: eta,
         },
-        `${label}: ${mib(bytes)}${total ? ` of ${mib(total)}` : ""}`,
+        `${label}: ${formatMiB(bytes)}${total ? ` of ${formatMiB(total)}` : ""}`,
       );
     },
     stop() {
       const seconds = Math.max(0.001, (Date.now() - started) / 1000);
       logger.info({ bytes: lastBytes, seconds: Math.round(seconds * 10) / 10 }, `${label}: done`);
     },
+  };
+}
+
+/** One log line each time a part (or the whole task) changes state; byte ticks only update memory. */
+function partLog({ label, logger }: ViewSettings): TaskView {
+  const states = new Map<string, string>();
+  const general = changes((status) => logger.info({ image: label, status }, `${label}: ${status}`));
+  return {
+    update(event) {
+      if (event.kind === "status") return general(event.status);
+      if (event.kind !== "part" || states.get(event.part) === event.status) return;
+      states.set(event.part, event.status);
+      logger.info(
+        { image: label, layer: event.part, status: event.status, bytes: event.total },
+        `${label}: ${event.part} ${event.status}`,
+      );
+    },
+    stop() {
+      states.clear();
+    },
+  };
+}
+
+/** A bar per part that redraws in place; messages about the whole task scroll above the bars. */
+function partBars({ label, stream }: ViewSettings): TaskView {
+  const multibar = new cliProgress.MultiBar(
+    {
+      format: "{id} [{bar}] {status} {size}",
+      barsize: 20,
+      hideCursor: true,
+      clearOnComplete: false,
+      stopOnComplete: false,
+      autopadding: true,
+      stream: stream as NodeJS.WriteStream,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const bars = new Map<string, cliProgress.SingleBar>();
+  const general = changes((status) => multibar.log(`${label}: ${status}\n`));
+  return {
+    update(event) {
+      if (event.kind === "status") return general(event.status);
+      if (event.kind !== "part") return;
+      const bar = bars.get(event.part);
+      const total = event.total ?? bar?.getTotal() ?? 1;
+      const value = event.done ? total : Math.min(event.bytes ?? 0, total);
+      const payload = {
+        id: event.part,
+        status: event.status,
+        size: event.total ? `${formatMiB(event.bytes ?? 0)}/${formatMiB(event.total)}` : "",
+      };
+      if (!bar) {
+        bars.set(event.part, multibar.create(total, value, payload));
+        return;
+      }
+      if (event.total) bar.setTotal(total);
+      bar.update(value, payload);
+    },
+    stop() {
+      multibar.stop();
+    },
+  };
+}
+
+/** `show`, skipping a message equal to the one before (engines repeat whole-image messages). */
+function changes(show: (status: string) => void): (status: string) => void {
+  let last = "";
+  return (status) => {
+    if (status === last) return;
+    last = status;
+    show(status);
   };
 }

@@ -1,6 +1,9 @@
-import type { StepReporter } from "../sync/context.js";
+import type { StepReporter } from "../domain/events.js";
 import type { Logger } from "./logger.js";
 import type { Output } from "./output.js";
+
+/** The indented rule between artifacts in the original's prepare and push plans. */
+const PLAN_RULE = "  ─────────────────────────────────────────────────────────────";
 
 export function outputSteps(out: Output): StepReporter {
   return {
@@ -8,6 +11,7 @@ export function outputSteps(out: Output): StepReporter {
     detail: (message) => out.line(`        → ${message}`),
     warn: (message) => out.line(`WARNING: ${message}`),
     text: (message) => out.line(message),
+    rule: () => out.line(PLAN_RULE),
   };
 }
 
@@ -18,5 +22,6 @@ export function logSteps(logger: Logger): StepReporter {
     detail: (message) => logger.info(message),
     warn: (message) => logger.warn(message),
     text: (message) => logger.debug(message),
+    rule: () => logger.debug(PLAN_RULE),
   };
 }

@@ -20,16 +20,3 @@ export interface GitlabServices {
   options: GitlabOptions;
   client: GitlabRegistryClient;
 }
-
-/**
- * The original's step lines (`[2/5] Logging into …`), which operators read; in the daemon they
- * become log records instead of stdout lines.
- */
-export interface StepReporter {
-  step(n: number, total: number, message: string): void;
-  /** A detail under the current step: `        → run 1234 (…)`. */
-  detail(message: string): void;
-  warn(message: string): void;
-  /** Plain text lines (tables, summaries). */
-  text(message: string): void;
-}

@@ -1,8 +1,10 @@
 import { promises as fs } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
+import type { CycleSummary } from "../domain/daemon.js";
+import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { SyncError, describeError } from "../errors.js";
-import type { CycleSummary, DaemonHealth } from "../report/health.js";
-import { logSteps } from "../report/steps.js";
+import { sleep } from "../net/retry.js";
+import type { Logger } from "../report/logger.js";
+import { formatMiB } from "../util/bytes.js";
 import { exists } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
 import { tagLayout } from "../workspace/layout.js";
@@ -25,8 +27,6 @@ export interface DaemonSettings {
   registry: string;
   registryProject: string;
   username: string;
-  /** Show progress bars (a terminal) rather than log lines. */
-  tty: boolean;
 }
 
 export interface DaemonServices {
@@ -34,7 +34,17 @@ export interface DaemonServices {
   gitlab: GitlabServices;
   push: Omit<PushServices, "gitlab">;
   failures: FailureState;
-  health?: DaemonHealth;
+  /** The step lines of one image tag, through that image's logger. */
+  steps: (logger: Logger) => StepReporter;
+  /** Where the transfers of one image tag report how they move. */
+  progress: (logger: Logger) => ProgressListener;
+  /** Told of each finished cycle (the health endpoint and metrics). */
+  onCycle?: (summary: CycleSummary) => void;
+}
+
+/** An error as one log line: a SyncError with its hint, anything else as it describes itself. */
+function errorLine(err: unknown): string {
+  return err instanceof SyncError ? err.oneLine() : describeError(err);
 }
 
 type Stage = "download" | "prepare" | "push" | "clean";
@@ -44,9 +54,7 @@ class StageError extends Error {
     readonly stage: Stage,
     readonly original: unknown,
   ) {
-    super(
-      `${stage} failed: ${original instanceof SyncError ? original.oneLine() : describeError(original)}`,
-    );
+    super(`${stage} failed: ${errorLine(original)}`);
   }
 }
 
@@ -72,7 +80,7 @@ async function syncImageTag(
   image: MissingImage,
 ): Promise<ImageResult> {
   const logger = ctx.logger.child({ imageTag: image.imageTag });
-  const steps = logSteps(logger);
+  const steps = services.steps(logger);
   const sub: SyncContext = { logger, signal: ctx.signal };
   const layout = tagLayout(settings.downloadsDir, image.imageTag);
   const run = image.runs[0];
@@ -86,7 +94,7 @@ async function syncImageTag(
         imageTag: image.imageTag,
         downloadsDir: settings.downloadsDir,
         force: false,
-        tty: settings.tty,
+        progress: services.progress(logger),
       }),
     );
     downloadedBytes = outcome.fetched;
@@ -190,7 +198,7 @@ export async function runCycle(
   } catch (err) {
     if (ctx.signal.aborted) throw err;
     summary.result = "failed";
-    summary.error = err instanceof SyncError ? err.oneLine() : describeError(err);
+    summary.error = errorLine(err);
     ctx.logger.error(
       { err: summary.error },
       `cycle ${cycle}: cross-reference failed: ${summary.error}`,
@@ -244,11 +252,10 @@ export async function runCycle(
 }
 
 function summaryLine(s: CycleSummary): string {
-  const mib = (n: number) => `${(n / 1024 ** 2).toFixed(1)} MiB`;
   return (
     `cycle ${s.cycle} ${s.result}: ${s.runs} runs, ${s.missing} missing, ${s.pushed} tags pushed, ` +
-    `${s.failed} failed, ${s.deferred} backing off, ${mib(s.downloadedBytes)} downloaded, ` +
-    `${mib(s.logBytes)} of logs read, ${s.seconds} s`
+    `${s.failed} failed, ${s.deferred} backing off, ${formatMiB(s.downloadedBytes)} downloaded, ` +
+    `${formatMiB(s.logBytes)} of logs read, ${s.seconds} s`
   );
 }
 
@@ -281,7 +288,7 @@ export async function runDaemon(
       if (ctx.signal.aborted) break;
       throw err;
     }
-    services.health?.record(summary);
+    services.onCycle?.(summary);
     const { failedTags, ...record } = summary;
     ctx.logger.info({ summary: record }, summaryLine(summary));
     if (ctx.signal.aborted) break;
@@ -305,9 +312,10 @@ export async function runDaemon(
       return;
     }
     try {
-      await sleep(settings.intervalSeconds * 1000, undefined, { signal: ctx.signal });
-    } catch {
-      break;
+      await sleep(settings.intervalSeconds * 1000, ctx.signal);
+    } catch (err) {
+      if (ctx.signal.aborted) break;
+      throw err;
     }
   }
   ctx.logger.info("daemon stopped");

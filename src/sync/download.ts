@@ -2,12 +2,13 @@ import { promises as fs } from "node:fs";
 import { artifactUrlResolver, chooseArtifact, listRunArtifacts } from "../github/artifacts.js";
 import { METADATA_KEYS, type RunMetadata } from "../domain/metadata.js";
 import type { WorkflowRun } from "../github/runs.js";
+import { progressTask, type ProgressListener, type StepReporter } from "../domain/events.js";
 import { SyncError } from "../errors.js";
-import { byteProgress } from "../report/progress.js";
+import { formatMiB } from "../util/bytes.js";
 import { downloadFile } from "../workspace/download.js";
 import { exists, writeJsonAtomic } from "../util/files.js";
 import { tagLayout, type MetadataFile } from "../workspace/layout.js";
-import type { GithubServices, StepReporter, SyncContext } from "./context.js";
+import type { GithubServices, SyncContext } from "./context.js";
 import { findRunForTag } from "./runs.js";
 import { runRef } from "./xref.js";
 
@@ -16,8 +17,8 @@ export interface DownloadRequest {
   downloadsDir: string;
   force: boolean;
   artifactName?: string;
-  /** Show a progress bar (a terminal) rather than periodic log lines. */
-  tty: boolean;
+  /** Told how the download moves; it decides how that is shown. */
+  progress: ProgressListener;
   /** Free bytes at a path; replaceable for tests. */
   freeBytes?: (dir: string) => Promise<number>;
 }
@@ -30,8 +31,6 @@ export interface DownloadOutcome {
   /** Bytes that crossed the network (less than size after a resume). */
   fetched: number;
 }
-
-const MiB = 1024 ** 2;
 
 /** metadata.json as the original writes it: the block's keys, then provenance. */
 export function metadataRecord(
@@ -117,15 +116,11 @@ export async function downloadImageTag(
   steps.step(
     4,
     5,
-    `Downloading artifact '${artifact.name}' (~${(artifact.size_in_bytes / MiB).toFixed(2)} MiB) to ${layout.zip} ...`,
+    `Downloading artifact '${artifact.name}' (~${formatMiB(artifact.size_in_bytes, 2)}) to ${layout.zip} ...`,
   );
-  const progress = byteProgress(`download ${artifact.name}`, {
-    logger: ctx.logger,
-    tty: request.tty,
-  });
-  let result;
-  try {
-    result = await downloadFile({
+  const task = `download ${artifact.name}`;
+  const result = await progressTask(request.progress, task, () =>
+    downloadFile({
       resolveUrl: artifactUrlResolver(github.client, {
         repo,
         artifactId: artifact.id,
@@ -137,14 +132,12 @@ export async function downloadImageTag(
       logger: ctx.logger,
       signal: ctx.signal,
       freeBytes: request.freeBytes,
-      onProgress: ({ bytes, total }) => progress.update(bytes, total),
-    });
-  } finally {
-    progress.stop();
-  }
+      onProgress: ({ bytes, total }) => request.progress({ kind: "bytes", task, bytes, total }),
+    }),
+  );
   steps.detail(
-    `saved ${layout.zip} (${(result.size / MiB).toFixed(2)} MiB, sha256:${result.sha256}` +
-      `${result.fetched < result.size ? `, resumed: ${(result.fetched / MiB).toFixed(2)} MiB fetched` : ""})`,
+    `saved ${layout.zip} (${formatMiB(result.size, 2)}, sha256:${result.sha256}` +
+      `${result.fetched < result.size ? `, resumed: ${formatMiB(result.fetched, 2)} fetched` : ""})`,
   );
 
   steps.step(5, 5, `Writing metadata to ${layout.metadata} ...`);

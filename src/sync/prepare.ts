@@ -8,7 +8,6 @@ import {
 } from "../archive/docker-save.js";
 import { extractZip } from "../archive/extract.js";
 import { SyncError } from "../errors.js";
-import { PLAN_RULE as RULE } from "../report/output.js";
 import type { RunMetadata } from "../domain/metadata.js";
 import { exists, readJsonFile, writeJsonAtomic } from "../util/files.js";
 import { IMAGE_INFO_FILE, saveImageInfo } from "../workspace/image-info.js";
@@ -18,7 +17,8 @@ import {
   type TagLayout,
   type UploadPlan,
 } from "../workspace/layout.js";
-import type { StepReporter, SyncContext } from "./context.js";
+import type { StepReporter } from "../domain/events.js";
+import type { SyncContext } from "./context.js";
 import { expectedImages, isImageTag, type ExpectedImage } from "../domain/images.js";
 
 export interface PrepareRequest {
@@ -242,14 +242,14 @@ export async function prepareImageTag(
 function printPlan(steps: StepReporter, plan: UploadPlan, planPath: string): void {
   steps.text(`Prepared upload plan written to ${planPath}`);
   steps.text("Artifacts ready for upload:");
-  steps.text(RULE);
+  steps.rule();
   plan.artifacts.forEach((item, index) => {
     steps.text(`  Artifact #${index + 1}:`);
     steps.text(`    Image        : ${item.repo}`);
     steps.text(`    Arch         : ${item.arch || "-"}`);
     steps.text(`    GitLab tag   : ${item.gitlab_tag}`);
     steps.text(`    Local tarball: ${item.file}`);
-    if (index !== plan.artifacts.length - 1) steps.text(RULE);
+    if (index !== plan.artifacts.length - 1) steps.rule();
   });
   steps.text("Prepare complete.");
 }

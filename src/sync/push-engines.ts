@@ -7,13 +7,14 @@
 import path from "node:path";
 import type { ImageTarballInfo } from "../archive/docker-save.js";
 import { DockerEngine, type RegistryAuth } from "../docker/engine.js";
-import { createProgressRenderer } from "../docker/progress.js";
+import { taskProgress } from "../docker/progress.js";
+import { progressTask, type ProgressListener } from "../domain/events.js";
 import type { RegistryClient } from "../registry/client.js";
 import { LayerCache, LAYER_CACHE_FILE } from "../registry/layer-cache.js";
 import { pushTarball } from "../registry/push.js";
 import { SyncError, describeError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
-import { byteProgress } from "../report/progress.js";
+import { formatMiB } from "../util/bytes.js";
 
 export type EngineName = "docker" | "registry";
 
@@ -58,8 +59,8 @@ export interface PusherOptions {
   username: string;
   password: string | undefined;
   stateDir: string;
-  /** A live display on a terminal, one line per state change otherwise. */
-  tty: boolean;
+  /** Told how each load and push moves; it decides how that is shown. */
+  progress: ProgressListener;
   env?: NodeJS.ProcessEnv;
   /**
    * Docker engine: remove the loaded image and its remote name once pushed. The daemon sets it,
@@ -69,36 +70,32 @@ export interface PusherOptions {
   removeAfterPush?: boolean;
 }
 
-function mib(bytes: number): string {
-  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
-}
-
 export function createPusher(engine: EngineName, options: PusherOptions): ImagePusher {
   return engine === "registry" ? registryPusher(options) : dockerPusher(options);
 }
 
 function registryPusher(options: PusherOptions): ImagePusher {
-  const { logger, registry } = options;
+  const { logger, registry, progress } = options;
   let cache: LayerCache | undefined;
   return {
     name: "registry",
     login: (signal) => registry.login(signal),
     check: () => Promise.resolve(),
     async push(item, signal) {
-      cache ??= await LayerCache.open(path.join(options.stateDir, LAYER_CACHE_FILE), logger);
-      const bar = byteProgress(`push ${item.repository}:${item.tag}`, {
+      const layers = (cache ??= await LayerCache.open(
+        path.join(options.stateDir, LAYER_CACHE_FILE),
         logger,
-        tty: options.tty,
-      });
+      ));
+      const task = `push ${item.repository}:${item.tag}`;
       let toRead = 0;
       const perLayer = new Map<string, number>();
-      try {
-        const result = await pushTarball({
+      const result = await progressTask(progress, task, () =>
+        pushTarball({
           client: registry,
           tarball: item.file,
           repository: item.repository,
           tag: item.tag,
-          cache,
+          cache: layers,
           logger,
           signal,
           siblings: item.siblings,
@@ -108,35 +105,33 @@ function registryPusher(options: PusherOptions): ImagePusher {
               toRead = event.bytesToRead;
               logger.info(
                 { image: item.remoteRef, layers: event.layers, toUpload: event.toUpload },
-                `${item.remoteRef}: ${event.toUpload} of ${event.layers} layers to upload (${mib(event.bytesToRead)} to read)`,
+                `${item.remoteRef}: ${event.toUpload} of ${event.layers} layers to upload (${formatMiB(event.bytesToRead)} to read)`,
               );
             } else if (event.type === "read") {
               perLayer.set(event.diffId, event.bytes);
               let sum = 0;
               for (const bytes of perLayer.values()) sum += bytes;
-              if (toRead > 0) bar.update(sum, toRead);
+              if (toRead > 0) progress({ kind: "bytes", task, bytes: sum, total: toRead });
             }
           },
-        });
-        const counts = { uploaded: 0, mounted: 0, exists: 0 };
-        for (const layer of result.layers) counts[layer.action] += 1;
-        const parts = [`${counts.uploaded} layer(s) uploaded (${mib(result.bytesUploaded)})`];
-        if (counts.mounted) parts.push(`${counts.mounted} mounted from a sibling`);
-        if (counts.exists) parts.push(`${counts.exists} already there`);
-        return {
-          digest: result.manifestDigest,
-          summary: parts.join(", "),
-          bytesUploaded: result.bytesUploaded,
-        };
-      } finally {
-        bar.stop();
-      }
+        }),
+      );
+      const counts = { uploaded: 0, mounted: 0, exists: 0 };
+      for (const layer of result.layers) counts[layer.action] += 1;
+      const parts = [`${counts.uploaded} layer(s) uploaded (${formatMiB(result.bytesUploaded)})`];
+      if (counts.mounted) parts.push(`${counts.mounted} mounted from a sibling`);
+      if (counts.exists) parts.push(`${counts.exists} already there`);
+      return {
+        digest: result.manifestDigest,
+        summary: parts.join(", "),
+        bytesUploaded: result.bytesUploaded,
+      };
     },
   };
 }
 
 function dockerPusher(options: PusherOptions): ImagePusher {
-  const { logger } = options;
+  const { logger, progress } = options;
   let engine: DockerEngine | undefined;
   const docker = (): DockerEngine =>
     (engine ??= new DockerEngine({ logger, ...(options.env ? { env: options.env } : {}) }));
@@ -159,20 +154,13 @@ function dockerPusher(options: PusherOptions): ImagePusher {
     check: () => docker().ping(),
     async push(item, signal) {
       const label = item.remoteRef;
-      const loadProgress = createProgressRenderer({
-        label: `load ${item.localRef}`,
-        logger,
-        tty: options.tty,
-      });
-      let loaded;
-      try {
-        loaded = await docker().loadImage(item.file, {
+      const loadTask = `load ${item.localRef}`;
+      const loaded = await progressTask(progress, loadTask, () =>
+        docker().loadImage(item.file, {
           signal,
-          onProgress: (event) => loadProgress.update(event),
-        });
-      } finally {
-        loadProgress.stop();
-      }
+          onProgress: (event) => progress(taskProgress(loadTask, event)),
+        }),
+      );
       // The engine's reply names what it loaded; prefer the name the plan expects.
       const source =
         loaded.references.find(
@@ -193,28 +181,17 @@ function dockerPusher(options: PusherOptions): ImagePusher {
       }
       const repository = `${options.registry.registry}/${item.repository}`;
       await docker().tagImage(source, repository, item.tag);
-      const pushProgress = createProgressRenderer({
-        label: `push ${label}`,
-        logger,
-        tty: options.tty,
-      });
+      const pushTask = `push ${label}`;
       const states = new Map<string, string>();
-      let pushed;
-      try {
-        pushed = await docker().pushImage(
-          label,
-          options.password === undefined ? emptyAuth(auth()) : auth(),
-          {
-            signal,
-            onProgress: (event) => {
-              if (event.id) states.set(event.id, event.status);
-              pushProgress.update(event);
-            },
+      const pushed = await progressTask(progress, pushTask, () =>
+        docker().pushImage(label, options.password === undefined ? emptyAuth(auth()) : auth(), {
+          signal,
+          onProgress: (event) => {
+            if (event.id) states.set(event.id, event.status);
+            progress(taskProgress(pushTask, event));
           },
-        );
-      } finally {
-        pushProgress.stop();
-      }
+        }),
+      );
       if (options.removeAfterPush) {
         for (const name of [label, source]) {
           await docker()

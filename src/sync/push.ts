@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { ImageTarballInfo } from "../archive/docker-save.js";
 import { SyncError, describeError } from "../errors.js";
-import { PLAN_RULE as RULE } from "../report/output.js";
+import { sleep } from "../net/retry.js";
 import type { RegistryClient } from "../registry/client.js";
 import { retag } from "../registry/retag.js";
 import { exists, readJsonFile } from "../util/files.js";
@@ -13,7 +13,8 @@ import {
   type MetadataFile,
   type PlanArtifact,
 } from "../workspace/layout.js";
-import type { GitlabServices, StepReporter, SyncContext } from "./context.js";
+import type { StepReporter } from "../domain/events.js";
+import type { GitlabServices, SyncContext } from "./context.js";
 import type { ImagePusher, PushItem } from "./push-engines.js";
 import { gitlabState, type GitlabState } from "./compare.js";
 import { parseGitlabTag } from "../domain/images.js";
@@ -125,7 +126,7 @@ function statusOf(gitlabTag: string, state: GitlabState): GitlabStatus {
 
 function printPlan(steps: StepReporter, planned: PlannedPush[], force: boolean): void {
   steps.text("Push plan:");
-  steps.text(RULE);
+  steps.rule();
   planned.forEach((item, index) => {
     const note =
       item.status === "present" ? (force ? " (will push again: --force)" : " (will skip)") : "";
@@ -133,7 +134,7 @@ function printPlan(steps: StepReporter, planned: PlannedPush[], force: boolean):
     steps.text(`    Remote ref   : ${item.remoteRef}`);
     steps.text(`    Local tarball: ${item.file}`);
     steps.text(`    GitLab status: ${item.status}${note}`);
-    if (index !== planned.length - 1) steps.text(RULE);
+    if (index !== planned.length - 1) steps.rule();
   });
 }
 
@@ -150,7 +151,7 @@ async function verifyListed(
     if (missing.length === 0) return;
     if (attempt < VERIFY_ATTEMPTS) {
       ctx.logger.debug({ missing }, "GitLab does not list every pushed tag yet; asking again");
-      await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      await sleep(1000 * attempt, ctx.signal);
     }
   }
   throw new SyncError(

@@ -3,7 +3,8 @@ import { UsageError } from "../errors.js";
 import type { DockerEngine, RegistryAuth } from "../docker/engine.js";
 import type { RegistryClient } from "../registry/client.js";
 import { retag } from "../registry/retag.js";
-import type { StepReporter, SyncContext } from "./context.js";
+import type { StepReporter } from "../domain/events.js";
+import type { SyncContext } from "./context.js";
 
 export interface ImageName {
   /** Below the project: `x86/presto-coordinator`. */

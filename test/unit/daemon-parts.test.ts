@@ -1,12 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { parseOptions, registryOptionsSchema } from "../../src/config/options.js";
 import { UsageError } from "../../src/errors.js";
-import {
-  DaemonHealth,
-  parseHealthAddress,
-  startHealthServer,
-  type CycleSummary,
-} from "../../src/report/health.js";
+import type { CycleSummary } from "../../src/domain/daemon.js";
+import { DaemonHealth, parseHealthAddress, startHealthServer } from "../../src/report/health.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { parseImageName } from "../../src/sync/retag.js";
 

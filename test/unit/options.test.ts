@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  daemonOptionsSchema,
   githubOptionsSchema,
   parseImageTag,
   parseOptions,
@@ -27,7 +28,7 @@ describe("options", () => {
     expect(options.branch).toBe("main");
   });
 
-  it.each([["abc"], ["0"], ["-3"], ["2.5"], [""], ["100000"]])(
+  it.each([["abc"], ["0"], ["-3"], ["2.5"], [""], ["100000"], ["0x10"], ["1e3"], ["+5"]])(
     "refuses --limit %s as a usage error naming the flag",
     (limit) => {
       const run = () => parseOptions(githubOptionsSchema, { ...githubRaw, limit });
@@ -40,6 +41,23 @@ describe("options", () => {
       }
     },
   );
+
+  it("takes the daemon's waits as whole seconds, from one second to a week", () => {
+    const timing = { interval: "900", retryBackoff: "1", retryBackoffMax: "604800" };
+    expect(parseOptions(daemonOptionsSchema, timing)).toEqual({
+      interval: 900,
+      retryBackoff: 1,
+      retryBackoffMax: 604800,
+    });
+    for (const interval of ["0", "604801", "0x10", "1e3", "1.5", "soon"]) {
+      expect(() => parseOptions(daemonOptionsSchema, { ...timing, interval })).toThrow(
+        /^--interval must be a whole number of seconds, at least 1 and at most a week/,
+      );
+    }
+    expect(() => parseOptions(daemonOptionsSchema, { ...timing, retryBackoffMax: "-1" })).toThrow(
+      /^--retry-backoff-max must be a whole number of seconds/,
+    );
+  });
 
   it("refuses a repo that is not owner/name and a bad API URL", () => {
     expect(() =>
