@@ -9,6 +9,7 @@ import {
   type Logger,
 } from "./report/logger.js";
 import { createOutput } from "./report/output.js";
+import { HttpClient } from "./net/http.js";
 import type { Env } from "./config/tokens.js";
 import type { CommandContext } from "./commands/context.js";
 import { registerGhList } from "./commands/gh-list.js";
@@ -67,7 +68,18 @@ Authentication:
       isTTY: deps.stderr.isTTY,
     });
     onLogger(logger);
-    await action({ logger, out: createOutput(deps.stdout), env: deps.env, signal: deps.signal });
+    const http = new HttpClient({ env: deps.env });
+    try {
+      await action({
+        logger,
+        out: createOutput(deps.stdout),
+        env: deps.env,
+        signal: deps.signal,
+        http,
+      });
+    } finally {
+      await http.close();
+    }
   };
 
   registerGhList(program, run);

@@ -1,4 +1,5 @@
 import type { Env } from "../config/tokens.js";
+import type { HttpClient } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
 import type { Output } from "../report/output.js";
 
@@ -9,4 +10,6 @@ export interface CommandContext {
   env: Env;
   /** Aborted on SIGINT/SIGTERM: long operations stop promptly and leave nothing half-written. */
   signal: AbortSignal;
+  /** The one way out to HTTP (proxies, timeouts, safe redirects): every client sends through it. */
+  http: HttpClient;
 }

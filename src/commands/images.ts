@@ -142,7 +142,7 @@ export function registerRetag(program: Command, run: Runner): void {
                 docker: {
                   engine: new DockerEngine({
                     logger: ctx.logger,
-                    env: ctx.env as NodeJS.ProcessEnv,
+                    env: ctx.env,
                   }),
                   auth: dockerAuth(registry),
                 },

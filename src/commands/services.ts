@@ -40,6 +40,7 @@ export function githubServices(ctx: CommandContext, raw: Record<string, unknown>
     token: token.value,
     logger: ctx.logger,
     signal: ctx.signal,
+    fetch: ctx.http.fetch,
   });
   return { options, client, cache: new MetadataCache(stateDirFor(workspace), ctx.logger) };
 }
@@ -51,6 +52,7 @@ export function gitlabServices(ctx: CommandContext, raw: Record<string, unknown>
     host: options.gitlabHost,
     token: token.value,
     logger: ctx.logger,
+    fetch: ctx.http.fetch,
   });
   return { options, client };
 }
@@ -101,6 +103,7 @@ export function registryServices(
       : {}),
     insecure: options.insecureRegistry,
     logger: ctx.logger,
+    fetch: ctx.http.fetch,
   });
   return { options, credentials, project, client };
 }
@@ -121,7 +124,7 @@ export function imagePusher(
     registry: registry.client,
     username: registry.credentials.username,
     password: registry.credentials.password,
-    env: ctx.env as NodeJS.ProcessEnv,
+    env: ctx.env,
   });
 }
 

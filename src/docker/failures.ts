@@ -33,7 +33,7 @@ interface ModemErrorFields {
 }
 
 function fields(err: unknown): ModemErrorFields {
-  return typeof err === "object" && err !== null ? (err as ModemErrorFields) : {};
+  return typeof err === "object" && err !== null ? err : {};
 }
 
 /** The errno code when the engine could not be reached at all; undefined for engine answers. */

@@ -18,8 +18,6 @@ export interface RunArtifact {
 export interface RunArtifactsRequest {
   repo: string;
   runId: number;
-  /** @deprecated the client's own signal (createGithubClient) ends its requests; ignored. */
-  signal?: AbortSignal;
 }
 
 export async function listRunArtifacts(
@@ -81,8 +79,6 @@ export function chooseArtifact(
 export interface ArtifactRequest {
   repo: string;
   artifactId: number;
-  /** @deprecated the client's own signal (createGithubClient) ends its requests; ignored. */
-  signal?: AbortSignal;
 }
 
 /** A fresh pre-signed download address for each attempt; the token goes only to the API. */

@@ -37,8 +37,8 @@ export interface GithubClientOptions {
   maxRateLimitWaitSeconds?: number;
   /** Ends every request of this client, API and blob reads alike. */
   signal?: AbortSignal;
-  /** The global `fetch` by default. */
-  fetch?: FetchLike;
+  /** The command's HttpClient fetch (proxies, timeouts, safe redirects). */
+  fetch: FetchLike;
 }
 
 // Rate limits are the throttling plugin's job: letting plugin-retry also retry them would
@@ -77,7 +77,7 @@ interface ThrottledRequest {
  */
 export function createGithubClient(options: GithubClientOptions): GithubClient {
   const { logger, signal } = options;
-  const fetch = options.fetch ?? globalThis.fetch;
+  const fetch = options.fetch;
   const maxWaits = options.maxRateLimitWaits ?? 3;
   const maxWaitSeconds = options.maxRateLimitWaitSeconds ?? 15 * 60;
 
@@ -123,7 +123,7 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
   if (signal) {
     octokit.hook.before("request", (request) => {
       // A fresh object: without per-call request options this one is the client's defaults.
-      const own = request.request.signal as AbortSignal | undefined;
+      const own = request.request.signal;
       request.request = {
         ...request.request,
         signal: own ? AbortSignal.any([signal, own]) : signal,

@@ -43,8 +43,8 @@ export interface GitlabRegistryClientOptions {
   logger: Logger;
   /** The requester's retries; what is not given comes from DEFAULT_GITLAB_RETRY. */
   retry?: Partial<RetryPolicy>;
-  /** The global `fetch` by default. */
-  fetch?: FetchLike;
+  /** The command's HttpClient fetch (proxies, timeouts, safe redirects). */
+  fetch: FetchLike;
   /** Limit for one call including all its pages and retries; default 5 minutes. */
   timeoutMs?: number;
 }
@@ -146,7 +146,7 @@ export class GitlabRegistryClient {
       requesterFn: retryingRequesterFn({
         logger: options.logger,
         ...(options.retry ? { retry: options.retry } : {}),
-        ...(options.fetch ? { fetch: options.fetch } : {}),
+        fetch: options.fetch,
       }),
       queryTimeout: options.timeoutMs ?? 300_000,
     });

@@ -9,7 +9,7 @@ import {
 } from "@gitbeaker/requester-utils";
 import { GitbeakerRequestError, GitbeakerTimeoutError } from "@gitbeaker/rest";
 import { errorCode, isAbortError } from "../errors.js";
-import type { FetchLike } from "../net/http.js";
+import { isTransientCode, type FetchLike } from "../net/http.js";
 import { retry, serverDelayMs, type RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 
@@ -31,25 +31,14 @@ export interface RequesterSettings {
   logger: Logger;
   /** Filled in from DEFAULT_GITLAB_RETRY; `maxDelayMs` also caps a wait `retry-after` asks for. */
   retry?: Partial<RetryPolicy>;
-  /** The global `fetch` by default. */
-  fetch?: FetchLike;
+  /** The command's HttpClient fetch. */
+  fetch: FetchLike;
 }
 
 const RETRY_STATUSES = new Set([429, 500, 502, 503, 504]);
 // A 5xx or a cut connection may come after the server acted; only repeat what is safe to repeat.
 // A 429 means the request was turned away unprocessed, so it is retried whatever the method.
 const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]);
-// Transient socket failures; a refused connection or an unknown host is left to fail at once.
-// Not net/http's isTransientCode: loading net/http loads undici, whose global dispatcher then
-// replaces the one Node's own fetch uses (and breaks the registry's streamed uploads on Node 20).
-const RETRY_NETWORK_CODES = new Set([
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "EPIPE",
-  "EAI_AGAIN",
-  "UND_ERR_SOCKET",
-  "UND_ERR_CONNECT_TIMEOUT",
-]);
 
 interface HandlerOptions {
   headers?: Record<string, string>;
@@ -95,7 +84,7 @@ function retryable(error: unknown, method: string): boolean | number {
   const response = error instanceof GitbeakerRequestError ? error.cause?.response : undefined;
   if (!response) {
     const code = errorCode(error);
-    return code !== undefined && RETRY_NETWORK_CODES.has(code) && IDEMPOTENT.has(method);
+    return isTransientCode(code) && IDEMPOTENT.has(method);
   }
   if (!RETRY_STATUSES.has(response.status)) return false;
   if (response.status !== 429 && !IDEMPOTENT.has(method)) return false;
@@ -107,7 +96,7 @@ export function retryingRequesterFn(
   settings: RequesterSettings,
 ): (resourceOptions: ResourceOptions) => RequesterType {
   const { logger } = settings;
-  const fetch = settings.fetch ?? globalThis.fetch;
+  const fetch = settings.fetch;
   const policy: RetryPolicy = { ...DEFAULT_GITLAB_RETRY, ...settings.retry };
 
   async function handle(
@@ -163,5 +152,8 @@ export function retryingRequesterFn(
     }
   }
 
-  return createRequesterFn(async (_serviceOptions, requestOptions) => requestOptions, handle);
+  return createRequesterFn(
+    (_serviceOptions, requestOptions) => Promise.resolve(requestOptions),
+    handle,
+  );
 }

@@ -1,5 +1,7 @@
-import { EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from "undici";
+import type * as Undici from "undici";
+import type { Dispatcher } from "undici";
 import { SyncError } from "../errors.js";
+import { lazyRequire } from "../lazy.js";
 import { formatBytes } from "../util/bytes.js";
 
 /**
@@ -12,7 +14,13 @@ import { formatBytes } from "../util/bytes.js";
  *   - redirects followed only to http(s), a bounded number of times, and credentials
  *     (Authorization, PRIVATE-TOKEN, JOB-TOKEN, cookies) dropped when a redirect changes origin.
  * TLS trusts Node's CA store, which NODE_EXTRA_CA_CERTS extends with an in-house CA.
+ *
+ * Everything goes through undici's own `fetch`, never the global one: loading undici makes its
+ * agent the global dispatcher, and Node 20's built-in fetch then mis-sends bodies through it (a
+ * doubled content-length). undici loads only when a client is built, so the helpers below can be
+ * imported freely.
  */
+const undici = lazyRequire<typeof Undici>("undici");
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -50,7 +58,7 @@ export class HttpClient {
     this.connectTimeoutMs = settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.idleTimeoutMs = settings.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.maxRedirects = settings.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
-    this.dispatcher = new EnvHttpProxyAgent({
+    this.dispatcher = new (undici().EnvHttpProxyAgent)({
       httpProxy: proxyVariable(env, "HTTP_PROXY"),
       httpsProxy: proxyVariable(env, "HTTPS_PROXY"),
       noProxy: proxyVariable(env, "NO_PROXY"),
@@ -67,14 +75,14 @@ export class HttpClient {
    */
   readonly fetch: FetchLike = async (input, init = {}) => {
     const request = input instanceof Request ? input : undefined;
-    let url = new URL(request ? request.url : input.toString());
+    let url = new URL(request ? request.url : input instanceof URL ? input.href : input);
     let method = (init.method ?? request?.method ?? "GET").toUpperCase();
     let headers = new Headers(init.headers ?? request?.headers);
     let body = init.body ?? (request ? await bodyOf(request) : undefined);
     const signal = init.signal ?? request?.signal ?? undefined;
     const manual = init.redirect === "manual";
     for (let redirects = 0; ; redirects += 1) {
-      const response = (await undiciFetch(url, {
+      const response = (await undici().fetch(url, {
         ...(init as object),
         method,
         headers,
@@ -82,7 +90,7 @@ export class HttpClient {
         signal,
         redirect: "manual",
         dispatcher: this.dispatcher,
-      } as Parameters<typeof undiciFetch>[1])) as unknown as Response;
+      } as Parameters<typeof Undici.fetch>[1])) as unknown as Response;
       const location = response.headers.get("location");
       if (manual || !isRedirect(response.status) || !location) return response;
       await response.body?.cancel().catch(() => undefined);
@@ -116,8 +124,9 @@ export class HttpClient {
     }
   };
 
+  /** Ends the client's connections; anything still in flight fails. */
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    await this.dispatcher.destroy();
   }
 }
 
@@ -160,7 +169,7 @@ export async function readBody(response: Response, limit: number, what: string):
   if (!response.body) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
   let size = 0;
-  const reader = response.body.getReader();
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;

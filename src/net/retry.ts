@@ -119,7 +119,7 @@ export function headerSource(record: Record<string, unknown> | undefined): Heade
   return {
     get(name) {
       const value = record?.[name] ?? record?.[name.toLowerCase()];
-      return value === undefined || value === null ? undefined : String(value as string | number);
+      return typeof value === "string" || typeof value === "number" ? String(value) : undefined;
     },
   };
 }

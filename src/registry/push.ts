@@ -299,7 +299,7 @@ async function readTarball(
   const slots = limiter(concurrency);
   const jobs: Array<Promise<void>> = [];
   const controller = new AbortController();
-  let failure: unknown;
+  let failure: Error | undefined;
   let allSeen = false;
   const abortOnOuter = (): void => controller.abort(options.signal?.reason);
   options.signal?.addEventListener("abort", abortOnOuter, { once: true });
@@ -328,7 +328,7 @@ async function readTarball(
     });
     jobs.push(job);
     job.catch((err: unknown) => {
-      failure ??= err;
+      failure ??= err instanceof Error ? err : new Error(String(err));
       controller.abort();
     });
   });

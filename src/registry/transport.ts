@@ -33,8 +33,8 @@ export interface TransportOptions {
   /** Plain http even for a remote host (loopback registries get http anyway). */
   insecure?: boolean;
   logger: Logger;
-  /** Where requests go out; the global `fetch` by default. */
-  fetch?: FetchLike;
+  /** Where requests go out: the command's HttpClient (proxies, timeouts, safe redirects). */
+  fetch: FetchLike;
   retry?: Partial<RetryPolicy>;
 }
 
@@ -120,7 +120,7 @@ export class RegistryTransport {
     this.password = options.password;
     this.asker = { registry: this.registry, username: this.username };
     this.logger = options.logger;
-    this.fetch = options.fetch ?? fetch;
+    this.fetch = options.fetch;
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
   }
 

@@ -72,7 +72,7 @@ function byteBar({ label, started, stream }: ViewSettings): TaskView {
     {
       format: `${label} [{bar}] {percentage}% | {done}/{all} | {rate}/s | ETA {eta_formatted}`,
       hideCursor: true,
-      stream: stream as NodeJS.WriteStream,
+      stream,
       etaBuffer: 50,
     },
     cliProgress.Presets.shades_classic,
@@ -161,7 +161,7 @@ function partBars({ label, stream }: ViewSettings): TaskView {
       clearOnComplete: false,
       stopOnComplete: false,
       autopadding: true,
-      stream: stream as NodeJS.WriteStream,
+      stream,
     },
     cliProgress.Presets.shades_classic,
   );

@@ -96,11 +96,7 @@ export async function downloadImageTag(
   await fs.mkdir(layout.dir, { recursive: true });
 
   steps.step(3, 5, "Retrieving artifact metadata from GitHub ...");
-  const artifacts = await listRunArtifacts(github.client, {
-    repo,
-    runId: run.id,
-    signal: ctx.signal,
-  });
+  const artifacts = await listRunArtifacts(github.client, { repo, runId: run.id });
   const artifact = chooseArtifact(artifacts, run.id, request.artifactName);
 
   if (await exists(layout.zip)) {
@@ -121,11 +117,9 @@ export async function downloadImageTag(
   const task = `download ${artifact.name}`;
   const result = await progressTask(request.progress, task, () =>
     downloadFile({
-      resolveUrl: artifactUrlResolver(github.client, {
-        repo,
-        artifactId: artifact.id,
-        signal: ctx.signal,
-      }),
+      resolveUrl: artifactUrlResolver(github.client, { repo, artifactId: artifact.id }),
+      // The blob host's fetch: the same transport as the API, never with the GitHub token.
+      fetch: github.client.blobs.fetch,
       dest: layout.zip,
       expectedSize: artifact.size_in_bytes,
       digest: artifact.digest ?? undefined,

@@ -86,7 +86,7 @@ export async function parseJsonFile<S extends z.ZodType>(
     return { ok: false, missing: false, problem: "is not valid JSON" };
   }
   const result = schema.safeParse(parsed);
-  if (result.success) return { ok: true, value: result.data as z.infer<S> };
+  if (result.success) return { ok: true, value: result.data };
   const issue = result.error.issues[0];
   const field = issue?.path.map(String).join(".") || "top level";
   return {

@@ -35,8 +35,8 @@ export interface DownloadOptions {
   retryDelayMs?: number;
   /** Free bytes at a path; replaceable so tests can simulate a full disk. */
   freeBytes?: (dir: string) => Promise<number>;
-  /** The HTTP client's `fetch`; the global one by default. */
-  fetch?: FetchLike;
+  /** The HTTP client's `fetch`: no credentials, the URL is pre-signed. */
+  fetch: FetchLike;
 }
 
 export interface DownloadResult {
@@ -200,7 +200,7 @@ async function rehash(part: PartFile): Promise<void> {
 /** One attempt: a fresh URL (signed ones expire), asked for the bytes after those on disk. */
 async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void> {
   const { logger, signal, expectedSize } = options;
-  const fetch = options.fetch ?? globalThis.fetch;
+  const fetch = options.fetch;
   const url = await options.resolveUrl();
   const headers: Record<string, string> = part.have > 0 ? { Range: `bytes=${part.have}-` } : {};
   const response = await fetch(url, { headers, signal, redirect: "follow" });

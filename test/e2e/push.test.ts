@@ -121,6 +121,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     downloads = path.join(work, "downloads");
     home = path.join(work, "home");
     registry = new RegistryClient({
+      fetch: globalThis.fetch,
       registry: tb.gitlab.registryHost,
       username: REGISTRY_USER,
       password: REGISTRY_PASSWORD,

@@ -31,7 +31,12 @@ afterEach(async () => {
   server = undefined;
 });
 
-const base = { logger: silentLogger(), retryDelayMs: 1, freeBytes: async () => 1 << 30 };
+const base = {
+  logger: silentLogger(),
+  retryDelayMs: 1,
+  freeBytes: async () => 1 << 30,
+  fetch: globalThis.fetch,
+};
 
 describe("downloadFile", () => {
   it("starts over when the server ignores Range, and still verifies", async () => {

@@ -15,7 +15,12 @@ const WORKFLOW = ".github/workflows/presto-build-images.yml";
 let gh: GithubStandIn;
 
 function client(token = TOKEN) {
-  return createGithubClient({ baseUrl: gh.url, token, logger: silentLogger() });
+  return createGithubClient({
+    fetch: globalThis.fetch,
+    baseUrl: gh.url,
+    token,
+    logger: silentLogger(),
+  });
 }
 
 /** A logger whose records the test can read. */
@@ -190,6 +195,7 @@ describe("client resilience", () => {
   it("gives up on a lasting 5xx with a one-line error", async () => {
     gh.injectFault({ match: "/runs", status: 503, times: Infinity });
     const fast = createGithubClient({
+      fetch: globalThis.fetch,
       baseUrl: gh.url,
       token: TOKEN,
       logger: silentLogger(),
@@ -210,7 +216,12 @@ describe("client resilience", () => {
       body: JSON.stringify({ message: "API rate limit exceeded for user ID 1." }),
     });
     const { logger, messages } = capturingLogger();
-    const limited = createGithubClient({ baseUrl: gh.url, token: TOKEN, logger });
+    const limited = createGithubClient({
+      fetch: globalThis.fetch,
+      baseUrl: gh.url,
+      token: TOKEN,
+      logger,
+    });
     const runs = await listWorkflowRuns(limited, { repo: REPO, workflow: WORKFLOW, limit: 2 });
     expect(runs).toHaveLength(2);
     expect(gh.requests.map((r) => r.status)).toEqual([403, 200]);
@@ -221,7 +232,12 @@ describe("client resilience", () => {
   it("waits out a secondary rate limit (429 with retry-after)", async () => {
     gh.injectFault({ match: "/jobs", status: 429, headers: { "retry-after": "1" } });
     const { logger, messages } = capturingLogger();
-    const limited = createGithubClient({ baseUrl: gh.url, token: TOKEN, logger });
+    const limited = createGithubClient({
+      fetch: globalThis.fetch,
+      baseUrl: gh.url,
+      token: TOKEN,
+      logger,
+    });
     const jobs = await limited.paginate("GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs", {
       owner: "rapidsai",
       repo: "velox-testing",
@@ -253,6 +269,7 @@ describe("client resilience", () => {
     const closed = await startGithubStandIn({ token: TOKEN });
     await closed.close();
     const offline = createGithubClient({
+      fetch: globalThis.fetch,
       baseUrl: closed.url,
       token: TOKEN,
       logger: silentLogger(),
@@ -273,6 +290,7 @@ describe("client-wide settings", () => {
     const controller = new AbortController();
     controller.abort(new Error("interrupted by SIGINT"));
     const stopped = createGithubClient({
+      fetch: globalThis.fetch,
       baseUrl: gh.url,
       token: TOKEN,
       logger: silentLogger(),

@@ -23,7 +23,7 @@ let tmp: string;
 const metadataOf: Record<number, RunMetadata> = {};
 
 function client() {
-  return createGithubClient({ baseUrl: gh.url, token: TOKEN, logger });
+  return createGithubClient({ fetch: globalThis.fetch, baseUrl: gh.url, token: TOKEN, logger });
 }
 
 function fetchFor(run: number) {
@@ -199,6 +199,7 @@ describe("fetchRunMetadata: the client's fetch and signal", () => {
     const controller = new AbortController();
     controller.abort(new Error("stopping"));
     const stopped = createGithubClient({
+      fetch: globalThis.fetch,
       baseUrl: gh.url,
       token: TOKEN,
       logger,
@@ -266,7 +267,12 @@ describe("fetchRunMetadata: run-log zip fallback", () => {
   });
 
   it("gives a 401 from the API straight back with the token hint", async () => {
-    const bad = createGithubClient({ baseUrl: gh.url, token: "wrong", logger });
+    const bad = createGithubClient({
+      fetch: globalThis.fetch,
+      baseUrl: gh.url,
+      token: "wrong",
+      logger,
+    });
     const err = (await fetchRunMetadata(bad, { repo: REPO, run: 3001, logger }).catch(
       (e: unknown) => e,
     )) as SyncError;

@@ -50,6 +50,7 @@ describe.skipIf(!availability.ok)(
       gitlab.clearFaults();
       log = capturingLogger();
       client = new GitlabRegistryClient({
+        fetch: globalThis.fetch,
         host: gitlab.url,
         token: TOKEN,
         logger: log.logger,
@@ -132,6 +133,7 @@ describe.skipIf(!availability.ok)(
 
     it("turns a rejected token into a one-line error naming the flag and scope, without the token", async () => {
       const bad = new GitlabRegistryClient({
+        fetch: globalThis.fetch,
         host: gitlab.url,
         token: "glpat-wrong-secret",
         logger: log.logger,
@@ -194,6 +196,7 @@ describe.skipIf(!availability.ok)(
 
     it("gives up after the configured retries with a hint that GitLab is struggling", async () => {
       const impatient = new GitlabRegistryClient({
+        fetch: globalThis.fetch,
         host: gitlab.url,
         token: TOKEN,
         logger: log.logger,
@@ -225,6 +228,7 @@ describe.skipIf(!availability.ok)(
     it("names the URL and --gitlab-host when nothing listens there", async () => {
       const port = await freePort();
       const nowhere = new GitlabRegistryClient({
+        fetch: globalThis.fetch,
         host: `http://127.0.0.1:${port}`,
         token: TOKEN,
         logger: log.logger,

@@ -134,6 +134,7 @@ describe("RegistryClient with Basic auth", () => {
     const { server, host, authorizations } = await basicRegistry();
     try {
       const good = new RegistryClient({
+        fetch: globalThis.fetch,
         registry: host,
         username: "user",
         password: "pw",
@@ -143,6 +144,7 @@ describe("RegistryClient with Basic auth", () => {
       expect(await good.blobExists("p/x", digestA)).toBe(false);
       expect(authorizations.at(-1)).toMatch(/^Basic /);
       const bad = new RegistryClient({
+        fetch: globalThis.fetch,
         registry: host,
         username: "user",
         password: "nope",
@@ -167,6 +169,7 @@ describe.skipIf(gate.skip)(`RegistryClient on the real registry ${gate.reason}`,
 
   const client = (options: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {}) =>
     new RegistryClient({
+      fetch: globalThis.fetch,
       registry: tb.gitlab.registryHost,
       username: REGISTRY_USER,
       password: REGISTRY_PASSWORD,

@@ -44,6 +44,7 @@ describe.skipIf(gate.skip)(`registry push engine on the real registry ${gate.rea
 
   const newClient = (options: { password?: string; registry?: string } = {}): RegistryClient =>
     new RegistryClient({
+      fetch: globalThis.fetch,
       registry: options.registry ?? tb.gitlab.registryHost,
       username: REGISTRY_USER,
       password: options.password ?? REGISTRY_PASSWORD,

@@ -48,6 +48,7 @@ describe.skipIf(gate.skip)(`retag through the registry API ${gate.reason}`, () =
     tb = await startTestbed();
     dir = await mkdtemp(path.join(tmpdir(), "registry-retag-test-"));
     client = new RegistryClient({
+      fetch: globalThis.fetch,
       registry: tb.gitlab.registryHost,
       username: REGISTRY_USER,
       password: REGISTRY_PASSWORD,
