@@ -91,10 +91,14 @@ export function registerDaemon(program: Command, run: Runner): void {
               github,
               gitlab,
               push: { registryClient: registry.client, pusher },
-              failures: new FailureState(stateDir, {
-                baseSeconds: timing.retryBackoff,
-                maxSeconds: Math.max(timing.retryBackoff, timing.retryBackoffMax),
-              }),
+              failures: new FailureState(
+                stateDir,
+                {
+                  baseSeconds: timing.retryBackoff,
+                  maxSeconds: Math.max(timing.retryBackoff, timing.retryBackoffMax),
+                },
+                logger,
+              ),
               steps: logSteps,
               progress: progressListener,
               ...(health ? { onCycle: (summary) => health.record(summary) } : {}),

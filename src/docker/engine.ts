@@ -21,7 +21,7 @@ import {
 } from "./failures.js";
 import { resolveDockerHost } from "./host.js";
 import { EngineStreamError, followMessages, type EngineMessage } from "./messages.js";
-import { toProgressEvent, type ProgressEvent } from "./progress.js";
+import { toProgressEvent, type EngineProgress } from "./progress.js";
 
 const loadDockerode = lazyRequire<typeof Docker>("dockerode");
 
@@ -42,7 +42,7 @@ export interface RegistryAuth {
 }
 
 export interface StreamOptions {
-  onProgress?: (event: ProgressEvent) => void;
+  onProgress?: (event: EngineProgress) => void;
   signal?: AbortSignal;
 }
 
@@ -301,7 +301,7 @@ export class DockerEngine {
 
   private report(
     message: EngineMessage,
-    onProgress: ((event: ProgressEvent) => void) | undefined,
+    onProgress: ((event: EngineProgress) => void) | undefined,
   ): void {
     if (!onProgress) return;
     const event = toProgressEvent(message);

@@ -5,7 +5,7 @@
 import type { ProgressEvent as TaskProgress } from "../domain/events.js";
 import type { EngineMessage } from "./messages.js";
 
-export interface ProgressEvent {
+export interface EngineProgress {
   /** The layer (short id) or tag the event is about; absent for messages about the whole image. */
   id?: string;
   /** The engine's wording: "Preparing", "Pushing", "Pushed", "Layer already exists", "Mounted from …". */
@@ -16,10 +16,10 @@ export interface ProgressEvent {
 }
 
 /** The progress event a message stands for, if it is one (results such as `aux` are not). */
-export function toProgressEvent(message: EngineMessage): ProgressEvent | undefined {
+export function toProgressEvent(message: EngineMessage): EngineProgress | undefined {
   const status = message.status ?? message.stream?.trim();
   if (!status) return undefined;
-  const event: ProgressEvent = { status };
+  const event: EngineProgress = { status };
   if (message.id) event.id = message.id;
   const { current, total } = message.progressDetail ?? {};
   if (current !== undefined) event.current = current;
@@ -39,7 +39,7 @@ export function isFinalStatus(status: string): boolean {
 }
 
 /** The engine's event as a step of `task`: a layer's state, or a message about the whole image. */
-export function taskProgress(task: string, event: ProgressEvent): TaskProgress {
+export function taskProgress(task: string, event: EngineProgress): TaskProgress {
   if (event.id === undefined) return { kind: "status", task, status: event.status };
   return {
     kind: "part",

@@ -46,9 +46,6 @@ export type ProgressEvent =
 
 export type ProgressListener = (event: ProgressEvent) => void;
 
-/** For callers that show nothing. */
-export const ignoreProgress: ProgressListener = () => undefined;
-
 /** Runs `operation` as the progress task `task`: opened before it starts, closed however it ends. */
 export async function progressTask<T>(
   progress: ProgressListener,

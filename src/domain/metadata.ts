@@ -26,6 +26,13 @@ export type RunMetadata = Partial<Record<MetadataKey, string>>;
 
 const KNOWN = new Set<string>(METADATA_KEYS);
 
+/**
+ * Where a run's block was found: its build job's log, or the run-log zip's step file or job
+ * file. Kept with each cached block, so a cache hit can still say where the block came from.
+ */
+export const METADATA_SOURCES = ["job-log", "run-log-step", "run-log-job"] as const;
+export type MetadataSource = (typeof METADATA_SOURCES)[number];
+
 /** The metadata keys of a record, every value a string (a file may hold other keys too). */
 export const runMetadataSchema = z
   .object(Object.fromEntries(METADATA_KEYS.map((key) => [key, z.string().optional()])))

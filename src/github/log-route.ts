@@ -1,5 +1,5 @@
 import { SyncError, describeError, isAbortError } from "../errors.js";
-import type { RunMetadata } from "../domain/metadata.js";
+import type { MetadataSource, RunMetadata } from "../domain/metadata.js";
 import type { Logger } from "../report/logger.js";
 import type { BlobAccess, GithubClient } from "./client.js";
 import { GithubError, redactUrl } from "./errors.js";
@@ -12,7 +12,7 @@ import type { RepoRef } from "./runs.js";
  */
 
 /** Where a run's block was found. */
-export type LogSource = "job-log" | "run-log-step" | "run-log-job";
+export type LogSource = MetadataSource;
 
 /** A step whose name says "metadata": the step that prints the block, or a file of its output. */
 export const METADATA_STEP = /metadata/i;

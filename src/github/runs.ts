@@ -64,22 +64,11 @@ export interface ListWorkflowRunsOptions {
   limit: number;
 }
 
-/** Only the fields the tool relies on, so the cache and JSON output stay predictable. */
-interface ApiWorkflowRun {
-  id: number;
+/** The API's run, as far as the tool reads it: a few fields may be null there. */
+interface ApiWorkflowRun extends Omit<WorkflowRun, "name" | "status" | "head_branch"> {
   name?: string | null;
-  display_title: string;
-  run_number: number;
-  event: string;
   status: string | null;
-  conclusion: string | null;
   head_branch: string | null;
-  head_sha: string;
-  html_url: string;
-  created_at: string;
-  updated_at: string;
-  run_started_at?: string;
-  run_attempt?: number;
 }
 
 function toWorkflowRun(run: ApiWorkflowRun): WorkflowRun {

@@ -298,11 +298,13 @@ async function readTarball(
   const byPath = new Map(wanted.map((w) => [w.path, w]));
   const slots = limiter(concurrency);
   const jobs: Array<Promise<void>> = [];
+  // Stops the read when every wanted entry is in or one failed; the caller's signal stops it too.
   const controller = new AbortController();
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, controller.signal])
+    : controller.signal;
   let failure: Error | undefined;
   let allSeen = false;
-  const abortOnOuter = (): void => controller.abort(options.signal?.reason);
-  options.signal?.addEventListener("abort", abortOnOuter, { once: true });
 
   const extract = tar.extract();
   extract.on("entry", (header, body, next) => {
@@ -317,7 +319,7 @@ async function readTarball(
     // The tar stays where it is (no `next()`) until this entry has a slot and its body is read.
     const job = slots(async () => {
       // A failure or an abort ended the read while the entry waited: its body is gone.
-      if (controller.signal.aborted) return;
+      if (signal.aborted) return;
       body.on("end", () => {
         if (byPath.size > 0) return next();
         // Nothing more to read: the rest of the tar (often gigabytes of other layers) is skipped.
@@ -341,7 +343,7 @@ async function readTarball(
       gunzip,
       extract,
       {
-        signal: controller.signal,
+        signal,
       },
     );
   } catch (err) {
@@ -354,8 +356,6 @@ async function readTarball(
           cause: err,
         });
     }
-  } finally {
-    options.signal?.removeEventListener("abort", abortOnOuter);
   }
   await Promise.allSettled(jobs);
   if (failure !== undefined) throw failure;

@@ -193,7 +193,7 @@ export async function pushImageTag(
   const run = request.run ?? (await storedRun(layout.metadata, steps));
   if (run) steps.detail(`images of run ${run.id}${run.name ? ` (${run.name})` : ""}`);
   // What prepare learnt of the tarballs spares the registry engine a full read of each.
-  const images = request.images ?? (await loadImageInfo(layout.dir));
+  const images = request.images ?? (await loadImageInfo(layout.dir, ctx.logger));
   const items = await planItems(
     { ...request, images },
     layout.plan,

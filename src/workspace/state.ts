@@ -1,19 +1,23 @@
 import path from "node:path";
 import { z } from "zod";
-import { runMetadataSchema, type RunMetadata } from "../domain/metadata.js";
+import {
+  METADATA_SOURCES,
+  runMetadataSchema,
+  type MetadataSource,
+  type RunMetadata,
+} from "../domain/metadata.js";
 import type { Logger } from "../report/logger.js";
 import { readJsonFileOrWarn, writeJsonAtomic } from "../util/files.js";
 
 /** Where a cached result was first read from (a cache hit is never stored again). */
-export const CACHED_SOURCES = ["job-log", "run-log-step", "run-log-job"] as const;
-export type CachedSource = (typeof CACHED_SOURCES)[number];
+export type CachedSource = MetadataSource;
 
 const cachedRunSchema = z.object({
   run_id: z.number().int(),
   run_attempt: z.number().int(),
   /** null: the logs were read and held no block; completed runs never change, so that sticks. */
   metadata: runMetadataSchema.nullable(),
-  source: z.enum(CACHED_SOURCES).nullable(),
+  source: z.enum(METADATA_SOURCES).nullable(),
   cached_at: z.string(),
 });
 
