@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { ImageTarballInfo } from "../archive/docker-save.js";
 import { SyncError, describeError } from "../errors.js";
-import { sleep } from "../net/retry.js";
+import { retry } from "../net/retry.js";
 import type { RegistryClient } from "../registry/client.js";
 import { retag } from "../registry/retag.js";
 import { exists, readJsonFile } from "../util/files.js";
@@ -138,26 +138,36 @@ function printPlan(steps: StepReporter, planned: PlannedPush[], force: boolean):
   });
 }
 
-/** Reads GitLab until it lists every pushed tag (its API can trail the registry by a moment). */
+/** GitLab's answer lacks a pushed tag; its API can trail the registry by a moment. */
+class NotListedYet extends SyncError {}
+
+/** Reads GitLab until it lists every pushed tag, asking again a few times with back-off. */
 async function verifyListed(
   ctx: SyncContext,
   gitlab: GitlabServices,
   gitlabTags: string[],
 ): Promise<void> {
-  let missing = gitlabTags;
-  for (let attempt = 1; attempt <= VERIFY_ATTEMPTS; attempt += 1) {
-    const { present } = await gitlabState(gitlab);
-    missing = gitlabTags.filter((t) => !present.has(t));
-    if (missing.length === 0) return;
-    if (attempt < VERIFY_ATTEMPTS) {
-      ctx.logger.debug({ missing }, "GitLab does not list every pushed tag yet; asking again");
-      await sleep(1000 * attempt, ctx.signal);
-    }
-  }
-  throw new SyncError(
-    `The registry accepted the push, but GitLab project ${gitlab.options.gitlabProject} does not list ${missing.join(", ")}`,
+  await retry(
+    async () => {
+      const { present } = await gitlabState(gitlab);
+      const missing = gitlabTags.filter((t) => !present.has(t));
+      if (missing.length === 0) return;
+      throw new NotListedYet(
+        `The registry accepted the push, but GitLab project ${gitlab.options.gitlabProject} does not list ${missing.join(", ")}`,
+        {
+          hint: "check that --registry and --registry-project belong to --gitlab-project, then run gitlab-list",
+        },
+      );
+    },
     {
-      hint: "check that --registry and --registry-project belong to --gitlab-project, then run gitlab-list",
+      policy: { attempts: VERIFY_ATTEMPTS, baseDelayMs: 1000, maxDelayMs: 4000 },
+      signal: ctx.signal,
+      retryable: (err) => err instanceof NotListedYet,
+      onRetry: ({ error }) =>
+        ctx.logger.debug(
+          { err: describeError(error) },
+          "GitLab does not list every pushed tag yet; asking again",
+        ),
     },
   );
 }
