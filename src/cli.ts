@@ -9,6 +9,8 @@ import {
   type Logger,
 } from "./report/logger.js";
 import { createOutput } from "./report/output.js";
+import { progressListener } from "./report/progress.js";
+import { createLiveArea } from "./report/terminal.js";
 import { HttpClient } from "./net/http.js";
 import type { Env } from "./config/tokens.js";
 import type { CommandContext } from "./commands/context.js";
@@ -22,7 +24,7 @@ import { registerClean, registerDownload, registerPrepare } from "./commands/art
 export interface CliDeps {
   env: Env;
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   signal: AbortSignal;
 }
 
@@ -62,22 +64,29 @@ Authentication:
 
   const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> => {
     const globals = program.opts<{ logLevel: LogLevel; logFormat: LogFormat }>();
+    // On a terminal, bars live at the bottom of stderr and every other line is printed above them.
+    const live = deps.stderr.isTTY ? createLiveArea(deps.stderr) : undefined;
+    const stderr = deps.stderr;
     const logger = createLogger({
       level: globals.logLevel,
       format: globals.logFormat,
       isTTY: deps.stderr.isTTY,
+      write: live ? (text) => live.print(stderr, text) : (text) => void stderr.write(text),
     });
     onLogger(logger);
     const http = new HttpClient({ env: deps.env });
     try {
       await action({
         logger,
-        out: createOutput(deps.stdout),
+        out: createOutput(deps.stdout, live),
         env: deps.env,
         signal: deps.signal,
         http,
+        progress: (target) => progressListener(target, live ? { live } : {}),
       });
     } finally {
+      // Nothing may stay drawn under the closing line (the error, the shell prompt).
+      live?.clear();
       await http.close();
     }
   };

@@ -7,7 +7,6 @@ import {
   workspaceOptionsSchema,
 } from "../config/options.js";
 import { DaemonHealth, parseHealthAddress, startHealthServer } from "../report/health.js";
-import { progressListener } from "../report/progress.js";
 import { logSteps } from "../report/steps.js";
 import { runDaemon } from "../sync/daemon.js";
 import { FailureState } from "../workspace/failures.js";
@@ -76,7 +75,7 @@ export function registerDaemon(program: Command, run: Runner): void {
         logger,
         stateDir,
         removeAfterPush: true,
-        progress: progressListener(logger),
+        progress: ctx.progress(logger),
       });
       const health = healthAddress ? new DaemonHealth() : undefined;
       await withWorkspaceLock(workspace.downloadsDir, "daemon", async () => {
@@ -100,7 +99,7 @@ export function registerDaemon(program: Command, run: Runner): void {
                 logger,
               ),
               steps: logSteps,
-              progress: progressListener,
+              progress: ctx.progress,
               ...(health ? { onCycle: (summary) => health.record(summary) } : {}),
             },
             {

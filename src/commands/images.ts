@@ -7,7 +7,6 @@ import {
 } from "../config/options.js";
 import { DockerEngine } from "../docker/engine.js";
 import { describeError } from "../errors.js";
-import { progressListener } from "../report/progress.js";
 import { outputSteps } from "../report/steps.js";
 import { promptYesNo } from "../report/prompt.js";
 import { pushImageTag } from "../sync/push.js";
@@ -86,7 +85,7 @@ export function registerPush(program: Command, run: Runner): void {
       const pusher = imagePusher(ctx, registry, {
         logger,
         stateDir: stateDirFor(workspace),
-        progress: progressListener(logger),
+        progress: ctx.progress(logger),
       });
       await withWorkspaceLock(workspace.downloadsDir, `push ${imageTag}`, async () => {
         const resolved = await resolveRun(ctx, raw, imageTag);

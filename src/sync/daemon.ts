@@ -4,7 +4,7 @@ import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { SyncError, describeError } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
-import { formatMiB } from "../util/bytes.js";
+import { formatBytes } from "../util/bytes.js";
 import { exists } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
 import { tagLayout } from "../workspace/layout.js";
@@ -68,8 +68,12 @@ async function stage<T>(name: Stage, fn: () => Promise<T>): Promise<T> {
 
 interface ImageResult {
   pushed: number;
-  downloadedBytes: number;
   uploadedBytes: number;
+}
+
+/** What an image moved, counted as it happens: an image that fails after its download still downloaded. */
+interface Counters {
+  downloadedBytes: number;
 }
 
 /** download → prepare → push → clean for one image tag, as the original's daemon does. */
@@ -78,6 +82,7 @@ async function syncImageTag(
   services: DaemonServices,
   settings: DaemonSettings,
   image: MissingImage,
+  counters: Counters,
 ): Promise<ImageResult> {
   const logger = ctx.logger.child({ imageTag: image.imageTag });
   const steps = services.steps(logger);
@@ -85,7 +90,6 @@ async function syncImageTag(
   const layout = tagLayout(settings.downloadsDir, image.imageTag);
   const run = image.runs[0];
 
-  let downloadedBytes = 0;
   if ((await exists(layout.zip)) && (await exists(layout.metadata))) {
     logger.info(`artifact already downloaded at ${layout.zip}; skipping download`);
   } else {
@@ -97,7 +101,7 @@ async function syncImageTag(
         progress: services.progress(logger),
       }),
     );
-    downloadedBytes = outcome.fetched;
+    counters.downloadedBytes += outcome.fetched;
   }
 
   let prepared;
@@ -143,11 +147,7 @@ async function syncImageTag(
       `cleaned ${removed.length} path(s) of ${image.imageTag}`,
     );
   });
-  return {
-    pushed: pushed.pushed.length,
-    downloadedBytes,
-    uploadedBytes: pushed.bytesUploaded,
-  };
+  return { pushed: pushed.pushed.length, uploadedBytes: pushed.bytesUploaded };
 }
 
 /** Oldest run first, so builds reach GitLab in the order they were made; ties by tag. */
@@ -163,9 +163,9 @@ export async function runCycle(
   services: DaemonServices,
   settings: DaemonSettings,
   cycle: number,
-): Promise<CycleSummary & { failedTags: string[] }> {
+): Promise<CycleOutcome> {
   const started = Date.now();
-  const summary: CycleSummary & { failedTags: string[] } = {
+  const summary: CycleOutcome = {
     cycle,
     result: "ok",
     startedAt: new Date(started).toISOString(),
@@ -199,10 +199,14 @@ export async function runCycle(
     if (ctx.signal.aborted) throw err;
     summary.result = "failed";
     summary.error = errorLine(err);
-    ctx.logger.error(
-      { err: summary.error },
-      `cycle ${cycle}: cross-reference failed: ${summary.error}`,
-    );
+    summary.cause = err;
+    // With --once the closing error line says it; said here as well, it would be said twice.
+    if (!settings.once) {
+      ctx.logger.error(
+        { err: summary.error },
+        `cycle ${cycle}: cross-reference failed: ${summary.error}`,
+      );
+    }
     return finish();
   }
   if (missing.length > 0) {
@@ -217,25 +221,30 @@ export async function runCycle(
     const waiting = await services.failures.waiting(image.imageTag);
     if (waiting) {
       summary.deferred += 1;
-      summary.failedTags.push(image.imageTag);
+      summary.failedTags.push({
+        imageTag: image.imageTag,
+        error: `backing off until ${waiting.next_retry} after ${waiting.attempts} failure(s): ${waiting.last_error}`,
+      });
       ctx.logger.info(
         { imageTag: image.imageTag, attempts: waiting.attempts, nextRetry: waiting.next_retry },
         `${image.imageTag}: failed ${waiting.attempts} time(s), backing off until ${waiting.next_retry}`,
       );
       continue;
     }
+    const counters: Counters = { downloadedBytes: 0 };
     try {
-      const result = await syncImageTag(ctx, services, settings, image);
+      const result = await syncImageTag(ctx, services, settings, image, counters);
       summary.pushed += result.pushed;
-      summary.downloadedBytes += result.downloadedBytes;
       summary.uploadedBytes += result.uploadedBytes;
       await services.failures.clear(image.imageTag);
+      summary.downloadedBytes += counters.downloadedBytes;
     } catch (err) {
+      summary.downloadedBytes += counters.downloadedBytes;
       if (ctx.signal.aborted) break;
       const message = describeError(err);
       const entry = await services.failures.recordFailure(image.imageTag, message);
       summary.failed += 1;
-      summary.failedTags.push(image.imageTag);
+      summary.failedTags.push({ imageTag: image.imageTag, error: message });
       ctx.logger.error(
         {
           imageTag: image.imageTag,
@@ -251,11 +260,40 @@ export async function runCycle(
   return finish();
 }
 
-function summaryLine(s: CycleSummary): string {
+/** A cycle's summary, and what the daemon needs of it beyond the figures it reports. */
+type CycleOutcome = CycleSummary & {
+  /** Each image tag not synced, with why. */
+  failedTags: Array<{ imageTag: string; error: string }>;
+  /** What made the cycle fail as a whole. */
+  cause?: unknown;
+};
+
+/** The cycle's one line: its figures, each byte count in the unit that keeps it readable. */
+export function summaryLine(s: CycleSummary): string {
   return (
     `cycle ${s.cycle} ${s.result}: ${s.runs} runs, ${s.missing} missing, ${s.pushed} tags pushed, ` +
-    `${s.failed} failed, ${s.deferred} backing off, ${formatMiB(s.downloadedBytes)} downloaded, ` +
-    `${formatMiB(s.logBytes)} of logs read, ${s.seconds} s`
+    `${s.failed} failed, ${s.deferred} backing off, ${formatBytes(s.downloadedBytes)} downloaded, ` +
+    `${formatBytes(s.uploadedBytes)} uploaded, ${formatBytes(s.logBytes)} of logs read, ${s.seconds} s`
+  );
+}
+
+/** `--once`'s closing error: the failed cycle's own error, or every tag not synced with its error. */
+function onceFailure(outcome: CycleOutcome): SyncError | undefined {
+  if (outcome.result === "failed") {
+    const cause = outcome.cause;
+    const message = cause instanceof SyncError ? cause.message : (outcome.error ?? "unknown error");
+    return new SyncError(`daemon --once: cycle failed: ${message}`, {
+      hint: cause instanceof SyncError && cause.hint ? cause.hint : "rerun with --log-level debug",
+      cause,
+    });
+  }
+  if (outcome.failedTags.length === 0) return undefined;
+  const each = outcome.failedTags.map((f) => `${f.imageTag}: ${f.error}`).join("; ");
+  return new SyncError(
+    `daemon --once: ${outcome.failedTags.length} image tag(s) not synced: ${each}`,
+    {
+      hint: "failures and their back-off are kept in the state directory (failures.json)",
+    },
   );
 }
 
@@ -288,27 +326,13 @@ export async function runDaemon(
       if (ctx.signal.aborted) break;
       throw err;
     }
-    services.onCycle?.(summary);
-    const { failedTags, ...record } = summary;
-    ctx.logger.info({ summary: record }, summaryLine(summary));
+    const { failedTags: _tags, cause: _cause, ...record } = summary;
+    services.onCycle?.(record);
+    ctx.logger.info({ summary: record }, summaryLine(record));
     if (ctx.signal.aborted) break;
     if (settings.once) {
-      if (summary.result === "failed") {
-        throw new SyncError(
-          `daemon --once: the cycle failed: ${summary.error ?? "unknown error"}`,
-          {
-            hint: "see the log above",
-          },
-        );
-      }
-      if (failedTags.length > 0) {
-        throw new SyncError(
-          `daemon --once: ${failedTags.length} image tag(s) not synced: ${failedTags.join(", ")}`,
-          {
-            hint: "see the errors above; failures and their back-off are kept in the state directory (failures.json)",
-          },
-        );
-      }
+      const failure = onceFailure(summary);
+      if (failure) throw failure;
       return;
     }
     try {

@@ -1,3 +1,4 @@
+import { formatBytes } from "../util/bytes.js";
 import type { RunMetadata } from "../domain/metadata.js";
 import { SyncError, describeError } from "../errors.js";
 import type { GithubClient } from "../github/client.js";
@@ -169,7 +170,7 @@ export async function runsWithMetadata(
   });
   ctx.logger.info(
     { runs: runs.length, inspected: wanted.length, fromCache, logBytes },
-    "collected run metadata",
+    `metadata of ${wanted.length} run(s): ${fromCache} from the cache, ${formatBytes(logBytes)} of logs read`,
   );
   return { runs, seen, logBytes };
 }
