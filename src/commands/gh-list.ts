@@ -4,7 +4,7 @@ import { RULE } from "../report/output.js";
 import { expectedImages } from "../domain/images.js";
 import { runRef } from "../sync/xref.js";
 import type { CommandContext } from "./context.js";
-import { addGithubOptions, addJsonOption, addWorkspaceOptions, withExamples } from "./options.js";
+import { addGithubOptions, addJsonOption, addListingCacheOptions, withExamples } from "./options.js";
 import { runsWithMetadata, type RunWithMetadata } from "../sync/runs.js";
 import { githubServices } from "./services.js";
 
@@ -19,7 +19,7 @@ export function registerGhList(
     )
     .option("--include-failed", "also show runs that did not succeed", false);
   addGithubOptions(cmd);
-  addWorkspaceOptions(cmd);
+  addListingCacheOptions(cmd);
   addJsonOption(cmd);
   withExamples(cmd, [
     "gh-gitlab-sync gh-list --limit 10",

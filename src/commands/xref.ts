@@ -5,7 +5,7 @@ import {
   addGithubOptions,
   addGitlabOptions,
   addJsonOption,
-  addWorkspaceOptions,
+  addListingCacheOptions,
   withExamples,
 } from "./options.js";
 import { computeXref } from "../sync/compare.js";
@@ -23,7 +23,7 @@ export function registerXref(
     .option("--list-extra", "also list GitLab tags that no run accounts for", false);
   addGithubOptions(cmd);
   addGitlabOptions(cmd, false);
-  addWorkspaceOptions(cmd);
+  addListingCacheOptions(cmd);
   addJsonOption(cmd);
   withExamples(cmd, [
     "gh-gitlab-sync xref",
