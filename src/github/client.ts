@@ -111,7 +111,9 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
       // Octokit logs every request at info; that is debugging detail for an operator.
       info: (message: string) => logger.debug(message),
       warn: (message: string) => logger.warn(message),
-      error: (message: string) => logger.error(message),
+      // Octokit logs each failed attempt ("GET … - 500 in 3ms"), retried ones too; the failure
+      // that is left after the retries is reported once, as one line, by whoever called.
+      error: (message: string) => logger.debug(message),
     },
     retry: { retries: options.maxRetries ?? 3, doNotRetry: DO_NOT_RETRY },
     throttle: {

@@ -1,4 +1,5 @@
 import { SyncError, describeError, errorCode } from "../errors.js";
+import { CERTIFICATE_HINT, isCertificateCode } from "../net/http.js";
 import { serverDelayMs } from "../net/retry.js";
 import { oneLine } from "../util/text.js";
 
@@ -82,6 +83,13 @@ export function unreachableError(
   retryable: boolean,
 ): RegistryError {
   const isUpload = /blob|layer/.test(operation);
+  const code = errorCode(err);
+  if (isCertificateCode(code)) {
+    return new RegistryError(
+      `registry ${asker.registry}: cannot verify its TLS certificate while ${operation} (${code})`,
+      { hint: CERTIFICATE_HINT, cause: err, retryable: false },
+    );
+  }
   return new RegistryError(
     `registry ${asker.registry} unreachable while ${operation} (${codeOf(err)})`,
     { hint: isUpload ? PUSH_RESUME_HINT : GENERIC_RESUME_HINT, cause: err, retryable },

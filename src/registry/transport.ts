@@ -1,6 +1,7 @@
 import { Readable } from "node:stream";
 import { registryScheme } from "../domain/reference.js";
-import { discardBody, type FetchLike } from "../net/http.js";
+import { errorCode } from "../errors.js";
+import { discardBody, isCertificateCode, type FetchLike } from "../net/http.js";
 import { retry, type RetryInfo, type RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { basicAuthorization, parseChallenge, scopeKey, type Challenge } from "./auth.js";
@@ -101,7 +102,14 @@ interface CachedToken {
 
 export class RegistryTransport {
   readonly registry: string;
-  readonly baseUrl: string;
+  /** `https://host` or `http://host`; for a loopback registry decided by the first request. */
+  private base: string;
+  /**
+   * A loopback registry is tried over https first and spoken to in plain http only when it
+   * does not speak TLS — what Docker does for its insecure registries (127.0.0.0/8 among them),
+   * so an https registry on loopback (a TLS front, an SSH tunnel to the real one) works as well.
+   */
+  private tlsUnsettled: boolean;
   readonly retryPolicy: RetryPolicy;
   private readonly asker: Asker;
   private readonly username: string | undefined;
@@ -115,7 +123,9 @@ export class RegistryTransport {
 
   constructor(options: TransportOptions) {
     this.registry = options.registry;
-    this.baseUrl = `${registryScheme(options.registry, options.insecure)}://${options.registry}`;
+    const scheme = registryScheme(options.registry, options.insecure);
+    this.tlsUnsettled = scheme === "http" && !options.insecure;
+    this.base = `${this.tlsUnsettled ? "https" : scheme}://${options.registry}`;
     this.username = options.username || undefined;
     this.password = options.password;
     this.asker = { registry: this.registry, username: this.username };
@@ -124,8 +134,21 @@ export class RegistryTransport {
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
   }
 
+  get baseUrl(): string {
+    return this.base;
+  }
+
   url(path: string): URL {
-    return new URL(path, this.baseUrl);
+    return new URL(path, this.base);
+  }
+
+  /** A URL made before the first request settled the scheme, moved to the scheme in use. */
+  private settled(url: URL): URL {
+    const base = new URL(this.base);
+    if (url.host !== base.host || url.protocol === base.protocol) return url;
+    const moved = new URL(url.href);
+    moved.protocol = base.protocol;
+    return moved;
   }
 
   /**
@@ -164,8 +187,9 @@ export class RegistryTransport {
    * failures and 5xx/429 after the last attempt, which become RegistryErrors; a 401 that
    * survives a fresh token is returned for the caller to word.
    */
-  async send(call: Call): Promise<Response> {
-    await this.ping(call.signal, call.operation);
+  async send(original: Call): Promise<Response> {
+    await this.ping(original.signal, original.operation);
+    const call = { ...original, url: this.settled(original.url) };
     const attempts = call.once ? 1 : (call.attempts ?? this.retryPolicy.attempts);
     const scopes = [...call.scopes];
     let reauthorised = false;
@@ -263,10 +287,7 @@ export class RegistryTransport {
       async (attempt) => {
         let res: Response;
         try {
-          res = await this.fetch(this.url("/v2/"), {
-            method: "GET",
-            ...(signal ? { signal } : {}),
-          });
+          res = await this.pingOnce(signal);
         } catch (err) {
           throw unreachableError(this.asker, operation, err, true);
         }
@@ -286,6 +307,27 @@ export class RegistryTransport {
       this.pinged = undefined;
     });
     return this.pinged;
+  }
+
+  /** GET /v2/; on a loopback registry, over https first and plain http if it does not speak TLS. */
+  private async pingOnce(signal: AbortSignal | undefined): Promise<Response> {
+    const get = () => this.fetch(this.url("/v2/"), { method: "GET", ...(signal ? { signal } : {}) });
+    if (!this.tlsUnsettled) return get();
+    try {
+      const res = await get();
+      this.tlsUnsettled = false;
+      return res;
+    } catch (err) {
+      // A certificate that is not trusted is TLS all the same: that is the error to report.
+      if (signal?.aborted || isCertificateCode(errorCode(err))) throw err;
+      this.tlsUnsettled = false;
+      this.base = `http://${this.registry}`;
+      this.logger.debug(
+        { registry: this.registry, code: errorCode(err) },
+        "loopback registry does not speak TLS; plain http, as Docker does",
+      );
+      return get();
+    }
   }
 
   private async authorization(

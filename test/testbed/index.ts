@@ -4,6 +4,7 @@ import path from "node:path";
 import { startGithubStandIn, type GithubStandIn } from "./github-standin.js";
 import { startGitlabStandIn, type GitlabStandIn } from "./gitlab-standin.js";
 import { registryAvailability } from "./system.js";
+import { makeTestCa, type TestCa } from "./tls.js";
 
 export const GITHUB_TOKEN = "ghp_testbedToken0123456789";
 export const GITLAB_TOKEN = "glpat-testbedToken0123";
@@ -25,28 +26,45 @@ export interface Testbed {
   stop(): Promise<void>;
 }
 
-export async function startTestbed(options: { dir?: string } = {}): Promise<Testbed> {
+export interface TestbedOptions {
+  dir?: string;
+  /**
+   * Serve GitLab and the registry over https with a certificate from a CA made for the run;
+   * `env` then carries NODE_EXTRA_CA_CERTS, and the flags point at the https addresses.
+   */
+  tls?: boolean;
+}
+
+export async function startTestbed(options: TestbedOptions = {}): Promise<Testbed> {
   const dir = options.dir ?? (await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-testbed-")));
   const github = await startGithubStandIn({ token: GITHUB_TOKEN });
   let gitlab: GitlabStandIn;
+  let ca: TestCa | undefined;
   try {
+    ca = options.tls ? await makeTestCa(path.join(dir, "tls")) : undefined;
     gitlab = await startGitlabStandIn({
       token: GITLAB_TOKEN,
       registryUsers: { [REGISTRY_USER]: REGISTRY_PASSWORD },
       projectPath: PROJECT_PATH,
       dir: path.join(dir, "gitlab"),
+      ...(ca ? { tls: ca } : {}),
     });
   } catch (err) {
     await github.close();
+    if (!options.dir) await rm(dir, { recursive: true, force: true });
     throw err;
   }
   return {
     dir,
     github,
     gitlab,
-    env: { GH_TOKEN: GITHUB_TOKEN, GITLAB_TOKEN },
+    env: {
+      GH_TOKEN: GITHUB_TOKEN,
+      GITLAB_TOKEN,
+      ...(ca ? { NODE_EXTRA_CA_CERTS: ca.caPath } : {}),
+    },
     githubArgs: ["--github-api-url", github.url],
-    gitlabArgs: ["--gitlab-host", gitlab.url, "--gitlab-project", PROJECT_PATH],
+    gitlabArgs: ["--gitlab-host", gitlab.tlsUrl ?? gitlab.url, "--gitlab-project", PROJECT_PATH],
     registryArgs: [
       "--registry",
       gitlab.registryHost,
