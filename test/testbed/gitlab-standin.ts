@@ -593,7 +593,12 @@ export async function startGitlabStandIn(options: GitlabStandInOptions): Promise
       inFlight -= 1;
     });
     res.once("finish", () =>
-      requests.push({ method: req.method ?? "GET", path: pathAndQuery, status: res.statusCode, peer }),
+      requests.push({
+        method: req.method ?? "GET",
+        path: pathAndQuery,
+        status: res.statusCode,
+        peer,
+      }),
     );
     const fault = takeFault(pathAndQuery);
     if (fault) {

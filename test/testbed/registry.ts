@@ -81,7 +81,8 @@ function registryConfig(options: StartRegistryOptions, port: number, storageDir:
 }
 
 // 127.0.0.1 - - [02/Jan/2026:10:00:00 +0000] "GET /v2/ HTTP/1.1" 401 87 "" "curl/8.5.0"
-const ACCESS_LINE = /^(\S+) \S+ \S+ \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-) "[^"]*" "([^"]*)"/;
+const ACCESS_LINE =
+  /^(\S+) \S+ \S+ \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-) "[^"]*" "([^"]*)"/;
 
 export function parseAccessLog(text: string): AccessLogEntry[] {
   const entries: AccessLogEntry[] = [];
