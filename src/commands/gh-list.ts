@@ -4,7 +4,12 @@ import { RULE } from "../report/output.js";
 import { expectedImages } from "../domain/images.js";
 import { runRef } from "../sync/xref.js";
 import type { CommandContext } from "./context.js";
-import { addGithubOptions, addJsonOption, addListingCacheOptions, withExamples } from "./options.js";
+import {
+  addGithubOptions,
+  addJsonOption,
+  addListingCacheOptions,
+  withExamples,
+} from "./options.js";
 import { runsWithMetadata, type RunWithMetadata } from "../sync/runs.js";
 import { githubServices } from "./services.js";
 

@@ -30,7 +30,10 @@ export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
   cmd
     .addOption(
       // GITLAB_HOST as glab reads it: a host name or the server's URL.
-      new Option("--gitlab-host <host|url>", "GitLab host, or a full URL like http://127.0.0.1:8929")
+      new Option(
+        "--gitlab-host <host|url>",
+        "GitLab host, or a full URL like http://127.0.0.1:8929",
+      )
         .env("GITLAB_HOST")
         .default(DEFAULT_GITLAB_HOST),
     )

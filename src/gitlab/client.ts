@@ -125,7 +125,6 @@ function withoutNulls<T extends Record<string, unknown>>(
 
 type Target = { kind: "project" } | { kind: "repository"; repositoryId: number } | { kind: "tag" };
 
-
 /**
  * Lists what a GitLab project's container registry holds, through gitbeaker. Every page is
  * followed (the original read one page of 100 only), and every failure becomes a SyncError

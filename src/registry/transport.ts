@@ -311,7 +311,8 @@ export class RegistryTransport {
 
   /** GET /v2/; on a loopback registry, over https first and plain http if it does not speak TLS. */
   private async pingOnce(signal: AbortSignal | undefined): Promise<Response> {
-    const get = () => this.fetch(this.url("/v2/"), { method: "GET", ...(signal ? { signal } : {}) });
+    const get = () =>
+      this.fetch(this.url("/v2/"), { method: "GET", ...(signal ? { signal } : {}) });
     if (!this.tlsUnsettled) return get();
     try {
       const res = await get();

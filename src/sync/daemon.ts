@@ -268,12 +268,16 @@ type CycleOutcome = CycleSummary & {
   cause?: unknown;
 };
 
-/** The cycle's one line: its figures, each byte count in the unit that keeps it readable. */
-export function summaryLine(s: CycleSummary): string {
+/**
+ * The cycle's one line: its figures, each byte count in the unit that keeps it readable. Bytes
+ * uploaded only where they are known: the Docker engine does not say what it sent.
+ */
+export function summaryLine(s: CycleSummary, uploadsCounted: boolean): string {
+  const uploaded = uploadsCounted ? `${formatBytes(s.uploadedBytes)} uploaded, ` : "";
   return (
     `cycle ${s.cycle} ${s.result}: ${s.runs} runs, ${s.missing} missing, ${s.pushed} tags pushed, ` +
     `${s.failed} failed, ${s.deferred} backing off, ${formatBytes(s.downloadedBytes)} downloaded, ` +
-    `${formatBytes(s.uploadedBytes)} uploaded, ${formatBytes(s.logBytes)} of logs read, ${s.seconds} s`
+    `${uploaded}${formatBytes(s.logBytes)} of logs read, ${s.seconds} s`
   );
 }
 
@@ -328,7 +332,10 @@ export async function runDaemon(
     }
     const { failedTags: _tags, cause: _cause, ...record } = summary;
     services.onCycle?.(record);
-    ctx.logger.info({ summary: record }, summaryLine(record));
+    ctx.logger.info(
+      { summary: record },
+      summaryLine(record, services.push.pusher.name === "registry"),
+    );
     if (ctx.signal.aborted) break;
     if (settings.once) {
       const failure = onceFailure(summary);

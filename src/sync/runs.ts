@@ -168,7 +168,8 @@ export async function runsWithMetadata(
     if (error) ctx.logger.warn({ runId: run.id }, error.message);
     return { run, metadata: result?.metadata, error };
   });
-  ctx.logger.info(
+  // Worth a line when logs were read; a listing served from the cache is a detail.
+  ctx.logger[logBytes > 0 ? "info" : "debug"](
     { runs: runs.length, inspected: wanted.length, fromCache, logBytes },
     `metadata of ${wanted.length} run(s): ${fromCache} from the cache, ${formatBytes(logBytes)} of logs read`,
   );

@@ -81,6 +81,23 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
 }
 
 /**
+ * The variables a person exports to use the testbed by hand (`npm run testbed` prints them):
+ * the same names the tool reads on a real host, so every command runs without address flags.
+ */
+export function testbedExports(tb: Testbed): Record<string, string> {
+  return {
+    GITHUB_API_URL: tb.github.url,
+    GH_TOKEN: GITHUB_TOKEN,
+    GITLAB_HOST: tb.gitlab.tlsUrl ?? tb.gitlab.url,
+    GITLAB_TOKEN,
+    CI_REGISTRY: tb.gitlab.registryHost,
+    GITLAB_REGISTRY_USERNAME: REGISTRY_USER,
+    GITLAB_REGISTRY_PASSWORD: REGISTRY_PASSWORD,
+    ...(tb.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: tb.env.NODE_EXTRA_CA_CERTS } : {}),
+  };
+}
+
+/**
  * Whether the real parts can run here. Off CI a missing part skips the tests that need it, with the
  * reason in the summary; under CI=true a missing part is a failure, so a green CI means tested.
  */
