@@ -59,7 +59,11 @@ export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void):
       `
 Authentication:
   GitHub: --gh-token, GH_TOKEN, GITHUB_TOKEN, or a logged-in gh CLI (gh auth login).
-  GitLab: --gitlab-token or GITLAB_TOKEN; registry: --registry-username/--registry-password.`,
+  GitLab: --gitlab-token or GITLAB_TOKEN; registry: --registry-username/--registry-password.
+
+Network:
+  HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or their lowercase forms) apply to every request;
+  NODE_EXTRA_CA_CERTS=<ca.pem> trusts an in-house CA for GitLab, the registry or GitHub.`,
     );
 
   const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> => {

@@ -61,7 +61,7 @@ export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
       )
       .option(
         "--insecure-registry",
-        "talk plain http to the registry (automatic for loopback)",
+        "talk plain http to the registry (a loopback one gets https if it speaks it, else http)",
         false,
       );
   }

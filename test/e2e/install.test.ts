@@ -12,7 +12,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startGithubStandIn } from "../testbed/github-standin.js";
+import { GITHUB_TOKEN } from "../testbed/index.js";
 import { freePort } from "../testbed/registry.js";
+import { makeFixtureRun, makeMetadata } from "../testbed/run-fixtures.js";
 import { findOnPath } from "../testbed/system.js";
 import { runBinary } from "./run-cli.js";
 
@@ -80,6 +83,44 @@ describe("install from a packed tarball", () => {
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toContain(`Error: Cannot reach GitLab at ${nobody} (ECONNREFUSED)`);
     expect(await readdir(elsewhere)).toEqual([]);
+  });
+
+  it("reads GitHub with the dependency tree npm installed for it (not the checkout's overrides)", async () => {
+    // npm applies package.json `overrides` to the project only; an installed copy gets
+    // @octokit/request's own content-type (3.x, which declares node >= 22): it must still work.
+    const github = await startGithubStandIn({ token: GITHUB_TOKEN });
+    try {
+      github.addRun(
+        await makeFixtureRun({
+          id: 4242,
+          metadata: makeMetadata({
+            prestoRef: "a".repeat(40),
+            veloxRef: "b".repeat(40),
+            platform: "linux/amd64",
+            mode: "all_native",
+          }),
+        }),
+      );
+      const listed = await runBinary(
+        [
+          "gh-list",
+          "--limit",
+          "1",
+          "--state-dir",
+          path.join(work, "state"),
+          "--github-api-url",
+          github.url,
+        ],
+        { cwd: work, env: { GH_TOKEN: GITHUB_TOKEN }, bin: installed },
+      );
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout).toContain("Found 1 workflow runs");
+      expect(listed.stdout).toContain(
+        "Image tag         : presto-aaaaaaaaaaaa-velox-bbbbbbbbbbbb-linux-amd64",
+      );
+    } finally {
+      await github.close();
+    }
   });
 
   it("puts the binary where the unit finds it: in the prefix's bin, on systemd's search path", async () => {
