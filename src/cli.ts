@@ -79,16 +79,20 @@ Network:
     });
     onLogger(logger);
     const http = new HttpClient({ env: deps.env });
+    // Ends what the command left running when it is over, however it ended: the other half of
+    // a comparison whose first half failed must not sit through its retries before the exit.
+    const finished = new AbortController();
     try {
       await action({
         logger,
         out: createOutput(deps.stdout, live),
         env: deps.env,
-        signal: deps.signal,
+        signal: AbortSignal.any([deps.signal, finished.signal]),
         http,
         progress: (target) => progressListener(target, live ? { live } : {}),
       });
     } finally {
+      finished.abort(new Error("the command is over"));
       // Nothing may stay drawn under the closing line (the error, the shell prompt).
       live?.clear();
       await http.close();
