@@ -239,8 +239,11 @@ function progressLine(entry: TaskState, columns: number, t: number): string {
   const full = shortLabel(entry.task);
   const pct = known ? percent(entry).padStart(4) : undefined;
   const amount = known ? bytePair(entry.bytes, entry.total ?? 0) : formatBytes(entry.bytes);
-  const rateText = formatRate(rate).padStart(11);
-  const etaText = eta !== undefined ? `ETA ${duration(eta)}` : known ? "ETA ?" : undefined;
+  // Fixed widths, so the bar keeps its length while the figures change.
+  const rateText = formatRate(rate).padStart(10);
+  const etaText = (
+    eta !== undefined ? `ETA ${duration(eta)}` : known ? "ETA ?" : undefined
+  )?.padEnd(9);
   const layers = layerCount(entry);
   type Layout = { label: number; layers: boolean; bar: boolean; eta: boolean; rate: boolean };
   const layouts: Layout[] = [
@@ -263,7 +266,8 @@ function progressLine(entry: TaskState, columns: number, t: number): string {
       layout.eta ? etaText : undefined,
     ]
       .filter((part): part is string => part !== undefined && part !== "")
-      .join(" ");
+      .join(" ")
+      .trimEnd();
   for (const layout of layouts) {
     if (layout.bar && !known) continue;
     const barWidth = layout.bar ? MIN_BAR : 0;
@@ -279,7 +283,7 @@ function progressLine(entry: TaskState, columns: number, t: number): string {
   return cutMiddle(compose(layouts[layouts.length - 1] as Layout, full, 0), columns);
 }
 
-const MIN_BAR = 10;
+const MIN_BAR = 8;
 const MAX_BAR = 40;
 const MIN_LABEL_WITH_BAR = 20;
 const MIN_LABEL = 12;

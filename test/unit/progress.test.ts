@@ -124,9 +124,23 @@ describe("progress listener, live lines (a terminal)", () => {
     expect(line.length).toBeLessThanOrEqual(79);
     // The label gives way (shortened in the middle) before any figure does.
     expect(line).toMatch(
-      /^download pre…images-12345 +27% \[=+> *\] 3\.00\/11\.00 GiB 307\.2 MiB\/s ETA 27 s$/,
+      /^download pre\S*…\S*images-12345 +27% \[=+> *\] 3\.00\/11\.00 GiB 307\.2 MiB\/s ETA 27 s$/,
     );
     expect(lines).toEqual([]);
+  });
+
+  it("at 80 columns a real download's label is kept whole", () => {
+    const { logger } = capturingLogger();
+    const live = recordingLive();
+    const time = clock();
+    const progress = progressListener(logger, { live, now: time.now });
+    const real = "download presto-images-502";
+    progress({ kind: "start", task: real });
+    time.advance(2000);
+    progress({ kind: "bytes", task: real, bytes: 101.4 * MiB, total: 288.2 * MiB });
+    expect(live.lines.get(real)?.(79)).toMatch(
+      /^download presto-images-502  35% \[=+> *\] 101\.4\/288\.2 MiB +50\.7 MiB\/s ETA 4 s$/,
+    );
   });
 
   it("at 200 columns the bar is wider, at 40 the bar and then the ETA give way", () => {
