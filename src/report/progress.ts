@@ -185,12 +185,14 @@ export function duration(seconds: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
-/** `12.0/28.6 MiB`: both numbers in the unit of the larger one, so they read at a glance. */
+/** ` 2.0/28.6 MiB`: both numbers in the unit of the larger one, so they read at a glance. */
 export function bytePair(done: number, total: number): string {
   const unit = total >= GiB ? GiB : total >= MiB ? MiB : KiB;
   const name = unit === GiB ? "GiB" : unit === MiB ? "MiB" : "KiB";
   const digits = unit === GiB ? 2 : 1;
-  return `${(done / unit).toFixed(digits)}/${(total / unit).toFixed(digits)} ${name}`;
+  const all = (total / unit).toFixed(digits);
+  // As wide as the total, so the line keeps its length while the count grows.
+  return `${(done / unit).toFixed(digits).padStart(all.length)}/${all} ${name}`;
 }
 
 function logAmount(entry: TaskState): string {
