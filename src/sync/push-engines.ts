@@ -37,7 +37,7 @@ export interface PushItem {
 
 export interface PushedItem {
   digest: string;
-  /** What moved, for a person: "2 layers sent (812.4 MiB), 3 reused, in 41.2 s". */
+  /** What moved, for a person: "2 layers sent, 3 reused, 812.4 MiB uploaded, in 41.2 s". */
   summary: string;
   layersSent: number;
   /** Layers the registry had already, or mounted from a sibling repository. */
@@ -251,13 +251,16 @@ interface Moved {
 
 /** What one push moved, in the words of the `pushed …` line: the same for both engines. */
 function pushedItem(digest: string, moved: Moved): PushedItem {
-  const layers = (n: number) => `${n} layer${n === 1 ? "" : "s"}`;
-  const kind = moved.bytesKind === "uncompressed" ? " uncompressed" : "";
+  const layers = `${moved.sent} layer${moved.sent === 1 ? "" : "s"} sent`;
+  // The registry engine counts what went over the wire (configs too); the docker engine only
+  // the layers' own bytes, before it compresses them.
+  const moves =
+    moved.bytesKind === "uncompressed"
+      ? `${layers} (${formatBytes(moved.bytes)} before compression), ${moved.reused} reused`
+      : `${layers}, ${moved.reused} reused, ${formatBytes(moved.bytes)} uploaded`;
   return {
     digest,
-    summary:
-      `${layers(moved.sent)} sent (${formatBytes(moved.bytes)}${kind}), ${moved.reused} reused, ` +
-      `in ${(Math.round(moved.seconds * 10) / 10).toFixed(1)} s`,
+    summary: `${moves}, in ${(Math.round(moved.seconds * 10) / 10).toFixed(1)} s`,
     layersSent: moved.sent,
     layersReused: moved.reused,
     // Only compressed bytes are bytes on the wire; the docker engine does not tell those.
