@@ -49,7 +49,7 @@ const cases = {
     id: 3002,
     platform: "linux/arm64",
     mode: "single",
-    variant: "native-cpu",
+    variant: "native_cpu",
     fixture: { forceZip64: true, ociRepos: ["presto-coordinator"] },
   },
   resume: { id: 3003, fixture: { layerBytes: 3 << 20 } },
