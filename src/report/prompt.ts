@@ -1,4 +1,4 @@
-import { createInterface } from "node:readline/promises";
+import { createInterface } from "node:readline";
 import { SyncError } from "../errors.js";
 
 export interface PromptIo {
@@ -13,20 +13,17 @@ const STDIO: PromptIo = { input: process.stdin, output: process.stdout };
  * end of input (Ctrl-D) → false.
  */
 export async function promptYesNo(question: string, io: PromptIo = STDIO): Promise<boolean> {
-  const rl = createInterface({ input: io.input, output: io.output, terminal: false });
-  let closed = false;
-  rl.on("close", () => (closed = true));
+  const rl = createInterface({ input: io.input, terminal: false });
+  // The iterator buffers lines from now on, so answers typed (or pasted) ahead are not lost.
+  const lines = rl[Symbol.asyncIterator]();
   try {
     for (;;) {
-      if (closed) return false;
-      const answer = await Promise.race([
-        rl.question(question),
-        new Promise<null>((resolve) => rl.once("close", () => resolve(null))),
-      ]);
-      if (answer === null) return false;
-      const normalized = answer.trim().toLowerCase();
-      if (normalized === "y" || normalized === "yes") return true;
-      if (normalized === "n" || normalized === "no" || normalized === "") return false;
+      io.output.write(question);
+      const next = await lines.next();
+      if (next.done) return false;
+      const answer = String(next.value).trim().toLowerCase();
+      if (answer === "y" || answer === "yes") return true;
+      if (answer === "n" || answer === "no" || answer === "") return false;
       io.output.write("Please respond with 'y' or 'n'.\n");
     }
   } finally {

@@ -62,8 +62,10 @@ export async function findCleanTargets(
   const layout = tagLayout(downloadsDir, imageTag);
   const runIds = [...new Set([...(await storedRunIds(layout.metadata)), ...knownRunIds])];
   const targets: CleanTarget[] = [];
+  // The tag's directory first, then by name (code units, the same on every machine).
+  const rank = (e: Dirent): string => (e.name === imageTag ? "" : `~${e.name}`);
   const tagDirFirst = (await entriesOf(layout.downloadsDir)).sort((a, b) =>
-    a.name === imageTag ? -1 : b.name === imageTag ? 1 : a.name.localeCompare(b.name),
+    rank(a) < rank(b) ? -1 : rank(a) > rank(b) ? 1 : 0,
   );
   for (const entry of tagDirFirst) {
     const full = path.join(layout.downloadsDir, entry.name);
