@@ -151,8 +151,9 @@ export function dockerAuth(registry: RegistryServices): RegistryAuth {
 }
 
 /**
- * GitHub's newest successful run for the tag, looked up only when asked (push and clean ask in
- * their first step). No token or no answer is the caller's to report: it goes on without.
+ * GitHub's successful runs that built the tag, newest first, looked up only when asked (push and
+ * clean ask in their first step). No token or no answer is the caller's to report: it goes on
+ * without.
  */
 export function githubRunLookup(
   ctx: CommandContext,
@@ -163,13 +164,13 @@ export function githubRunLookup(
     kind: "github",
     lookup: async () => {
       const github = githubServices(ctx, raw);
-      const { run } = await findRunForTag(ctx, github, imageTag);
-      return {
-        id: run.id,
-        title: runRef(run).title,
-        branch: run.head_branch,
-        conclusion: run.conclusion,
-      };
+      const { run, others } = await findRunForTag(ctx, github, imageTag);
+      return [run, ...others].map((r) => ({
+        id: r.id,
+        title: runRef(r).title,
+        branch: r.head_branch,
+        conclusion: r.conclusion,
+      }));
     },
   };
 }

@@ -2,10 +2,10 @@ import { promises as fs, type Dirent } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { StepReporter } from "../domain/events.js";
-import { describeError, isAbortError } from "../errors.js";
+import { describeError } from "../errors.js";
 import { isInside, parseJsonFile } from "../util/files.js";
 import { metadataFileSchema, tagLayout } from "../workspace/layout.js";
-import { runLine, storedRunOf, type RunInfo, type RunSource } from "./push-run.js";
+import { githubRuns, runLine, storedRunOf, type RunSource } from "./push-run.js";
 
 /**
  * What `clean` removes for a tag, as the original does: the tag's directory (zip, partial
@@ -140,38 +140,33 @@ const LABEL: Record<CleanKind, string> = {
   link: "link: only the link is removed",
 };
 
-/** Step 1 of clean: the run, from GitHub when it answers, else from metadata.json. */
-async function cleanRun(
+/**
+ * Step 1 of clean: the run, from GitHub when it answers, else from metadata.json. Returns every
+ * run id that names this tag's leftovers (all of GitHub's successful runs of the tag, and the
+ * stored one).
+ */
+async function cleanRuns(
   request: CleanRequest,
   metadataPath: string,
   steps: StepReporter,
   signal: AbortSignal,
-): Promise<RunInfo | undefined> {
+): Promise<number[]> {
   steps.step(1, 3, "Resolving run metadata from GitHub ...");
-  let fromGithub: RunInfo | undefined;
-  let failure: unknown;
-  if (request.run.kind === "cached") fromGithub = request.run.run;
-  else {
-    try {
-      fromGithub = await request.run.lookup();
-    } catch (err) {
-      if (signal.aborted || isAbortError(err)) throw err;
-      failure = err;
-    }
-  }
-  if (fromGithub) {
-    steps.text(runLine(fromGithub));
-    return fromGithub;
-  }
+  const { runs, failure } = await githubRuns(request.run, signal);
   const read = await parseJsonFile(metadataPath, metadataFileSchema);
   const stored = read.ok ? storedRunOf(read.value) : undefined;
-  steps.text(
-    stored
-      ? `    → warning: failed to re-query GitHub; using stored metadata. Details: ${describeError(failure)}`
-      : `    → warning: failed to re-query GitHub and no stored run; cleaning the tag's directory only. Details: ${describeError(failure)}`,
-  );
-  if (stored) steps.text(runLine(stored));
-  return stored;
+  const newest = runs[0];
+  if (newest) {
+    steps.text(runLine(newest));
+  } else {
+    steps.text(
+      stored
+        ? `    → warning: failed to re-query GitHub; using stored metadata. Details: ${describeError(failure)}`
+        : `    → warning: failed to re-query GitHub and no stored run; cleaning the tag's directory only. Details: ${describeError(failure)}`,
+    );
+    if (stored) steps.text(runLine(stored));
+  }
+  return [...runs.map((r) => r.id), ...(stored ? [stored.id] : [])];
 }
 
 /** The original's clean: resolve the run, list what goes, ask, remove. */
@@ -181,12 +176,8 @@ export async function cleanImageTag(
   request: CleanRequest,
 ): Promise<CleanOutcome> {
   const layout = tagLayout(request.downloadsDir, request.imageTag);
-  const run = await cleanRun(request, layout.metadata, steps, ctx.signal);
-  const targets = await findCleanTargets(
-    request.downloadsDir,
-    request.imageTag,
-    run ? [run.id] : [],
-  );
+  const runIds = await cleanRuns(request, layout.metadata, steps, ctx.signal);
+  const targets = await findCleanTargets(request.downloadsDir, request.imageTag, runIds);
   if (targets.length === 0) {
     steps.text("No local artifacts found for this image tag.");
     return { removed: [], aborted: false };

@@ -16,9 +16,27 @@ export interface RunInfo {
   conclusion?: string | null;
 }
 
-/** How the caller knows the run: looked up on GitHub now, or handed over (the daemon's xref). */
+/**
+ * How the caller knows the run: looked up on GitHub now (every successful run that built the
+ * tag, newest first), or handed over (the daemon's xref).
+ */
 export type RunSource =
-  { kind: "github"; lookup: () => Promise<RunInfo> } | { kind: "cached"; run: RunInfo };
+  { kind: "github"; lookup: () => Promise<RunInfo[]> } | { kind: "cached"; run: RunInfo };
+
+/** GitHub's runs for the tag, newest first: from the lookup, or the one handed over. */
+export async function githubRuns(
+  source: RunSource,
+  signal: AbortSignal,
+): Promise<{ runs: RunInfo[]; failure?: unknown }> {
+  if (source.kind === "cached") return { runs: [source.run] };
+  try {
+    return { runs: await source.lookup() };
+  } catch (err) {
+    // A stop is a stop, not a reason to carry on without GitHub.
+    if (signal.aborted || isAbortError(err)) throw err;
+    return { runs: [], failure: err };
+  }
+}
 
 function text(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
@@ -62,31 +80,33 @@ export async function resolvePushRun(
   total: number,
   signal: AbortSignal,
 ): Promise<RunInfo | undefined> {
-  let current: RunInfo | undefined;
-  if (source?.kind === "cached") {
-    steps.step(1, total, "Using cached workflow run metadata.");
-    current = source.run;
-  } else if (source?.kind === "github") {
-    steps.step(1, total, "Resolving run metadata from GitHub ...");
-    try {
-      current = await source.lookup();
-    } catch (err) {
-      // A stop is a stop, not a reason to carry on without GitHub.
-      if (signal.aborted || isAbortError(err)) throw err;
+  let known: RunInfo[] = [];
+  if (!source) {
+    steps.step(1, total, "Reading run metadata from metadata.json ...");
+  } else {
+    steps.step(
+      1,
+      total,
+      source.kind === "cached"
+        ? "Using cached workflow run metadata."
+        : "Resolving run metadata from GitHub ...",
+    );
+    const found = await githubRuns(source, signal);
+    known = found.runs;
+    if (found.failure !== undefined) {
       steps.warn(
-        `Failed to re-query GitHub for run metadata. Falling back to stored metadata. Details: ${describeError(err)}`,
+        `Failed to re-query GitHub for run metadata. Falling back to stored metadata. Details: ${describeError(found.failure)}`,
       );
     }
-  } else {
-    steps.step(1, total, "Reading run metadata from metadata.json ...");
   }
+  const current = known[0];
   const stored = await readStoredRun(metadataPath, steps);
   if (!stored) {
     if (current) steps.text(runLine(current));
     else steps.warn("metadata does not include run_id; run provenance unknown.");
     return current;
   }
-  const same = current?.id === stored.id ? current : undefined;
+  const same = known.find((r) => r.id === stored.id);
   const shown: RunInfo = {
     id: stored.id,
     title: stored.title ?? same?.title,
