@@ -34,13 +34,8 @@ import {
 } from "../testbed/index.js";
 import type { AccessLogEntry } from "../testbed/registry.js";
 import { seedImage } from "../testbed/registry-seed.js";
-import {
-  makeMetadata,
-  WORKFLOW_NAME,
-  type BundleMode,
-  type Platform,
-  type WorkerVariant,
-} from "../testbed/run-fixtures.js";
+import { makeMetadata, WORKFLOW_NAME } from "../testbed/run-fixtures.js";
+import type { ScenarioRun } from "../testbed/scenario.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 import { BIN, runBinary, startBinary, type CliResult } from "./run-cli.js";
 
@@ -102,14 +97,7 @@ const README = {
   --registry-username <user>`,
 };
 
-interface Build {
-  id: number;
-  presto: string;
-  velox: string;
-  platform: Platform;
-  mode: BundleMode;
-  variant?: WorkerVariant;
-}
+type Build = Pick<ScenarioRun, "id" | "presto" | "velox" | "platform" | "mode" | "variant">;
 
 /** Every build from short refs: their tags keep the workflow's trailing dash. */
 const builds = {
@@ -253,6 +241,32 @@ describe.skipIf(gate.skip || dockerGate.skip)(
     const downloads = () => path.join(work, "downloads");
     const tagDir = (b: Build) => path.join(downloads(), tagOf(b));
     const present = () => gitlabTags(tb);
+    /** The keys the original's download adds to the run's metadata. */
+    const downloadKeys = (b: Build) => ({
+      run_id: b.id,
+      run_name: WORKFLOW_NAME,
+      repository: "rapidsai/velox-testing",
+      artifact_name: `presto-images-${b.id}`,
+      artifact_size_bytes: fixtures.get(b.id)?.size,
+      artifact_zip: `${tagOf(b)}.zip`,
+    });
+    /** A push by this tool of a directory the original wrote, through the registry engine. */
+    const pushHere = (b: Build, downloadsDir: string, extra: string[] = []) =>
+      runBinary(["push", tagOf(b), "--downloads-dir", downloadsDir, ...registryFlags(), ...extra], {
+        env: env(),
+        cwd: work,
+      });
+    const registryFlags = () => [
+      "--gitlab-host",
+      tb.gitlab.url,
+      "--registry",
+      tb.gitlab.registryHost,
+      "--registry-username",
+      REGISTRY_USER,
+      "--engine",
+      "registry",
+      "--yes",
+    ];
     const addBuild = async (b: Build): Promise<void> => {
       fixtures.set(
         b.id,
@@ -317,12 +331,7 @@ describe.skipIf(gate.skip || dockerGate.skip)(
           _run_info: runInfo,
           _run_branch: "main",
           _run_conclusion: "success",
-          run_id: b.id,
-          run_name: WORKFLOW_NAME,
-          repository: "rapidsai/velox-testing",
-          artifact_name: `presto-images-${b.id}`,
-          artifact_size_bytes: fixtures.get(b.id)?.size,
-          artifact_zip: `${tagOf(b)}.zip`,
+          ...downloadKeys(b),
         },
       });
       const downloadsDir = path.join(work, "original");
@@ -334,24 +343,7 @@ describe.skipIf(gate.skip || dockerGate.skip)(
       expect(prep.stdout).toContain(`Preparing artifacts from run ${b.id} (${WORKFLOW_NAME}).`);
 
       const mark = tb.gitlab.registry.accessLog().length;
-      const push = await runBinary(
-        [
-          "push",
-          tagOf(b),
-          "--downloads-dir",
-          downloadsDir,
-          "--gitlab-host",
-          tb.gitlab.url,
-          "--registry",
-          tb.gitlab.registryHost,
-          "--registry-username",
-          REGISTRY_USER,
-          "--engine",
-          "registry",
-          "--yes",
-        ],
-        { env: env(), cwd: work },
-      );
+      const push = await pushHere(b, downloadsDir);
       expect(push.code, push.stderr).toBe(0);
       expect(push.stdout).toContain(
         `    → run ${b.id} (${WORKFLOW_NAME}), branch=main, conclusion=success\n`,
@@ -388,12 +380,7 @@ describe.skipIf(gate.skip || dockerGate.skip)(
         path: path.join(dir, "metadata.json"),
         value: {
           ...metadataOf(b),
-          run_id: b.id,
-          run_name: WORKFLOW_NAME,
-          repository: "rapidsai/velox-testing",
-          artifact_name: `presto-images-${b.id}`,
-          artifact_size_bytes: fixtures.get(b.id)?.size,
-          artifact_zip: `${tagOf(b)}.zip`,
+          ...downloadKeys(b),
         },
       });
       // The original's prepare: zipfile's extractall, then its plan.
@@ -414,24 +401,7 @@ describe.skipIf(gate.skip || dockerGate.skip)(
           })),
         },
       });
-      const push = await runBinary(
-        [
-          "push",
-          tagOf(b),
-          "--downloads-dir",
-          downloadsDir,
-          "--gitlab-host",
-          tb.gitlab.url,
-          "--registry",
-          tb.gitlab.registryHost,
-          "--registry-username",
-          REGISTRY_USER,
-          "--engine",
-          "registry",
-          "--yes",
-        ],
-        { env: env(), cwd: work },
-      );
+      const push = await pushHere(b, downloadsDir);
       expect(push.code, push.stderr).toBe(0);
       // The images came from run 7005; GitHub's newest run for the tag is 7006: shown, and warned.
       expect(push.stdout).toContain(
@@ -690,22 +660,9 @@ describe.skipIf(gate.skip || dockerGate.skip)(
     it("--registry-project names the GitLab API project too, in push, daemon and retag", async () => {
       // GitLab knows no project `elsewhere/unknown`: only --registry-project can make these work.
       const project = ["--gitlab-project", "elsewhere/unknown", "--registry-project", PROJECT_PATH];
-      const common = [
-        "--gitlab-host",
-        tb.gitlab.url,
-        "--registry",
-        tb.gitlab.registryHost,
-        "--registry-username",
-        REGISTRY_USER,
-        "--engine",
-        "registry",
-        ...project,
-      ];
+      const common = [...registryFlags().filter((w) => w !== "--yes"), ...project];
       const b = builds.fromDaemon;
-      const push = await runBinary(
-        ["push", tagOf(b), "--downloads-dir", path.join(work, "original"), "--yes", ...common],
-        { env: env(), cwd: work },
-      );
+      const push = await pushHere(b, path.join(work, "original"), project);
       expect(push.code, push.stderr).toBe(0);
       expect(push.stdout).toContain(
         "    GitLab status: already present (push will overwrite the existing tag)",
