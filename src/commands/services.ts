@@ -24,7 +24,7 @@ import type { RegistryAuth } from "../docker/engine.js";
 import type { ProgressListener } from "../domain/events.js";
 import type { Logger } from "../report/logger.js";
 import { createPusher, type ImagePusher } from "../sync/push-engines.js";
-import type { RunSource } from "../sync/push-run.js";
+import type { RunSource } from "../sync/run-provenance.js";
 import { findRunForTag } from "../sync/runs.js";
 import { runRef } from "../sync/xref.js";
 import type { GithubServices, GitlabServices } from "../sync/context.js";

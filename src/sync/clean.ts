@@ -5,7 +5,7 @@ import type { StepReporter } from "../domain/events.js";
 import { describeError } from "../errors.js";
 import { isInside, parseJsonFile } from "../util/files.js";
 import { metadataFileSchema, tagLayout } from "../workspace/layout.js";
-import { githubRuns, runLine, storedRunOf, type RunSource } from "./push-run.js";
+import { githubRuns, runLine, storedRunOf, type RunSource } from "./run-provenance.js";
 
 /**
  * What `clean` removes for a tag, as the original does: the tag's directory (zip, partial

@@ -15,9 +15,9 @@ import type { GitlabServices, SyncContext } from "./context.js";
 import type { ImagePusher, PushItem } from "./push-engines.js";
 import { gitlabState, type GitlabState } from "./compare.js";
 import { parseGitlabTag } from "../domain/images.js";
-import { resolvePushRun, type RunInfo, type RunSource } from "./push-run.js";
+import { resolvePushRun, type RunInfo, type RunSource } from "./run-provenance.js";
 
-export type { RunInfo, RunSource } from "./push-run.js";
+export type { RunInfo, RunSource } from "./run-provenance.js";
 
 export interface PushRequest {
   imageTag: string;

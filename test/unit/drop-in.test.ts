@@ -10,7 +10,7 @@ import type { WorkflowRun } from "../../src/github/runs.js";
 import { confirmAtTerminal } from "../../src/report/prompt.js";
 import { findCleanTargets, removeTargets } from "../../src/sync/clean.js";
 import { metadataRecord } from "../../src/sync/download.js";
-import { storedRunOf } from "../../src/sync/push-run.js";
+import { storedRunOf } from "../../src/sync/run-provenance.js";
 import { pythonJson } from "../../src/util/files.js";
 import { shellQuote } from "../../src/util/text.js";
 import { metadataFileSchema } from "../../src/workspace/layout.js";

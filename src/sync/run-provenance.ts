@@ -4,9 +4,10 @@ import { readJsonFile } from "../util/files.js";
 import { metadataFileSchema, type MetadataFile } from "../workspace/layout.js";
 
 /**
- * Which run a push names. The images on disk came from the run metadata.json records, so that
- * is the one shown; GitHub's newest successful run for the tag only serves to warn when it is a
- * different one (the original named GitHub's run, even for a directory downloaded earlier).
+ * Which run a tag's downloads came from, for push and clean. The images on disk came from the
+ * run metadata.json records, so that is the one a push shows; GitHub's newest successful run for
+ * the tag only serves to warn when it is a different one (the original named GitHub's run, even
+ * for a directory downloaded earlier).
  */
 
 export interface RunInfo {
