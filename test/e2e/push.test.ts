@@ -414,7 +414,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
         );
         expect(result.stdout).toMatch(
           new RegExp(
-            `pushed \\S+/x86/${repo}:\\S+ \\(sha256:[0-9a-f]{64}\\): \\d+ layers? sent \\([\\d.]+ [KMG]?i?B before compression\\), \\d+ reused, in [\\d.]+ s`,
+            `Pushing \\S+/x86/${repo}:\\S+ \\.\\.\\.\\n  archive: .*\\n  pushed sha256:[0-9a-f]{64}: \\d+ layers? sent \\([\\d.]+ [KMG]?i?B before compression\\), \\d+ reused, in [\\d.]+ s`,
           ),
         );
       }
