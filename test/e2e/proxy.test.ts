@@ -1,8 +1,8 @@
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedImages } from "../../src/domain/images.js";
-import { addArtifactRun } from "../testbed/artifacts.js";
-import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
+import { addMissingBuild, singleBuild } from "../testbed/demo-data.js";
+import { daemonOnceArgs, startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
 import { STANDIN_USER_AGENT } from "../testbed/gitlab-standin.js";
 import {
   PROXY_OUTGOING_ADDRESS,
@@ -11,7 +11,7 @@ import {
   type ProxyRequest,
   type TinyProxy,
 } from "../testbed/proxy.js";
-import { metadataOf, ref, type ScenarioRun } from "../testbed/scenario.js";
+import { metadataOf, type ScenarioRun } from "../testbed/scenario.js";
 import { gitlabTags } from "./checks.js";
 import { runBinary } from "./run-cli.js";
 
@@ -20,20 +20,8 @@ const proxyCheck = proxyGate();
 
 /** Two builds GitLab lacks: the newest is synced through the proxy, the older one around it. */
 const BUILDS: ScenarioRun[] = [
-  {
-    id: 7101,
-    presto: ref("proxy-old"),
-    velox: ref("proxy-old"),
-    platform: "linux/amd64",
-    mode: "single",
-  },
-  {
-    id: 7102,
-    presto: ref("proxy-new"),
-    velox: ref("proxy-new"),
-    platform: "linux/arm64",
-    mode: "single",
-  },
+  singleBuild(7101, "proxy-old"),
+  singleBuild(7102, "proxy-new", "linux/arm64"),
 ];
 
 describe.skipIf(gate.skip || proxyCheck.skip)(
@@ -42,25 +30,44 @@ describe.skipIf(gate.skip || proxyCheck.skip)(
     let tb: Testbed;
     let proxy: TinyProxy;
     const hostOf = (url: string) => new URL(url).host;
+    /**
+     * One `daemon --once` over the newest `limit` runs with `env`; what the proxy was asked, and
+     * the address every server saw each request of it come from (the registry: the tool's only,
+     * not the GitLab stand-in's own reads).
+     */
+    const cycle = async (limit: number, env: Record<string, string>) => {
+      const since = proxy.mark();
+      const registryMark = tb.gitlab.registry.accessLog().length;
+      tb.github.resetRequests();
+      tb.gitlab.resetRequests();
+      const result = await daemon(limit, env);
+      expect(result.code, result.stderr).toBe(0);
+      const registry = tb.gitlab.registry
+        .accessLog()
+        .slice(registryMark)
+        .filter((e) => e.userAgent !== STANDIN_USER_AGENT);
+      expect(tb.github.requests.some((r) => r.host === "blob")).toBe(true);
+      expect(tb.gitlab.requests.length).toBeGreaterThan(0);
+      expect(registry.length).toBeGreaterThan(0);
+      const peers = [
+        ...tb.github.requests.map((r) => r.peer),
+        ...tb.gitlab.requests.map((r) => r.peer),
+        ...registry.map((e) => e.remote),
+      ];
+      return { seen: proxy.requests(since), peers: new Set(peers) };
+    };
+    const synced = async (run: ScenarioRun, index: number) => {
+      const present = await gitlabTags(tb);
+      for (const image of expectedImages(metadataOf(run, index))) {
+        expect(present).toContain(image.gitlabTag);
+      }
+    };
     const daemon = (limit: number, env: Record<string, string>) =>
-      runBinary(
-        [
-          "daemon",
-          "--once",
-          "--engine",
-          "registry",
-          "--limit",
-          String(limit),
-          "--downloads-dir",
-          path.join(tb.dir, "downloads"),
-          "--log-format",
-          "json",
-          ...tb.githubArgs,
-          ...tb.gitlabArgs,
-          ...tb.registryArgs,
-        ],
-        { env: { ...tb.env, ...env }, cwd: tb.dir, timeoutMs: 120_000 },
-      );
+      runBinary(daemonOnceArgs(tb, ["--limit", String(limit)]), {
+        env: { ...tb.env, ...env },
+        cwd: tb.dir,
+        timeoutMs: 120_000,
+      });
     const paths = (requests: ProxyRequest[], host: string) =>
       requests
         .filter((r) => r.host === host)
@@ -69,15 +76,7 @@ describe.skipIf(gate.skip || proxyCheck.skip)(
     beforeAll(async () => {
       tb = await startTestbed();
       proxy = await startTinyproxy({ dir: path.join(tb.dir, "proxy") });
-      for (const [index, run] of BUILDS.entries()) {
-        const metadata = metadataOf(run, index);
-        await addArtifactRun(tb.github, {
-          id: run.id,
-          metadata,
-          dir: path.join(tb.dir, "fixtures", String(run.id)),
-          createdAt: metadata["Generated at"] ?? "2025-10-01T00:00:00Z",
-        });
-      }
+      for (const [index, run] of BUILDS.entries()) await addMissingBuild(tb, run, index);
     });
     afterAll(async () => {
       await proxy?.stop();
@@ -85,18 +84,11 @@ describe.skipIf(gate.skip || proxyCheck.skip)(
     });
 
     it("HTTPS_PROXY/HTTP_PROXY: GitHub API, blob host, GitLab API, token realm and registry all go through it", async () => {
-      const since = proxy.mark();
-      const registryMark = tb.gitlab.registry.accessLog().length;
-      tb.github.resetRequests();
-      tb.gitlab.resetRequests();
-      const result = await daemon(1, {
+      const { seen, peers } = await cycle(1, {
         HTTPS_PROXY: proxy.url,
         HTTP_PROXY: proxy.url,
         NO_PROXY: "",
       });
-      expect(result.code, result.stderr).toBe(0);
-
-      const seen = proxy.requests(since);
       const github = paths(seen, hostOf(tb.github.url));
       const blob = paths(seen, hostOf(tb.github.blobUrl));
       const gitlab = paths(seen, hostOf(tb.gitlab.url));
@@ -109,17 +101,7 @@ describe.skipIf(gate.skip || proxyCheck.skip)(
       expect(registry).toContain("/v2/");
       expect(registry).toContainEqual(expect.stringMatching(/\/manifests\//));
       // Every request the servers answered came from the proxy's own address: none went around it.
-      const around = <T extends { peer?: string; remote?: string }>(list: T[]) =>
-        list.filter((r) => (r.peer ?? r.remote) !== PROXY_OUTGOING_ADDRESS);
-      expect(tb.github.requests.length).toBeGreaterThan(0);
-      expect(around(tb.github.requests)).toEqual([]);
-      expect(around(tb.gitlab.requests)).toEqual([]);
-      const tool = tb.gitlab.registry
-        .accessLog()
-        .slice(registryMark)
-        .filter((e) => e.userAgent !== STANDIN_USER_AGENT);
-      expect(tool.length).toBeGreaterThan(0);
-      expect(around(tool)).toEqual([]);
+      expect(peers).toEqual(new Set([PROXY_OUTGOING_ADDRESS]));
       // Nothing else was asked of the proxy.
       const known = new Set([
         hostOf(tb.github.url),
@@ -129,10 +111,7 @@ describe.skipIf(gate.skip || proxyCheck.skip)(
       ]);
       expect(seen.filter((r) => !known.has(r.host))).toEqual([]);
 
-      const newest = BUILDS[1] as ScenarioRun;
-      const pushed = expectedImages(metadataOf(newest, 1)).map((i) => i.gitlabTag);
-      const present = await gitlabTags(tb);
-      for (const tag of pushed) expect(present).toContain(tag);
+      await synced(BUILDS[1] as ScenarioRun, 1);
     });
 
     it("no_proxy (lowercase forms too): a covered host never reaches the proxy, by host:port or by name", async () => {
@@ -161,30 +140,14 @@ describe.skipIf(gate.skip || proxyCheck.skip)(
       expect(proxy.hosts(since)).toEqual([hostOf(tb.gitlab.url)]);
 
       // Everything covered: the older build is synced and the proxy sees nothing at all.
-      const before = proxy.mark();
-      const registryMark = tb.gitlab.registry.accessLog().length;
-      tb.github.resetRequests();
-      tb.gitlab.resetRequests();
-      const result = await daemon(2, {
+      const { seen: none, peers: direct } = await cycle(2, {
         https_proxy: proxy.url,
         http_proxy: proxy.url,
         no_proxy: "localhost,127.0.0.1",
       });
-      expect(result.code, result.stderr).toBe(0);
-      expect(tb.github.requests.some((r) => r.host === "blob")).toBe(true);
-      expect(proxy.requests(before)).toEqual([]);
-      const direct = [
-        ...tb.github.requests.map((r) => r.peer),
-        ...tb.gitlab.requests.map((r) => r.peer),
-        ...tb.gitlab.registry
-          .accessLog()
-          .slice(registryMark)
-          .map((e) => e.remote),
-      ];
-      expect(new Set(direct)).toEqual(new Set(["127.0.0.1"]));
-      const older = expectedImages(metadataOf(BUILDS[0] as ScenarioRun, 0)).map((i) => i.gitlabTag);
-      const present = await gitlabTags(tb);
-      for (const tag of older) expect(present).toContain(tag);
+      expect(none).toEqual([]);
+      expect(direct).toEqual(new Set(["127.0.0.1"]));
+      await synced(BUILDS[0] as ScenarioRun, 0);
     });
   },
 );

@@ -4,26 +4,18 @@
  * any other line is printed (no debris on the screen afterwards); lines come in the order they
  * happen; a failed `daemon --once` says its error once.
  */
-import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addArtifactRun } from "../testbed/artifacts.js";
+import { addMissingBuild, singleBuild } from "../testbed/demo-data.js";
 import { startTestbed, testbedExports, testbedGate, type Testbed } from "../testbed/index.js";
 import { freePort } from "../testbed/registry.js";
-import { metadataOf, ref, type ScenarioRun } from "../testbed/scenario.js";
 import { runInTerminal, terminalGate, type TerminalRun } from "../testbed/terminal.js";
 import { BIN } from "./run-cli.js";
 
 const gate = testbedGate();
 const term = terminalGate();
 
-const BUILD: ScenarioRun = {
-  id: 7301,
-  presto: ref("terminal"),
-  velox: ref("terminal"),
-  platform: "linux/amd64",
-  mode: "single",
-};
+const BUILD = singleBuild(7301, "terminal");
 /** What is left of a bar drawn in place but not cleared. */
 const BAR = /\[[=> ]{6,}\]/;
 
@@ -49,14 +41,7 @@ describe.skipIf(gate.skip || term.skip)(
 
     beforeAll(async () => {
       tb = await startTestbed();
-      const metadata = metadataOf(BUILD, 0);
-      await addArtifactRun(tb.github, {
-        id: BUILD.id,
-        metadata,
-        dir: path.join(tb.dir, "fixtures", String(BUILD.id)),
-        createdAt: metadata["Generated at"] ?? "2025-10-01T00:00:00Z",
-        fixture: { layerBytes: 2 << 20 },
-      });
+      await addMissingBuild(tb, BUILD, 0, { layerBytes: 2 << 20 });
       // Paced, so the download takes a few seconds and its bar can be seen moving.
       tb.github.injectFault({
         match: "/artifacts/",

@@ -1,23 +1,17 @@
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedImages } from "../../src/domain/images.js";
-import { addArtifactRun } from "../testbed/artifacts.js";
-import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
+import { addMissingBuild, singleBuild } from "../testbed/demo-data.js";
+import { daemonOnceArgs, startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
 import { proxyGate, startTinyproxy, type TinyProxy } from "../testbed/proxy.js";
-import { metadataOf, ref, type ScenarioRun } from "../testbed/scenario.js";
+import { metadataOf } from "../testbed/scenario.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 import { runBinary } from "./run-cli.js";
 
 const gate = testbedGate();
 const proxyCheck = proxyGate();
 
-const BUILD: ScenarioRun = {
-  id: 7201,
-  presto: ref("tls"),
-  velox: ref("tls"),
-  platform: "linux/amd64",
-  mode: "single",
-};
+const BUILD = singleBuild(7201, "tls");
 
 describe.skipIf(gate.skip || proxyCheck.skip)(
   `GitLab and its registry over https with an in-house CA ${gate.reason}${proxyCheck.reason}`,
@@ -29,13 +23,7 @@ describe.skipIf(gate.skip || proxyCheck.skip)(
     beforeAll(async () => {
       tb = await startTestbed({ tls: true });
       proxy = await startTinyproxy({ dir: path.join(tb.dir, "proxy") });
-      const metadata = metadataOf(BUILD, 0);
-      await addArtifactRun(tb.github, {
-        id: BUILD.id,
-        metadata,
-        dir: path.join(tb.dir, "fixtures", String(BUILD.id)),
-        createdAt: metadata["Generated at"] ?? "2025-10-01T00:00:00Z",
-      });
+      await addMissingBuild(tb, BUILD, 0);
     });
     afterAll(async () => {
       await proxy?.stop();
@@ -63,26 +51,11 @@ describe.skipIf(gate.skip || proxyCheck.skip)(
 
     it("with NODE_EXTRA_CA_CERTS: daemon --once syncs over https, through the proxy as well", async () => {
       const since = proxy.mark();
-      const result = await runBinary(
-        [
-          "daemon",
-          "--once",
-          "--engine",
-          "registry",
-          "--downloads-dir",
-          path.join(tb.dir, "downloads"),
-          "--log-format",
-          "json",
-          ...tb.githubArgs,
-          ...tb.gitlabArgs,
-          ...tb.registryArgs,
-        ],
-        {
-          env: { ...tb.env, HTTPS_PROXY: proxy.url, HTTP_PROXY: proxy.url },
-          cwd: tb.dir,
-          timeoutMs: 120_000,
-        },
-      );
+      const result = await runBinary(daemonOnceArgs(tb), {
+        env: { ...tb.env, HTTPS_PROXY: proxy.url, HTTP_PROXY: proxy.url },
+        cwd: tb.dir,
+        timeoutMs: 120_000,
+      });
       expect(result.code, result.stderr).toBe(0);
       // https goes through the proxy as a tunnel to GitLab (API and token realm) and the registry.
       const tunnels = proxy

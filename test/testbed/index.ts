@@ -80,6 +80,24 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
   };
 }
 
+/** `daemon --once` on the testbed with the registry engine, JSON logs, downloads in its directory. */
+export function daemonOnceArgs(tb: Testbed, extra: string[] = []): string[] {
+  return [
+    "daemon",
+    "--once",
+    "--engine",
+    "registry",
+    "--downloads-dir",
+    path.join(tb.dir, "downloads"),
+    "--log-format",
+    "json",
+    ...tb.githubArgs,
+    ...tb.gitlabArgs,
+    ...tb.registryArgs,
+    ...extra,
+  ];
+}
+
 /**
  * The variables a person exports to use the testbed by hand (`npm run testbed` prints them):
  * the same names the tool reads on a real host, so every command runs without address flags.

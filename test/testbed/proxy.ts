@@ -5,13 +5,13 @@
  * host:port` for https — which is how a test proves that a request went through the proxy, or
  * (NO_PROXY) that it did not.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { freePort } from "./registry.js";
+import { freePort, terminate, waitForExit } from "./registry.js";
 import { findOnPath } from "./system.js";
 
 export interface ProxyRequest {
@@ -84,14 +84,6 @@ async function listening(port: number): Promise<boolean> {
   });
 }
 
-async function exited(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return true;
-  return Promise.race([
-    new Promise<boolean>((resolve) => child.once("exit", () => resolve(true))),
-    sleep(ms).then(() => false),
-  ]);
-}
-
 /** Starts tinyproxy on a free loopback port with its files under `dir`; resolves once it accepts. */
 export async function startTinyproxy(options: { dir: string }): Promise<TinyProxy> {
   const binary = tinyproxyBinary();
@@ -130,7 +122,7 @@ export async function startTinyproxy(options: { dir: string }): Promise<TinyProx
     if (child.exitCode !== null || !(await listening(port))) {
       lastError = `tinyproxy did not start on port ${port}: ${stderr.trim() || `exit ${child.exitCode}`}`;
       child.kill("SIGKILL");
-      await exited(child, 2000);
+      await waitForExit(child, 2000);
       continue;
     }
     const killOnExit = (): void => void child.kill("SIGKILL");
@@ -150,12 +142,7 @@ export async function startTinyproxy(options: { dir: string }): Promise<TinyProx
       mark: () => read().length,
       async stop() {
         process.removeListener("exit", killOnExit);
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        child.kill("SIGTERM");
-        if (!(await exited(child, 3000))) {
-          child.kill("SIGKILL");
-          await exited(child, 2000);
-        }
+        await terminate(child);
       },
     };
   }

@@ -109,7 +109,7 @@ function tail(path: string, lines = 15): string {
   }
 }
 
-async function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
+export async function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return true;
   return Promise.race([
     new Promise<boolean>((resolve) => child.once("exit", () => resolve(true))),
@@ -133,6 +133,16 @@ async function waitUntilServing(url: string, child: ChildProcess, errorLog: stri
     }
   }
   throw new Error(`docker-registry did not answer on ${url} within 15 s:\n${tail(errorLog)}`);
+}
+
+/** Ends a child the harness started: SIGTERM, then SIGKILL if it is still there after `ms`. */
+export async function terminate(child: ChildProcess, ms = 3000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  if (!(await waitForExit(child, ms))) {
+    child.kill("SIGKILL");
+    await waitForExit(child, 2000);
+  }
 }
 
 /**
@@ -182,12 +192,7 @@ export async function startRegistry(options: StartRegistryOptions): Promise<Regi
       accessLog: () => parseAccessLog(readFileSync(accessLogPath, "utf8")),
       async stop() {
         process.removeListener("exit", killOnExit);
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        child.kill("SIGTERM");
-        if (!(await waitForExit(child, 3000))) {
-          child.kill("SIGKILL");
-          await waitForExit(child, 2000);
-        }
+        await terminate(child);
       },
     };
   }

@@ -103,11 +103,16 @@ describe("progress listener, log lines (no terminal)", () => {
 describe("progress listener, live lines (a terminal)", () => {
   const task = "download presto-images-12345";
 
-  function transfer(bytes: number, total: number) {
+  /** A listener drawing on a recording live area, on a clock the test moves. */
+  function liveListener() {
     const { logger, lines } = capturingLogger();
     const live = recordingLive();
     const time = clock();
-    const progress = progressListener(logger, { live, now: time.now });
+    return { progress: progressListener(logger, { live, now: time.now }), live, time, lines };
+  }
+
+  function transfer(bytes: number, total: number) {
+    const { progress, live, time, lines } = liveListener();
     progress({ kind: "start", task });
     for (let step = 1; step <= 10; step += 1) {
       time.advance(1000);
@@ -130,10 +135,7 @@ describe("progress listener, live lines (a terminal)", () => {
   });
 
   it("at 80 columns a real download's label is kept whole", () => {
-    const { logger } = capturingLogger();
-    const live = recordingLive();
-    const time = clock();
-    const progress = progressListener(logger, { live, now: time.now });
+    const { progress, live, time } = liveListener();
     const real = "download presto-images-502";
     progress({ kind: "start", task: real });
     time.advance(2000);
@@ -159,10 +161,7 @@ describe("progress listener, live lines (a terminal)", () => {
   });
 
   it("an image's layers make one line with a layer count; the line goes when the task ends", () => {
-    const { logger } = capturingLogger();
-    const live = recordingLive();
-    const time = clock();
-    const progress = progressListener(logger, { live, now: time.now });
+    const { progress, live, time } = liveListener();
     const push = "push 127.0.0.1:5000/hercules/veloxtesting/x86/presto-coordinator:presto-abc";
     progress({ kind: "start", task: push });
     time.advance(1000);
