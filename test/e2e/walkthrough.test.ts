@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../testbed/demo-data.js";
 import { startTestbed, testbedExports, testbedGate, type Testbed } from "../testbed/index.js";
 import { findOnPath } from "../testbed/system.js";
+import { runBinary } from "./run-cli.js";
 
 const gate = testbedGate();
 // Asynchronous: the stand-ins answer from this very process.
@@ -44,7 +45,7 @@ function commandLines(body: string): string[] {
 }
 
 describe.skipIf(gate.skip || !findOnPath("bash"))(
-  `README: the five-minute walkthrough ${gate.reason}`,
+  `README: the five-minute walkthrough, and where files go ${gate.reason}`,
   () => {
     let tb: Testbed;
     let home: string;
@@ -104,6 +105,54 @@ describe.skipIf(gate.skip || !findOnPath("bash"))(
 
     it("leaves the downloads it made only in the directory it was run from", async () => {
       expect((await readdir(home)).sort()).toEqual([".cache", "downloads"]);
+    });
+
+    it("gh-list and xref keep their cache in $XDG_CACHE_HOME unless given a downloads or state directory", async () => {
+      const cwd = path.join(tb.dir, "listing-cwd");
+      const cache = path.join(tb.dir, "listing-cache");
+      await mkdir(cwd);
+      const env = { ...testbedExports(tb), HOME: home, XDG_CACHE_HOME: cache };
+      for (const command of ["gh-list", "xref"]) {
+        const result = await runBinary([command, "--log-format", "json"], { env, cwd });
+        expect(result.code, result.stderr).toBe(0);
+      }
+      expect(await readdir(cwd)).toEqual([]);
+      expect((await readdir(path.join(cache, "gh-gitlab-sync", "runs"))).length).toBeGreaterThan(0);
+      // Given a downloads directory, the cache lives in it, as for the commands that download.
+      const listed = await runBinary(
+        ["gh-list", "--downloads-dir", "here", "--log-format", "json"],
+        {
+          env,
+          cwd,
+        },
+      );
+      expect(listed.code, listed.stderr).toBe(0);
+      expect((await readdir(path.join(cwd, "here", ".state", "runs"))).length).toBeGreaterThan(0);
+    });
+
+    it("download takes --downloads-dir as every other command does, and the original's --output-dir", async () => {
+      const tag = "presto-00da7b9d631d-velox-00da7b9d631d-linux-arm64";
+      const env = { ...testbedExports(tb), HOME: home };
+      for (const [flag, dir] of [
+        ["--downloads-dir", "by-downloads-dir"],
+        ["--output-dir", "by-output-dir"],
+      ] as const) {
+        const target = path.join(tb.dir, dir);
+        const result = await runBinary(["download", tag, flag, target, "--log-format", "json"], {
+          env,
+          cwd: home,
+        });
+        expect(result.code, result.stderr).toBe(0);
+        expect(await readdir(path.join(target, tag))).toEqual(
+          expect.arrayContaining([`${tag}.zip`, "metadata.json"]),
+        );
+      }
+      const both = await runBinary(
+        ["download", tag, "--output-dir", "a", "--downloads-dir", "b", "--log-format", "json"],
+        { env, cwd: home },
+      );
+      expect(both.code).toBe(2);
+      expect(both.stderr).toMatch(/--output-dir 'a' and --downloads-dir 'b' disagree/);
     });
   },
 );
