@@ -168,8 +168,9 @@ function speed(entry: TaskState, t: number): { rate: number; eta: number | undef
   const [from, fromBytes] = entry.samples[0] ?? [entry.started, 0];
   const seconds = (t - from) / 1000;
   const rate = seconds > 0.2 ? Math.max(0, (entry.bytes - fromBytes) / seconds) : 0;
-  const left = entry.total !== undefined ? entry.total - entry.bytes : undefined;
-  const eta = left !== undefined && left >= 0 && rate > 0 ? Math.round(left / rate) : undefined;
+  // An engine's count can pass its own total a little: nothing is left then, not an unknown.
+  const left = entry.total !== undefined ? Math.max(0, entry.total - entry.bytes) : undefined;
+  const eta = left === 0 ? 0 : left !== undefined && rate > 0 ? Math.round(left / rate) : undefined;
   return { rate, eta };
 }
 
@@ -268,8 +269,7 @@ function progressLine(entry: TaskState, columns: number, t: number): string {
       layout.eta ? etaText : undefined,
     ]
       .filter((part): part is string => part !== undefined && part !== "")
-      .join(" ")
-      .trimEnd();
+      .join(" ");
   for (const layout of layouts) {
     if (layout.bar && !known) continue;
     const barWidth = layout.bar ? MIN_BAR : 0;
@@ -278,11 +278,12 @@ function progressLine(entry: TaskState, columns: number, t: number): string {
     const labelRoom = Math.min(full.length, columns - fixed);
     if (labelRoom < Math.min(layout.label, full.length)) continue;
     const label = cutMiddle(full, labelRoom);
-    if (!layout.bar) return compose(layout, label, 0);
+    // Measured with the padding, drawn without the trailing part of it: the bar stays put.
+    if (!layout.bar) return compose(layout, label, 0).trimEnd();
     const spare = columns - compose(layout, label, MIN_BAR).length;
-    return compose(layout, label, Math.min(MAX_BAR, MIN_BAR + spare));
+    return compose(layout, label, Math.min(MAX_BAR, MIN_BAR + spare)).trimEnd();
   }
-  return cutMiddle(compose(layouts[layouts.length - 1] as Layout, full, 0), columns);
+  return cutMiddle(compose(layouts[layouts.length - 1] as Layout, full, 0), columns).trimEnd();
 }
 
 const MIN_BAR = 8;
