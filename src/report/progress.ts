@@ -232,9 +232,9 @@ export function shortLabel(task: string): string {
 /**
  * One task as one line of at most `columns` characters. Everything a person needs fits in 80
  * columns — label, percent, bytes, rate and ETA; the bar and the layer count take what room is
- * left. The first layout below that fits is drawn: the layer count goes first, then the label
- * is shortened (to no less than {@link MIN_LABEL} characters), then the bar, then the ETA and
- * the rate.
+ * left. The first layout below that fits is drawn: the layer count goes first, then the bar
+ * (a whole label says more than a bar), then the label is shortened in the middle, then the
+ * ETA and the rate go.
  */
 function progressLine(entry: TaskState, columns: number, t: number): string {
   const { rate, eta } = speed(entry, t);
@@ -252,8 +252,8 @@ function progressLine(entry: TaskState, columns: number, t: number): string {
   const layouts: Layout[] = [
     { label: full.length, layers: true, bar: true, eta: true, rate: true },
     { label: full.length, layers: false, bar: true, eta: true, rate: true },
-    { label: MIN_LABEL_WITH_BAR, layers: false, bar: true, eta: true, rate: true },
     { label: full.length, layers: false, bar: false, eta: true, rate: true },
+    { label: MIN_LABEL_WITH_BAR, layers: false, bar: true, eta: true, rate: true },
     { label: MIN_LABEL, layers: false, bar: false, eta: true, rate: true },
     { label: MIN_LABEL, layers: false, bar: false, eta: false, rate: true },
     { label: MIN_LABEL, layers: false, bar: false, eta: false, rate: false },
@@ -286,7 +286,7 @@ function progressLine(entry: TaskState, columns: number, t: number): string {
   return cutMiddle(compose(layouts[layouts.length - 1] as Layout, full, 0), columns).trimEnd();
 }
 
-const MIN_BAR = 8;
+const MIN_BAR = 6;
 const MAX_BAR = 40;
 const MIN_LABEL_WITH_BAR = 20;
 const MIN_LABEL = 12;

@@ -123,14 +123,16 @@ describe("progress listener, live lines (a terminal)", () => {
     return { render, live, progress, lines };
   }
 
-  it("at 80 columns: label, percent, bar, bytes, rate and ETA, within the width", () => {
+  it("at 80 columns: label, percent, bytes, rate and ETA within the width, the bar if there is room", () => {
     const { render, lines } = transfer(3 * 1024 * MiB, 11 * 1024 * MiB);
     const line = render(79);
     expect(line.length).toBeLessThanOrEqual(79);
-    // The label gives way (shortened in the middle) before any figure does.
+    // The bar gives way before the label and every figure: here there is no room for it.
     expect(line).toMatch(
-      /^download pre\S*…\S*images-12345 +27% \[=+> *\] +3\.00\/11\.00 GiB 307\.2 MiB\/s ETA 27 s$/,
+      /^download presto-images-12345 +27% +3\.00\/11\.00 GiB 307\.2 MiB\/s ETA 27 s$/,
     );
+    // A little more room, and it is there, the label still whole.
+    expect(render(90)).toMatch(/^download presto-images-12345 +27% \[=+> *\] +3\.00\/11\.00 GiB /);
     expect(lines).toEqual([]);
   });
 
