@@ -1,6 +1,9 @@
 import path from "node:path";
 import type { CentralDirectory, File as ZipRecord } from "unzipper";
+import { DISK_MARGIN } from "../config/limits.js";
 import { SyncError } from "../errors.js";
+import { formatBytes } from "../util/bytes.js";
+import { ensureFreeSpace, type FreeBytes } from "../util/files.js";
 
 /**
  * The up-front half of extraction: every entry of the central directory is vetted before a byte
@@ -73,6 +76,28 @@ export function vetEntries(
     if (typeof kind !== "string") throw entryRefused(zipPath, raw, kind.refused);
     if (kind === "file") checkFileRecord(zipPath, record, cdStart);
     return { record, name, kind };
+  });
+}
+
+/**
+ * The central directory says how large every entry is; the disk must have room for all of it
+ * before a byte is written (each entry is then held to its size while it inflates).
+ */
+export async function ensureRoom(
+  zipPath: string,
+  target: string,
+  entries: VettedEntry[],
+  freeBytes: FreeBytes | undefined,
+): Promise<void> {
+  const total = entries.reduce(
+    (sum, e) => sum + (e.kind === "file" ? e.record.uncompressedSize : 0),
+    0,
+  );
+  await ensureFreeSpace(path.dirname(target), total, {
+    what: `extracting ${path.basename(zipPath)} (${formatBytes(total)} of files)`,
+    margin: DISK_MARGIN,
+    hint: "free disk space (gh-gitlab-sync clean <tag> removes finished tags) and re-run prepare",
+    freeBytes,
   });
 }
 

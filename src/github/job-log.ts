@@ -1,3 +1,4 @@
+import { JOB_LOG_LIMIT } from "../config/limits.js";
 import type { SyncError } from "../errors.js";
 import { KiB, MiB } from "../util/bytes.js";
 import { toGithubError } from "./errors.js";
@@ -7,6 +8,7 @@ import {
   RouteError,
   blobError,
   httpStatusOf,
+  logTooLarge,
   openBlob,
   type RouteOutcome,
   type RunContext,
@@ -83,6 +85,10 @@ async function readJobLog(ctx: RunContext, job: Job): Promise<RouteOutcome> {
         if (ended) break;
         bytes += value.byteLength;
         received += value.byteLength;
+        if (bytes > JOB_LOG_LIMIT) {
+          await body.cancel().catch(() => undefined);
+          throw logTooLarge(what);
+        }
         if (reader.push(value)) break;
       }
       // A server that ignores Range (200) sent the whole log; a short range is its end.

@@ -1,4 +1,6 @@
+import { JOB_LOG_LIMIT } from "../config/limits.js";
 import { SyncError, describeError, isAbortError } from "../errors.js";
+import { formatBytes } from "../util/bytes.js";
 import type { MetadataSource, RunMetadata } from "../domain/metadata.js";
 import type { Logger } from "../report/logger.js";
 import type { BlobAccess, GithubClient } from "./client.js";
@@ -77,6 +79,14 @@ export async function openBlob(
     );
   }
   return response;
+}
+
+/** More log than any build prints before its block: a server sending without end. */
+export function logTooLarge(what: string): SyncError {
+  return new SyncError(
+    `${what} goes on past ${formatBytes(JOB_LOG_LIMIT)} without a complete metadata block; stopped reading`,
+    { hint: "the log server sent far more than a build log holds; try again later" },
+  );
 }
 
 export function blobError(err: unknown, url: string, what: string): SyncError {

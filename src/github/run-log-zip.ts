@@ -6,14 +6,17 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type Unzipper from "unzipper";
+import { JOB_LOG_LIMIT, RUN_LOG_ZIP_LIMIT } from "../config/limits.js";
 import type { RunMetadata } from "../domain/metadata.js";
 import { SyncError, describeError } from "../errors.js";
 import { lazyRequire } from "../lazy.js";
+import { formatBytes } from "../util/bytes.js";
 import {
   BlockReader,
   METADATA_STEP,
   RouteError,
   blobError,
+  logTooLarge,
   openBlob,
   type LogSource,
   type RouteOutcome,
@@ -45,14 +48,27 @@ function zipCandidates(files: Unzipper.File[]): Array<{ file: Unzipper.File; sou
   ];
 }
 
-async function parseZipEntry(file: Unzipper.File): Promise<RunMetadata | undefined> {
+/** One log file of the zip, read up to its block, and never past {@link JOB_LOG_LIMIT}. */
+async function parseZipEntry(file: Unzipper.File, what: string): Promise<RunMetadata | undefined> {
   const reader = new BlockReader();
   const entry = file.stream();
-  for await (const chunk of entry as AsyncIterable<Buffer>) {
-    if (reader.push(chunk)) break;
+  let read = 0;
+  try {
+    for await (const chunk of entry as AsyncIterable<Buffer>) {
+      read += chunk.length;
+      if (read > JOB_LOG_LIMIT) throw logTooLarge(`${file.path} in ${what}`);
+      if (reader.push(chunk)) break;
+    }
+  } finally {
+    entry.destroy();
   }
-  entry.destroy();
   return reader.finish();
+}
+
+function spoolTooLarge(what: string): SyncError {
+  return new SyncError(`${what} are larger than ${formatBytes(RUN_LOG_ZIP_LIMIT)}; stopped`, {
+    hint: "the log server sent far more than a run's logs hold; try again later",
+  });
 }
 
 /** Spools the run-log zip to `zipFile`; the bytes it took (also when it fails, in the RouteError). */
@@ -66,10 +82,16 @@ async function download(
   let bytes = 0;
   try {
     const response = await openBlob(blobs, url, what, blobs.signal);
+    const declared = Number(response.headers.get("content-length") ?? Number.NaN);
+    if (declared > RUN_LOG_ZIP_LIMIT) {
+      await response.body?.cancel().catch(() => undefined);
+      throw spoolTooLarge(what);
+    }
+    // The spool never grows past the limit, however long the server keeps sending.
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length;
-        callback(null, chunk);
+        callback(bytes > RUN_LOG_ZIP_LIMIT ? spoolTooLarge(what) : null, chunk);
       },
     });
     const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
@@ -115,7 +137,12 @@ export async function tryRunLogZip(
     }
     for (const { file, source } of zipCandidates(directory.files)) {
       ctx.client.blobs.signal?.throwIfAborted();
-      const metadata = await parseZipEntry(file);
+      let metadata: RunMetadata | undefined;
+      try {
+        metadata = await parseZipEntry(file, what);
+      } catch (err) {
+        throw new RouteError(blobError(err, url, what), bytes);
+      }
       if (metadata) return { metadata, source, bytes };
     }
     return { bytes };

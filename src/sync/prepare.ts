@@ -9,7 +9,7 @@ import {
 import { extractZip } from "../archive/extract.js";
 import { SyncError } from "../errors.js";
 import type { RunMetadata } from "../domain/metadata.js";
-import { exists, readJsonFile, writeJsonAtomic } from "../util/files.js";
+import { exists, readJsonFile, writeJsonAtomic, type FreeBytes } from "../util/files.js";
 import { IMAGE_INFO_FILE, saveImageInfo } from "../workspace/image-info.js";
 import {
   metadataFileSchema,
@@ -25,6 +25,8 @@ export interface PrepareRequest {
   imageTag: string;
   downloadsDir: string;
   clean: boolean;
+  /** Free bytes at a path; replaceable so tests can play a full disk. */
+  freeBytes?: FreeBytes;
 }
 
 export interface PrepareOutcome {
@@ -180,6 +182,8 @@ export async function prepareImageTag(
         steps.warn(
           `existing extraction does not verify (${(err as Error).message}); extracting again.`,
         );
+        // Proven bad, so its room is given back before the new extraction needs it.
+        await fs.rm(layout.extracted, { recursive: true, force: true });
       }
     }
   }
@@ -191,6 +195,7 @@ export async function prepareImageTag(
     await extractZip(zip, layout.extracted, {
       logger: ctx.logger,
       signal: ctx.signal,
+      freeBytes: request.freeBytes,
       tee: (name) => {
         if (!wanted.has(name)) return undefined;
         const inspector = createImageTarballInspector(path.join(layout.extracted, name));

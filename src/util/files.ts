@@ -40,6 +40,42 @@ export function diskFullError(dir: string, needed: number | undefined, cause: un
   });
 }
 
+/** Bytes an unprivileged writer may still use on the file system holding `dir`. */
+export async function statfsFreeBytes(dir: string): Promise<number> {
+  const stats = await fs.statfs(dir);
+  return Number(stats.bavail) * Number(stats.bsize);
+}
+
+export type FreeBytes = (dir: string) => Promise<number>;
+
+export interface SpaceCheck {
+  /** What the space is for, in the message: "the download", "extracting x.zip". */
+  what: string;
+  /** Room kept free beyond `needed`. */
+  margin: number;
+  hint: string;
+  /** Replaceable so tests can play a full disk; statfs by default. */
+  freeBytes?: FreeBytes | undefined;
+}
+
+/**
+ * Refuses to start writing `needed` bytes under `dir` when the disk has less room than that
+ * (plus a margin): better one clear line now than a full disk half-way through.
+ */
+export async function ensureFreeSpace(
+  dir: string,
+  needed: number,
+  check: SpaceCheck,
+): Promise<void> {
+  const free = await (check.freeBytes ?? statfsFreeBytes)(dir);
+  if (free < needed + check.margin) {
+    throw new SyncError(
+      `not enough disk space in ${dir} for ${check.what}: ${formatBytes(needed)} needed (and ${formatBytes(check.margin)} to spare), ${formatBytes(free)} free`,
+      { hint: check.hint },
+    );
+  }
+}
+
 /**
  * Writes a file so that it is either absent, the old version, or the complete new one. The
  * temporary name is unique per writer, so concurrent writers never share one.
