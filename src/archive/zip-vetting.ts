@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { CentralDirectory, File as ZipRecord } from "unzipper";
 import { DISK_MARGIN } from "../config/limits.js";
-import { SyncError } from "../errors.js";
+import { DamagedInputError, SyncError } from "../errors.js";
 import { formatBytes } from "../util/bytes.js";
 import { ensureFreeSpace, type FreeBytes } from "../util/files.js";
 
@@ -36,7 +36,7 @@ export interface VettedEntry {
 
 /** The zip ends early or its records point past its data: a cut download, most likely. */
 export function zipIncomplete(zipPath: string, reason: string, cause?: unknown): SyncError {
-  return new SyncError(`${zipPath} is not a complete zip (${reason})`, {
+  return new DamagedInputError(`${zipPath} is not a complete zip (${reason})`, {
     hint: INCOMPLETE_HINT,
     cause,
   });
@@ -49,7 +49,7 @@ export function entryRefused(
   reason: string,
   cause?: unknown,
 ): SyncError {
-  return new SyncError(`${zipPath}: entry ${JSON.stringify(rawName)} ${reason}`, {
+  return new DamagedInputError(`${zipPath}: entry ${JSON.stringify(rawName)} ${reason}`, {
     hint: DAMAGED_HINT,
     cause,
   });

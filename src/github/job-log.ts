@@ -99,12 +99,12 @@ async function readJobLog(ctx: RunContext, job: Job): Promise<RouteOutcome> {
   } catch (err) {
     if (!reader.complete) throw new RouteError(blobError(err, url, what), bytes);
   }
-  const metadata = reader.finish();
+  const found = reader.finish();
   ctx.logger.debug(
-    { runId: ctx.runId, jobId: job.id, bytes, complete: metadata !== undefined },
+    { runId: ctx.runId, jobId: job.id, bytes, complete: found.metadata !== undefined },
     "read job log",
   );
-  return metadata ? { metadata, source: "job-log", bytes } : { bytes };
+  return found.metadata || found.conflict ? { ...found, source: "job-log", bytes } : { bytes };
 }
 
 export interface JobRouteOutcome extends RouteOutcome {
@@ -129,7 +129,7 @@ export async function tryJobLogs(ctx: RunContext): Promise<JobRouteOutcome> {
     try {
       const outcome = await readJobLog(ctx, job);
       bytes += outcome.bytes;
-      if (outcome.metadata) return { ...outcome, bytes, exhaustive: true };
+      if (outcome.metadata || outcome.conflict) return { ...outcome, bytes, exhaustive: true };
     } catch (err) {
       if (ctx.client.blobs.signal?.aborted) throw err instanceof RouteError ? err.error : err;
       faults += 1;

@@ -5,7 +5,7 @@ import type { MetadataSource, RunMetadata } from "../domain/metadata.js";
 import type { Logger } from "../report/logger.js";
 import type { BlobAccess, GithubClient } from "./client.js";
 import { GithubError, redactUrl } from "./errors.js";
-import { MetadataBlockParser } from "./metadata-parser.js";
+import { MetadataBlockParser, type BlockConflict } from "./metadata-parser.js";
 import type { RepoRef } from "./runs.js";
 
 /**
@@ -25,9 +25,14 @@ export interface RunContext extends RepoRef {
   logger: Logger;
 }
 
-/** How much a route read, and whether it found the block. */
-export interface RouteOutcome {
+/** What a log held: the block, two different blocks, or neither. */
+export interface BlockFound {
   metadata?: RunMetadata;
+  conflict?: BlockConflict;
+}
+
+/** How much a route read, and whether it found the block. */
+export interface RouteOutcome extends BlockFound {
   source?: LogSource;
   bytes: number;
 }
@@ -119,12 +124,14 @@ export class BlockReader {
     return this.parser.complete;
   }
 
-  /** The end of the log: the block, if it was there. */
-  finish(): RunMetadata | undefined {
+  /** The end of the log (or of reading it): the block if it was there, or the two that clash. */
+  finish(): BlockFound {
     if (!this.parser.complete) {
       this.parser.push(this.decoder.decode());
       this.parser.end();
     }
-    return this.parser.complete ? this.parser.metadata : undefined;
+    const conflict = this.parser.conflict;
+    if (conflict) return { conflict };
+    return this.parser.complete ? { metadata: this.parser.metadata } : {};
   }
 }

@@ -1,7 +1,7 @@
 import type { RunMetadata } from "../domain/metadata.js";
 import type { Logger } from "../report/logger.js";
 import type { GithubClient } from "./client.js";
-import { NoMetadataError, toGithubError } from "./errors.js";
+import { ConflictingMetadataError, NoMetadataError, toGithubError } from "./errors.js";
 import { tryJobLogs } from "./job-log.js";
 import { RouteError, httpStatusOf, type LogSource, type RouteOutcome } from "./log-route.js";
 import { tryRunLogZip } from "./run-log-zip.js";
@@ -38,6 +38,9 @@ export async function fetchRunMetadata(
   const ctx = { ...parseRepo(options.repo), runId, client, logger: options.logger };
 
   const jobRoute = await tryJobLogs(ctx);
+  if (jobRoute.conflict) {
+    throw new ConflictingMetadataError(runId, jobRoute.conflict.first, jobRoute.conflict.second);
+  }
   if (jobRoute.metadata && jobRoute.source) {
     return {
       runId,
@@ -63,6 +66,9 @@ export async function fetchRunMetadata(
     throw toGithubError(err, `the logs of run ${runId}`);
   }
   const bytesFetched = jobRoute.bytes + zipRoute.bytes;
+  if (zipRoute.conflict) {
+    throw new ConflictingMetadataError(runId, zipRoute.conflict.first, zipRoute.conflict.second);
+  }
   if (zipRoute.metadata && zipRoute.source) {
     return { runId, metadata: zipRoute.metadata, source: zipRoute.source, bytesFetched };
   }

@@ -7,7 +7,6 @@ import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type Unzipper from "unzipper";
 import { JOB_LOG_LIMIT, RUN_LOG_ZIP_LIMIT } from "../config/limits.js";
-import type { RunMetadata } from "../domain/metadata.js";
 import { SyncError, describeError } from "../errors.js";
 import { lazyRequire } from "../lazy.js";
 import { formatBytes } from "../util/bytes.js";
@@ -18,6 +17,7 @@ import {
   blobError,
   logTooLarge,
   openBlob,
+  type BlockFound,
   type LogSource,
   type RouteOutcome,
   type RunContext,
@@ -49,7 +49,7 @@ function zipCandidates(files: Unzipper.File[]): Array<{ file: Unzipper.File; sou
 }
 
 /** One log file of the zip, read up to its block, and never past {@link JOB_LOG_LIMIT}. */
-async function parseZipEntry(file: Unzipper.File, what: string): Promise<RunMetadata | undefined> {
+async function parseZipEntry(file: Unzipper.File, what: string): Promise<BlockFound> {
   const reader = new BlockReader();
   const entry = file.stream();
   let read = 0;
@@ -137,13 +137,13 @@ export async function tryRunLogZip(
     }
     for (const { file, source } of zipCandidates(directory.files)) {
       ctx.client.blobs.signal?.throwIfAborted();
-      let metadata: RunMetadata | undefined;
+      let found: BlockFound;
       try {
-        metadata = await parseZipEntry(file, what);
+        found = await parseZipEntry(file, what);
       } catch (err) {
         throw new RouteError(blobError(err, url, what), bytes);
       }
-      if (metadata) return { metadata, source, bytes };
+      if (found.metadata || found.conflict) return { ...found, source, bytes };
     }
     return { bytes };
   } finally {

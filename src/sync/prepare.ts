@@ -7,7 +7,7 @@ import {
   type ImageTarballInfo,
 } from "../archive/docker-save.js";
 import { extractZip } from "../archive/extract.js";
-import { SyncError } from "../errors.js";
+import { DamagedInputError, SyncError } from "../errors.js";
 import type { RunMetadata } from "../domain/metadata.js";
 import { exists, readJsonFile, writeJsonAtomic, type FreeBytes } from "../util/files.js";
 import { IMAGE_INFO_FILE, saveImageInfo } from "../workspace/image-info.js";
@@ -74,9 +74,10 @@ function artifactImageTag(
   steps: StepReporter,
 ): string {
   const tag = metadata["Image tag"];
-  if (!tag) throw new SyncError(`${metadataPath} is missing 'Image tag'`, { hint: REDOWNLOAD });
+  if (!tag)
+    throw new DamagedInputError(`${metadataPath} is missing 'Image tag'`, { hint: REDOWNLOAD });
   if (!isImageTag(tag)) {
-    throw new SyncError(`${metadataPath} holds an invalid image tag '${tag}'`, {
+    throw new DamagedInputError(`${metadataPath} holds an invalid image tag '${tag}'`, {
       hint: REDOWNLOAD,
     });
   }
@@ -111,7 +112,7 @@ async function verifyAll(
     if (!(await exists(path.join(layout.extracted, image.tarball)))) missing.push(image.tarball);
   }
   if (missing.length > 0) {
-    throw new SyncError(`Missing expected tarballs: ${missing.join(", ")}`, {
+    throw new DamagedInputError(`Missing expected tarballs: ${missing.join(", ")}`, {
       hint: "the artifact lacks images its metadata promises; re-run download --force, or check the build run",
     });
   }
