@@ -9,7 +9,7 @@ import {
 import { extractZip } from "../archive/extract.js";
 import { DamagedInputError, SyncError } from "../errors.js";
 import type { RunMetadata } from "../domain/metadata.js";
-import { exists, readJsonFile, writeJsonAtomic, type FreeBytes } from "../util/files.js";
+import { exists, parseJsonFile, writeJsonAtomic, type FreeBytes } from "../util/files.js";
 import { IMAGE_INFO_FILE, saveImageInfo } from "../workspace/image-info.js";
 import {
   metadataFileSchema,
@@ -141,11 +141,15 @@ export async function prepareImageTag(
   }
 
   steps.step(2, 6, `Loading metadata from ${layout.metadata} ...`);
-  const metadata = await readJsonFile(
-    layout.metadata,
-    metadataFileSchema,
-    "run download again for this tag",
-  );
+  const read = await parseJsonFile(layout.metadata, metadataFileSchema);
+  if (!read.ok) {
+    // A damaged metadata.json (not one that cannot be read) makes the download unusable.
+    const Failure = read.invalid ? DamagedInputError : SyncError;
+    throw new Failure(`${layout.metadata} ${read.problem}`, {
+      hint: "run download again for this tag",
+    });
+  }
+  const metadata = read.value;
   if (metadata.run_id) {
     steps.text(
       `Preparing artifacts from run ${metadata.run_id}${metadata.run_name ? ` (${metadata.run_name})` : ""}.`,

@@ -99,7 +99,9 @@ export async function writeJsonAtomic(file: string, value: unknown): Promise<voi
 }
 
 export type JsonFileResult<T> =
-  { ok: true; value: T } | { ok: false; missing: boolean; problem: string };
+  | { ok: true; value: T }
+  /** `invalid`: the bytes were read and are not the JSON expected (damaged, not unreadable). */
+  | { ok: false; missing: boolean; invalid: boolean; problem: string };
 
 /** Reads and validates a JSON file, saying what is wrong rather than throwing. */
 export async function parseJsonFile<S extends z.ZodType>(
@@ -111,15 +113,16 @@ export async function parseJsonFile<S extends z.ZodType>(
     text = await fs.readFile(file, "utf8");
   } catch (err) {
     const code = errorCode(err);
-    if (code === "ENOENT") return { ok: false, missing: true, problem: "not found" };
-    if (code === "EISDIR") return { ok: false, missing: false, problem: "is a directory" };
-    return { ok: false, missing: false, problem: `cannot be read (${code ?? String(err)})` };
+    const failed = { ok: false, missing: false, invalid: false } as const;
+    if (code === "ENOENT") return { ...failed, missing: true, problem: "not found" };
+    if (code === "EISDIR") return { ...failed, problem: "is a directory" };
+    return { ...failed, problem: `cannot be read (${code ?? String(err)})` };
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    return { ok: false, missing: false, problem: "is not valid JSON" };
+    return { ok: false, missing: false, invalid: true, problem: "is not valid JSON" };
   }
   const result = schema.safeParse(parsed);
   if (result.success) return { ok: true, value: result.data };
@@ -128,6 +131,7 @@ export async function parseJsonFile<S extends z.ZodType>(
   return {
     ok: false,
     missing: false,
+    invalid: true,
     problem: `has a bad value at ${field} (${issue?.message ?? "invalid"})`,
   };
 }

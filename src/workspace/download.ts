@@ -306,6 +306,44 @@ async function downloadFailure(
   });
 }
 
+/** How `size`/`sha256` differ from what the artifact says it is; undefined when they match. */
+function mismatch(
+  size: number,
+  sha256: string,
+  expectedSize: number | undefined,
+  digest: string | undefined,
+): string | undefined {
+  if (expectedSize !== undefined && size !== expectedSize) {
+    return `${size} bytes but the artifact has ${expectedSize}`;
+  }
+  const expected = digest?.replace(/^sha256:/, "").toLowerCase();
+  if (expected && expected !== sha256) {
+    return `digest mismatch: expected sha256:${expected}, got sha256:${sha256}`;
+  }
+  return undefined;
+}
+
+/**
+ * Whether a file already in place is the artifact: its size, and its digest when the artifact
+ * has one. What a crash between the rename and the writing of metadata.json leaves is judged
+ * by this, rather than trusted or thrown away.
+ */
+export async function checkDownloaded(
+  file: string,
+  expectedSize: number,
+  digest: string | undefined,
+): Promise<{ ok: true; sha256: string } | { ok: false; reason: string }> {
+  const size = await sizeOf(file);
+  if (size !== expectedSize) {
+    return { ok: false, reason: `${size} bytes but the artifact has ${expectedSize}` };
+  }
+  const hash = createHash("sha256");
+  await hashFile(file, hash);
+  const sha256 = hash.digest("hex");
+  const reason = mismatch(size, sha256, expectedSize, digest);
+  return reason ? { ok: false, reason } : { ok: true, sha256 };
+}
+
 async function finish(
   part: string,
   dest: string,
@@ -313,20 +351,12 @@ async function finish(
   sha256: string,
   options: DownloadOptions & { fetched: number; attempts: number },
 ): Promise<DownloadResult> {
-  if (options.expectedSize !== undefined && size !== options.expectedSize) {
+  const reason = mismatch(size, sha256, options.expectedSize, options.digest);
+  if (reason) {
     await fs.rm(part, { force: true });
-    throw new SyncError(`downloaded ${size} bytes but the artifact has ${options.expectedSize}`, {
-      hint: "the partial file was removed; rerun download",
+    throw new SyncError(`the download does not match the artifact (${reason})`, {
+      hint: "the damaged download was removed; rerun download",
     });
-  }
-  if (options.digest) {
-    const expected = options.digest.replace(/^sha256:/, "").toLowerCase();
-    if (expected !== sha256) {
-      await fs.rm(part, { force: true });
-      throw new SyncError(`digest mismatch: expected sha256:${expected}, got sha256:${sha256}`, {
-        hint: "the damaged download was removed; rerun download",
-      });
-    }
   }
   await fs.rename(part, dest);
   return { path: dest, size, sha256, fetched: options.fetched, attempts: options.attempts };

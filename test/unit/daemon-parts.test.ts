@@ -14,6 +14,7 @@ const summary = (over: Partial<CycleSummary>): CycleSummary => ({
   runs: 20,
   missing: 2,
   pushed: 6,
+  synced: 2,
   failed: 0,
   deferred: 0,
   downloadedBytes: 1024,
