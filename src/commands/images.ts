@@ -14,7 +14,7 @@ import { pushImageTag } from "../sync/push.js";
 import { parseImageName, retagImage } from "../sync/retag.js";
 import { findRunForTag } from "../sync/runs.js";
 import { runRef } from "../sync/xref.js";
-import { withWorkspaceLock } from "../workspace/lock.js";
+import { withWorkspaceLocks } from "./locks.js";
 import type { CommandContext } from "./context.js";
 import {
   addGithubOptions,
@@ -80,15 +80,16 @@ export function registerPush(program: Command, run: Runner): void {
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
       const workspace = parseOptions(workspaceOptionsSchema, raw);
-      const gitlab = gitlabServices(ctx, raw);
+      // The registry's flags first: a bad one is a usage error, before any token is missed.
       const registry = registryServices(ctx, raw);
+      const gitlab = gitlabServices(ctx, raw);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
       const pusher = imagePusher(ctx, registry, {
         logger,
         stateDir: stateDirFor(workspace),
         progress: progressListener(logger),
       });
-      await withWorkspaceLock(workspace.downloadsDir, `push ${imageTag}`, async () => {
+      await withWorkspaceLocks(workspace, `push ${imageTag}`, async () => {
         const resolved = await resolveRun(ctx, raw, imageTag);
         await pushImageTag(
           { logger, signal: ctx.signal },
