@@ -1,4 +1,3 @@
-import { JOB_LOG_LIMIT } from "../config/limits.js";
 import type { SyncError } from "../errors.js";
 import { KiB, MiB } from "../util/bytes.js";
 import { toGithubError } from "./errors.js";
@@ -85,9 +84,9 @@ async function readJobLog(ctx: RunContext, job: Job): Promise<RouteOutcome> {
         if (ended) break;
         bytes += value.byteLength;
         received += value.byteLength;
-        if (bytes > JOB_LOG_LIMIT) {
+        if (bytes > ctx.limits.jobLog) {
           await body.cancel().catch(() => undefined);
-          throw logTooLarge(what);
+          throw logTooLarge(what, ctx.limits.jobLog);
         }
         if (reader.push(value)) break;
       }

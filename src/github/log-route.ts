@@ -1,4 +1,3 @@
-import { JOB_LOG_LIMIT } from "../config/limits.js";
 import { SyncError, describeError, isAbortError } from "../errors.js";
 import { formatBytes } from "../util/bytes.js";
 import type { MetadataSource, RunMetadata } from "../domain/metadata.js";
@@ -23,6 +22,15 @@ export interface RunContext extends RepoRef {
   runId: number;
   client: GithubClient;
   logger: Logger;
+  limits: LogLimits;
+}
+
+/** How much of a run's logs is read at most (config/limits.ts; smaller in tests). */
+export interface LogLimits {
+  /** Bytes of one job log, or of one log file in the run-log zip. */
+  jobLog: number;
+  /** Bytes of the run-log zip spooled to disk. */
+  runLogZip: number;
 }
 
 /** What a log held: the block, two different blocks, or neither. */
@@ -87,9 +95,9 @@ export async function openBlob(
 }
 
 /** More log than any build prints before its block: a server sending without end. */
-export function logTooLarge(what: string): SyncError {
+export function logTooLarge(what: string, limit: number): SyncError {
   return new SyncError(
-    `${what} goes on past ${formatBytes(JOB_LOG_LIMIT)} without a complete metadata block; stopped reading`,
+    `${what} goes on past ${formatBytes(limit)} without a complete metadata block; stopped reading`,
     { hint: "the log server sent far more than a build log holds; try again later" },
   );
 }

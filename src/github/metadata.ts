@@ -1,9 +1,16 @@
+import { JOB_LOG_LIMIT, RUN_LOG_ZIP_LIMIT } from "../config/limits.js";
 import type { RunMetadata } from "../domain/metadata.js";
 import type { Logger } from "../report/logger.js";
 import type { GithubClient } from "./client.js";
 import { ConflictingMetadataError, NoMetadataError, toGithubError } from "./errors.js";
 import { tryJobLogs } from "./job-log.js";
-import { RouteError, httpStatusOf, type LogSource, type RouteOutcome } from "./log-route.js";
+import {
+  RouteError,
+  httpStatusOf,
+  type LogLimits,
+  type LogSource,
+  type RouteOutcome,
+} from "./log-route.js";
 import { tryRunLogZip } from "./run-log-zip.js";
 import { parseRepo } from "./runs.js";
 
@@ -23,6 +30,8 @@ export interface FetchRunMetadataOptions {
   logger: Logger;
   /** Where the run-log zip of the fallback route is spooled; the OS temp dir by default. */
   tmpDir?: string;
+  /** How much log is read at most; config/limits.ts by default. */
+  limits?: Partial<LogLimits>;
 }
 
 /**
@@ -35,7 +44,11 @@ export async function fetchRunMetadata(
   options: FetchRunMetadataOptions,
 ): Promise<RunMetadataResult> {
   const runId = typeof options.run === "number" ? options.run : options.run.id;
-  const ctx = { ...parseRepo(options.repo), runId, client, logger: options.logger };
+  const limits: LogLimits = {
+    jobLog: options.limits?.jobLog ?? JOB_LOG_LIMIT,
+    runLogZip: options.limits?.runLogZip ?? RUN_LOG_ZIP_LIMIT,
+  };
+  const ctx = { ...parseRepo(options.repo), runId, client, logger: options.logger, limits };
 
   const jobRoute = await tryJobLogs(ctx);
   if (jobRoute.conflict) {

@@ -6,7 +6,6 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type Unzipper from "unzipper";
-import { JOB_LOG_LIMIT, RUN_LOG_ZIP_LIMIT } from "../config/limits.js";
 import { SyncError, describeError } from "../errors.js";
 import { lazyRequire } from "../lazy.js";
 import { formatBytes } from "../util/bytes.js";
@@ -48,15 +47,19 @@ function zipCandidates(files: Unzipper.File[]): Array<{ file: Unzipper.File; sou
   ];
 }
 
-/** One log file of the zip, read up to its block, and never past {@link JOB_LOG_LIMIT}. */
-async function parseZipEntry(file: Unzipper.File, what: string): Promise<BlockFound> {
+/** One log file of the zip, read up to its block, and never past `limit` bytes. */
+async function parseZipEntry(
+  file: Unzipper.File,
+  what: string,
+  limit: number,
+): Promise<BlockFound> {
   const reader = new BlockReader();
   const entry = file.stream();
   let read = 0;
   try {
     for await (const chunk of entry as AsyncIterable<Buffer>) {
       read += chunk.length;
-      if (read > JOB_LOG_LIMIT) throw logTooLarge(`${file.path} in ${what}`);
+      if (read > limit) throw logTooLarge(`${file.path} in ${what}`, limit);
       if (reader.push(chunk)) break;
     }
   } finally {
@@ -65,8 +68,8 @@ async function parseZipEntry(file: Unzipper.File, what: string): Promise<BlockFo
   return reader.finish();
 }
 
-function spoolTooLarge(what: string): SyncError {
-  return new SyncError(`${what} are larger than ${formatBytes(RUN_LOG_ZIP_LIMIT)}; stopped`, {
+function spoolTooLarge(what: string, limit: number): SyncError {
+  return new SyncError(`${what} are larger than ${formatBytes(limit)}; stopped`, {
     hint: "the log server sent far more than a run's logs hold; try again later",
   });
 }
@@ -83,15 +86,16 @@ async function download(
   try {
     const response = await openBlob(blobs, url, what, blobs.signal);
     const declared = Number(response.headers.get("content-length") ?? Number.NaN);
-    if (declared > RUN_LOG_ZIP_LIMIT) {
+    const limit = ctx.limits.runLogZip;
+    if (declared > limit) {
       await response.body?.cancel().catch(() => undefined);
-      throw spoolTooLarge(what);
+      throw spoolTooLarge(what, limit);
     }
     // The spool never grows past the limit, however long the server keeps sending.
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length;
-        callback(bytes > RUN_LOG_ZIP_LIMIT ? spoolTooLarge(what) : null, chunk);
+        callback(bytes > limit ? spoolTooLarge(what, limit) : null, chunk);
       },
     });
     const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
@@ -139,7 +143,7 @@ export async function tryRunLogZip(
       ctx.client.blobs.signal?.throwIfAborted();
       let found: BlockFound;
       try {
-        found = await parseZipEntry(file, what);
+        found = await parseZipEntry(file, what, ctx.limits.jobLog);
       } catch (err) {
         throw new RouteError(blobError(err, url, what), bytes);
       }

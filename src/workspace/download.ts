@@ -97,7 +97,7 @@ const LOCAL_CODES = new Set([
 function retryable(err: unknown): boolean {
   if (err instanceof HttpStatusError)
     return err.status >= 500 || err.status === 429 || err.status === 403;
-  if (err instanceof SyncError) return false;
+  if (err instanceof SyncError || err instanceof OversizeError) return false;
   const code = errorCode(err);
   return code === undefined || !LOCAL_CODES.has(code);
 }
