@@ -115,23 +115,30 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
     return dir;
   }
 
+  const daemonArgs = (downloads: string, extra: string[]) => [
+    "daemon",
+    ...tb.githubArgs,
+    ...tb.gitlabArgs,
+    ...tb.registryArgs,
+    "--engine",
+    "registry",
+    "--downloads-dir",
+    downloads,
+    "--limit",
+    "50",
+    "--log-format",
+    "json",
+    ...extra,
+  ];
   const daemonOnce = (downloads: string, extra: string[] = []) =>
-    cli([
-      "daemon",
-      "--once",
-      ...tb.githubArgs,
-      ...tb.gitlabArgs,
-      ...tb.registryArgs,
-      "--engine",
-      "registry",
-      "--downloads-dir",
-      downloads,
-      "--limit",
-      "50",
-      "--log-format",
-      "json",
-      ...extra,
-    ]);
+    cli(daemonArgs(downloads, ["--once", ...extra]));
+  /** A daemon that runs a cycle, then waits an hour: it holds its locks until stopped. */
+  const daemonRunning = (downloads: string, extra: string[] = []) =>
+    startBinary(daemonArgs(downloads, ["--interval", "3600", ...extra]), {
+      env: tb.env,
+      cwd: work,
+      timeoutMs: 120_000,
+    });
 
   describe("nothing unverified is published (failure 3)", () => {
     /** A coordinator image whose one layer is stored gzipped, its content not its diff-id's. */
@@ -387,25 +394,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
       });
       onTestFinished(() => tb.github.clearFaults());
       tb.github.resetRequests();
-      const daemon = startBinary(
-        [
-          "daemon",
-          ...tb.githubArgs,
-          ...tb.gitlabArgs,
-          ...tb.registryArgs,
-          "--engine",
-          "registry",
-          "--downloads-dir",
-          downloads,
-          "--limit",
-          "50",
-          "--interval",
-          "3600",
-          "--log-format",
-          "json",
-        ],
-        { env: tb.env, cwd: work, timeoutMs: 120_000 },
-      );
+      const daemon = daemonRunning(downloads);
       try {
         await until("the artifact download to start", () =>
           tb.github.requests.some(
@@ -431,23 +420,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
 
     it("the lock covers the state directory when --state-dir is elsewhere", async () => {
       const state = await freshDir("shared-state");
-      const first = startBinary(
-        [
-          "daemon",
-          ...tb.githubArgs,
-          ...tb.gitlabArgs,
-          ...tb.registryArgs,
-          "--downloads-dir",
-          await freshDir("lock-a"),
-          "--state-dir",
-          state,
-          "--interval",
-          "3600",
-          "--log-format",
-          "json",
-        ],
-        { env: tb.env, cwd: work, timeoutMs: 120_000 },
-      );
+      const first = daemonRunning(await freshDir("lock-a"), ["--state-dir", state]);
       try {
         await until("the first daemon's state lock", () =>
           existsSync(path.join(state, ".gh-gitlab-sync.lock")),

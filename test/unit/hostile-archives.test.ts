@@ -6,8 +6,7 @@
  * everywhere with an injected free-space function or /dev/full.
  */
 import { execFileSync } from "node:child_process";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { ServerResponse } from "node:http";
 import { copyFile, mkdir, readFile, readdir, statfs, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import zlib from "node:zlib";
@@ -22,6 +21,7 @@ import { silentLogger } from "../../src/report/logger.js";
 import { downloadFile, type DownloadProgress } from "../../src/workspace/download.js";
 import { writeArtifactZip } from "../testbed/image-fixtures.js";
 import { layerTar, sha256, writeHostileSave } from "../testbed/hostile-images.js";
+import { endlessBody, hostileServer } from "../testbed/hostile-http.js";
 import { failure, tempDir } from "./helpers.js";
 
 const logger = silentLogger();
@@ -34,37 +34,14 @@ afterEach(async () => {
   await Promise.all(closers.splice(0).map((close) => close()));
 });
 
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{
-  url: string;
-  hits: () => number;
-}> {
-  let hits = 0;
-  const server = createServer((req, res) => {
-    hits += 1;
-    res.on("error", () => undefined);
-    handler(req, res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  closers.push(
-    () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits: () => hits };
+async function serve(
+  handler: Parameters<typeof hostileServer>[0],
+): Promise<{ url: string; hits: () => number }> {
+  const server = await hostileServer(handler);
+  return { url: server.url, hits: () => server.seen.length };
 }
 
-/** A body that never ends (chunked, no length), as the hostile blob host of failure 2 sent. */
-function endless(res: ServerResponse): void {
-  res.writeHead(200, { "content-type": "application/octet-stream" });
-  const chunk = Buffer.alloc(256 * 1024, 0x41);
-  const pump = (): void => {
-    while (!res.destroyed && res.write(chunk));
-    if (!res.destroyed) res.once("drain", pump);
-  };
-  pump();
-}
+const endless = (res: ServerResponse): void => endlessBody(res, "application/octet-stream");
 
 /** A small file system of `size`, unmounted when the test ends; only as root. */
 async function smallDisk(size: string): Promise<string> {

@@ -4,16 +4,10 @@
  * answers without end, pagers that loop, control characters in error text. Credentials must stay
  * with their origin and every answer must have a ceiling.
  */
-import {
-  createServer,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type ServerResponse,
-} from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { readdir } from "node:fs/promises";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { SyncError } from "../../src/errors.js";
 import { artifactUrlResolver, listRunArtifacts } from "../../src/github/artifacts.js";
 import { createGithubClient } from "../../src/github/client.js";
@@ -23,51 +17,17 @@ import { HttpClient, type FetchLike } from "../../src/net/http.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { downloadFile } from "../../src/workspace/download.js";
+import { endlessBody, hostileServer, type HostileServer } from "../testbed/hostile-http.js";
 import { failure, tempDir } from "./helpers.js";
 
 const logger = silentLogger();
 const GH_TOKEN = "ghp_hostile_secret";
 const GL_TOKEN = "glpat-hostile-secret";
 
-interface Hostile {
-  url: string;
-  /** The headers of every request this server received, in order. */
-  seen: IncomingHttpHeaders[];
-  paths: string[];
-}
-
-const closers: Array<() => Promise<void>> = [];
-let http: HttpClient;
-
-afterEach(async () => {
-  await Promise.all(closers.splice(0).map((close) => close()));
-});
-
-async function serve(
-  handler: (req: IncomingMessage, res: ServerResponse) => void,
-): Promise<Hostile> {
-  const seen: IncomingHttpHeaders[] = [];
-  const paths: string[] = [];
-  const server = createServer((req, res) => {
-    seen.push(req.headers);
-    paths.push(req.url ?? "");
-    res.on("error", () => undefined);
-    handler(req, res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  closers.push(
-    () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, paths };
-}
-
+/** The HttpClient a command builds; one per call here, closed when the test ends. */
 function client(): HttpClient {
-  http = new HttpClient({ env: {} });
-  closers.push(() => http.close());
+  const http = new HttpClient({ env: {} });
+  onTestFinished(() => http.close());
   return http;
 }
 
@@ -75,18 +35,6 @@ function json(res: ServerResponse, body: unknown, headers: Record<string, string
   const text = JSON.stringify(body);
   res.writeHead(200, { "content-type": "application/json", ...headers });
   res.end(text);
-}
-
-/** A body that never ends (chunked, no length): only the reader's ceiling stops it. */
-function endless(res: ServerResponse, contentType: string, prefix = ""): void {
-  res.writeHead(200, { "content-type": contentType });
-  if (prefix) res.write(prefix);
-  const chunk = Buffer.alloc(256 * 1024, 0x20);
-  const pump = (): void => {
-    while (!res.destroyed && res.write(chunk));
-    if (!res.destroyed) res.once("drain", pump);
-  };
-  pump();
 }
 
 function github(baseUrl: string) {
@@ -113,10 +61,10 @@ const run = (id: number) => ({
 
 describe("GitHub API client", () => {
   it("sends no token to another origin an API answer redirects to", async () => {
-    const other = await serve((_req, res) =>
+    const other = await hostileServer((_req, res) =>
       json(res, { total_count: 1, workflow_runs: [run(1)] }),
     );
-    const api = await serve((req, res) =>
+    const api = await hostileServer((req, res) =>
       res.writeHead(302, { location: `${other.url}${req.url ?? ""}` }).end(),
     );
     const runs = await listWorkflowRuns(github(api.url), {
@@ -131,8 +79,10 @@ describe("GitHub API client", () => {
   });
 
   it("refuses a next-page link to another host rather than sending it the token", async () => {
-    const other = await serve((_req, res) => json(res, { total_count: 0, workflow_runs: [] }));
-    const api = await serve((_req, res) =>
+    const other = await hostileServer((_req, res) =>
+      json(res, { total_count: 0, workflow_runs: [] }),
+    );
+    const api = await hostileServer((_req, res) =>
       json(
         res,
         { total_count: 2, workflow_runs: [run(1)] },
@@ -150,7 +100,9 @@ describe("GitHub API client", () => {
   });
 
   it("stops an answer past 16 MiB at once, without retrying it", async () => {
-    const api = await serve((_req, res) => endless(res, "application/json", '{"workflow_runs":['));
+    const api = await hostileServer((_req, res) =>
+      endlessBody(res, "application/json", '{"workflow_runs":['),
+    );
     const error = await failure(
       listWorkflowRuns(github(api.url), { repo: "o/r", workflow: "w.yml", limit: 5 }),
     );
@@ -161,7 +113,7 @@ describe("GitHub API client", () => {
   });
 
   it("stops a pager that goes back to a page it has read", async () => {
-    const api = await serve((req, res) => {
+    const api = await hostileServer((req, res) => {
       const page = new URL(req.url ?? "/", "http://x").searchParams.get("page") ?? "1";
       const next = page === "1" ? 2 : 1;
       json(
@@ -181,11 +133,11 @@ describe("GitHub API client", () => {
 describe("blob hosts (artifact downloads)", () => {
   it("never sees the GitHub token, nor does a host the blob host redirects to", async () => {
     const body = Buffer.from("zip bytes ".repeat(100));
-    const final = await serve((_req, res) => res.end(body));
-    const blob = await serve((req, res) =>
+    const final = await hostileServer((_req, res) => res.end(body));
+    const blob = await hostileServer((req, res) =>
       res.writeHead(307, { location: `${final.url}${req.url ?? ""}` }).end(),
     );
-    const api = await serve((_req, res) =>
+    const api = await hostileServer((_req, res) =>
       res.writeHead(302, { location: `${blob.url}/artifact.zip?sig=signed` }).end(),
     );
     const gh = github(api.url);
@@ -209,7 +161,7 @@ describe("blob hosts (artifact downloads)", () => {
     "file:///etc/passwd",
     "javascript:alert(1)",
   ])("refuses an artifact redirect to %s at once, with no retries", async (location) => {
-    const api = await serve((_req, res) => res.writeHead(302, { location }).end());
+    const api = await hostileServer((_req, res) => res.writeHead(302, { location }).end());
     const gh = github(api.url);
     const dir = await tempDir("hostile-scheme-");
     const error = await failure(
@@ -232,7 +184,7 @@ describe("blob hosts (artifact downloads)", () => {
   });
 
   it("refuses a signed address that itself redirects to another scheme", async () => {
-    const blob = await serve((_req, res) =>
+    const blob = await hostileServer((_req, res) =>
       res.writeHead(302, { location: "data:application/zip,PK" }).end(),
     );
     const error = await failure(
@@ -263,8 +215,8 @@ describe("GitLab API client", () => {
   }
 
   it("sends no PRIVATE-TOKEN to another origin an answer redirects to (issue 13, failure 1)", async () => {
-    const other = await serve((_req, res) => json(res, []));
-    const api = await serve((req, res) =>
+    const other = await hostileServer((_req, res) => json(res, []));
+    const api = await hostileServer((req, res) =>
       res.writeHead(302, { location: `${other.url}${req.url ?? ""}` }).end(),
     );
     expect(await gitlab(api.url).listRepositories("g/p")).toEqual([]);
@@ -274,8 +226,10 @@ describe("GitLab API client", () => {
   });
 
   it("drops JOB-TOKEN, Authorization and cookies on a change of origin too", async () => {
-    const other = await serve((_req, res) => res.end("ok"));
-    const home = await serve((_req, res) => res.writeHead(301, { location: other.url }).end());
+    const other = await hostileServer((_req, res) => res.end("ok"));
+    const home = await hostileServer((_req, res) =>
+      res.writeHead(301, { location: other.url }).end(),
+    );
     await client().fetch(home.url, {
       headers: { "job-token": "ci-job-secret", authorization: "Bearer x", cookie: "s=1" },
     });
@@ -286,7 +240,7 @@ describe("GitLab API client", () => {
   });
 
   it("stops a pager that names the same page again, after one request", async () => {
-    const api = await serve((req, res) =>
+    const api = await hostileServer((req, res) =>
       json(res, [], {
         link: `<http://${req.headers.host}/api/v4/projects/g%2Fp/registry/repositories?page=1&per_page=100>; rel="next"`,
         "x-next-page": "1",
@@ -298,7 +252,7 @@ describe("GitLab API client", () => {
   });
 
   it("refuses a page past 16 MiB without retrying it", async () => {
-    const api = await serve((_req, res) => endless(res, "application/json", "["));
+    const api = await hostileServer((_req, res) => endlessBody(res, "application/json", "["));
     const error = await failure(gitlab(api.url).listRepositories("g/p"));
     expect(error.message).toMatch(
       /GitLab's answer for \/api\/v4\/projects\/g%2Fp\/registry\/repositories is larger than 16\.0 MiB; refused/,
@@ -311,9 +265,9 @@ describe("GitLab API client", () => {
 async function tokenRegistry(
   handler: (req: IncomingMessage, res: ServerResponse) => boolean,
   realm?: string,
-): Promise<Hostile> {
+): Promise<HostileServer> {
   let self = "";
-  const registry = await serve((req, res) => {
+  const registry = await hostileServer((req, res) => {
     const url = req.url ?? "/";
     if (url.startsWith("/token")) return json(res, { token: "registry-jwt" });
     if (req.headers.authorization !== "Bearer registry-jwt") {
@@ -348,7 +302,7 @@ const MANIFEST = JSON.stringify({
 
 describe("registry client", () => {
   it("sends no Bearer token to another origin a manifest or blob read redirects to", async () => {
-    const storage = await serve((req, res) => {
+    const storage = await hostileServer((req, res) => {
       if (req.url?.includes("manifest")) {
         res.writeHead(200, { "content-type": "application/vnd.oci.image.manifest.v1+json" });
         res.end(MANIFEST);
@@ -373,7 +327,7 @@ describe("registry client", () => {
 
   it("refuses a manifest past 4 MiB", async () => {
     const registry = await tokenRegistry((_req, res) => {
-      endless(res, "application/vnd.oci.image.manifest.v1+json", "{");
+      endlessBody(res, "application/vnd.oci.image.manifest.v1+json", "{");
       return true;
     });
     const error = await failure(registryClient(registry.url).getManifest("g/p/c", "t"));
@@ -419,8 +373,8 @@ describe("registry client", () => {
 
 describe("token realm", () => {
   it("sends the registry credentials to the realm the registry names, and no further", async () => {
-    const elsewhere = await serve((_req, res) => json(res, { token: "registry-jwt" }));
-    const realm = await serve((req, res) =>
+    const elsewhere = await hostileServer((_req, res) => json(res, { token: "registry-jwt" }));
+    const realm = await hostileServer((req, res) =>
       res.writeHead(302, { location: `${elsewhere.url}${req.url ?? ""}` }).end(),
     );
     const registry = await tokenRegistry(() => false, `${realm.url}/jwt/auth`);
@@ -468,7 +422,9 @@ describe("token realm", () => {
 
 describe("answers that never end", () => {
   it("a token realm's answer is read up to 16 MiB only", async () => {
-    const realm = await serve((_req, res) => endless(res, "application/json", '{"token":"'));
+    const realm = await hostileServer((_req, res) =>
+      endlessBody(res, "application/json", '{"token":"'),
+    );
     const registry = await tokenRegistry(() => false, `${realm.url}/jwt/auth`);
     const error = await failure(registryClient(registry.url).login());
     expect(error.message).toMatch(
