@@ -60,7 +60,7 @@ function printRun(ctx: CommandContext, { run, metadata, error }: RunWithMetadata
       if (value !== undefined) ctx.out.line(`  ${key.padEnd(18)}: ${value}`);
     }
     if (invalidImageTag(metadata) !== undefined) {
-      ctx.out.line(`  (invalid image tag: it does not match ${IMAGE_TAG_GRAMMAR}; not mirrored)`);
+      ctx.out.line("  (not a valid image tag, so it is not mirrored)");
     }
   }
   ctx.out.line(RULE);
