@@ -19,6 +19,7 @@ import { registerXref } from "./commands/xref.js";
 import { registerDaemon } from "./commands/daemon.js";
 import { registerPush, registerRetag } from "./commands/images.js";
 import { registerClean, registerDownload, registerPrepare } from "./commands/artifacts.js";
+import { expandOptionPrefixes } from "./commands/option-prefixes.js";
 
 export interface CliDeps {
   env: Env;
@@ -107,7 +108,9 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
   let logger: Logger | undefined;
   const program = buildProgram(deps, (l) => (logger = l));
   try {
-    await program.parseAsync(argv);
+    // argparse's unambiguous prefixes, which commander lacks (`--include` → `--include-failed`).
+    const [node = "node", script = "gh-gitlab-sync", ...args] = argv;
+    await program.parseAsync([node, script, ...expandOptionPrefixes(program, args)]);
     return EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -70,7 +70,8 @@ export function registerDaemon(program: Command, run: Runner): void {
       // The registry's flags first: a bad one is a usage error, before any token is missed.
       const registry = registryServices(ctx, raw);
       const github = githubServices(ctx, raw);
-      const gitlab = gitlabServices(ctx, raw);
+      // One project for the cross-reference and the push: --registry-project, else --gitlab-project.
+      const gitlab = gitlabServices(ctx, raw, registry.project);
       const stateDir = stateDirFor(workspace);
       // The daemon removes what it pushed from the Docker engine, or its disk would fill up.
       const pusher = imagePusher(ctx, registry, {

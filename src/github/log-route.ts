@@ -43,6 +43,8 @@ export interface BlockFound {
 export interface RouteOutcome extends BlockFound {
   source?: LogSource;
   bytes: number;
+  /** No whole block, but some of its keys (no `Image tag`): what gh-list shows, as the original. */
+  partial?: { metadata: RunMetadata; source: LogSource };
 }
 
 /** Thrown by a route that read something before failing, so its bytes still count. */
@@ -141,5 +143,12 @@ export class BlockReader {
     const conflict = this.parser.conflict;
     if (conflict) return { conflict };
     return this.parser.complete ? { metadata: this.parser.metadata } : {};
+  }
+
+  /** After `finish`, the keys of a block that never got its `Image tag`, if any were printed. */
+  partial(): RunMetadata | undefined {
+    if (this.parser.complete) return undefined;
+    const keys = this.parser.metadata;
+    return Object.keys(keys).length > 0 ? keys : undefined;
   }
 }

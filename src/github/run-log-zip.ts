@@ -6,6 +6,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type Unzipper from "unzipper";
+import type { RunMetadata } from "../domain/metadata.js";
 import { SyncError, describeError } from "../errors.js";
 import { lazyRequire } from "../lazy.js";
 import { formatBytes } from "../util/bytes.js";
@@ -52,7 +53,7 @@ async function parseZipEntry(
   file: Unzipper.File,
   what: string,
   limit: number,
-): Promise<BlockFound> {
+): Promise<BlockFound & { partial?: RunMetadata }> {
   const reader = new BlockReader();
   const entry = file.stream();
   let read = 0;
@@ -65,7 +66,9 @@ async function parseZipEntry(
   } finally {
     entry.destroy();
   }
-  return reader.finish();
+  const found = reader.finish();
+  const partial = reader.partial();
+  return { ...found, ...(partial ? { partial } : {}) };
 }
 
 function spoolTooLarge(what: string, limit: number): SyncError {
@@ -139,17 +142,20 @@ export async function tryRunLogZip(
         bytes,
       );
     }
+    let partial: RouteOutcome["partial"];
     for (const { file, source } of zipCandidates(directory.files)) {
       ctx.client.blobs.signal?.throwIfAborted();
-      let found: BlockFound;
+      let found: BlockFound & { partial?: RunMetadata };
       try {
         found = await parseZipEntry(file, what, ctx.limits.jobLog);
       } catch (err) {
         throw new RouteError(blobError(err, url, what), bytes);
       }
-      if (found.metadata || found.conflict) return { ...found, source, bytes };
+      if (found.metadata) return { metadata: found.metadata, source, bytes };
+      if (found.conflict) return { conflict: found.conflict, source, bytes };
+      if (found.partial) partial ??= { metadata: found.partial, source };
     }
-    return { bytes };
+    return partial ? { bytes, partial } : { bytes };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

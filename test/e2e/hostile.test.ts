@@ -91,7 +91,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
       veloxRef: ref(`hostile-v-${id}`),
       platform: "linux/amd64",
       mode: "single",
-      workerVariant: "native-cpu",
+      workerVariant: "native_cpu",
     });
     const made = await addArtifactRun(tb.github, {
       id,
@@ -492,7 +492,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
         veloxRef: ref("printable-v"),
         platform: "linux/amd64",
         mode: "single",
-        workerVariant: "native-cpu",
+        workerVariant: "native_cpu",
       });
       hostile["Presto repository"] = "prestodb/presto\u001b]0;pwned\u0007\u0000";
       const escaping = await makeFixtureRun({
@@ -507,7 +507,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
         veloxRef: ref("twice-v"),
         platform: "linux/amd64",
         mode: "single",
-        workerVariant: "native-cpu",
+        workerVariant: "native_cpu",
       });
       const other = { ...twice, "Image tag": "presto-other-velox-other-linux-amd64" };
       const twoBlocks = await makeFixtureRun({
