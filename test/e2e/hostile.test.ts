@@ -38,7 +38,13 @@ import {
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
-import { makeFixtureRun, makeMetadata, renderJobLog } from "../testbed/run-fixtures.js";
+import {
+  BUILD_JOB_NAME,
+  WORKFLOW_NAME,
+  makeFixtureRun,
+  makeMetadata,
+  renderJobLog,
+} from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 import { plainStderrLines, runBinary, startBinary } from "./run-cli.js";
@@ -515,7 +521,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
         metadata: twice,
         createdAt: "2025-12-02T00:02:00Z",
       });
-      const buildJob = twoBlocks.jobs[1];
+      const buildJob = twoBlocks.jobs.find((job) => job.name === BUILD_JOB_NAME);
       if (!buildJob) throw new Error("fixture has no build job");
       // The step prints a second, different block right after the first.
       const log = renderJobLog(twice);
@@ -556,7 +562,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
       ]);
       expect(xref.code, xref.stderr).toBe(0);
       expect(xref.stdout).not.toMatch(RAW_CONTROL);
-      expect(xref.stdout).toContain("run 7602 (../../etc/x): invalid image tag '../../etc/x'");
+      expect(xref.stdout).toContain(`run 7602 (${WORKFLOW_NAME}): invalid image tag '../../etc/x'`);
       expect(xref.stdout).not.toContain("missing tag: x86/presto-coordinator:../../etc/x");
       const json = await cli([
         "xref",
