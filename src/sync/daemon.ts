@@ -88,8 +88,9 @@ async function discardingBad<T>(
     return await run();
   } catch (err) {
     if (!ctx.signal.aborted && isDamagedInput(err)) {
+      const runIds = image.runs[0] ? [image.runs[0].id] : [];
       const removed = await removeTargets(
-        await cleanTargets(settings.downloadsDir, image.imageTag),
+        await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
       );
       ctx.logger.warn(
         { imageTag: image.imageTag, removed: removed.length },
