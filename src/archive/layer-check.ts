@@ -65,6 +65,8 @@ export class LayerCheck {
   private headBytes = 0;
   private started: Promise<LayerVerdict> | undefined;
   private kind: LayerCompression | undefined;
+  /** An uncompressed layer is hashed as it is written: one stream stage fewer on the hot path. */
+  private readonly rawHash = createHash("sha256");
 
   /** The compression, once the first bytes have been seen. */
   get compression(): LayerCompression | undefined {
@@ -108,12 +110,15 @@ export class LayerCheck {
       return;
     }
     this.started = this.verdict(compression);
+    if (compression === "none") this.rawHash.update(head);
     this.input.write(head);
   }
 
   private async feed(chunk: Buffer): Promise<void> {
     // Once the verdict is in (a failure ends the pipeline), the rest is dropped.
-    if (this.input.destroyed || this.input.write(chunk)) return;
+    if (this.input.destroyed) return;
+    if (this.kind === "none") this.rawHash.update(chunk);
+    if (this.input.write(chunk)) return;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         this.input.off("drain", done);
@@ -126,7 +131,7 @@ export class LayerCheck {
   }
 
   private async verdict(compression: LayerCompression): Promise<LayerVerdict> {
-    const hasher = new Hasher({ highWaterMark: CHUNK });
+    const hasher = compression === "none" ? undefined : new Hasher({ highWaterMark: CHUNK });
     const reader = tar.extract();
     reader.on("entry", (_header, body, next) => {
       body.on("end", next);
@@ -139,13 +144,14 @@ export class LayerCheck {
           ? [((zlib as ZstdZlib).createZstdDecompress as () => Transform)()]
           : [];
     try {
-      await pipeline([this.input, ...decompress, hasher, reader]);
+      await pipeline([this.input, ...decompress, ...(hasher ? [hasher] : []), reader]);
     } catch (err) {
       // Keep taking (and dropping) bytes, so a writer waiting on back-pressure is not stuck.
       this.input.resume();
       return { compression, problem: problemOf(err, compression) };
     }
-    return { compression, diffId: `sha256:${hasher.hash.digest("hex")}` };
+    const hash = hasher ? hasher.hash : this.rawHash;
+    return { compression, diffId: `sha256:${hash.digest("hex")}` };
   }
 }
 
