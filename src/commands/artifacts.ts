@@ -6,7 +6,7 @@ import { confirmAtTerminal } from "../report/prompt.js";
 import { cleanImageTag } from "../sync/clean.js";
 import { downloadImageTag } from "../sync/download.js";
 import { prepareImageTag } from "../sync/prepare.js";
-import { withWorkspaceLock } from "../workspace/lock.js";
+import { withWorkspaceLocks } from "./locks.js";
 import type { CommandContext } from "./context.js";
 import { addGithubOptions, addWorkspaceOptions, withExamples } from "./options.js";
 import { githubRunLookup, githubServices } from "./services.js";
@@ -33,14 +33,18 @@ export function registerDownload(program: Command, run: Runner): void {
       const downloadsDir = outputDir(cmd, raw);
       const github = githubServices(ctx, { ...raw, downloadsDir });
       const workspace = parseOptions(workspaceOptionsSchema, { ...raw, downloadsDir });
-      await withWorkspaceLock(workspace.downloadsDir, `download ${imageTag}`, () =>
-        downloadImageTag(ctx, github, outputSteps(ctx.out), {
-          imageTag,
-          downloadsDir: workspace.downloadsDir,
-          force: raw.force === true,
-          artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
-          progress: ctx.progress(ctx.logger),
-        }),
+      await withWorkspaceLocks(
+        workspace,
+        `download ${imageTag}`,
+        () =>
+          downloadImageTag(ctx, github, outputSteps(ctx.out), {
+            imageTag,
+            downloadsDir: workspace.downloadsDir,
+            force: raw.force === true,
+            artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
+            progress: ctx.progress(ctx.logger),
+          }),
+        typeof raw.outputDir === "string" ? "--output-dir" : "--downloads-dir",
       );
     }),
   );
@@ -81,7 +85,7 @@ export function registerPrepare(program: Command, run: Runner): void {
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
       const workspace = parseOptions(workspaceOptionsSchema, raw);
-      await withWorkspaceLock(workspace.downloadsDir, `prepare ${imageTag}`, () =>
+      await withWorkspaceLocks(workspace, `prepare ${imageTag}`, () =>
         prepareImageTag(ctx, outputSteps(ctx.out), {
           imageTag,
           downloadsDir: workspace.downloadsDir,
@@ -110,7 +114,7 @@ export function registerClean(program: Command, run: Runner): void {
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
       const workspace = parseOptions(workspaceOptionsSchema, raw);
-      await withWorkspaceLock(workspace.downloadsDir, `clean ${imageTag}`, () =>
+      await withWorkspaceLocks(workspace, `clean ${imageTag}`, () =>
         cleanImageTag(ctx, outputSteps(ctx.out), {
           imageTag,
           downloadsDir: workspace.downloadsDir,

@@ -1,9 +1,13 @@
+import { printable } from "../util/text.js";
 import type { LiveArea } from "./terminal.js";
 
 /**
  * What commands print for people (and `--json` for machines) goes to stdout through here;
  * logs and diagnostics go to stderr through pino. Keeping the two apart is what lets
  * `gh-gitlab-sync xref --json | jq` work while progress is still shown.
+ *
+ * Much of what is printed comes from servers (run titles, metadata values, GitLab names), so
+ * every line is made printable here: a control sequence in a value is shown, never obeyed.
  */
 export interface Output {
   line(text?: string): void;
@@ -28,11 +32,22 @@ export function createOutput(
   };
   return {
     line(text = "") {
-      write(`${text}\n`);
+      write(`${text.split("\n").map(printable).join("\n")}\n`);
     },
     json(value) {
-      write(`${JSON.stringify(value, null, 2)}\n`);
+      write(`${escapeC1(JSON.stringify(value, null, 2))}\n`);
     },
     isTTY,
   };
+}
+
+/**
+ * JSON escapes C0 controls itself; DEL and the C1 controls (U+0080–U+009F, which some terminals
+ * obey like ESC sequences) it leaves raw. `\u` escapes keep the document the same JSON.
+ */
+function escapeC1(json: string): string {
+  return json.replace(
+    /[\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

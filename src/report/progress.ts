@@ -7,6 +7,7 @@
  */
 import type { ProgressListener } from "../domain/events.js";
 import { formatBytes, formatRate, GiB, KiB, MiB } from "../util/bytes.js";
+import { printable } from "../util/text.js";
 import type { Logger } from "./logger.js";
 import type { LiveArea } from "./terminal.js";
 
@@ -111,10 +112,25 @@ export function progressListener(logger: Logger, options: ProgressOptions = {}):
       live?.remove(event.task);
       if (entry) {
         const seconds = (now() - entry.started) / 1000;
-        logger.debug(
-          { task: event.task, ok: event.ok, bytes: entry.bytes, seconds: round1(seconds) },
-          `${event.task}: ${event.ok ? "done" : "stopped"} after ${duration(seconds)} (${formatBytes(entry.bytes)})`,
-        );
+        const fields = {
+          task: event.task,
+          ok: event.ok,
+          bytes: entry.bytes,
+          seconds: round1(seconds),
+        };
+        // The lines that follow say what a finished transfer did; one that did not finish (a
+        // failure, a signal) says where it stopped, and never that it is done.
+        if (event.ok) {
+          logger.debug(
+            fields,
+            `${event.task}: done after ${duration(seconds)} (${formatBytes(entry.bytes)})`,
+          );
+        } else {
+          logger.info(
+            fields,
+            `${event.task}: stopped at ${logAmount(entry)} after ${duration(seconds)}`,
+          );
+        }
       }
       return;
     }
@@ -239,7 +255,8 @@ export function shortLabel(task: string): string {
 function progressLine(entry: TaskState, columns: number, t: number): string {
   const { rate, eta } = speed(entry, t);
   const known = entry.total !== undefined;
-  const full = shortLabel(entry.task);
+  // Task names carry server-supplied names (an artifact's, a repository's): drawn printable.
+  const full = shortLabel(printable(entry.task));
   const pct = known ? percent(entry).padStart(4) : undefined;
   const amount = known ? bytePair(entry.bytes, entry.total ?? 0) : formatBytes(entry.bytes);
   // Fixed widths, so the bar keeps its length while the figures change.

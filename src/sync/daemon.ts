@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import type { CycleSummary } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, isDamagedInput } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
@@ -54,7 +54,7 @@ class StageError extends Error {
     readonly stage: Stage,
     readonly original: unknown,
   ) {
-    super(`${stage} failed: ${errorLine(original)}`);
+    super(`${stage} failed: ${errorLine(original)}`, { cause: original });
   }
 }
 
@@ -74,6 +74,35 @@ interface ImageResult {
 /** What an image moved, counted as it happens: an image that fails after its download still downloaded. */
 interface Counters {
   downloadedBytes: number;
+}
+
+/**
+ * Runs a stage whose failure may prove the artifact bad (a damaged zip, an image that does not
+ * verify, a layer that does not match its diff-id): then, and only then, the tag's files go, so
+ * the retry after the back-off downloads afresh. A full disk, a permission or a signal proves
+ * nothing about the artifact, which is kept for the next try.
+ */
+async function discardingBad<T>(
+  ctx: SyncContext,
+  settings: DaemonSettings,
+  image: MissingImage,
+  run: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (!ctx.signal.aborted && isDamagedInput(err)) {
+      const runIds = image.runs[0] ? [image.runs[0].id] : [];
+      const removed = await removeTargets(
+        await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
+      );
+      ctx.logger.warn(
+        { imageTag: image.imageTag, removed: removed.length },
+        `${image.imageTag}: the artifact is bad; removed it so the next try downloads it afresh`,
+      );
+    }
+    throw err;
+  }
 }
 
 /** download → prepare → push → clean for one image tag, as the original's daemon does. */
@@ -106,39 +135,35 @@ async function syncImageTag(
     counters.downloadedBytes += outcome.fetched;
   }
 
-  let prepared;
-  try {
-    prepared = await stage("prepare", () =>
+  const prepared = await discardingBad(ctx, settings, image, () =>
+    stage("prepare", () =>
       prepareImageTag(sub, steps, {
         imageTag: image.imageTag,
         downloadsDir: settings.downloadsDir,
         clean: false,
       }),
-    );
-  } catch (err) {
-    // A bad artifact must not be reused: the retry after the back-off downloads it afresh.
-    if (!ctx.signal.aborted)
-      await removeTargets(await cleanTargets(settings.downloadsDir, image.imageTag, runIds));
-    throw err;
-  }
+    ),
+  );
 
-  const pushed = await stage("push", () =>
-    pushImageTag(
-      sub,
-      steps,
-      { ...services.push, gitlab: services.gitlab },
-      {
-        imageTag: image.imageTag,
-        downloadsDir: settings.downloadsDir,
-        registry: settings.registry,
-        registryProject: settings.registryProject,
-        username: settings.username,
-        force: settings.forcePush,
-        skipLogin: settings.skipLogin,
-        retagAsLatest: settings.retagAsLatest,
-        images: prepared.images,
-        ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
-      },
+  const pushed = await discardingBad(ctx, settings, image, () =>
+    stage("push", () =>
+      pushImageTag(
+        sub,
+        steps,
+        { ...services.push, gitlab: services.gitlab },
+        {
+          imageTag: image.imageTag,
+          downloadsDir: settings.downloadsDir,
+          registry: settings.registry,
+          registryProject: settings.registryProject,
+          username: settings.username,
+          force: settings.forcePush,
+          skipLogin: settings.skipLogin,
+          retagAsLatest: settings.retagAsLatest,
+          images: prepared.images,
+          ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
+        },
+      ),
     ),
   );
 
@@ -177,12 +202,13 @@ export async function runCycle(
     runs: 0,
     missing: 0,
     pushed: 0,
+    synced: 0,
     failed: 0,
     deferred: 0,
     downloadedBytes: 0,
     uploadedBytes: 0,
     logBytes: 0,
-    failedTags: [],
+    notSynced: [],
   };
   const finish = () => ({ ...summary, seconds: Math.round((Date.now() - started) / 100) / 10 });
 
@@ -193,6 +219,12 @@ export async function runCycle(
     summary.logBytes = xref.logBytes;
     missing = [...xref.result.missing].sort(oldestFirst);
     summary.missing = missing.length;
+    for (const { run, imageTag } of xref.result.invalid) {
+      ctx.logger.warn(
+        { runId: run.id },
+        `run ${run.id}: invalid image tag '${imageTag}' in its metadata; not mirrored`,
+      );
+    }
     for (const failure of xref.failures) {
       ctx.logger.warn(
         { runId: failure.runId },
@@ -225,7 +257,7 @@ export async function runCycle(
     const waiting = await services.failures.waiting(image.imageTag);
     if (waiting) {
       summary.deferred += 1;
-      summary.failedTags.push({
+      summary.notSynced.push({
         imageTag: image.imageTag,
         error: `backing off until ${waiting.next_retry} after ${waiting.attempts} failure(s): ${waiting.last_error}`,
       });
@@ -239,6 +271,7 @@ export async function runCycle(
     try {
       const result = await syncImageTag(ctx, services, settings, image, counters);
       summary.pushed += result.pushed;
+      summary.synced += 1;
       summary.uploadedBytes += result.uploadedBytes;
       await services.failures.clear(image.imageTag);
       summary.downloadedBytes += counters.downloadedBytes;
@@ -248,7 +281,7 @@ export async function runCycle(
       const message = describeError(err);
       const entry = await services.failures.recordFailure(image.imageTag, message);
       summary.failed += 1;
-      summary.failedTags.push({ imageTag: image.imageTag, error: message });
+      summary.notSynced.push({ imageTag: image.imageTag, error: message });
       ctx.logger.error(
         {
           imageTag: image.imageTag,
@@ -261,13 +294,15 @@ export async function runCycle(
     }
   }
   if (summary.failed + summary.deferred > 0) summary.result = "partial";
+  // A stop is a stop: a cycle a signal cut short is not reported as having gone well.
+  if (ctx.signal.aborted) summary.result = "stopped";
   return finish();
 }
 
 /** A cycle's summary, and what the daemon needs of it beyond the figures it reports. */
-type CycleOutcome = CycleSummary & {
+type CycleOutcome = Omit<CycleSummary, "failedTags"> & {
   /** Each image tag not synced, with why. */
-  failedTags: Array<{ imageTag: string; error: string }>;
+  notSynced: Array<{ imageTag: string; error: string }>;
   /** What made the cycle fail as a whole. */
   cause?: unknown;
 };
@@ -278,8 +313,9 @@ type CycleOutcome = CycleSummary & {
  */
 export function summaryLine(s: CycleSummary, uploadsCounted: boolean): string {
   const uploaded = uploadsCounted ? `${formatBytes(s.uploadedBytes)} uploaded, ` : "";
+  const result = s.result === "stopped" ? "stopped by a signal" : s.result;
   return (
-    `cycle ${s.cycle} ${s.result}: ${s.runs} runs, ${s.missing} missing, ${s.pushed} tags pushed, ` +
+    `cycle ${s.cycle} ${result}: ${s.runs} runs, ${s.missing} missing, ${s.pushed} tags pushed, ` +
     `${s.failed} failed, ${s.deferred} backing off, ${formatBytes(s.downloadedBytes)} downloaded, ` +
     `${uploaded}${formatBytes(s.logBytes)} of logs read, ${s.seconds} s`
   );
@@ -295,10 +331,10 @@ function onceFailure(outcome: CycleOutcome): SyncError | undefined {
       cause,
     });
   }
-  if (outcome.failedTags.length === 0) return undefined;
-  const each = outcome.failedTags.map((f) => `${f.imageTag}: ${f.error}`).join("; ");
+  if (outcome.notSynced.length === 0) return undefined;
+  const each = outcome.notSynced.map((f) => `${f.imageTag}: ${f.error}`).join("; ");
   return new SyncError(
-    `daemon --once: ${outcome.failedTags.length} image tag(s) not synced: ${each}`,
+    `daemon --once: ${outcome.notSynced.length} image tag(s) not synced: ${each}`,
     {
       hint: "failures and their back-off are kept in the state directory (failures.json)",
     },
@@ -334,8 +370,9 @@ export async function runDaemon(
       if (ctx.signal.aborted) break;
       throw err;
     }
-    const { failedTags: _tags, cause: _cause, ...record } = summary;
-    services.onCycle?.(record);
+    const { notSynced, cause: _cause, ...record } = summary;
+    // The monitor is told which tags are not synced; the log record says so per image already.
+    services.onCycle?.({ ...record, failedTags: notSynced.map((f) => f.imageTag) });
     ctx.logger.info(
       { summary: record },
       summaryLine(record, services.push.pusher.name === "registry"),
