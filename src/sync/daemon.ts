@@ -210,7 +210,11 @@ export async function runCycle(
     logBytes: 0,
     notSynced: [],
   };
-  const finish = () => ({ ...summary, seconds: Math.round((Date.now() - started) / 100) / 10 });
+  const finish = (): CycleOutcome => ({
+    ...summary,
+    failedTags: summary.notSynced.map((f) => f.imageTag),
+    seconds: Math.round((Date.now() - started) / 100) / 10,
+  });
 
   let missing: MissingImage[];
   try {
@@ -300,8 +304,8 @@ export async function runCycle(
 }
 
 /** A cycle's summary, and what the daemon needs of it beyond the figures it reports. */
-type CycleOutcome = Omit<CycleSummary, "failedTags"> & {
-  /** Each image tag not synced, with why. */
+type CycleOutcome = CycleSummary & {
+  /** Each image tag not synced, with why (`failedTags` names them). */
   notSynced: Array<{ imageTag: string; error: string }>;
   /** What made the cycle fail as a whole. */
   cause?: unknown;
@@ -370,9 +374,10 @@ export async function runDaemon(
       if (ctx.signal.aborted) break;
       throw err;
     }
-    const { notSynced, cause: _cause, ...record } = summary;
-    // The monitor is told which tags are not synced; the log record says so per image already.
-    services.onCycle?.({ ...record, failedTags: notSynced.map((f) => f.imageTag) });
+    const { notSynced: _notSynced, cause: _cause, ...forMonitor } = summary;
+    // The monitor is told which tags are not synced; the log says so per image already.
+    services.onCycle?.(forMonitor);
+    const { failedTags: _tags, ...record } = forMonitor;
     ctx.logger.info(
       { summary: record },
       summaryLine(record, services.push.pusher.name === "registry"),
