@@ -1,6 +1,15 @@
 import { createRequire } from "node:module";
 import { Command, CommanderError, Option } from "commander";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isSyncError, describeError } from "./errors.js";
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_SIGINT,
+  EXIT_SIGTERM,
+  EXIT_USAGE,
+  InterruptedError,
+  isSyncError,
+  describeError,
+} from "./errors.js";
 import {
   createLogger,
   LOG_LEVELS,
@@ -101,19 +110,48 @@ Authentication:
   return program;
 }
 
-/** Runs the CLI and returns the exit status: 0 success, 1 failure, 2 bad usage. */
+/**
+ * The one line for a command a signal stopped, and its status: 130 after SIGINT, 143 after
+ * SIGTERM, as the shell reports a command a signal ended, except that SIGTERM is how systemd
+ * stops the daemon, which then ends cleanly with 0. Whatever error the abort surfaced as
+ * (a cancelled request, a closed stream) is the interruption, never an "unexpected failure".
+ */
+function interruptedExit(deps: CliDeps, command: string | undefined, err: unknown): number {
+  const reason: unknown = deps.signal.reason;
+  const signalName = reason instanceof InterruptedError ? reason.signalName : "SIGINT";
+  const hint =
+    err instanceof InterruptedError && err.hint
+      ? err.hint
+      : command === "daemon"
+        ? undefined
+        : "nothing half-written was left; run it again to carry on";
+  const what = command ? `; ${command} stopped` : "";
+  deps.stderr.write(`Interrupted by ${signalName}${what}${hint ? ` — ${hint}` : ""}\n`);
+  if (command === "daemon" && signalName === "SIGTERM") return EXIT_OK;
+  return signalName === "SIGTERM" ? EXIT_SIGTERM : EXIT_SIGINT;
+}
+
+/** Runs the CLI and returns the exit status: 0 success, 1 failure, 2 bad usage, 130/143 signals. */
 export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
   let logger: Logger | undefined;
+  let command: string | undefined;
   const program = buildProgram(deps, (l) => (logger = l));
+  program.hook("preAction", (_program, action) => {
+    command = action.name();
+  });
   try {
     await program.parseAsync(argv);
-    return EXIT_OK;
+    return deps.signal.aborted ? interruptedExit(deps, command, undefined) : EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander has already printed its message (or the help); only the status is ours to set.
       return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
     const debug = logger?.isLevelEnabled("debug") ?? false;
+    if (deps.signal.aborted) {
+      if (debug && err instanceof Error && err.stack) deps.stderr.write(`${err.stack}\n`);
+      return interruptedExit(deps, command, err);
+    }
     if (isSyncError(err)) {
       deps.stderr.write(`Error: ${err.oneLine()}\n`);
       if (debug && err.stack) deps.stderr.write(`${err.stack}\n`);
@@ -138,13 +176,11 @@ export async function main(argv: string[]): Promise<void> {
     });
   }
   const controller = new AbortController();
-  let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
-    signals += 1;
-    // A second signal means the operator does not want to wait for a clean stop.
-    if (signals > 1) process.exit(130);
-    process.stderr.write(`Received ${signal}, stopping…\n`);
-    controller.abort(new Error(`interrupted by ${signal}`));
+    // A second signal means the operator does not want to wait for a clean stop. `exit` still
+    // runs the lock's exit handler, so the downloads directory is not left locked.
+    if (controller.signal.aborted) process.exit(signal === "SIGTERM" ? EXIT_SIGTERM : EXIT_SIGINT);
+    controller.abort(new InterruptedError(signal));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -156,4 +192,7 @@ export async function main(argv: string[]): Promise<void> {
   });
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);
+  // Stopped by a signal: everything of ours is closed, and a socket some library still holds
+  // open (a server that never answers) must not keep the process past its promised stop.
+  if (controller.signal.aborted) setTimeout(() => process.exit(), 500).unref();
 }

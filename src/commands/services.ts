@@ -53,6 +53,7 @@ export function gitlabServices(ctx: CommandContext, raw: Record<string, unknown>
     token: token.value,
     logger: ctx.logger,
     fetch: ctx.http.fetch,
+    signal: ctx.signal,
   });
   return { options, client };
 }

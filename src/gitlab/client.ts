@@ -47,6 +47,8 @@ export interface GitlabRegistryClientOptions {
   fetch: FetchLike;
   /** Limit for one call including all its pages and retries; default 5 minutes. */
   timeoutMs?: number;
+  /** Ends every request (and retry wait) of this client: the command's SIGINT/SIGTERM. */
+  signal?: AbortSignal;
 }
 
 const PER_PAGE = 100;
@@ -147,6 +149,7 @@ export class GitlabRegistryClient {
         logger: options.logger,
         ...(options.retry ? { retry: options.retry } : {}),
         fetch: options.fetch,
+        signal: options.signal,
       }),
       queryTimeout: options.timeoutMs ?? 300_000,
     });

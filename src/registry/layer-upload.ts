@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { SyncError } from "../errors.js";
-import type { RegistryClient } from "./client.js";
+import type { RegistryClient, UploadSession } from "./client.js";
 import { deterministicGzip, type GzipOptions } from "./gzip.js";
 import type { CachedLayer } from "./layer-cache.js";
 import { DOCKER_LAYER_GZIP, OCI_LAYER_ZSTD, shortDigest } from "./media-types.js";
@@ -19,6 +19,11 @@ export interface LayerUploadOptions {
   gzip?: GzipOptions | undefined;
   /** Running count of the layer's bytes read from the tarball. */
   onRead?: (bytes: number) => void;
+  /** The upload an earlier pass left of this layer: resumed rather than started over. */
+  session?: UploadSession | undefined;
+  onSession?: (session: UploadSession | undefined) => void;
+  /** Bytes per upload request; the client's default unless given. */
+  chunkSize?: number | undefined;
 }
 
 export interface LayerEntry {
@@ -64,6 +69,9 @@ export async function uploadLayer(
   const blob = await client.uploadBlobStream(repository, blobSource, {
     ...(signal ? { signal } : {}),
     description: `layer ${shortDigest(entry.diffId)}`,
+    session: options.session,
+    ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}),
+    ...(options.onSession ? { onSession: options.onSession } : {}),
     beforeCommit: () => {
       // Checked before the upload is committed, so a damaged tarball never reaches the registry
       // under a name that would make later pushes trust it.

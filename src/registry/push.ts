@@ -7,7 +7,7 @@ import { GUNZIP_CHUNK, checkedGunzip, gzipFailure } from "../archive/gzip-check.
 import { SyncError, describeError } from "../errors.js";
 import { limiter, mapLimit } from "../net/limit.js";
 import type { Logger } from "../report/logger.js";
-import type { RegistryClient } from "./client.js";
+import type { RegistryClient, UploadSession } from "./client.js";
 import type { GzipOptions } from "./gzip.js";
 import { imageManifest } from "./image-manifest.js";
 import type { CachedLayer, LayerCache } from "./layer-cache.js";
@@ -62,6 +62,8 @@ export interface PushTarballOptions {
   /** Layers compressed and uploaded, or checked, at once; default 3. */
   concurrency?: number;
   gzip?: GzipOptions;
+  /** Bytes per upload request (a cut re-sends at most one); the client's default unless given. */
+  chunkSize?: number;
 }
 
 const DEFAULT_CONCURRENCY = 3;
@@ -241,6 +243,8 @@ async function uploadFromTarball(
   concurrency: number,
 ): Promise<Buffer | undefined> {
   let configBytes: Buffer | undefined;
+  // Uploads a pass left unfinished: the next pass takes each up where the registry stands.
+  const sessions = new Map<string, UploadSession>();
   await retryTransient(
     async () => {
       const left = wanted.filter((w) =>
@@ -260,6 +264,12 @@ async function uploadFromTarball(
             signal: options.signal,
             gzip: options.gzip,
             onRead: (bytes) => options.onProgress?.({ type: "read", diffId: item.diffId, bytes }),
+            session: sessions.get(item.diffId),
+            chunkSize: options.chunkSize,
+            onSession: (session) => {
+              if (session) sessions.set(item.diffId, session);
+              else sessions.delete(item.diffId);
+            },
           },
           item,
           body,
@@ -277,7 +287,7 @@ async function uploadFromTarball(
       onRetry: ({ attempt, error }) =>
         options.logger.warn(
           { repository: options.repository, attempt, err: describeError(error) },
-          "layer upload interrupted; reading the tarball again for the layers not yet up",
+          "layer upload interrupted; reading the tarball again for the layers not yet up (resuming their uploads)",
         ),
     },
   );

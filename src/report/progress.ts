@@ -21,7 +21,8 @@ export interface ProgressOptions {
 /** How one task is shown; which kind is decided by what the task reports first. */
 interface TaskView {
   update(event: ProgressEvent): void;
-  stop(): void;
+  /** `ok`: the task finished; otherwise it failed or was interrupted and must not look done. */
+  stop(ok: boolean): void;
 }
 
 interface ViewSettings {
@@ -58,7 +59,7 @@ export function progressListener(logger: Logger, options: ProgressOptions = {}):
     if (event.kind === "end") {
       tasks.delete(event.task);
       // A task that reported nothing ends like a transfer with nothing to move.
-      (task.view ?? byBytes(settings)).stop();
+      (task.view ?? byBytes(settings)).stop(event.ok);
       return;
     }
     task.view ??= (event.kind === "bytes" ? byBytes : byParts)(settings);
@@ -124,9 +125,11 @@ function byteLog({ label, started, logger, everyMs }: ViewSettings): TaskView {
         `${label}: ${formatMiB(bytes)}${total ? ` of ${formatMiB(total)}` : ""}`,
       );
     },
-    stop() {
+    stop(ok) {
       const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-      logger.info({ bytes: lastBytes, seconds: Math.round(seconds * 10) / 10 }, `${label}: done`);
+      const fields = { bytes: lastBytes, seconds: Math.round(seconds * 10) / 10 };
+      if (ok) logger.info(fields, `${label}: done`);
+      else logger.info(fields, `${label}: stopped at ${formatMiB(lastBytes)}`);
     },
   };
 }
