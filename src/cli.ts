@@ -18,7 +18,10 @@ import {
   type Logger,
 } from "./report/logger.js";
 import { createOutput } from "./report/output.js";
-import { HttpClient } from "./net/http.js";
+import { HttpClient, type HttpSettings } from "./net/http.js";
+import { DEFAULT_CONNECT_TIMEOUT_SECONDS } from "./config/defaults.js";
+import { httpOptionsSchema, parseOptions } from "./config/options.js";
+import { httpTimeoutOption } from "./commands/options.js";
 import type { Env } from "./config/tokens.js";
 import type { CommandContext } from "./commands/context.js";
 import { registerGhList } from "./commands/gh-list.js";
@@ -39,6 +42,27 @@ export interface CliDeps {
 function packageVersion(): string {
   const pkg = createRequire(import.meta.url)("../package.json") as { version?: string };
   return pkg.version ?? "unknown";
+}
+
+/** The subcommands that talk HTTP, and so take `--http-timeout`. */
+const HTTP_COMMANDS = new Set([
+  "gh-list",
+  "gitlab-list",
+  "xref",
+  "download",
+  "push",
+  "daemon",
+  "retag",
+]);
+
+/** `--http-timeout` (or its env var): the idle timeout, and the connect timeout up to 30 s. */
+function httpTimeouts(raw: Record<string, unknown>): HttpSettings {
+  if (raw.httpTimeout === undefined) return {};
+  const { httpTimeout } = parseOptions(httpOptionsSchema, { httpTimeout: raw.httpTimeout });
+  return {
+    idleTimeoutMs: httpTimeout * 1000,
+    connectTimeoutMs: Math.min(httpTimeout, DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000,
+  };
 }
 
 export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void): Command {
@@ -69,6 +93,11 @@ Authentication:
   GitLab: --gitlab-token or GITLAB_TOKEN; registry: --registry-username/--registry-password.`,
     );
 
+  // The subcommand being run: its `--http-timeout` sets up the one HTTP client.
+  let invoked: Command | undefined;
+  program.hook("preAction", (_program, action) => {
+    invoked = action;
+  });
   const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> => {
     const globals = program.opts<{ logLevel: LogLevel; logFormat: LogFormat }>();
     const logger = createLogger({
@@ -77,7 +106,7 @@ Authentication:
       isTTY: deps.stderr.isTTY,
     });
     onLogger(logger);
-    const http = new HttpClient({ env: deps.env });
+    const http = new HttpClient({ env: deps.env, ...httpTimeouts(invoked?.opts() ?? {}) });
     try {
       await action({
         logger,
@@ -102,6 +131,7 @@ Authentication:
   registerRetag(program, run);
   // Every subcommand inherits the parent's output and exit handling.
   for (const cmd of program.commands) {
+    if (HTTP_COMMANDS.has(cmd.name())) cmd.addOption(httpTimeoutOption());
     cmd.exitOverride().configureOutput({
       writeOut: (s) => deps.stdout.write(s),
       writeErr: (s) => deps.stderr.write(s),

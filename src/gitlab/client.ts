@@ -1,7 +1,7 @@
 import { ContainerRegistry, GitbeakerRequestError, GitbeakerTimeoutError } from "@gitbeaker/rest";
 import { z } from "zod";
 import { describeError, errorCode, SyncError, UsageError } from "../errors.js";
-import type { FetchLike } from "../net/http.js";
+import { networkReason, type FetchLike } from "../net/http.js";
 import { mapLimit } from "../net/limit.js";
 import type { RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
@@ -274,7 +274,7 @@ export class GitlabRegistryClient {
       });
     }
     if (code) {
-      return new SyncError(`Cannot reach GitLab at ${host} (${code})`, {
+      return new SyncError(`Cannot reach GitLab at ${host} (${networkReason(error)})`, {
         hint: "check --gitlab-host (host name, scheme and port) and the network or VPN to it",
         cause: error,
       });

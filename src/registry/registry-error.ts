@@ -1,4 +1,5 @@
-import { SyncError, describeError, errorCode } from "../errors.js";
+import { SyncError } from "../errors.js";
+import { networkReason } from "../net/http.js";
 import { serverDelayMs } from "../net/retry.js";
 import { oneLine } from "../util/text.js";
 
@@ -130,9 +131,9 @@ export async function statusError(
   });
 }
 
-/** `ECONNREFUSED`, `ECONNRESET`, …: what an operator searches for, rather than "fetch failed". */
+/** `ECONNREFUSED`, `ECONNRESET`, a timeout in words: what an operator can act on, not "fetch failed". */
 export function codeOf(err: unknown): string {
-  return errorCode(err) ?? describeError(err);
+  return networkReason(err);
 }
 
 /** The registry's own `{"errors":[{"code","message"}]}`, shortened to one line. */

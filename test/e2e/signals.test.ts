@@ -325,6 +325,50 @@ describe.skipIf(gate.skip)(`a signal stops every phase within 2 s ${gate.reason}
     }
   });
 
+  it("a server that never answers times out after --http-timeout and is retried with back-off", async () => {
+    const silent = await startHangingServer();
+    try {
+      const started = performance.now();
+      const result = await cli([
+        "retag",
+        "x86/presto-coordinator:a",
+        "x86/presto-coordinator:b",
+        ...tb.gitlabArgs,
+        "--registry",
+        silent.host,
+        "--http-timeout",
+        "1",
+      ]);
+      const seconds = (performance.now() - started) / 1000;
+      expect(result.code, result.stderr).toBe(1);
+      const errors = plainStderrLines(result.stderr).filter((l) => l.startsWith("Error: "));
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(
+        new RegExp(
+          `^Error: registry ${silent.host} unreachable while .*no answer for 1 s \\(--http-timeout\\)`,
+        ),
+      );
+      // Asked again after each timeout, with growing waits in between.
+      expect(silent.requests.length).toBeGreaterThanOrEqual(4);
+      expect(seconds).toBeLessThan(30);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it("takes the timeout from GH_GITLAB_SYNC_HTTP_TIMEOUT, and refuses a bad one as a usage error", async () => {
+    const result = await runBinary(["gitlab-list", ...tb.gitlabArgs], {
+      env: { ...env(), GH_GITLAB_SYNC_HTTP_TIMEOUT: "soon" },
+      cwd: work,
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(
+      /^Error: --http-timeout must be a whole number of seconds from 1 to 86400 \(got 'soon'\)/m,
+    );
+    const zero = await cli(["gh-list", ...tb.githubArgs, "--http-timeout", "0"]);
+    expect(zero.code).toBe(2);
+  });
+
   const daemonArgs = (githubUrl: string, extra: string[] = []) => [
     "daemon",
     "--interval",
