@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { isInside } from "../util/files.js";
+import { isInside, parseJsonFile } from "../util/files.js";
 import { tagLayout } from "../workspace/layout.js";
 
 /**
@@ -28,13 +28,11 @@ export async function cleanTargets(downloadsDir: string, imageTag: string): Prom
 
 /** Only a plain positive integer counts as a run id; anything else in the file is ignored. */
 async function runIdOf(metadataPath: string): Promise<number | undefined> {
-  try {
-    const parsed: unknown = JSON.parse(await fs.readFile(metadataPath, "utf8"));
-    const result = z.object({ run_id: z.number().int().positive() }).safeParse(parsed);
-    return result.success ? result.data.run_id : undefined;
-  } catch {
-    return undefined;
-  }
+  const result = await parseJsonFile(
+    metadataPath,
+    z.object({ run_id: z.number().int().positive() }),
+  );
+  return result.ok ? result.value.run_id : undefined;
 }
 
 async function existsNoFollow(file: string): Promise<boolean> {

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { IMAGE_TAG_GRAMMAR, isImageTag } from "../domain/images.js";
+import { metadataShape } from "../domain/metadata.js";
 import { SyncError } from "../errors.js";
 import { isInside } from "../util/files.js";
 
@@ -49,8 +50,8 @@ export function tagLayout(downloadsDir: string, imageTag: string): TagLayout {
  */
 export const metadataFileSchema = z
   .object({
-    "Image tag": z.string().optional(),
-    "Target platform": z.string().optional(),
+    // Every key of the block must be text: `"Build native CPU": true` is named, not a crash.
+    ...metadataShape,
     run_id: z.number().int().optional(),
     run_name: z.string().optional(),
     repository: z.string().optional(),
