@@ -5,11 +5,12 @@ import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, errorCode } from "../errors.js";
 import type { FetchLike } from "../net/http.js";
 import { retry } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { MiB, formatMiB } from "../util/bytes.js";
+import { diskFullError } from "../util/files.js";
 
 export interface DownloadProgress {
   /** Bytes of the file present so far (including what an earlier attempt left). */
@@ -83,12 +84,15 @@ class HttpStatusError extends Error {
   }
 }
 
-/** Failures worth another attempt: cut connections, resets, timeouts, 5xx, 429, an expired URL (403). */
+/**
+ * Failures worth another attempt: cut connections, resets, timeouts, 5xx, 429, an expired URL
+ * (403). A full disk is not: another attempt would only fill it again.
+ */
 function retryable(err: unknown): boolean {
   if (err instanceof HttpStatusError)
     return err.status >= 500 || err.status === 429 || err.status === 403;
   if (err instanceof SyncError) return false;
-  return true;
+  return errorCode(err) !== "ENOSPC";
 }
 
 async function ensureSpace(
@@ -151,6 +155,11 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     );
   } catch (err) {
     if (signal?.aborted) throw err;
+    if (errorCode(err) === "ENOSPC") {
+      // The part file keeps what fitted: once there is room, the next run resumes from it.
+      const needed = part.total !== undefined ? part.total - part.have : undefined;
+      throw diskFullError(path.dirname(dest), needed, err);
+    }
     throw downloadFailure(err, attempts, part.path);
   }
   return finish(part.path, dest, part.have, part.hash.digest("hex"), {
