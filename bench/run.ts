@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: B1–B7 of BENCH.md, ours against the peers on the testbed, and the tables of
+ * `npm run bench`: B1–B7 and B9 of BENCH.md, ours against the peers on the testbed, and the tables of
  * BENCHMARKS.md rewritten. `--quick` runs small sizes as a smoke test (fails on a broken
  * benchmark, never on a slow one) and leaves BENCHMARKS.md alone; `--only B2,B4` picks rows.
  */
@@ -15,6 +15,7 @@ import { benchDownload } from "./cases/download.js";
 import { benchIdleDaemon, benchMetadata } from "./cases/metadata.js";
 import { benchPrepare } from "./cases/prepare.js";
 import { benchDockerPush, benchRegistryPush } from "./cases/push.js";
+import { benchResume } from "./cases/resume.js";
 import { benchRetag } from "./cases/retag.js";
 import { BenchContext } from "./context.js";
 import { formatSeconds } from "./harness.js";
@@ -29,6 +30,7 @@ const CASES: Array<[string, (ctx: BenchContext) => Promise<Row[]>]> = [
   ["B5", benchDockerPush],
   ["B6", benchRetag],
   ["B7", benchIdleDaemon],
+  ["B9", benchResume],
 ];
 
 const { values } = parseArgs({

@@ -20,10 +20,10 @@ import { retryTransient, type RegistryTransport } from "./transport.js";
  * registry has lost the upload (Distribution discards one whose `PATCH` reached it only in
  * part, as happens with nothing buffering in front of it), the blob starts again from byte 0.
  *
- * Chunk size: a cut re-sends up to one chunk, and each chunk is one round trip. 4 MiB keeps a
- * 1 GiB layer cut three times under 1.02× its bytes, while the round trips stay below the time
- * the bytes themselves take on a fast link; the next chunk is assembled (compressed) while the
- * current one is in flight, so the compressor never waits on the network.
+ * Chunk size: a cut re-sends up to one chunk, and each chunk is one round trip. Layers pick
+ * theirs by size (layer-upload.ts: a 64th of the layer, 4–16 MiB); 4 MiB is what a blob of
+ * unknown size gets. The next chunk is assembled (compressed) while the current one is in
+ * flight, so the compressor never waits on the network.
  */
 export const DEFAULT_CHUNK_SIZE = 4 * MiB;
 

@@ -77,6 +77,8 @@ interface Wanted {
   kind: "layer" | "config";
   path: string;
   diffId: string;
+  /** Bytes of the entry in the tar (uncompressed), when known. */
+  size?: number | undefined;
 }
 
 /**
@@ -116,6 +118,7 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
       kind: "layer",
       path: info.layers[index] as string,
       diffId,
+      size: info.layerSizes[index],
     }));
     if (!configPresent) wanted.push({ kind: "config", path: info.config, diffId: "" });
     configBytes = await uploadFromTarball(options, info, wanted, done, concurrency);
