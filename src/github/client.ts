@@ -64,6 +64,16 @@ function cancellable(fetch: FetchLike): FetchLike {
   };
 }
 
+/** `work`, or the signal's reason as soon as it aborts (the work is left to end on its own). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
 interface ThrottledRequest {
   method?: string;
   url?: string;
@@ -121,6 +131,11 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
   });
 
   if (signal) {
+    // The throttling plugin sits out a rate limit (up to maxRateLimitWaitSeconds) in a timer of
+    // its own that no signal reaches; racing every request with the signal ends that wait too.
+    octokit.hook.wrap("request", (request, options) =>
+      untilAborted(Promise.resolve(request(options)), signal),
+    );
     octokit.hook.before("request", (request) => {
       // A fresh object: without per-call request options this one is the client's defaults.
       const own = request.request.signal;

@@ -4,7 +4,6 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { SyncError, errorCode } from "../errors.js";
-import { parseJsonFile } from "../util/files.js";
 import { isProcessAlive } from "../util/process.js";
 
 export const LOCK_FILE = ".gh-gitlab-sync.lock";
@@ -41,8 +40,15 @@ async function look(file: string): Promise<Seen> {
     if (errorCode(err) === "ENOENT") return { state: "missing" };
     throw err;
   }
-  const parsed = await parseJsonFile(file, holderSchema);
-  return { state: "held", raw, holder: parsed.ok ? parsed.value : undefined };
+  // Parsed from the very text read, so `raw` and `holder` always describe the same file.
+  let holder: LockHolder | undefined;
+  try {
+    const parsed = holderSchema.safeParse(JSON.parse(raw));
+    holder = parsed.success ? parsed.data : undefined;
+  } catch {
+    holder = undefined;
+  }
+  return { state: "held", raw, holder };
 }
 
 /** A holder on this host whose process is gone; a file that is not a lock of ours counts too. */

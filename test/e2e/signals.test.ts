@@ -189,6 +189,26 @@ describe.skipIf(gate.skip)(`a signal stops every phase within 2 s ${gate.reason}
     }
   });
 
+  it("a GitHub rate-limit wait (SIGINT → 130)", async () => {
+    const reset = Math.floor(Date.now() / 1000) + 600;
+    tb.github.injectFault({
+      match: /\/runs$/,
+      status: 403,
+      headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(reset) },
+      body: JSON.stringify({ message: "API rate limit exceeded for user." }),
+      times: Infinity,
+    });
+    try {
+      await interrupt("GitHub rate-limit wait", ["gh-list", ...tb.githubArgs], {
+        signal: "SIGINT",
+        code: 130,
+        inPhase: ({ stderr }) => /waiting \d+s before trying again/.test(stderr),
+      });
+    } finally {
+      tb.github.clearFaults();
+    }
+  });
+
   it("a log read whose host never answers (SIGINT → 130)", async () => {
     tb.github.injectFault({ match: "/logs/", host: "blob", delayMs: 600_000, times: Infinity });
     try {

@@ -94,6 +94,7 @@ describe("workspace lock under a takeover race", () => {
       const results = await Promise.all(workers.map((w) => w.next()));
       const winners = results.filter((r) => r.won === true);
       winnersPerTrial.push(winners.length);
+      expect(winners.length, `trial ${trial}: ${JSON.stringify(results)}`).toBe(1);
       // Every loser is told who holds it: the winner's pid, host and command.
       const holderPid = workers[results.findIndex((r) => r.won === true)]?.child.pid;
       for (const loser of results.filter((r) => r.won !== true)) {
@@ -106,5 +107,18 @@ describe("workspace lock under a takeover race", () => {
       expect(await readdir(dir)).toEqual([]);
     }
     expect(winnersPerTrial).toEqual(Array.from({ length: TRIALS }, () => 1));
+  });
+
+  it("is removed when the process is ended by process.exit (a second Ctrl-C), which runs no finally", async () => {
+    const dir = await tempDir("lock-exit-");
+    const source = `
+      const { acquireWorkspaceLock } = await import(${JSON.stringify(lockModule)});
+      await acquireWorkspaceLock(${JSON.stringify(dir)}, "daemon");
+      process.exit(130);
+    `;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", source]);
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(code).toBe(130);
+    expect(await readdir(dir)).toEqual([]);
   });
 });
