@@ -30,6 +30,7 @@ import { registerXref } from "./commands/xref.js";
 import { registerDaemon } from "./commands/daemon.js";
 import { registerPush, registerRetag } from "./commands/images.js";
 import { registerClean, registerDownload, registerPrepare } from "./commands/artifacts.js";
+import { expandOptionPrefixes } from "./commands/option-prefixes.js";
 
 export interface CliDeps {
   env: Env;
@@ -170,7 +171,9 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
     command = action.name();
   });
   try {
-    await program.parseAsync(argv);
+    // argparse's unambiguous prefixes, which commander lacks (`--include` → `--include-failed`).
+    const [node = "node", script = "gh-gitlab-sync", ...args] = argv;
+    await program.parseAsync([node, script, ...expandOptionPrefixes(program, args)]);
     return deps.signal.aborted ? interruptedExit(deps, command, undefined) : EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -2,14 +2,14 @@ import { Command } from "commander";
 import { parseImageTag, parseOptions, workspaceOptionsSchema } from "../config/options.js";
 import { progressListener } from "../report/progress.js";
 import { outputSteps } from "../report/steps.js";
-import { promptYesNo } from "../report/prompt.js";
-import { cleanTargets, removeTargets } from "../sync/clean.js";
+import { confirmAtTerminal } from "../report/prompt.js";
+import { cleanImageTag } from "../sync/clean.js";
 import { downloadImageTag } from "../sync/download.js";
 import { prepareImageTag } from "../sync/prepare.js";
 import { withWorkspaceLock } from "../workspace/lock.js";
 import type { CommandContext } from "./context.js";
 import { addGithubOptions, addWorkspaceOptions, withExamples } from "./options.js";
-import { githubServices } from "./services.js";
+import { githubRunLookup, githubServices } from "./services.js";
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 const TAG_EXAMPLE = "presto-92865fbce0d2-velox-65797d572e0a-linux-amd64";
@@ -87,29 +87,24 @@ export function registerClean(program: Command, run: Runner): void {
     )
     .argument("<image-tag>", "image tag", parseImageTag)
     .option("-y, --yes", "do not ask before deleting", false);
+  // The run (when GitHub answers) names the original's per-run leftovers: <run id>/, …-<run id>.zip.
+  addGithubOptions(cmd);
   addWorkspaceOptions(cmd);
   withExamples(cmd, [
     `gh-gitlab-sync clean ${TAG_EXAMPLE}`,
-    `gh-gitlab-sync clean ${TAG_EXAMPLE} --yes`,
+    `gh-gitlab-sync clean ${TAG_EXAMPLE} --downloads-dir downloads --gh-token "$GH_TOKEN" --yes`,
   ]);
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
       const workspace = parseOptions(workspaceOptionsSchema, raw);
-      const targets = await cleanTargets(workspace.downloadsDir, imageTag);
-      if (targets.length === 0) {
-        ctx.out.line(`Nothing to clean for ${imageTag}.`);
-        return;
-      }
-      ctx.out.line("The following paths will be removed:");
-      for (const target of targets) ctx.out.line(`  ${target}`);
-      if (raw.yes !== true && !(await promptYesNo("\nProceed with removal? [y/N]: "))) {
-        ctx.out.line("Clean aborted.");
-        return;
-      }
-      const removed = await withWorkspaceLock(workspace.downloadsDir, `clean ${imageTag}`, () =>
-        removeTargets(targets),
+      await withWorkspaceLock(workspace.downloadsDir, `clean ${imageTag}`, () =>
+        cleanImageTag(ctx, outputSteps(ctx.out), {
+          imageTag,
+          downloadsDir: workspace.downloadsDir,
+          run: githubRunLookup(ctx, raw, imageTag),
+          ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("clean") }),
+        }),
       );
-      ctx.out.line(`Removed ${removed.length} path(s). Clean complete.`);
     }),
   );
 }

@@ -68,8 +68,9 @@ export function registerDaemon(program: Command, run: Runner): void {
         typeof raw.healthPort === "string" ? parseHealthAddress(raw.healthPort) : undefined;
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
       const github = githubServices(ctx, raw);
-      const gitlab = gitlabServices(ctx, raw);
       const registry = registryServices(ctx, raw);
+      // One project for the cross-reference and the push: --registry-project, else --gitlab-project.
+      const gitlab = gitlabServices(ctx, raw, registry.project);
       const stateDir = stateDirFor(workspace);
       // The daemon removes what it pushed from the Docker engine, or its disk would fill up.
       const pusher = imagePusher(ctx, registry, {

@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { METADATA_KEYS } from "../domain/metadata.js";
+import { NoMetadataError } from "../github/errors.js";
 import { RULE } from "../report/output.js";
 import { expectedImages } from "../domain/images.js";
 import { runRef } from "../sync/xref.js";
@@ -45,20 +46,24 @@ export async function ghList(ctx: CommandContext, raw: Record<string, unknown>):
   for (const entry of seen) printRun(ctx, entry);
 }
 
+/**
+ * One run as the original prints it: its keys (a partial block's too), else why there are none —
+ * logs read but holding no block (`(no metadata lines found in logs)`), or logs not read.
+ */
 function printRun(ctx: CommandContext, { run, metadata, error }: RunWithMetadata): void {
   const ref = runRef(run);
   ctx.out.line(
     `${run.id}: ${ref.title} · branch=${run.head_branch} · conclusion=${run.conclusion} · started=${ref.startedAt}`,
   );
-  if (error) {
-    ctx.out.line(`  (metadata unavailable: ${error.message})`);
-  } else if (!metadata || Object.keys(metadata).length === 0) {
-    ctx.out.line("  (no metadata lines found in logs)");
-  } else {
+  if (metadata && Object.keys(metadata).length > 0) {
     for (const key of METADATA_KEYS) {
       const value = metadata[key];
       if (value !== undefined) ctx.out.line(`  ${key.padEnd(18)}: ${value}`);
     }
+  } else if (!error || error instanceof NoMetadataError) {
+    ctx.out.line("  (no metadata lines found in logs)");
+  } else {
+    ctx.out.line(`  (metadata unavailable: ${error.message})`);
   }
   ctx.out.line(RULE);
 }

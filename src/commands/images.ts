@@ -6,14 +6,11 @@ import {
   workspaceOptionsSchema,
 } from "../config/options.js";
 import { DockerEngine } from "../docker/engine.js";
-import { describeError } from "../errors.js";
 import { progressListener } from "../report/progress.js";
 import { outputSteps } from "../report/steps.js";
-import { promptYesNo } from "../report/prompt.js";
+import { confirmAtTerminal } from "../report/prompt.js";
 import { pushImageTag } from "../sync/push.js";
 import { parseImageName, retagImage } from "../sync/retag.js";
-import { findRunForTag } from "../sync/runs.js";
-import { runRef } from "../sync/xref.js";
 import { withWorkspaceLock } from "../workspace/lock.js";
 import type { CommandContext } from "./context.js";
 import {
@@ -26,7 +23,7 @@ import {
 } from "./options.js";
 import {
   dockerAuth,
-  githubServices,
+  githubRunLookup,
   gitlabServices,
   imagePusher,
   registryServices,
@@ -34,29 +31,6 @@ import {
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 const TAG_EXAMPLE = "presto-92865fbce0d2-velox-65797d572e0a-linux-amd64";
-
-/**
- * The run behind the images, from GitHub when a token is at hand, as the original does; any
- * failure there only costs the provenance line, so the push goes on from metadata.json.
- */
-async function resolveRun(
-  ctx: CommandContext,
-  raw: Record<string, unknown>,
-  imageTag: string,
-): Promise<{ id: number; name?: string } | undefined> {
-  try {
-    const github = githubServices(ctx, raw);
-    const { run } = await findRunForTag(ctx, github, imageTag);
-    return { id: run.id, name: runRef(run).title };
-  } catch (err) {
-    if (ctx.signal.aborted) throw err;
-    ctx.logger.warn(
-      { err: describeError(err) },
-      `cannot resolve the run on GitHub (${describeError(err)}); using the stored metadata`,
-    );
-    return undefined;
-  }
-}
 
 export function registerPush(program: Command, run: Runner): void {
   const cmd = program
@@ -66,7 +40,11 @@ export function registerPush(program: Command, run: Runner): void {
     .option("--skip-login", "do not check the registry credentials first", false)
     .option("--force", "push tags that GitLab already has", false)
     .option("-y, --yes", "do not ask before pushing", false)
-    .option("--verbose", "show each engine step", false)
+    .option(
+      "--verbose",
+      "show the equivalent docker load/tag/push commands and each engine step",
+      false,
+    )
     .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
     .addOption(registryProjectOption())
     .addOption(engineOption());
@@ -80,8 +58,9 @@ export function registerPush(program: Command, run: Runner): void {
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
       const workspace = parseOptions(workspaceOptionsSchema, raw);
-      const gitlab = gitlabServices(ctx, raw);
       const registry = registryServices(ctx, raw);
+      // --registry-project names the GitLab project too, as the newest original has it.
+      const gitlab = gitlabServices(ctx, raw, registry.project);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
       const pusher = imagePusher(ctx, registry, {
         logger,
@@ -89,7 +68,6 @@ export function registerPush(program: Command, run: Runner): void {
         progress: progressListener(logger),
       });
       await withWorkspaceLock(workspace.downloadsDir, `push ${imageTag}`, async () => {
-        const resolved = await resolveRun(ctx, raw, imageTag);
         await pushImageTag(
           { logger, signal: ctx.signal },
           outputSteps(ctx.out),
@@ -103,8 +81,9 @@ export function registerPush(program: Command, run: Runner): void {
             force: raw.force === true,
             skipLogin: raw.skipLogin === true,
             retagAsLatest: raw.retagAsLatest === true,
-            ...(raw.yes === true ? {} : { confirm: (q: string) => promptYesNo(q) }),
-            ...(resolved ? { run: resolved } : {}),
+            verbose: raw.verbose === true,
+            ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("push") }),
+            run: githubRunLookup(ctx, raw, imageTag),
           },
         );
       });

@@ -24,6 +24,9 @@ import type { RegistryAuth } from "../docker/engine.js";
 import type { ProgressListener } from "../domain/events.js";
 import type { Logger } from "../report/logger.js";
 import { createPusher, type ImagePusher } from "../sync/push-engines.js";
+import type { RunSource } from "../sync/run-provenance.js";
+import { findRunForTag } from "../sync/runs.js";
+import { runRef } from "../sync/xref.js";
 import type { GithubServices, GitlabServices } from "../sync/context.js";
 import type { CommandContext } from "./context.js";
 
@@ -45,8 +48,18 @@ export function githubServices(ctx: CommandContext, raw: Record<string, unknown>
   return { options, client, cache: new MetadataCache(stateDirFor(workspace), ctx.logger) };
 }
 
-export function gitlabServices(ctx: CommandContext, raw: Record<string, unknown>): GitlabServices {
-  const options = parseOptions(gitlabOptionsSchema, raw);
+/**
+ * The GitLab API side. `project`, when given, replaces --gitlab-project: push, daemon and retag
+ * pass the registry project (--registry-project, else --gitlab-project), so the API is asked
+ * about the project the images go to, as the newest original does.
+ */
+export function gitlabServices(
+  ctx: CommandContext,
+  raw: Record<string, unknown>,
+  project?: string,
+): GitlabServices {
+  const parsed = parseOptions(gitlabOptionsSchema, raw);
+  const options = project ? { ...parsed, gitlabProject: project } : parsed;
   const token = resolveGitlabToken(options.gitlabToken, ctx.env);
   const client = new GitlabRegistryClient({
     host: options.gitlabHost,
@@ -135,5 +148,30 @@ export function dockerAuth(registry: RegistryServices): RegistryAuth {
     username: registry.credentials.username,
     password: registry.credentials.password ?? "",
     serveraddress: registry.options.registry,
+  };
+}
+
+/**
+ * GitHub's successful runs that built the tag, newest first, looked up only when asked (push and
+ * clean ask in their first step). No token or no answer is the caller's to report: it goes on
+ * without.
+ */
+export function githubRunLookup(
+  ctx: CommandContext,
+  raw: Record<string, unknown>,
+  imageTag: string,
+): RunSource {
+  return {
+    kind: "github",
+    lookup: async () => {
+      const github = githubServices(ctx, raw);
+      const { run, others } = await findRunForTag(ctx, github, imageTag);
+      return [run, ...others].map((r) => ({
+        id: r.id,
+        title: runRef(r).title,
+        branch: r.head_branch,
+        conclusion: r.conclusion,
+      }));
+    },
   };
 }

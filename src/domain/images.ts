@@ -50,15 +50,22 @@ export function archForPlatform(platform: string | undefined): Arch {
   return "";
 }
 
-/** The platform suffix the workflow appends: `linux/amd64` → `-linux-amd64`. */
+/** The platform suffix the workflow appends: `linux/amd64` → `-linux-amd64` (lowercase, as it does). */
 export function platformSuffix(platform: string | undefined): string {
-  return platform ? `-${platform.replace(/\//g, "-")}` : "";
+  return platform ? `-${platform.toLowerCase().replace(/\//g, "-")}` : "";
 }
 
-/** GitHub image tag → GitLab tag: the architecture moves into the path, so the suffix goes. */
+/**
+ * GitHub image tag → GitLab tag: the architecture moves into the path, so the suffix goes. The
+ * suffix is matched without regard to case, as the original does (`Linux/ARM64` still strips
+ * `-linux-arm64`); only the suffix goes, so a ref cut to a trailing dash keeps it:
+ * `presto-main--velox-v1.2--linux-arm64` → `presto-main--velox-v1.2-`.
+ */
 export function gitlabTagName(imageTag: string, platform: string | undefined): string {
   const suffix = platformSuffix(platform);
-  return suffix && imageTag.endsWith(suffix) ? imageTag.slice(0, -suffix.length) : imageTag;
+  return suffix && imageTag.toLowerCase().endsWith(suffix)
+    ? imageTag.slice(0, -suffix.length)
+    : imageTag;
 }
 
 function isTrue(value: string | undefined): boolean {

@@ -7,13 +7,21 @@ import { oneLine } from "../util/text.js";
  */
 export class NoMetadataError extends SyncError {
   readonly runId: number;
+  /** The keys of an incomplete block (one without `Image tag`), when the logs had one. */
+  readonly found: string[];
 
-  constructor(runId: number) {
-    super(`run ${runId}: no build metadata block found in its logs`, {
-      hint: "the run probably stopped before its 'Record build metadata' step; it is skipped",
-    });
+  constructor(runId: number, found: string[] = []) {
+    super(
+      found.length > 0
+        ? `run ${runId}: the metadata block in its logs has no 'Image tag' (only ${found.join(", ")})`
+        : `run ${runId}: no build metadata block found in its logs`,
+      {
+        hint: "the run probably stopped before its 'Record build metadata' step; it is skipped",
+      },
+    );
     this.name = "NoMetadataError";
     this.runId = runId;
+    this.found = found;
   }
 }
 

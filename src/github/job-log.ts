@@ -98,7 +98,9 @@ async function readJobLog(ctx: RunContext, job: Job): Promise<RouteOutcome> {
     { runId: ctx.runId, jobId: job.id, bytes, complete: metadata !== undefined },
     "read job log",
   );
-  return metadata ? { metadata, source: "job-log", bytes } : { bytes };
+  if (metadata) return { metadata, source: "job-log", bytes };
+  const partial = reader.partial();
+  return partial ? { bytes, partial: { metadata: partial, source: "job-log" } } : { bytes };
 }
 
 export interface JobRouteOutcome extends RouteOutcome {
@@ -119,11 +121,13 @@ export async function tryJobLogs(ctx: RunContext): Promise<JobRouteOutcome> {
   const candidates = orderJobs(jobs);
   let faults = 0;
   let lastError: SyncError | undefined;
+  let partial: RouteOutcome["partial"];
   for (const job of candidates) {
     try {
       const outcome = await readJobLog(ctx, job);
       bytes += outcome.bytes;
       if (outcome.metadata) return { ...outcome, bytes, exhaustive: true };
+      partial ??= outcome.partial;
     } catch (err) {
       if (ctx.client.blobs.signal?.aborted) throw err instanceof RouteError ? err.error : err;
       faults += 1;
@@ -138,5 +142,10 @@ export async function tryJobLogs(ctx: RunContext): Promise<JobRouteOutcome> {
     }
   }
   const exhaustive = jobs.length > 0 && faults === 0 && candidates.length === jobs.length;
-  return lastError ? { bytes, exhaustive, error: lastError } : { bytes, exhaustive };
+  return {
+    bytes,
+    exhaustive,
+    ...(lastError ? { error: lastError } : {}),
+    ...(partial ? { partial } : {}),
+  };
 }

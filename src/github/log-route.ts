@@ -28,6 +28,8 @@ export interface RouteOutcome {
   metadata?: RunMetadata;
   source?: LogSource;
   bytes: number;
+  /** No whole block, but some of its keys (no `Image tag`): what gh-list shows, as the original. */
+  partial?: { metadata: RunMetadata; source: LogSource };
 }
 
 /** Thrown by a route that read something before failing, so its bytes still count. */
@@ -116,5 +118,12 @@ export class BlockReader {
       this.parser.end();
     }
     return this.parser.complete ? this.parser.metadata : undefined;
+  }
+
+  /** After `finish`, the keys of a block that never got its `Image tag`, if any were printed. */
+  partial(): RunMetadata | undefined {
+    if (this.parser.complete) return undefined;
+    const keys = this.parser.metadata;
+    return Object.keys(keys).length > 0 ? keys : undefined;
   }
 }

@@ -11,6 +11,7 @@ export type { LogSource } from "./log-route.js";
 
 export interface RunMetadataResult {
   runId: number;
+  /** The block; without `Image tag` it is the keys of an incomplete one. */
   metadata: RunMetadata;
   source: LogSource;
   /** Bytes of log actually downloaded for this answer. */
@@ -47,8 +48,12 @@ export async function fetchRunMetadata(
     };
   }
   // The zip holds the same job logs again, so re-reading it only helps when a job log was
-  // missed; a bad token would fail there too.
-  if (jobRoute.exhaustive) throw new NoMetadataError(runId);
+  // missed; a bad token would fail there too. Keys without a whole block are still an answer
+  // (gh-list shows them); the caller tells it from a block by its missing `Image tag`.
+  if (jobRoute.exhaustive) {
+    if (jobRoute.partial) return partialResult(runId, jobRoute.partial, jobRoute.bytes);
+    throw new NoMetadataError(runId);
+  }
   if (jobRoute.error && httpStatusOf(jobRoute.error) === 401) throw jobRoute.error;
   options.logger.debug(
     { runId, reason: jobRoute.error?.message ?? "no block in the job logs" },
@@ -66,5 +71,15 @@ export async function fetchRunMetadata(
   if (zipRoute.metadata && zipRoute.source) {
     return { runId, metadata: zipRoute.metadata, source: zipRoute.source, bytesFetched };
   }
+  const partial = zipRoute.partial ?? jobRoute.partial;
+  if (partial) return partialResult(runId, partial, bytesFetched);
   throw new NoMetadataError(runId);
+}
+
+function partialResult(
+  runId: number,
+  partial: NonNullable<RouteOutcome["partial"]>,
+  bytesFetched: number,
+): RunMetadataResult {
+  return { runId, metadata: partial.metadata, source: partial.source, bytesFetched };
 }

@@ -45,14 +45,18 @@ function zipCandidates(files: Unzipper.File[]): Array<{ file: Unzipper.File; sou
   ];
 }
 
-async function parseZipEntry(file: Unzipper.File): Promise<RunMetadata | undefined> {
+async function parseZipEntry(
+  file: Unzipper.File,
+): Promise<{ metadata?: RunMetadata; partial?: RunMetadata }> {
   const reader = new BlockReader();
   const entry = file.stream();
   for await (const chunk of entry as AsyncIterable<Buffer>) {
     if (reader.push(chunk)) break;
   }
   entry.destroy();
-  return reader.finish();
+  const metadata = reader.finish();
+  const partial = reader.partial();
+  return { ...(metadata ? { metadata } : {}), ...(partial ? { partial } : {}) };
 }
 
 /** Spools the run-log zip to `zipFile`; the bytes it took (also when it fails, in the RouteError). */
@@ -113,12 +117,14 @@ export async function tryRunLogZip(
         bytes,
       );
     }
+    let partial: RouteOutcome["partial"];
     for (const { file, source } of zipCandidates(directory.files)) {
       ctx.client.blobs.signal?.throwIfAborted();
-      const metadata = await parseZipEntry(file);
-      if (metadata) return { metadata, source, bytes };
+      const found = await parseZipEntry(file);
+      if (found.metadata) return { metadata: found.metadata, source, bytes };
+      if (found.partial) partial ??= { metadata: found.partial, source };
     }
-    return { bytes };
+    return partial ? { bytes, partial } : { bytes };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -102,9 +102,15 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
   for (const layer of done.values()) options.onProgress?.({ type: "layer", layer });
   await options.cache.save();
 
-  const configInRegistry = await client.blobSize(repository, info.configDigest, signal);
-  const configPresent = configInRegistry !== undefined;
   const missing = [...unique.entries()].filter(([diffId]) => !done.has(diffId));
+  let configInRegistry = await client.blobSize(repository, info.configDigest, signal);
+  // Every layer already there or mounted: likely the same image under a second name (the java
+  // worker is the coordinator re-tagged), whose config a sibling holds too. Only then is a
+  // config mount worth its requests; otherwise the config is a new blob of its own.
+  if (configInRegistry === undefined && missing.length === 0) {
+    configInRegistry = await mountFromSiblings(options, info.configDigest);
+  }
+  const configPresent = configInRegistry !== undefined;
   options.onProgress?.({
     type: "planned",
     layers: unique.size,
@@ -170,6 +176,21 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
     layers,
     bytesUploaded,
   };
+}
+
+/** Mounts a blob from the first sibling repository that has it; its size, or undefined. */
+async function mountFromSiblings(
+  options: PushTarballOptions,
+  digest: string,
+): Promise<number | undefined> {
+  const { client, repository, signal } = options;
+  for (const from of (options.siblings ?? []).filter((r) => r !== repository)) {
+    if (await client.mountBlob(repository, digest, from, signal)) {
+      options.logger.info({ repository, digest, from }, `config ${shortDigest(digest)} mounted`);
+      return client.blobSize(repository, digest, signal);
+    }
+  }
+  return undefined;
 }
 
 /** diff-id → index of its first occurrence: a layer listed twice goes up once. */

@@ -84,6 +84,7 @@ async function syncImageTag(
   const sub: SyncContext = { logger, signal: ctx.signal };
   const layout = tagLayout(settings.downloadsDir, image.imageTag);
   const run = image.runs[0];
+  const runIds = run ? [run.id] : [];
 
   let downloadedBytes = 0;
   if ((await exists(layout.zip)) && (await exists(layout.metadata))) {
@@ -95,6 +96,7 @@ async function syncImageTag(
         downloadsDir: settings.downloadsDir,
         force: false,
         progress: services.progress(logger),
+        daemon: true,
       }),
     );
     downloadedBytes = outcome.fetched;
@@ -112,7 +114,7 @@ async function syncImageTag(
   } catch (err) {
     // A bad artifact must not be reused: the retry after the back-off downloads it afresh.
     if (!ctx.signal.aborted)
-      await removeTargets(await cleanTargets(settings.downloadsDir, image.imageTag));
+      await removeTargets(await cleanTargets(settings.downloadsDir, image.imageTag, runIds));
     throw err;
   }
 
@@ -131,13 +133,15 @@ async function syncImageTag(
         skipLogin: settings.skipLogin,
         retagAsLatest: settings.retagAsLatest,
         images: prepared.images,
-        ...(run ? { run: { id: run.id, name: run.title } } : {}),
+        ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
       },
     ),
   );
 
   await stage("clean", async () => {
-    const removed = await removeTargets(await cleanTargets(settings.downloadsDir, image.imageTag));
+    const removed = await removeTargets(
+      await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
+    );
     logger.info(
       { removed: removed.length },
       `cleaned ${removed.length} path(s) of ${image.imageTag}`,

@@ -1,6 +1,7 @@
 import { promises as fs } from "node:fs";
 import { artifactUrlResolver, chooseArtifact, listRunArtifacts } from "../github/artifacts.js";
 import { METADATA_KEYS, type RunMetadata } from "../domain/metadata.js";
+import { expectedImages } from "../domain/images.js";
 import type { WorkflowRun } from "../github/runs.js";
 import { progressTask, type ProgressListener, type StepReporter } from "../domain/events.js";
 import { SyncError, interrupted } from "../errors.js";
@@ -21,6 +22,8 @@ export interface DownloadRequest {
   progress: ProgressListener;
   /** Free bytes at a path; replaceable for tests. */
   freeBytes?: (dir: string) => Promise<number>;
+  /** The daemon downloads: metadata.json also gets its keys (`_tags`, `_run_display`, `_run_id`). */
+  daemon?: boolean;
 }
 
 export interface DownloadOutcome {
@@ -32,13 +35,19 @@ export interface DownloadOutcome {
   fetched: number;
 }
 
-/** metadata.json as the original writes it: the block's keys, then provenance. */
+/**
+ * metadata.json as the original writes it: the block's keys, then provenance under the
+ * original's names. `_run_info` carries the keys its readers use (`databaseId`, `displayTitle`,
+ * `headBranch`, `conclusion`, `htmlUrl`) beside the rest of the run; the daemon's downloads also
+ * record `_tags` (every GitLab tag the run promises), `_run_display` and `_run_id`, as its does.
+ */
 export function metadataRecord(
   metadata: RunMetadata,
   run: WorkflowRun,
   repo: string,
   artifact: { name: string; size: number },
   zipName: string,
+  options: { daemon?: boolean } = {},
 ): MetadataFile {
   const record: Record<string, unknown> = {};
   for (const key of METADATA_KEYS) if (metadata[key] !== undefined) record[key] = metadata[key];
@@ -51,7 +60,7 @@ export function metadataRecord(
     artifact_name: artifact.name,
     artifact_size_bytes: artifact.size,
     artifact_zip: zipName,
-    // The original took these from `gh run list --json`; the same names keep its readers working.
+    // `gh run list --json` names, as the original's readers expect them.
     _run_info: {
       databaseId: run.id,
       displayTitle: ref.title,
@@ -64,8 +73,18 @@ export function metadataRecord(
       createdAt: run.created_at,
       updatedAt: run.updated_at,
       startedAt: ref.startedAt,
+      htmlUrl: run.html_url,
       url: run.html_url,
     },
+    _run_branch: run.head_branch,
+    _run_conclusion: run.conclusion,
+    ...(options.daemon
+      ? {
+          _tags: expectedImages(metadata).map((image) => image.gitlabTag),
+          _run_display: ref.title,
+          _run_id: run.id,
+        }
+      : {}),
   };
 }
 
@@ -149,6 +168,7 @@ export async function downloadImageTag(
       repo,
       { name: artifact.name, size: artifact.size_in_bytes },
       `${imageTag}.zip`,
+      { daemon: request.daemon === true },
     ),
   );
   steps.text("Download complete.");

@@ -1,23 +1,23 @@
+import { stat } from "node:fs/promises";
 import path from "node:path";
 import type { ImageTarballInfo } from "../archive/docker-save.js";
 import { SyncError, describeError } from "../errors.js";
 import { retry } from "../net/retry.js";
 import type { RegistryClient } from "../registry/client.js";
 import { retag } from "../registry/retag.js";
+import { formatMiB } from "../util/bytes.js";
 import { exists, readJsonFile } from "../util/files.js";
+import { shellQuote } from "../util/text.js";
 import { loadImageInfo } from "../workspace/image-info.js";
-import {
-  metadataFileSchema,
-  tagLayout,
-  uploadPlanSchema,
-  type MetadataFile,
-  type PlanArtifact,
-} from "../workspace/layout.js";
+import { tagLayout, uploadPlanSchema, type PlanArtifact } from "../workspace/layout.js";
 import type { StepReporter } from "../domain/events.js";
 import type { GitlabServices, SyncContext } from "./context.js";
 import type { ImagePusher, PushItem } from "./push-engines.js";
 import { gitlabState, type GitlabState } from "./compare.js";
 import { parseGitlabTag } from "../domain/images.js";
+import { resolvePushRun, type RunInfo, type RunSource } from "./run-provenance.js";
+
+export type { RunInfo, RunSource } from "./run-provenance.js";
 
 export interface PushRequest {
   imageTag: string;
@@ -30,12 +30,17 @@ export interface PushRequest {
   force: boolean;
   skipLogin: boolean;
   retagAsLatest: boolean;
-  /** Asks before pushing; absent means "yes" (--yes, the daemon). */
+  /** Prints the `docker load/tag/push` commands equivalent to what the engine does. */
+  verbose?: boolean;
+  /**
+   * Asks before pushing; absent means "yes" (--yes, the daemon). It throws when nobody can
+   * answer (no terminal), so an unattended push fails rather than passing having pushed nothing.
+   */
   confirm?: (question: string) => Promise<boolean>;
   /** What prepare found in each tarball, keyed by GitLab tag (the daemon hands it over). */
   images?: Map<string, ImageTarballInfo>;
-  /** The run the images came from, when the caller resolved it (else metadata.json tells). */
-  run?: { id: number; name?: string };
+  /** Where GitHub's view of the run comes from; metadata.json names the run shown. */
+  run?: RunSource;
 }
 
 export interface PushServices {
@@ -44,7 +49,12 @@ export interface PushServices {
   pusher: ImagePusher;
 }
 
-export type GitlabStatus = "present" | "repo exists, tag missing" | "repo not found";
+/** The original's status wording, word for word: operators read (and grep) these lines. */
+export type GitlabStatus =
+  | "already present (push will overwrite the existing tag)"
+  | "repository exists, tag missing"
+  | "repository not found (will be created on push)";
+const PRESENT: GitlabStatus = "already present (push will overwrite the existing tag)";
 
 export interface PlannedPush extends PushItem {
   gitlabTag: string;
@@ -56,6 +66,8 @@ export interface PushOutcome {
   skipped: string[];
   aborted: boolean;
   bytesUploaded: number;
+  /** The run the pushed images came from, as shown. */
+  run?: RunInfo;
 }
 
 const TOTAL = 5;
@@ -119,23 +131,48 @@ async function planItems(
 }
 
 function statusOf(gitlabTag: string, state: GitlabState): GitlabStatus {
-  if (state.present.has(gitlabTag)) return "present";
+  if (state.present.has(gitlabTag)) return PRESENT;
   const repoPath = parseGitlabTag(gitlabTag)?.repoPath ?? "";
-  return state.repositories.has(repoPath) ? "repo exists, tag missing" : "repo not found";
+  return state.repositories.has(repoPath)
+    ? "repository exists, tag missing"
+    : "repository not found (will be created on push)";
 }
 
-function printPlan(steps: StepReporter, planned: PlannedPush[], force: boolean): void {
+function printPlan(steps: StepReporter, planned: PlannedPush[]): void {
   steps.text("Push plan:");
   steps.rule();
   planned.forEach((item, index) => {
-    const note =
-      item.status === "present" ? (force ? " (will push again: --force)" : " (will skip)") : "";
     steps.text(`  Artifact #${index + 1}:`);
-    steps.text(`    Remote ref   : ${item.remoteRef}`);
+    steps.text(`    Remote tag   : ${item.remoteRef}`);
     steps.text(`    Local tarball: ${item.file}`);
-    steps.text(`    GitLab status: ${item.status}${note}`);
+    // Known before any load: prepare checked that the tarball's RepoTags hold this name.
+    steps.text(`    Local tag    : ${item.localRef}`);
+    steps.text(`    GitLab status: ${item.status}`);
     if (index !== planned.length - 1) steps.rule();
   });
+}
+
+/** `--verbose`: the Docker CLI commands that do what the engine is about to do. */
+function printPreview(steps: StepReporter, planned: PlannedPush[]): void {
+  steps.text("");
+  steps.text("Command preview:");
+  for (const item of planned) {
+    steps.text(`    $ docker load --input ${shellQuote(item.file)}`);
+    steps.text(`    $ docker tag ${shellQuote(item.localRef)} ${shellQuote(item.remoteRef)}`);
+    steps.text(`    $ docker push ${shellQuote(item.remoteRef)}`);
+  }
+}
+
+/** The tags GitLab already has: skipped (the original's list), or overwritten under --force. */
+function printExisting(steps: StepReporter, existing: PlannedPush[], force: boolean): void {
+  if (existing.length === 0) return;
+  steps.text("");
+  steps.text(
+    force
+      ? "WARNING: The following tags already exist in GitLab and will be overwritten:"
+      : "Skipping already-present tags (use --force to push anyway):",
+  );
+  for (const item of existing) steps.text(`  ${item.remoteRef}`);
 }
 
 /** GitLab's answer lacks a pushed tag; its API can trail the registry by a moment. */
@@ -184,7 +221,6 @@ export async function pushImageTag(
   request: PushRequest,
 ): Promise<PushOutcome> {
   const layout = tagLayout(request.downloadsDir, request.imageTag);
-  steps.step(1, TOTAL, `Loading upload plan from ${layout.plan} ...`);
   if (!(await exists(layout.plan))) {
     throw new SyncError(`No upload plan at ${layout.plan}`, {
       hint: "run download and prepare for this image tag first",
@@ -200,8 +236,6 @@ export async function pushImageTag(
   if (plan.artifacts.length === 0) {
     throw new SyncError(`${layout.plan} lists no images`, { hint: REPREPARE });
   }
-  const run = request.run ?? (await storedRun(layout.metadata, steps));
-  if (run) steps.detail(`images of run ${run.id}${run.name ? ` (${run.name})` : ""}`);
   // What prepare learnt of the tarballs spares the registry engine a full read of each.
   const images = request.images ?? (await loadImageInfo(layout.dir, ctx.logger));
   const items = await planItems(
@@ -211,65 +245,66 @@ export async function pushImageTag(
     plan.artifacts,
   );
 
+  const run = await resolvePushRun(request.run, layout.metadata, steps, TOTAL, ctx.signal);
+
+  const engine = services.pusher.name;
   if (request.skipLogin) {
     steps.step(
       2,
       TOTAL,
-      `Skipping registry login (--skip-login); checking the ${services.pusher.name} engine ...`,
+      `Skipping docker login for registry ${request.registry} (user requested); checking the ${engine} engine ...`,
     );
     await services.pusher.check(ctx.signal);
   } else {
     steps.step(
       2,
       TOTAL,
-      `Logging in to ${request.registry} as ${request.username} (${services.pusher.name} engine) ...`,
+      `Logging into Docker registry ${request.registry} as ${request.username} (${engine} engine) ...`,
     );
     await services.pusher.login(ctx.signal);
   }
 
-  steps.step(
-    3,
-    TOTAL,
-    `Checking GitLab project ${services.gitlab.options.gitlabProject} for existing tags ...`,
-  );
+  steps.step(3, TOTAL, `Gathering GitLab registry state ...`);
   const state = await gitlabState(services.gitlab);
+
+  steps.step(4, TOTAL, "Building push plan ...");
   const planned: PlannedPush[] = items.map((item) => ({
     ...item,
     status: statusOf(item.gitlabTag, state),
   }));
-  printPlan(steps, planned, request.force);
+  printPlan(steps, planned);
+  if (request.verbose) printPreview(steps, planned);
 
-  const toPush = planned.filter((p) => request.force || p.status !== "present");
-  const skipped = planned.filter((p) => !toPush.includes(p)).map((p) => p.gitlabTag);
+  const existing = planned.filter((p) => p.status === PRESENT);
+  printExisting(steps, existing, request.force);
+  const toPush = request.force ? planned : planned.filter((p) => p.status !== PRESENT);
+  const skipped = request.force ? [] : existing.map((p) => p.gitlabTag);
   if (toPush.length === 0) {
-    steps.text(
-      `All ${planned.length} tag(s) are already present in GitLab; nothing to push (use --force to push again).`,
-    );
-    return { pushed: [], skipped, aborted: false, bytesUploaded: 0 };
+    steps.text("Nothing to push.");
+    return { pushed: [], skipped, aborted: false, bytesUploaded: 0, ...(run ? { run } : {}) };
   }
-  if (request.confirm && !(await request.confirm(`\nPush ${toPush.length} image(s)? [y/N]: `))) {
+  if (request.confirm && !(await request.confirm("\nProceed with upload? [y/N]: "))) {
     steps.text("Push aborted.");
-    return { pushed: [], skipped, aborted: true, bytesUploaded: 0 };
+    return { pushed: [], skipped, aborted: true, bytesUploaded: 0, ...(run ? { run } : {}) };
   }
 
-  steps.step(
-    4,
-    TOTAL,
-    `Pushing ${toPush.length} image(s) with the ${services.pusher.name} engine ...`,
-  );
+  steps.step(5, TOTAL, `Executing ${engine} push sequence ...`);
   const pushed: PushOutcome["pushed"] = [];
   let bytesUploaded = 0;
   for (const item of toPush) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    steps.detail(`pushing ${item.remoteRef}`);
+    steps.text("");
+    steps.text(`Pushing ${item.remoteRef} ...`);
     // The tarball may have gone since the plan was read (a clean, a full disk clean-up).
-    if (!(await exists(item.file))) {
+    const size = await fileSize(item.file);
+    if (size === undefined) {
       throw new SyncError(`Image tarball ${item.file} disappeared before it could be pushed`, {
         hint: `${REPREPARE}, then push again (tags already pushed are skipped)`,
       });
     }
+    steps.text(`  archive: ${item.file} (${formatMiB(size, 2)})`);
     const result = await services.pusher.push(item, ctx.signal);
-    steps.detail(`pushed ${item.remoteRef} (${result.digest}): ${result.summary}`);
+    steps.text(`  pushed ${result.digest}: ${result.summary}`);
     pushed.push({ gitlabTag: item.gitlabTag, remoteRef: item.remoteRef, digest: result.digest });
     bytesUploaded += result.bytesUploaded;
     if (request.retagAsLatest) {
@@ -282,13 +317,16 @@ export async function pushImageTag(
         logger: ctx.logger,
         signal: ctx.signal,
       });
-      steps.detail(
-        `${request.registry}/${item.repository}:latest → ${latest.digest}${latest.unchanged ? " (already)" : ""}`,
+      steps.text(
+        `  ${request.registry}/${item.repository}:latest → ${latest.digest}${latest.unchanged ? " (already)" : ""}`,
       );
     }
   }
 
-  steps.step(5, TOTAL, "Verifying that GitLab lists the pushed tags ...");
+  steps.text("");
+  steps.detail(
+    `checking that GitLab project ${services.gitlab.options.gitlabProject} lists the pushed tags ...`,
+  );
   await verifyListed(
     ctx,
     services.gitlab,
@@ -297,21 +335,13 @@ export async function pushImageTag(
   steps.text(
     `Push complete: ${pushed.length} pushed${skipped.length ? `, ${skipped.length} already present` : ""}.`,
   );
-  return { pushed, skipped, aborted: false, bytesUploaded };
+  return { pushed, skipped, aborted: false, bytesUploaded, ...(run ? { run } : {}) };
 }
 
-/** The run as download recorded it; the push can go on without it. */
-async function storedRun(
-  metadataPath: string,
-  steps: StepReporter,
-): Promise<{ id: number; name?: string } | undefined> {
-  let metadata: MetadataFile;
+async function fileSize(file: string): Promise<number | undefined> {
   try {
-    metadata = await readJsonFile(metadataPath, metadataFileSchema, "run download again");
-  } catch (err) {
-    steps.warn(`cannot read ${metadataPath} (${describeError(err)}); run provenance unknown.`);
+    return (await stat(file)).size;
+  } catch {
     return undefined;
   }
-  if (metadata.run_id === undefined) return undefined;
-  return { id: metadata.run_id, ...(metadata.run_name ? { name: metadata.run_name } : {}) };
 }

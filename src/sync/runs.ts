@@ -159,11 +159,17 @@ export async function runsWithMetadata(
   });
   let logBytes = 0;
   let fromCache = 0;
-  const seen = results.map(({ run, result, error }) => {
+  const seen = results.map(({ run, result, error: failure }) => {
     if (result) {
       logBytes += result.bytesFetched;
       if (result.source === "cache") fromCache += 1;
     }
+    // An incomplete block: its keys are shown (gh-list), yet the run counts as without metadata.
+    const error =
+      failure ??
+      (result && !result.metadata["Image tag"]
+        ? new NoMetadataError(run.id, Object.keys(result.metadata))
+        : undefined);
     if (error) ctx.logger.warn({ runId: run.id }, error.message);
     return { run, metadata: result?.metadata, error };
   });

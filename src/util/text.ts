@@ -19,3 +19,9 @@ const CONTROL = new RegExp("[\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f]", "g
 export function printable(text: string): string {
   return text.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
+
+/** Python's `shlex.quote`: a word as a POSIX shell reads it back unchanged (for command previews). */
+export function shellQuote(word: string): string {
+  if (word === "") return "''";
+  return /^[A-Za-z0-9@%+=:,./_-]+$/.test(word) ? word : `'${word.replace(/'/g, `'"'"'`)}'`;
+}

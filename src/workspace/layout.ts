@@ -1,7 +1,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { IMAGE_TAG_GRAMMAR, isImageTag } from "../domain/images.js";
-import { metadataShape } from "../domain/metadata.js";
+import { METADATA_KEYS, type MetadataKey } from "../domain/metadata.js";
 import { SyncError } from "../errors.js";
 import { isInside } from "../util/files.js";
 
@@ -45,20 +45,33 @@ export function tagLayout(downloadsDir: string, imageTag: string): TagLayout {
 }
 
 /**
- * metadata.json: the run's metadata block keys (`Image tag`, …) plus provenance. Unknown keys are
+ * metadata.json: the run's metadata block keys (`Image tag`, …) plus provenance, in the
+ * original's names — it writes `_run_info`, `_run_branch` and `_run_conclusion` (and, from its
+ * daemon, `_tags`, `_run_display`, `_run_id`) and reads `run_id`, `run_name`, `_run_branch` and
+ * `_run_conclusion` back. Python writes `None` as null, so those may be null. Unknown keys are
  * kept, so a file written by the original (or a newer version) survives a read-modify-write.
  */
+const metadataKeys = Object.fromEntries(
+  METADATA_KEYS.map((key) => [key, z.string().nullable().optional()]),
+) as Record<MetadataKey, z.ZodOptional<z.ZodNullable<z.ZodString>>>;
+
 export const metadataFileSchema = z
   .object({
-    // Every key of the block must be text: `"Build native CPU": true` is named, not a crash.
-    ...metadataShape,
-    run_id: z.number().int().optional(),
-    run_name: z.string().optional(),
-    repository: z.string().optional(),
-    artifact_name: z.string().optional(),
-    artifact_size_bytes: z.number().optional(),
-    artifact_zip: z.string().optional(),
-    _run_info: z.record(z.string(), z.unknown()).optional(),
+    // Every key of the block must be text (or null, Python's None): `"Build native CPU": true`
+    // is named as a bad field rather than crashing whatever reads it.
+    ...metadataKeys,
+    run_id: z.number().int().nullable().optional(),
+    run_name: z.string().nullable().optional(),
+    repository: z.string().nullable().optional(),
+    artifact_name: z.string().nullable().optional(),
+    artifact_size_bytes: z.number().nullable().optional(),
+    artifact_zip: z.string().nullable().optional(),
+    _run_info: z.record(z.string(), z.unknown()).nullable().optional(),
+    _run_branch: z.string().nullable().optional(),
+    _run_conclusion: z.string().nullable().optional(),
+    _run_display: z.string().nullable().optional(),
+    _run_id: z.number().int().nullable().optional(),
+    _tags: z.array(z.string()).optional(),
   })
   .catchall(z.unknown());
 export type MetadataFile = z.infer<typeof metadataFileSchema>;

@@ -34,6 +34,15 @@ const runs: ScenarioRun[] = [
     mode: "all",
     noBlock: true,
   },
+  {
+    id: 2004,
+    presto: ref("bad-4"),
+    velox: ref("bad-4"),
+    platform: "linux/amd64",
+    mode: "all_native",
+    conclusion: "failure",
+    partialBlock: true,
+  },
 ];
 
 describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
@@ -132,7 +141,17 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
   it("a run whose logs hold no metadata block is reported, not fatal", async () => {
     const result = await cli(["gh-list", ...gh()]);
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/2003: .*\n {2}\(metadata unavailable: .*2003.*metadata/);
+    // The original's line; the warning on stderr says which run.
+    expect(result.stdout).toMatch(/2003: .*\n {2}\(no metadata lines found in logs\)\n/);
+    expect(result.stderr).toMatch(/run 2003: no build metadata block found/);
+    // A block cut short (no Image tag): its keys are shown, as the original shows what it found.
+    const failed = await cli(["gh-list", ...gh(), "--include-failed"]);
+    expect(failed.code, failed.stderr).toBe(0);
+    expect(failed.stdout).toMatch(
+      /2004: .* · conclusion=failure · .*\n {2}Presto repository : prestodb\/presto\n {2}Presto ref {8}: [0-9a-f]{40}\n(?: {2}.*\n){7}-{80}\n/,
+    );
+    expect(failed.stdout).not.toMatch(/2004: [^\n]*\n(?: {2}.*\n)* {2}Image tag/);
+    expect(failed.stderr).toMatch(/run 2004: the metadata block in its logs has no 'Image tag'/);
     expect(result.stdout).toContain("  Image tag         : presto-");
   });
 

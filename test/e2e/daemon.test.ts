@@ -30,7 +30,7 @@ interface Build {
 }
 
 const builds = {
-  arm: { id: 6001, platform: "linux/arm64", mode: "single", variant: "native-cpu" },
+  arm: { id: 6001, platform: "linux/arm64", mode: "single", variant: "native_cpu" },
   all: { id: 6002, platform: "linux/amd64", mode: "all" },
   native: {
     id: 6003,
@@ -38,7 +38,7 @@ const builds = {
     mode: "all_native",
     fixture: { ociRepos: ["presto-native-worker-gpu"] },
   },
-  good: { id: 6010, platform: "linux/amd64", mode: "single", variant: "native-gpu" },
+  good: { id: 6010, platform: "linux/amd64", mode: "single", variant: "native_gpu" },
   corrupt: {
     id: 6011,
     platform: "linux/arm64",

@@ -152,13 +152,17 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     const before = accessLog().length;
     const result = await push(c, ["--engine", "registry"]);
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toMatch(/^\[1\/5\] Loading upload plan from /m);
+    expect(result.stdout).toMatch(/^\[1\/5\] Resolving run metadata from GitHub \.\.\.$/m);
     expect(result.stdout).toContain("Push plan:");
     expect(result.stdout).toContain(
-      `Remote ref   : ${tb.gitlab.registryHost}/${PROJECT_PATH}/x86/presto-coordinator:${gitlabTagOf(c)}`,
+      `Remote tag   : ${tb.gitlab.registryHost}/${PROJECT_PATH}/x86/presto-coordinator:${gitlabTagOf(c)}`,
     );
-    expect(result.stdout).toContain("GitLab status: repo not found");
-    expect(result.stdout).toContain(`images of run ${c.id}`);
+    expect(result.stdout).toContain(
+      "GitLab status: repository not found (will be created on push)",
+    );
+    expect(result.stdout).toContain(
+      `    → run ${c.id} (Presto Build Docker Images), branch=main, conclusion=success`,
+    );
     expect(result.stdout).toContain("Push complete: 3 pushed.");
     expect(result.stdout + result.stderr).not.toContain(REGISTRY_PASSWORD);
 
@@ -190,8 +194,16 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     const beforeAgain = accessLog().length;
     const again = await push(c, ["--engine", "registry"]);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toContain("GitLab status: present (will skip)");
-    expect(again.stdout).toContain("All 3 tag(s) are already present in GitLab; nothing to push");
+    expect(again.stdout).toContain(
+      "GitLab status: already present (push will overwrite the existing tag)",
+    );
+    expect(again.stdout).toContain(
+      "\nSkipping already-present tags (use --force to push anyway):\n" +
+        REPOS.map(
+          (repo) => `  ${tb.gitlab.registryHost}/${PROJECT_PATH}/x86/${repo}:${gitlabTagOf(c)}\n`,
+        ).join("") +
+        "Nothing to push.\n",
+    );
     const writes = accessLog()
       .slice(beforeAgain)
       .filter((e) => ["PUT", "POST", "PATCH"].includes(e.method));
@@ -201,6 +213,9 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     const mark = accessLog().length;
     const forced = await push(c, ["--engine", "registry", "--force"]);
     expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stdout).toContain(
+      "WARNING: The following tags already exist in GitLab and will be overwritten:",
+    );
     expect(forced.stdout).toContain("Push complete: 3 pushed.");
     const forcedLog = accessLog().slice(mark);
     expect(blobCommits(forcedLog)).toEqual([]);
@@ -424,7 +439,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       // A second push finds every tag present and leaves the engine alone.
       const second = await push(c, ["--engine", "docker"], { DOCKER_HOST: dockerd.dockerHost });
       expect(second.code, second.stderr).toBe(0);
-      expect(second.stdout).toContain("nothing to push");
+      expect(second.stdout).toContain("Nothing to push.");
     });
 
     it("docker engine: SIGINT while the engine pushes to a registry that never answers stops within 2 s (130)", async () => {

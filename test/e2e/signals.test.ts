@@ -41,7 +41,7 @@ function metadataOf(b: Build): RunMetadata {
     veloxRef: ref(`signal-v-${b.id}`),
     platform: "linux/amd64",
     mode: "single",
-    workerVariant: "native-cpu",
+    workerVariant: "native_cpu",
   });
 }
 const tagOf = (b: Build) => metadataOf(b)["Image tag"] ?? "";

@@ -86,9 +86,13 @@ export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<
     if (image.repo === options.omit) continue;
     const file = path.join(options.dir, image.tarball);
     const tag = image.repo === options.wrongTagRepo ? "not-the-right-tag" : image.imageTag;
+    // The workflow saves the java worker as `docker tag presto-coordinator:<tag>
+    // presto-java-worker:<tag>`: the coordinator's config and layers under a second name.
+    const builtAs = image.repo === "presto-java-worker" ? "presto-coordinator" : image.repo;
+    const seed = builtAs === image.repo ? index + 1 : 1;
     const own: LayerSpec = options.layerBytes
-      ? { sizeBytes: options.layerBytes, seed: index + 1, textShare: options.layerTextShare }
-      : { files: { [`opt/${image.repo}/bin/run.sh`]: `#!/bin/sh\necho ${image.repo}\n` } };
+      ? { sizeBytes: options.layerBytes, seed, textShare: options.layerTextShare }
+      : { files: { [`opt/${builtAs}/bin/run.sh`]: `#!/bin/sh\necho ${builtAs}\n` } };
     await writeDockerSaveTarball(file, {
       repoTag: `${image.repo}:${tag}`,
       layout: options.ociRepos?.includes(image.repo) ? "oci" : "legacy",

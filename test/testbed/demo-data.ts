@@ -26,7 +26,7 @@ export const DEMO_RUNS: ScenarioRun[] = [
     velox: ref("demo-arm"),
     platform: "linux/arm64",
     mode: "single",
-    variant: "native-cpu",
+    variant: "native_cpu",
   },
 ];
 

@@ -102,8 +102,8 @@ describe("GitHub stand-in: API", () => {
       total_count: number;
       jobs: Array<{ name: string; steps: Array<{ name: string }> }>;
     };
-    expect(body.total_count).toBe(2);
-    expect(body.jobs[1]?.steps.map((s) => s.name)).toContain("Record build metadata");
+    expect(body.total_count).toBe(1);
+    expect(body.jobs[0]?.steps.map((s) => s.name)).toContain("Record build metadata");
   });
 
   it("lists artifacts and refuses an expired one with 410", async () => {
@@ -142,7 +142,7 @@ describe("GitHub stand-in: blob host", () => {
     expect((await fetch(location, { headers: auth })).status).toBe(403);
     const ok = await fetch(location);
     expect(ok.status).toBe(200);
-    expect(await ok.text()).toContain("Image tag         : presto-p0-velox-v-linux-amd64");
+    expect(await ok.text()).toContain("Image tag         : presto-p0--velox-v--linux-amd64");
     const blobRequests = gh.requests.filter((r) => r.host === "blob");
     expect(blobRequests.map((r) => [r.status, r.authorization])).toEqual([
       [403, true],

@@ -29,6 +29,11 @@ export interface ScenarioRun {
   noiseBytes?: number;
   /** The run's logs hold no metadata block. */
   noBlock?: boolean;
+  /**
+   * The block stops before `Image tag`, as when the step dies on an unset variable under
+   * `set -u` after its first lines were printed.
+   */
+  partialBlock?: boolean;
   /** Repos (below the arch prefix) already in GitLab for this run's tag. */
   present?: string[];
 }
@@ -42,7 +47,10 @@ export function gitlabTagOf(run: ScenarioRun, repo: string): string {
     platform: run.platform,
     mode: run.mode,
   });
-  const tag = (meta["Image tag"] ?? "").replace(`-${run.platform.replace("/", "-")}`, "");
+  const imageTag = meta["Image tag"] ?? "";
+  const suffix = `-${run.platform.replace("/", "-")}`;
+  // Only the platform suffix goes: a short ref's trailing dash stays (`…-velox-v1.2-`).
+  const tag = imageTag.endsWith(suffix) ? imageTag.slice(0, -suffix.length) : imageTag;
   return `${ARCH[run.platform]}/${repo}:${tag}`;
 }
 
@@ -68,8 +76,9 @@ const ALL_NATIVE = ["presto-coordinator", "presto-native-worker-cpu", "presto-na
 /**
  * The listing scenario of the foundation issue: 28 runs on two branches — eighteen already synced,
  * failed, cancelled and in-progress runs, two successful runs sharing an image tag, a run whose
- * logs have no metadata block, run-log zips with and without per-step files, two 20 MiB logs —
- * against a registry whose x86/presto-coordinator holds more than 100 tags.
+ * logs have no metadata block, run-log zips with and without per-step files, two 20 MiB logs,
+ * two runs built from short refs (`main`, `v1.2`, `0.295`) whose tags keep the workflow's
+ * trailing dash — against a registry whose x86/presto-coordinator holds more than 100 tags.
  */
 export function listingRuns(): ScenarioRun[] {
   const synced: ScenarioRun[] = Array.from({ length: 18 }, (_, i) => ({
@@ -108,9 +117,10 @@ export function listingRuns(): ScenarioRun[] {
       stepFiles: false,
     },
     {
+      // Short refs: `presto-main--velox-v1.2--linux-arm64` → `arm/…:presto-main--velox-v1.2-`.
       id: 1022,
-      presto: ref("branch"),
-      velox: ref("branch"),
+      presto: "main",
+      velox: "v1.2",
       platform: "linux/arm64",
       mode: "single",
       variant: "java",
@@ -126,8 +136,8 @@ export function listingRuns(): ScenarioRun[] {
     },
     {
       id: 1024,
-      presto: ref("big-x86"),
-      velox: ref("big-x86"),
+      presto: "0.295",
+      velox: "main",
       platform: "linux/amd64",
       mode: "all_native",
       stepFiles: false,
@@ -178,6 +188,14 @@ export const NIGHTLY_TAGS = Array.from(
   (_, i) => `nightly-${String(i).padStart(3, "0")}`,
 );
 
+/** The block's first keys, up to the one before `Image tag`. */
+function partialOf(metadata: RunMetadata): RunMetadata {
+  const keys = Object.keys(metadata) as Array<keyof RunMetadata>;
+  return Object.fromEntries(
+    keys.slice(0, keys.indexOf("Image tag")).map((k) => [k, metadata[k]]),
+  ) as RunMetadata;
+}
+
 export async function seedScenario(
   tb: Testbed,
   runs: ScenarioRun[],
@@ -188,7 +206,7 @@ export async function seedScenario(
     tb.github.addRun(
       await makeFixtureRun({
         id: run.id,
-        metadata: run.noBlock ? null : metadata,
+        metadata: run.noBlock ? null : run.partialBlock ? partialOf(metadata) : metadata,
         conclusion: run.conclusion,
         status: run.status,
         branch: run.branch ?? "main",
