@@ -57,18 +57,23 @@ function cancellable(fetch: FetchLike): FetchLike {
     } catch (err) {
       const signal = init?.signal;
       if (!signal?.aborted || isAbortError(err)) throw err;
-      const cancelled = new Error(describeError(signal.reason), { cause: signal.reason });
-      cancelled.name = "AbortError";
-      throw cancelled;
+      throw cancellation(signal);
     }
   };
 }
 
-/** `work`, or the signal's reason as soon as it aborts (the work is left to end on its own). */
+/** The AbortError for a request the signal ended, carrying the signal's reason. */
+function cancellation(signal: AbortSignal): Error {
+  const cancelled = new Error(describeError(signal.reason), { cause: signal.reason });
+  cancelled.name = "AbortError";
+  return cancelled;
+}
+
+/** `work`, or an AbortError as soon as the signal aborts (the work is left to end on its own). */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
+    if (signal.aborted) reject(cancellation(signal));
+    const onAbort = () => reject(cancellation(signal));
     signal.addEventListener("abort", onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
