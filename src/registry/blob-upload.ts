@@ -6,7 +6,7 @@ import { MiB } from "../util/bytes.js";
 import { pushScope } from "./auth.js";
 import { shortDigest } from "./media-types.js";
 import { RegistryError, isTransient } from "./registry-error.js";
-import { retryTransient, type RegistryTransport } from "./transport.js";
+import { retryTransient, type Call, type RegistryTransport } from "./transport.js";
 
 /**
  * A blob uploaded as it is produced, in chunks that survive a cut connection: the distribution
@@ -83,6 +83,12 @@ export class BlobUploader {
   constructor(
     private readonly transport: RegistryTransport,
     private readonly logger: Logger,
+    /** The blob's size when the repository holds it (the client's HEAD), else `undefined`. */
+    private readonly blobSize: (
+      repository: string,
+      digest: string,
+      signal: AbortSignal | undefined,
+    ) => Promise<number | undefined>,
   ) {}
 
   /**
@@ -102,7 +108,7 @@ export class BlobUploader {
       : undefined;
     const session =
       resumed ??
-      (await retryTransient(() => this.start(repository, operation, signal), {
+      (await retryTransient(() => this.open(repository, operation, signal), {
         policy: this.transport.retryPolicy,
         signal,
       }));
@@ -208,12 +214,8 @@ export class BlobUploader {
         }
         const from = session.offset - piece.start;
         const bytes = piece.bytes.subarray(from);
-        const res = await this.transport.send({
+        const res = await this.onSession(session, operation, signal, {
           method: "PATCH",
-          url: session.location,
-          repository: session.repository,
-          scopes: [pushScope(session.repository)],
-          operation,
           headers: {
             "content-type": "application/octet-stream",
             "content-range": `${session.offset}-${end - 1}`,
@@ -221,7 +223,6 @@ export class BlobUploader {
           },
           body: () => bytes,
           attempts: 1,
-          signal,
         });
         await this.transport.expectStatus(res, [202], operation, session.repository);
         await discardBody(res);
@@ -256,15 +257,7 @@ export class BlobUploader {
     operation: string,
     signal: AbortSignal | undefined,
   ): Promise<number> {
-    const res = await this.transport.send({
-      method: "GET",
-      url: session.location,
-      repository: session.repository,
-      scopes: [pushScope(session.repository)],
-      operation,
-      attempts: 1,
-      signal,
-    });
+    const res = await this.onSession(session, operation, signal, { method: "GET", attempts: 1 });
     await discardBody(res);
     const range = /^(?:bytes=)?0-(\d+)$/.exec(res.headers.get("range")?.trim() ?? "");
     if (res.status !== 204 || !range) {
@@ -308,7 +301,25 @@ export class BlobUploader {
     }
   }
 
-  private async start(
+  /** A request to the upload's address (or `call.url`), with the push scope of its repository. */
+  private onSession(
+    session: UploadSession,
+    operation: string,
+    signal: AbortSignal | undefined,
+    call: Pick<Call, "method" | "headers" | "body" | "attempts"> & { url?: URL },
+  ): Promise<Response> {
+    return this.transport.send({
+      url: session.location,
+      repository: session.repository,
+      scopes: [pushScope(session.repository)],
+      operation,
+      signal,
+      ...call,
+    });
+  }
+
+  /** Opens an upload session (`POST …/blobs/uploads/`). */
+  async open(
     repository: string,
     operation: string,
     signal: AbortSignal | undefined,
@@ -342,14 +353,7 @@ export class BlobUploader {
     const commitOperation = `uploading blob ${shortDigest(blob.digest)} of ${session.repository}`;
     const url = new URL(session.location);
     url.searchParams.set("digest", blob.digest);
-    const res = await this.transport.send({
-      method: "PUT",
-      url,
-      repository: session.repository,
-      scopes: [pushScope(session.repository)],
-      operation: commitOperation,
-      signal,
-    });
+    const res = await this.onSession(session, commitOperation, signal, { method: "PUT", url });
     if (res.status === 201) {
       await discardBody(res);
       return;
@@ -369,23 +373,6 @@ export class BlobUploader {
       );
     }
     await this.transport.expectStatus(res, [201], commitOperation, session.repository);
-  }
-
-  private async blobSize(
-    repository: string,
-    digest: string,
-    signal: AbortSignal | undefined,
-  ): Promise<number | undefined> {
-    const res = await this.transport.send({
-      method: "HEAD",
-      url: this.transport.url(`/v2/${repository}/blobs/${digest}`),
-      repository,
-      scopes: [pushScope(repository)],
-      operation: `checking blob ${shortDigest(digest)} in ${repository}`,
-      signal,
-    });
-    await discardBody(res);
-    return res.status === 200 ? Number(res.headers.get("content-length") ?? "0") : undefined;
   }
 
   private locationOf(res: Response, operation: string): URL {

@@ -6,7 +6,6 @@ import type { RetryPolicy } from "../net/retry.js";
 import { pullScope, pushScope } from "./auth.js";
 import { ANY_MANIFEST, shortDigest } from "./media-types.js";
 import { BlobUploader, type StreamedBlob, type StreamUploadOptions } from "./blob-upload.js";
-import { RegistryError } from "./registry-error.js";
 import {
   RegistryTransport,
   retryTransient,
@@ -39,7 +38,9 @@ export class RegistryClient {
 
   constructor(options: RegistryClientOptions) {
     this.transport = new RegistryTransport(options);
-    this.uploader = new BlobUploader(this.transport, options.logger);
+    this.uploader = new BlobUploader(this.transport, options.logger, (repository, digest, signal) =>
+      this.blobSize(repository, digest, signal),
+    );
     this.registry = this.transport.registry;
     this.retryPolicy = this.transport.retryPolicy;
   }
@@ -122,7 +123,7 @@ export class RegistryClient {
   ): Promise<void> {
     const operation = `uploading blob ${shortDigest(digest)} of ${repository}`;
     await this.retrying(signal, async () => {
-      const location = await this.startUpload(repository, operation, signal);
+      const { location } = await this.uploader.open(repository, operation, signal);
       location.searchParams.set("digest", digest);
       const res = await this.send({
         method: "PUT",
@@ -244,39 +245,6 @@ export class RegistryClient {
 
   private send(call: Call): Promise<Response> {
     return this.transport.send(call);
-  }
-
-  private async startUpload(
-    repository: string,
-    operation: string,
-    signal: AbortSignal | undefined,
-  ): Promise<URL> {
-    const res = await this.send({
-      method: "POST",
-      url: this.transport.url(`/v2/${repository}/blobs/uploads/`),
-      repository,
-      scopes: [pushScope(repository)],
-      operation,
-      attempts: 1,
-      signal,
-    });
-    await this.transport.expectStatus(res, [202], operation, repository);
-    await discardBody(res);
-    return this.locationOf(res, operation);
-  }
-
-  private locationOf(res: Response, operation: string): URL {
-    const location = res.headers.get("location");
-    if (!location) {
-      throw new RegistryError(
-        `registry ${this.registry} gave no upload location while ${operation}`,
-        {
-          hint: "the registry does not speak the distribution API as expected",
-          status: res.status,
-        },
-      );
-    }
-    return this.transport.url(location);
   }
 
   private async cancelUpload(res: Response, repository: string): Promise<void> {

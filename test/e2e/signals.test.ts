@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunMetadata } from "../../src/domain/metadata.js";
 import { LOCK_FILE } from "../../src/workspace/lock.js";
-import { addArtifactRun, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
+import { addArtifactRun, runCreatedAt, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
 import { json, startHangingServer, type HangingServer } from "../testbed/hanging-server.js";
 import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
 import { makeMetadata } from "../testbed/run-fixtures.js";
@@ -124,9 +124,7 @@ describe.skipIf(gate.skip)(`a signal stops every phase within 2 s ${gate.reason}
         id: b.id,
         metadata: metadataOf(b),
         dir: path.join(work, "fixtures", String(b.id)),
-        createdAt: new Date(Date.UTC(2025, 10, 3) + b.id * 60_000)
-          .toISOString()
-          .replace(".000Z", "Z"),
+        createdAt: runCreatedAt(b.id),
         ...(b.fixture ? { fixture: b.fixture } : {}),
       });
     }

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import { sendJson } from "./http-util.js";
 
 /**
  * A server that accepts connections and never answers: the VPN link that went quiet, the proxy
@@ -73,12 +74,6 @@ export async function startHangingServer(): Promise<HangingServer> {
 /** A route that answers JSON. */
 export function json(status: number, body: unknown, headers: Record<string, string> = {}) {
   return (_req: IncomingMessage, res: ServerResponse): void => {
-    const text = JSON.stringify(body);
-    res.writeHead(status, {
-      "content-type": "application/json",
-      "content-length": String(Buffer.byteLength(text)),
-      ...headers,
-    });
-    res.end(text);
+    sendJson(res, status, body, headers);
   };
 }
