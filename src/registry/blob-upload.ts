@@ -127,7 +127,7 @@ export class BlobUploader {
       }
       if (isTransient(err)) throw err;
       options.onSession?.(undefined);
-      await this.cancel(session.location, repository);
+      await this.cancel(session.location, repository, signal);
       throw err;
     }
   }
@@ -393,7 +393,8 @@ export class BlobUploader {
    * Best effort, and brief: an upload session left open is purged by the registry later anyway,
    * and a registry that does not answer must not hold up the failure being reported.
    */
-  async cancel(location: URL, repository: string): Promise<void> {
+  async cancel(location: URL, repository: string, signal?: AbortSignal): Promise<void> {
+    const limit = AbortSignal.timeout(CANCEL_TIMEOUT_MS);
     try {
       const res = await this.transport.send({
         method: "DELETE",
@@ -402,7 +403,7 @@ export class BlobUploader {
         scopes: [pushScope(repository)],
         operation: `cancelling an upload to ${repository}`,
         attempts: 1,
-        signal: AbortSignal.timeout(CANCEL_TIMEOUT_MS),
+        signal: signal ? AbortSignal.any([signal, limit]) : limit,
       });
       await discardBody(res);
     } catch (err) {

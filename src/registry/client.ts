@@ -106,7 +106,7 @@ export class RegistryClient {
     await this.transport.expectStatus(res, [201, 202], operation, repository);
     await discardBody(res);
     if (res.status === 201) return true;
-    await this.cancelUpload(res, repository);
+    await this.cancelUpload(res, repository, signal);
     return false;
   }
 
@@ -247,9 +247,13 @@ export class RegistryClient {
     return this.transport.send(call);
   }
 
-  private async cancelUpload(res: Response, repository: string): Promise<void> {
+  private async cancelUpload(
+    res: Response,
+    repository: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const location = res.headers.get("location");
-    if (location) await this.uploader.cancel(this.transport.url(location), repository);
+    if (location) await this.uploader.cancel(this.transport.url(location), repository, signal);
   }
 
   private async expectCreated(res: Response, operation: string, repository: string) {

@@ -267,8 +267,40 @@ async function uploadFromTarball(
   concurrency: number,
 ): Promise<Buffer | undefined> {
   let configBytes: Buffer | undefined;
-  // Uploads a pass left unfinished: the next pass takes each up where the registry stands.
+  const { cache, client, repository } = options;
+  // Uploads a pass left unfinished: the next pass takes each up where the registry stands, and
+  // so does the next push when this one ends before they are done (stopped, or failed for good).
   const sessions = new Map<string, UploadSession>();
+  for (const item of wanted) {
+    const location = cache.upload(client.registry, repository, item.diffId);
+    if (location) sessions.set(item.diffId, { repository, location, offset: 0 });
+  }
+  try {
+    await passes(options, info, wanted, done, concurrency, sessions, (bytes) => {
+      configBytes = bytes;
+    });
+  } finally {
+    for (const item of wanted.filter((w) => w.kind === "layer")) {
+      const location = done.has(item.diffId) ? undefined : sessions.get(item.diffId)?.location;
+      cache.recordUpload(client.registry, repository, item.diffId, location);
+    }
+    // Best effort on the way out of a failure: the failure itself is what the caller must see.
+    await cache.save().catch(() => undefined);
+  }
+  return configBytes;
+}
+
+/** The passes over the tarball, until every wanted entry is in or a failure is final. */
+async function passes(
+  options: PushTarballOptions,
+  info: ImageTarballInfo,
+  wanted: Wanted[],
+  done: Map<string, PushedLayer>,
+  concurrency: number,
+  sessions: Map<string, UploadSession>,
+  onConfig: (bytes: Buffer) => void,
+): Promise<void> {
+  let configBytes: Buffer | undefined;
   await retryTransient(
     async () => {
       const left = wanted.filter((w) =>
@@ -278,6 +310,7 @@ async function uploadFromTarball(
       await readTarball(options, left, concurrency, async (item, body) => {
         if (item.kind === "config") {
           configBytes = await readConfig(options.tarball, info, body);
+          onConfig(configBytes);
           return;
         }
         const layer = await uploadLayer(
@@ -315,7 +348,6 @@ async function uploadFromTarball(
         ),
     },
   );
-  return configBytes;
 }
 
 /**
