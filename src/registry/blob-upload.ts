@@ -350,10 +350,10 @@ export class BlobUploader {
     signal: AbortSignal | undefined,
     resumed: boolean,
   ): Promise<void> {
-    const commitOperation = `uploading blob ${shortDigest(blob.digest)} of ${session.repository}`;
+    // Named as the whole upload is (the layer by its diff-id), whichever of its requests fails.
     const url = new URL(session.location);
     url.searchParams.set("digest", blob.digest);
-    const res = await this.onSession(session, commitOperation, signal, { method: "PUT", url });
+    const res = await this.onSession(session, operation, signal, { method: "PUT", url });
     if (res.status === 201) {
       await discardBody(res);
       return;
@@ -372,7 +372,7 @@ export class BlobUploader {
         400,
       );
     }
-    await this.transport.expectStatus(res, [201], commitOperation, session.repository);
+    await this.transport.expectStatus(res, [201], operation, session.repository);
   }
 
   private locationOf(res: Response, operation: string): URL {

@@ -52,6 +52,7 @@ export class CuttingProxy {
     this.resetCounts();
     this.cuts = [...points].sort((a, b) => a - b);
     this.failAfterCut = thenFail;
+    this.failNext = 0;
   }
 
   resetCounts(): void {

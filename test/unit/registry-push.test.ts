@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { gunzipSync } from "node:zlib";
@@ -393,6 +393,50 @@ describe.skipIf(gate.skip)(`registry push engine on the real registry ${gate.rea
       expect(log.lines.some((l) => l.includes("reading the tarball again"))).toBe(true);
       expect(proxy.bodyBytes).toBeLessThan((3 << 20) + 2 * (256 << 10));
       await expectPulled(target, "v1", image, pushed);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("a push that failed for good leaves its upload for the next push, which resumes it", async () => {
+    const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
+    const proxy = new CuttingProxy({ host, port: Number(port) });
+    await proxy.start();
+    try {
+      const image = images.big as WrittenImage;
+      const target = repo("x86/presto-next-push");
+      const statePath = path.join(dir, "state-next-push", "registry-layers.json");
+      const push = async () =>
+        pushTarball({
+          client: newClient({ registry: proxy.host }),
+          tarball: image.file,
+          repository: target,
+          tag: "v1",
+          cache: await LayerCache.open(statePath),
+          logger: log.logger,
+          chunkSize: 256 << 10,
+        });
+      // Cut at 2 MiB, then the link stays down past every retry: the push fails.
+      proxy.cutAt([2 << 20], 1000);
+      await failure(push());
+      const saved = JSON.parse(await readFile(statePath, "utf8")) as {
+        uploads: Record<string, { location: string }>;
+      };
+      expect(Object.keys(saved.uploads)).toEqual([
+        `${proxy.host}/${target}@${image.diffIds.at(-1) ?? ""}`,
+      ]);
+
+      // The link is back: the next push (a new process) sends only what the registry lacks.
+      proxy.cutAt([]);
+      const pushed = await push();
+      const resumed = log.lines.filter(
+        (l) => l.includes(`resuming an upload to ${target} at byte`) && !l.includes("at byte 0"),
+      );
+      expect(resumed).toHaveLength(1);
+      expect(proxy.bodyBytes).toBeLessThan((3 << 20) - (1 << 20));
+      await expectPulled(target, "v1", image, pushed);
+      const after = JSON.parse(await readFile(statePath, "utf8")) as { uploads: object };
+      expect(after.uploads).toEqual({});
     } finally {
       await proxy.stop();
     }
