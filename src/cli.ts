@@ -56,6 +56,9 @@ const HTTP_COMMANDS = new Set([
   "retag",
 ]);
 
+/** Commands that leave files or images behind; the listings and the daemon say no more. */
+const WRITERS = new Set(["download", "prepare", "push", "clean", "retag"]);
+
 /** `--http-timeout` (or its env var): the idle timeout, and the connect timeout up to 30 s. */
 function httpTimeouts(raw: Record<string, unknown>): HttpSettings {
   if (raw.httpTimeout === undefined) return {};
@@ -153,9 +156,9 @@ function interruptedExit(deps: CliDeps, command: string | undefined, err: unknow
   const hint =
     err instanceof InterruptedError && err.hint
       ? err.hint
-      : command === "daemon"
-        ? undefined
-        : "nothing half-written was left; run it again to carry on";
+      : command && WRITERS.has(command)
+        ? "nothing half-written was left; run it again to carry on"
+        : undefined;
   const what = command ? `; ${command} stopped` : "";
   deps.stderr.write(`Interrupted by ${signalName}${what}${hint ? ` — ${hint}` : ""}\n`);
   if (command === "daemon" && signalName === "SIGTERM") return EXIT_OK;

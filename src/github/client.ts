@@ -126,7 +126,8 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
       // Octokit logs every request at info; that is debugging detail for an operator.
       info: (message: string) => logger.debug(message),
       warn: (message: string) => logger.warn(message),
-      error: (message: string) => logger.error(message),
+      // A request the signal ended fails as a 500 in Octokit's eyes: no error of GitHub's.
+      error: (message: string) => (signal?.aborted ? logger.debug(message) : logger.error(message)),
     },
     retry: { retries: options.maxRetries ?? 3, doNotRetry: DO_NOT_RETRY },
     throttle: {
