@@ -116,11 +116,11 @@ export function mergeResults(block: string, ids: string[], rows: Row[], note: st
   const number = (line: string) => Number(idOf(line).slice(1));
   const merged = [...kept, ...fresh].sort((a, b) => number(a) - number(b));
   // A note of an earlier re-run of these same rows is replaced by this one.
-  const stale = (line: string) => line.startsWith(`${ids.join(", ")} re-measured on their own`);
+  const stale = (line: string) => line.startsWith(`${ids.join(", ")} re-measured on`);
   const notes = lines.filter(
     (line, i) => !isRow(line) && i >= 2 && line.trim() !== "" && !stale(line),
   );
-  return [...header, ...merged, "", ...notes, note].join("\n");
+  return [...header, ...merged, "", ...[...notes, note].join("\n\n").split("\n")].join("\n");
 }
 
 /** The text between a pair of markers, or "" when they are missing. */

@@ -109,8 +109,8 @@ if (!quick && !values["no-write"] && broken.length === 0) {
   } else {
     // Some rows only: those are replaced, the rest stay as the last full run measured them.
     const ids = chosen.map(([id]) => id);
-    const commit = machine().match(/Commit (\S+)/)?.[1] ?? "?";
-    const note = `${ids.join(", ")} re-measured on their own (\`npm run bench -- --only ${ids.join(",")}\`, ${ctx.runs} alternating runs, ${elapsed}) at commit ${commit}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC; the machine above is the full run's.`;
+    const commit = /Commit ([0-9a-f]+)/.exec(machine())?.[1] ?? "?";
+    const note = `${ids.join(", ")} re-measured on ${ids.length > 1 ? "their" : "its"} own (\`npm run bench -- --only ${ids.join(",")}\`, ${ctx.runs} alternating runs, ${elapsed}) at commit ${commit}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC; the machine above is the full run's.`;
     const current = between(await readFile(benchmarks, "utf8"), "results");
     await rewriteBenchmarks(benchmarks, { results: mergeResults(current, ids, rows, note) });
     ctx.log(`BENCHMARKS.md: rows ${ids.join(", ")} replaced`);
