@@ -18,6 +18,7 @@ import {
   type Logger,
 } from "./report/logger.js";
 import { createOutput } from "./report/output.js";
+import { printable } from "./util/text.js";
 import { HttpClient, type HttpSettings } from "./net/http.js";
 import { DEFAULT_CONNECT_TIMEOUT_SECONDS } from "./config/defaults.js";
 import { httpOptionsSchema, parseOptions } from "./config/options.js";
@@ -189,12 +190,13 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
       return interruptedExit(deps, command, err);
     }
     if (isSyncError(err)) {
-      deps.stderr.write(`Error: ${err.oneLine()}\n`);
+      // The message often quotes a server (a registry's error text, a GitLab name): printable.
+      deps.stderr.write(`Error: ${printable(err.oneLine())}\n`);
       if (debug && err.stack) deps.stderr.write(`${err.stack}\n`);
       return err.exitCode;
     }
     deps.stderr.write(
-      `Error: unexpected failure: ${describeError(err)} — rerun with --log-level debug for details\n`,
+      `Error: unexpected failure: ${printable(describeError(err))} — rerun with --log-level debug for details\n`,
     );
     if (debug && err instanceof Error && err.stack) deps.stderr.write(`${err.stack}\n`);
     return EXIT_FAILURE;

@@ -1,9 +1,9 @@
 import { Octokit } from "@octokit/rest";
 import { retry } from "@octokit/plugin-retry";
 import { throttling } from "@octokit/plugin-throttling";
-import { describeError, isAbortError } from "../errors.js";
 import type { FetchLike } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
+import { cancelled, guardedApiFetch, unwrapRefusal } from "./api-fetch.js";
 import { describeRead, toGithubError } from "./errors.js";
 
 export { toGithubError, NoMetadataError, redactUrl } from "./errors.js";
@@ -45,35 +45,12 @@ export interface GithubClientOptions {
 // stack its own blind back-off on top of the wait the server asked for.
 const DO_NOT_RETRY = [400, 401, 403, 404, 410, 422, 429, 451];
 
-/**
- * Octokit passes an AbortError on as it is, but wraps any other fetch failure into a 500 that
- * plugin-retry then retries for 14 s; a request cancelled with a reason of our own (the CLI's
- * "interrupted by SIGINT") must end at once, so its failure is named an AbortError.
- */
-function cancellable(fetch: FetchLike): FetchLike {
-  return async (input, init) => {
-    try {
-      return await fetch(input, init);
-    } catch (err) {
-      const signal = init?.signal;
-      if (!signal?.aborted || isAbortError(err)) throw err;
-      throw cancellation(signal);
-    }
-  };
-}
-
-/** The AbortError for a request the signal ended, carrying the signal's reason. */
-function cancellation(signal: AbortSignal): Error {
-  const cancelled = new Error(describeError(signal.reason), { cause: signal.reason });
-  cancelled.name = "AbortError";
-  return cancelled;
-}
-
 /** `work`, or an AbortError as soon as the signal aborts (the work is left to end on its own). */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  const abortError = () => cancelled(signal.reason, signal) as Error;
   return new Promise<T>((resolve, reject) => {
-    if (signal.aborted) reject(cancellation(signal));
-    const onAbort = () => reject(cancellation(signal));
+    if (signal.aborted) reject(abortError());
+    const onAbort = () => reject(abortError());
     signal.addEventListener("abort", onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
@@ -116,11 +93,12 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
       return true;
     };
 
+  const baseUrl = (options.baseUrl ?? DEFAULT_GITHUB_API_URL).replace(/\/+$/, "");
   const octokit = new GithubOctokit({
-    baseUrl: (options.baseUrl ?? DEFAULT_GITHUB_API_URL).replace(/\/+$/, ""),
+    baseUrl,
     ...(options.token ? { auth: options.token } : {}),
     userAgent: options.userAgent ?? "gh-gitlab-sync",
-    request: { fetch: cancellable(fetch) },
+    request: { fetch: guardedApiFetch(fetch, baseUrl) },
     log: {
       debug: (message: string) => logger.debug(message),
       // Octokit logs every request at info; that is debugging detail for an operator.
@@ -153,7 +131,7 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
   }
   octokit.hook.error("request", (error, request) => {
     const { method, url } = octokit.request.endpoint.parse(request);
-    throw toGithubError(error, describeRead(method, url));
+    throw toGithubError(unwrapRefusal(error), describeRead(method, url));
   });
 
   return Object.assign(octokit, { blobs: { fetch, signal } });
