@@ -39,7 +39,9 @@ export class FailureState {
   }
 
   async load(): Promise<Record<string, FailureEntry>> {
-    return (await readJsonFileOrWarn(this.file, fileSchema, this.warner, "failure records")) ?? {};
+    return (
+      (await readJsonFileOrWarn(this.file, fileSchema, this.warner, "failure records", {})) ?? {}
+    );
   }
 
   /** The entry when the image is still waiting out its back-off, else undefined. */
