@@ -1,13 +1,9 @@
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream, createWriteStream, promises as fs } from "node:fs";
-import { once } from "node:events";
+import { createReadStream, promises as fs } from "node:fs";
 import path from "node:path";
-import { Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { DISK_MARGIN } from "../config/limits.js";
 import { SyncError, describeError, errorCode } from "../errors.js";
-import type { FetchLike } from "../net/http.js";
+import type { StreamGet, StreamedResponse } from "../net/http.js";
 import { retry } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { MiB, formatBytes } from "../util/bytes.js";
@@ -37,8 +33,8 @@ export interface DownloadOptions {
   retryDelayMs?: number;
   /** Free bytes at a path; replaceable so tests can simulate a full disk. */
   freeBytes?: FreeBytes | undefined;
-  /** The HTTP client's `fetch`: no credentials, the URL is pre-signed. */
-  fetch: FetchLike;
+  /** The HTTP client's streaming GET (`HttpClient.get`): no credentials, the URL is pre-signed. */
+  get: StreamGet;
 }
 
 export interface DownloadResult {
@@ -204,10 +200,9 @@ async function rehash(part: PartFile): Promise<void> {
 /** One attempt: a fresh URL (signed ones expire), asked for the bytes after those on disk. */
 async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void> {
   const { logger, signal, expectedSize } = options;
-  const fetch = options.fetch;
   const url = await options.resolveUrl();
   const headers: Record<string, string> = part.have > 0 ? { Range: `bytes=${part.have}-` } : {};
-  const response = await fetch(url, { headers, signal, redirect: "follow" });
+  const response = await options.get(url, { headers, signal });
   if (part.have > 0 && response.status === 200) {
     // The server ignored Range: this body is the whole file, so start the part file afresh.
     logger.warn("server does not resume (no 206); downloading from the start");
@@ -215,59 +210,76 @@ async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void
     part.hash = createHash("sha256");
   }
   if (response.status === 416 && expectedSize !== undefined && part.have === expectedSize) {
-    await response.body?.cancel();
+    response.body.destroy();
     return;
   }
   if (response.status !== 200 && response.status !== 206) {
-    await response.body?.cancel();
+    response.body.destroy();
     throw new HttpStatusError(response.status, url);
   }
   const length = Number(response.headers.get("content-length") ?? Number.NaN);
   if (part.total === undefined && Number.isFinite(length)) part.total = part.have + length;
-  if (!response.body) throw new Error("empty response body");
-  // Not one byte past the declared size reaches the disk, whatever the server goes on sending.
-  const limit = expectedSize ?? part.total;
-  const counter = new Transform({
-    highWaterMark: IO_CHUNK,
-    transform(chunk: Buffer, _enc, done) {
-      if (limit !== undefined && part.have + chunk.length > limit) {
-        const room = limit - part.have;
-        if (room > 0) {
-          const head = chunk.subarray(0, room);
-          part.hash.update(head);
-          part.have += room;
-          part.fetched += room;
-          this.push(head);
-        }
-        done(new OversizeError(limit));
-        return;
-      }
-      part.hash.update(chunk);
-      part.have += chunk.length;
-      part.fetched += chunk.length;
-      options.onProgress?.({ bytes: part.have, total: part.total, fetched: part.fetched });
-      done(null, chunk);
-    },
-  });
-  const sink = createWriteStream(part.path, {
-    flags: part.have > 0 ? "a" : "w",
-    highWaterMark: IO_CHUNK,
-  });
-  try {
-    await pipeline(
-      Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
-      counter,
-      sink,
-      { signal },
-    );
-  } catch (err) {
-    // A write still in flight when the pipeline failed lands after it: wait for the file to
-    // close, or the next attempt's size read (and append) would race it.
-    if (!sink.closed) await once(sink, "close").catch(() => undefined);
-    throw err;
-  }
+  await writeBody(part, response, expectedSize ?? part.total, options);
   if (part.total !== undefined && part.have < part.total)
     throw new Error(`connection closed at ${part.have} of ${part.total} bytes`);
+}
+
+/**
+ * The body to the end of the part file: hashed and counted chunk by chunk, gathered into
+ * `IO_CHUNK` writes with one in flight while the next fills. Not one byte past `limit` (the
+ * declared size) reaches the disk, whatever the server goes on sending. Whatever ends it, the
+ * write in flight lands before this returns, so the next attempt's size read (and append)
+ * cannot race it.
+ */
+async function writeBody(
+  part: PartFile,
+  response: StreamedResponse,
+  limit: number | undefined,
+  options: DownloadOptions,
+): Promise<void> {
+  const file = await fs.open(part.path, part.have > 0 ? "a" : "w");
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let writing: Promise<unknown> = Promise.resolve();
+  const flush = async (): Promise<void> => {
+    await writing;
+    const buffers = pending;
+    pending = [];
+    pendingBytes = 0;
+    // Appended (the file is open with `a`, or fresh): no position to keep. A failure (a full
+    // disk) surfaces at the next flush, which awaits this first.
+    writing = file.writev(buffers);
+    writing.catch(() => undefined);
+  };
+  const take = (chunk: Buffer): void => {
+    part.hash.update(chunk);
+    part.have += chunk.length;
+    part.fetched += chunk.length;
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+  };
+  try {
+    for await (const data of response.body) {
+      const chunk = data as Buffer;
+      if (limit !== undefined && part.have + chunk.length > limit) {
+        const room = limit - part.have;
+        if (room > 0) take(chunk.subarray(0, room));
+        response.body.destroy();
+        throw new OversizeError(limit);
+      }
+      take(chunk);
+      options.onProgress?.({ bytes: part.have, total: part.total, fetched: part.fetched });
+      if (pendingBytes >= IO_CHUNK) await flush();
+    }
+  } finally {
+    // What was received is written even when the body failed: it is what a resume starts from.
+    try {
+      if (pendingBytes > 0) await flush();
+      await writing;
+    } finally {
+      await file.close();
+    }
+  }
 }
 
 async function downloadFailure(
