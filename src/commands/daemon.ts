@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
 import {
   daemonOptionsSchema,
+  envFlag,
   parseOptions,
   stateDirFor,
   workspaceOptionsSchema,
@@ -11,6 +12,7 @@ import { progressListener } from "../report/progress.js";
 import { logSteps } from "../report/steps.js";
 import { runDaemon } from "../sync/daemon.js";
 import { FailureState } from "../workspace/failures.js";
+import { writeLastCycle } from "../workspace/status.js";
 import { withWorkspaceLock } from "../workspace/lock.js";
 import type { CommandContext } from "./context.js";
 import {
@@ -18,6 +20,9 @@ import {
   addGitlabOptions,
   addWorkspaceOptions,
   engineOption,
+  MULTIARCH_INDEX_ENV,
+  multiarchIndexOption,
+  platformOption,
   registryProjectOption,
   withExamples,
 } from "./options.js";
@@ -51,6 +56,13 @@ export function registerDaemon(program: Command, run: Runner): void {
       "--health-port <[host:]port>",
       "serve /healthz and /metrics (host defaults to 127.0.0.1)",
     )
+    .option(
+      "--retry-now",
+      "retry failing images in the first cycle instead of waiting out their back-off",
+      false,
+    )
+    .addOption(platformOption())
+    .addOption(multiarchIndexOption())
     .addOption(registryProjectOption())
     .addOption(engineOption());
   addGithubOptions(cmd);
@@ -59,6 +71,8 @@ export function registerDaemon(program: Command, run: Runner): void {
   withExamples(cmd, [
     "gh-gitlab-sync daemon --once --engine registry",
     "gh-gitlab-sync daemon --interval 600 --health-port 9464 --downloads-dir /var/lib/gh-gitlab-sync",
+    "gh-gitlab-sync daemon --platform linux/arm64 --multiarch-index --downloads-dir /srv/arm",
+    "gh-gitlab-sync daemon --once --retry-now   # the cause of a failure is fixed: do not wait",
   ]);
   cmd.action((raw: Record<string, unknown>) =>
     run(async (ctx) => {
@@ -66,6 +80,7 @@ export function registerDaemon(program: Command, run: Runner): void {
       const workspace = parseOptions(workspaceOptionsSchema, raw);
       const healthAddress =
         typeof raw.healthPort === "string" ? parseHealthAddress(raw.healthPort) : undefined;
+      const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
       const github = githubServices(ctx, raw);
       const registry = registryServices(ctx, raw);
@@ -103,6 +118,7 @@ export function registerDaemon(program: Command, run: Runner): void {
               steps: logSteps,
               progress: progressListener,
               ...(health ? { onCycle: (summary) => health.record(summary) } : {}),
+              recordCycle: (summary) => writeLastCycle(stateDir, summary),
             },
             {
               downloadsDir: workspace.downloadsDir,
@@ -114,6 +130,9 @@ export function registerDaemon(program: Command, run: Runner): void {
               registry: registry.options.registry,
               registryProject: registry.project,
               username: registry.credentials.username,
+              ...(typeof raw.platform === "string" ? { platform: raw.platform } : {}),
+              multiarchIndex,
+              retryNow: raw.retryNow === true,
             },
           );
         } finally {

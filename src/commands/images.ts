@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import {
+  envFlag,
   parseImageTag,
   parseOptions,
   stateDirFor,
@@ -18,6 +19,8 @@ import {
   addGitlabOptions,
   addWorkspaceOptions,
   engineOption,
+  MULTIARCH_INDEX_ENV,
+  multiarchIndexOption,
   registryProjectOption,
   withExamples,
 } from "./options.js";
@@ -46,6 +49,7 @@ export function registerPush(program: Command, run: Runner): void {
       false,
     )
     .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
+    .addOption(multiarchIndexOption())
     .addOption(registryProjectOption())
     .addOption(engineOption());
   addGithubOptions(cmd);
@@ -54,6 +58,7 @@ export function registerPush(program: Command, run: Runner): void {
   withExamples(cmd, [
     `gh-gitlab-sync push ${TAG_EXAMPLE}`,
     `gh-gitlab-sync push ${TAG_EXAMPLE} --yes --engine registry --retag-as-latest`,
+    `gh-gitlab-sync push ${TAG_EXAMPLE} --yes --multiarch-index   # presto-coordinator:<tag> for both platforms`,
   ]);
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
@@ -62,6 +67,7 @@ export function registerPush(program: Command, run: Runner): void {
       // --registry-project names the GitLab project too, as the newest original has it.
       const gitlab = gitlabServices(ctx, raw, registry.project);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
+      const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const pusher = imagePusher(ctx, registry, {
         logger,
         stateDir: stateDirFor(workspace),
@@ -81,6 +87,7 @@ export function registerPush(program: Command, run: Runner): void {
             force: raw.force === true,
             skipLogin: raw.skipLogin === true,
             retagAsLatest: raw.retagAsLatest === true,
+            multiarchIndex,
             verbose: raw.verbose === true,
             ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("push") }),
             run: githubRunLookup(ctx, raw, imageTag),

@@ -105,6 +105,20 @@ export const workspaceOptionsSchema = z.object({
 });
 export type WorkspaceOptions = z.infer<typeof workspaceOptionsSchema>;
 
+/**
+ * A yes/no environment variable, as a systemd unit's `Environment=` sets it: `1`, `true`, `yes`,
+ * `on` or `0`, `false`, `no`, `off`, empty (any case); anything else is a usage error naming it.
+ */
+export function envFlag(env: Readonly<Record<string, string | undefined>>, name: string): boolean {
+  const value = env[name]?.trim().toLowerCase();
+  if (value === undefined || ["", "0", "false", "no", "off"].includes(value)) return false;
+  if (["1", "true", "yes", "on"].includes(value)) return true;
+  throw new UsageError(
+    `${name} must be 1 or 0 (got '${env[name] ?? ""}')`,
+    `set ${name}=1 to turn it on, or unset it`,
+  );
+}
+
 function flagName(key: PropertyKey | undefined): string {
   if (typeof key !== "string") return "an option";
   return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -62,6 +62,8 @@ export interface PushTarballOptions {
   /** Layers compressed and uploaded, or checked, at once; default 3. */
   concurrency?: number;
   gzip?: GzipOptions;
+  /** OCI annotations for the manifest (provenance); the config, the image ID, stays as it is. */
+  annotations?: Readonly<Record<string, string>>;
 }
 
 const DEFAULT_CONCURRENCY = 3;
@@ -143,6 +145,7 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
   const { bytes, mediaType } = imageManifest(
     { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 },
     layers,
+    options.annotations,
   );
   const manifestDigest = await client.putManifest(
     repository,

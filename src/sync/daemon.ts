@@ -15,6 +15,7 @@ import { downloadImageTag } from "./download.js";
 import { prepareImageTag } from "./prepare.js";
 import type { PushServices } from "./push.js";
 import { pushImageTag } from "./push.js";
+import { settleBuilt } from "./built.js";
 import type { MissingImage } from "./xref.js";
 
 export interface DaemonSettings {
@@ -27,6 +28,12 @@ export interface DaemonSettings {
   registry: string;
   registryProject: string;
   username: string;
+  /** `--platform`: only the builds of this platform. */
+  platform?: string;
+  /** `--multiarch-index`: each build's repositories get their index (see sync/multiarch). */
+  multiarchIndex?: boolean;
+  /** `--retry-now`: the first cycle of this start does not wait out any back-off. */
+  retryNow?: boolean;
 }
 
 export interface DaemonServices {
@@ -40,6 +47,8 @@ export interface DaemonServices {
   progress: (logger: Logger) => ProgressListener;
   /** Told of each finished cycle (the health endpoint and metrics). */
   onCycle?: (summary: CycleSummary) => void;
+  /** Keeps each finished cycle's summary where `status` reads it (the state directory). */
+  recordCycle?: (summary: CycleSummary) => Promise<void>;
 }
 
 /** An error as one log line: a SyncError with its hint, anything else as it describes itself. */
@@ -132,6 +141,7 @@ async function syncImageTag(
         force: settings.forcePush,
         skipLogin: settings.skipLogin,
         retagAsLatest: settings.retagAsLatest,
+        multiarchIndex: settings.multiarchIndex === true,
         images: prepared.images,
         ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
       },
@@ -187,8 +197,13 @@ export async function runCycle(
   const finish = () => ({ ...summary, seconds: Math.round((Date.now() - started) / 100) / 10 });
 
   let missing: MissingImage[];
+  let xref: Awaited<ReturnType<typeof computeXref>>;
+  // --retry-now: an operator fixed the cause; this start's first cycle does not wait.
+  const ignoreBackoff = settings.retryNow === true && cycle === 1;
   try {
-    const xref = await computeXref(ctx, services.github, services.gitlab);
+    xref = await computeXref(ctx, services.github, services.gitlab, {
+      platform: settings.platform,
+    });
     summary.runs = xref.runs;
     summary.logBytes = xref.logBytes;
     missing = [...xref.result.missing].sort(oldestFirst);
@@ -219,7 +234,12 @@ export async function runCycle(
   for (const image of missing) {
     if (ctx.signal.aborted) break;
     const waiting = await services.failures.waiting(image.imageTag);
-    if (waiting) {
+    if (waiting && ignoreBackoff) {
+      ctx.logger.info(
+        { imageTag: image.imageTag, attempts: waiting.attempts, nextRetry: waiting.next_retry },
+        `${image.imageTag}: retrying now (--retry-now) instead of waiting until ${waiting.next_retry}`,
+      );
+    } else if (waiting) {
       summary.deferred += 1;
       summary.failedTags.push(image.imageTag);
       ctx.logger.info(
@@ -251,8 +271,33 @@ export async function runCycle(
       );
     }
   }
+  if (!ctx.signal.aborted) {
+    const built = await settleBuilt(
+      ctx,
+      { ...services.push, failures: services.failures, steps: services.steps },
+      { ...settings, multiarchIndex: settings.multiarchIndex === true, ignoreBackoff },
+      { ...xref, missing: new Set(missing.map((m) => m.imageTag)) },
+    );
+    summary.failed += built.failed.length;
+    summary.deferred += built.deferred.length;
+    summary.failedTags.push(...built.failed.map((f) => f.imageTag), ...built.deferred);
+  }
   if (summary.failed + summary.deferred > 0) summary.result = "partial";
   return finish();
+}
+
+/** A summary that cannot be kept costs a warning, never the daemon. */
+async function recordCycle(
+  ctx: SyncContext,
+  services: DaemonServices,
+  summary: CycleSummary,
+): Promise<void> {
+  if (!services.recordCycle) return;
+  try {
+    await services.recordCycle(summary);
+  } catch (err) {
+    ctx.logger.warn({ err: describeError(err) }, "could not record the cycle for `status`");
+  }
 }
 
 function summaryLine(s: CycleSummary): string {
@@ -293,6 +338,7 @@ export async function runDaemon(
       throw err;
     }
     services.onCycle?.(summary);
+    await recordCycle(ctx, services, summary);
     const { failedTags, ...record } = summary;
     ctx.logger.info({ summary: record }, summaryLine(summary));
     if (ctx.signal.aborted) break;

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { SyncError, errorCode } from "../errors.js";
-import { parseJsonFile } from "../util/files.js";
+import { parseJsonFile, type JsonFileResult } from "../util/files.js";
 import { isProcessAlive } from "../util/process.js";
 
 export const LOCK_FILE = ".gh-gitlab-sync.lock";
@@ -92,4 +92,12 @@ export async function withWorkspaceLock<T>(
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * The holder of `dir`'s lock as the file says, for `status` (which only reads): `missing` when
+ * nobody holds it, `problem` when the file is there but no lock this tool wrote.
+ */
+export function readLockFile(dir: string): Promise<JsonFileResult<LockHolder>> {
+  return parseJsonFile(path.join(path.resolve(dir), LOCK_FILE), holderSchema);
 }
