@@ -51,6 +51,12 @@ export interface ArtifactFixtureOptions {
   rawEntries?: Array<{ name: string; data: Buffer }>;
 }
 
+/** `linux/arm64` → `{os: "linux", architecture: "arm64"}`; the fixture default otherwise. */
+function platformOf(metadata: RunMetadata): { os?: string; architecture?: string } {
+  const [os, architecture] = (metadata["Target platform"] ?? "").toLowerCase().split("/");
+  return os && architecture ? { os, architecture } : {};
+}
+
 export interface ArtifactFixture {
   zip: string;
   size: number;
@@ -95,6 +101,8 @@ export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<
       : { files: { [`opt/${builtAs}/bin/run.sh`]: `#!/bin/sh\necho ${builtAs}\n` } };
     await writeDockerSaveTarball(file, {
       repoTag: `${image.repo}:${tag}`,
+      // The build's platform, in the config as `docker build --platform` records it.
+      ...platformOf(options.metadata),
       layout: options.ociRepos?.includes(image.repo) ? "oci" : "legacy",
       layers: [options.baseLayer ?? BASE_LAYER, own],
       gzip: true,
