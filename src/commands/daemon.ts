@@ -76,11 +76,11 @@ export function registerDaemon(program: Command, run: Runner): void {
   ]);
   cmd.action((raw: Record<string, unknown>) =>
     run(async (ctx) => {
+      const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const timing = parseOptions(daemonOptionsSchema, raw);
       const workspace = parseOptions(workspaceOptionsSchema, raw);
       const healthAddress =
         typeof raw.healthPort === "string" ? parseHealthAddress(raw.healthPort) : undefined;
-      const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
       const github = githubServices(ctx, raw);
       const registry = registryServices(ctx, raw);

@@ -62,12 +62,12 @@ export function registerPush(program: Command, run: Runner): void {
   ]);
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
+      const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const workspace = parseOptions(workspaceOptionsSchema, raw);
       const registry = registryServices(ctx, raw);
       // --registry-project names the GitLab project too, as the newest original has it.
       const gitlab = gitlabServices(ctx, raw, registry.project);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
-      const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const pusher = imagePusher(ctx, registry, {
         logger,
         stateDir: stateDirFor(workspace),
