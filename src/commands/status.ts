@@ -94,23 +94,33 @@ export function fromNow(iso: string, now: Date): string {
   return ms >= 0 ? `in ${amount}` : `${amount} ago`;
 }
 
-function lockLine(lock: LockStatus | null, downloadsDir: string): string[] {
+/** A stored time as people read it: to the second, UTC (`2025-11-07T10:00:12Z`). */
+function shortTime(iso: string): string {
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? printable(iso) : new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** Lines that fit 80 columns: a person reads this on a terminal. */
+function lockLines(lock: LockStatus | null, downloadsDir: string, now: Date): string[] {
   if (!lock) return [`Lock        : free (nothing is working on ${downloadsDir})`];
-  const holder = `'${printable(lock.command)}' (pid ${lock.pid} on ${printable(lock.host)}, since ${printable(lock.since)})`;
+  const holder = `'${printable(lock.command)}', pid ${lock.pid} on ${printable(lock.host)}`;
+  const since = `              since ${shortTime(lock.since)} (${fromNow(lock.since, now)})`;
   if (lock.alive === false) {
     return [
-      `Lock        : left by ${holder}, which is no longer running`,
+      `Lock        : left by ${holder}, no longer running`,
+      since,
       "              the next command or daemon on this directory takes it over",
     ];
   }
-  return [`Lock        : held by ${holder}${lock.alive === null ? " on another host" : ""}`];
+  return [`Lock        : held by ${holder}${lock.alive === null ? " (another host)" : ""}`, since];
 }
 
 function cycleLines(cycle: LastCycle | null, now: Date): string[] {
   if (!cycle) return ["Last cycle  : none recorded (no daemon cycle has finished here)"];
   const lines = [
-    `Last cycle  : #${cycle.cycle} ${cycle.result}, finished ${cycle.finished_at} (${fromNow(cycle.finished_at, now)}), took ${cycle.seconds} s`,
-    `              ${cycle.runs} runs, ${cycle.missing} missing, ${cycle.pushed} tags pushed, ${cycle.failed} failed, ${cycle.backing_off} backing off, ${formatBytes(cycle.bytes_downloaded)} downloaded`,
+    `Last cycle  : #${cycle.cycle} ${cycle.result}, finished ${shortTime(cycle.finished_at)} (${fromNow(cycle.finished_at, now)})`,
+    `              ${cycle.runs} runs, ${cycle.missing} missing, ${cycle.pushed} tags pushed, ${cycle.failed} failed, ${cycle.backing_off} backing off`,
+    `              ${formatBytes(cycle.bytes_downloaded)} downloaded in ${cycle.seconds} s`,
   ];
   if (cycle.error) lines.push(`              error: ${printable(cycle.error)}`);
   return lines;
@@ -118,22 +128,25 @@ function cycleLines(cycle: LastCycle | null, now: Date): string[] {
 
 export function humanStatus(s: DaemonStatus, now: Date): string[] {
   const lines = [`State       : ${s.stateDir}${s.stateFound ? "" : " (not there yet)"}`];
-  lines.push(...lockLine(s.lock, s.downloadsDir));
+  lines.push(...lockLines(s.lock, s.downloadsDir, now));
   lines.push(...cycleLines(s.lastCycle, now));
   if (s.failures.length === 0) {
     lines.push("Failures    : none");
     return lines;
   }
   lines.push(`Failures    : ${s.failures.length} image tag(s)`);
+  const waiting = (f: (typeof s.failures)[number]) => Date.parse(f.nextRetryAt) > now.getTime();
   for (const f of s.failures) {
-    const due = Date.parse(f.nextRetryAt) <= now.getTime();
-    lines.push(`  ${printable(f.imageTag)}`);
     lines.push(
-      `    ${f.attempts} attempt(s), last ${f.lastAttempt}; ${due ? "retried in the next cycle" : `next retry ${f.nextRetryAt} (${fromNow(f.nextRetryAt, now)})`}`,
+      `  ${printable(f.imageTag)}`,
+      `    ${f.attempts} attempt(s), the last ${shortTime(f.lastAttempt)}`,
+      waiting(f)
+        ? `    next retry ${shortTime(f.nextRetryAt)} (${fromNow(f.nextRetryAt, now)})`
+        : "    retried in the next cycle",
+      `    last error: ${printable(f.lastError)}`,
     );
-    lines.push(`    last error: ${printable(f.lastError)}`);
   }
-  if (s.failures.some((f) => Date.parse(f.nextRetryAt) > now.getTime())) {
+  if (s.failures.some(waiting)) {
     lines.push("", "Fixed the cause? `daemon --retry-now` retries them at once.");
   }
   return lines;

@@ -347,12 +347,7 @@ function logIndex(
   written: boolean,
 ): void {
   options.logger.info(
-    {
-      repository: options.repository,
-      tag: options.tag,
-      digest,
-      platforms: entries.map((e) => e.platform),
-    },
+    { digest, platforms: entries.map((e) => e.platform) },
     written
       ? `multi-arch index ${options.client.registry}/${options.repository}:${options.tag} written`
       : `multi-arch index ${options.client.registry}/${options.repository}:${options.tag} already up to date`,

@@ -69,8 +69,9 @@ export async function writeMultiarchIndexes(
     });
     const platforms = result.entries.map((e) => e.platform);
     steps.text(
-      `  multi-arch ${request.registry}/${repository}:${tag} → ${result.digest}: ${platforms.join(", ")}${result.written ? "" : " (already)"}`,
+      `  multi-arch ${request.registry}/${repository}:${tag}: ${platforms.join(", ")}${result.written ? "" : " (already)"}`,
     );
+    steps.text(`    index ${result.digest}`);
     if (request.retagAsLatest) {
       const latest = await retag({
         client,

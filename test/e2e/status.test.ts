@@ -159,11 +159,12 @@ describe.skipIf(gate.skip)(`status and daemon --retry-now on the testbed ${gate.
       expect(wait).toBeGreaterThan(500_000);
 
       const human = (await status()).stdout;
-      expect(human).toContain(`Lock        : held by 'daemon' (pid ${daemon.child.pid} on `);
-      expect(human).toMatch(/^Last cycle {2}: #1 partial, finished .* took [\d.]+ s$/m);
-      expect(human).toContain("2 runs, 2 missing, 2 tags pushed, 1 failed, 0 backing off");
-      expect(human).toContain(`  ${tagOf(builds.broken)}\n    1 attempt(s), last `);
-      expect(human).toMatch(/next retry \S+ \(in (9|10) min\)/);
+      expect(human).toContain(`Lock        : held by 'daemon', pid ${daemon.child.pid} on `);
+      expect(human).toMatch(/^Last cycle {2}: #1 partial, finished \S+Z \(\d+ s ago\)$/m);
+      expect(human).toContain("2 runs, 2 missing, 2 tags pushed, 1 failed, 0 backing off\n");
+      expect(human).toMatch(/^ {14}[\d.]+ KiB downloaded in [\d.]+ s$/m);
+      expect(human).toContain(`  ${tagOf(builds.broken)}\n    1 attempt(s), the last `);
+      expect(human).toMatch(/^ {4}next retry \S+ \(in (9|10) min\)$/m);
       expect(human).toContain("`daemon --retry-now` retries them at once.");
     } finally {
       daemon.child.kill("SIGTERM");
@@ -206,8 +207,8 @@ describe.skipIf(gate.skip)(`status and daemon --retry-now on the testbed ${gate.
       }),
     );
     const human = (await status()).stdout;
-    expect(human).toContain("left by 'push presto-x'");
-    expect(human).toContain("no longer running");
+    expect(human).toContain("Lock        : left by 'push presto-x', pid ");
+    expect(human).toContain(", no longer running\n              since 2025-11-07T00:00:00Z (");
     expect((await statusJson()).lock).toMatchObject({ command: "push presto-x", alive: false });
     await rm(path.join(downloads, LOCK_FILE));
 

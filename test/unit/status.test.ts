@@ -74,18 +74,17 @@ describe("the daemon's state as status reads it", () => {
 
     const lines = humanStatus(status, new Date("2025-11-07T10:05:00Z")).join("\n");
     expect(lines).toContain(
-      `Lock        : held by 'daemon' (pid ${process.pid} on ${hostname()}, since 2025-11-07T08:00:00Z)`,
+      `Lock        : held by 'daemon', pid ${process.pid} on ${hostname()}\n              since 2025-11-07T08:00:00Z (2.1 h ago)`,
+    );
+    expect(lines).toContain("Last cycle  : #3 partial, finished 2025-11-07T10:00:12Z (5 min ago)");
+    expect(lines).toContain(
+      "20 runs, 2 missing, 3 tags pushed, 1 failed, 1 backing off\n              3.00 GiB downloaded in 12.5 s",
     );
     expect(lines).toContain(
-      "Last cycle  : #3 partial, finished 2025-11-07T10:00:12.500Z (5 min ago), took 12.5 s",
+      "  presto-a-linux-amd64\n    1 attempt(s), the last 2025-11-07T09:30:00Z\n    retried in the next cycle\n    last error: push failed: down",
     );
-    expect(lines).toContain(
-      "20 runs, 2 missing, 3 tags pushed, 1 failed, 1 backing off, 3.00 GiB downloaded",
-    );
-    expect(lines).toContain(
-      "  presto-a-linux-amd64\n    1 attempt(s), last 2025-11-07T09:30:00Z; retried in the next cycle",
-    );
-    expect(lines).toContain("next retry 2025-11-07T11:00:00Z (in 55 min)");
+    expect(lines).toContain("    next retry 2025-11-07T11:00:00Z (in 55 min)");
+    for (const line of lines.split("\n")) expect(line.length).toBeLessThanOrEqual(80);
   });
 
   it("no state directory is nothing recorded; a damaged file is one error naming it", async () => {
