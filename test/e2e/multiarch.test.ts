@@ -379,5 +379,101 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
         }
       }
     });
+
+    it("an x86 image pushed by dockerd (its own schema 2 manifest, no annotations) and an arm one by the registry engine share one index; each platform pulls", async () => {
+      const pair = {
+        x86: { id: 7005, platform: "linux/amd64" as Platform },
+        arm: { id: 7006, platform: "linux/arm64" as Platform },
+      };
+      const meta = (b: { platform: Platform }) =>
+        makeMetadata({
+          prestoRef: ref("multiarch-docker-presto"),
+          veloxRef: ref("multiarch-docker-velox"),
+          platform: b.platform,
+          mode: "single",
+          workerVariant: "java",
+        });
+      const tag = expectedImages(meta(pair.x86))[0]?.tag ?? "";
+      const configs = new Map<Platform, string>();
+      for (const b of [pair.x86, pair.arm]) {
+        const fixture = await addArtifactRun(tb.github, {
+          id: b.id,
+          metadata: meta(b),
+          dir: path.join(work, "fixtures", String(b.id)),
+          createdAt: new Date(Date.UTC(2025, 10, 8) + b.id * 60_000)
+            .toISOString()
+            .replace(".000Z", "Z"),
+        });
+        configs.set(
+          b.platform,
+          (await inspectImageTarball(fixture.tarballs[0] ?? "")).configDigest,
+        );
+      }
+      const imageTag = meta(pair.x86)["Image tag"] ?? "";
+      const downloads = path.join(work, "docker-x86");
+      const env = { ...tb.env, DOCKER_HOST: dockerd.dockerHost };
+      const run = (args: string[]) =>
+        runBinary([...args, "--log-format", "json"], { env, cwd: work, timeoutMs: 240_000 });
+      expect(
+        (
+          await run([
+            "download",
+            imageTag,
+            "--output-dir",
+            downloads,
+            "--limit",
+            "50",
+            ...tb.githubArgs,
+          ])
+        ).code,
+      ).toBe(0);
+      expect((await run(["prepare", imageTag, "--downloads-dir", downloads])).code).toBe(0);
+      const pushed = await run([
+        "push",
+        imageTag,
+        "--downloads-dir",
+        downloads,
+        "--engine",
+        "docker",
+        "--yes",
+        "--multiarch-index",
+        "--limit",
+        "50",
+        ...tb.githubArgs,
+        ...tb.gitlabArgs,
+        ...tb.registryArgs,
+      ]);
+      expect(pushed.code, pushed.stderr).toBe(0);
+      const arm = await daemon("linux/arm64");
+      expect(arm.code, arm.stderr).toBe(0);
+
+      const both = await index("presto-coordinator", tag);
+      expect(both?.manifests.map((m) => m.mediaType)).toEqual([
+        "application/vnd.docker.distribution.manifest.v2+json",
+        OCI_MANIFEST,
+      ]);
+      // dockerd took no annotations, but the index entry knows which run built its image.
+      expect(both?.manifests[0]?.annotations?.["org.opencontainers.image.url"]).toBe(
+        `https://github.com/rapidsai/velox-testing/actions/runs/${pair.x86.id}`,
+      );
+      const docker = new Dockerode({ socketPath: dockerd.socket });
+      const reference = `${tb.gitlab.registryHost}/${PROJECT_PATH}/presto-coordinator:${tag}`;
+      for (const platform of ["linux/arm64", "linux/amd64"] as const) {
+        const stream = await docker.pull(reference, {
+          platform,
+          authconfig: {
+            username: REGISTRY_USER,
+            password: REGISTRY_PASSWORD,
+            serveraddress: tb.gitlab.registryHost,
+          },
+        });
+        await new Promise<void>((resolve, reject) =>
+          docker.modem.followProgress(stream, (err: Error | null) =>
+            err ? reject(err) : resolve(),
+          ),
+        );
+        expect((await docker.getImage(reference).inspect()).Id).toBe(configs.get(platform));
+      }
+    });
   });
 });
