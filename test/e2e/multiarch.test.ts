@@ -19,7 +19,7 @@ import {
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
-import { makeMetadata, type Platform } from "../testbed/run-fixtures.js";
+import { makeMetadata, type Platform, type WorkerVariant } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { gitlabTags } from "./checks.js";
 import { runBinary } from "./run-cli.js";
@@ -27,28 +27,62 @@ import { runBinary } from "./run-cli.js";
 const gate = testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
 
+interface Build {
+  id: number;
+  platform: Platform;
+  /** Builds with the same label are of the same refs: one GitLab tag. */
+  refs: string;
+  variant?: WorkerVariant;
+  generatedAt?: string;
+}
+
 /** Two builds of the same refs, one per platform: the workflow's two runs of one commit pair. */
 const builds = {
-  x86: { id: 7001, platform: "linux/amd64" },
-  arm: { id: 7002, platform: "linux/arm64" },
-} satisfies Record<string, { id: number; platform: Platform }>;
-type Build = (typeof builds)[keyof typeof builds];
+  x86: {
+    id: 7001,
+    platform: "linux/amd64",
+    refs: "multiarch",
+    generatedAt: "2025-11-05T10:00:00Z",
+  },
+  arm: {
+    id: 7002,
+    platform: "linux/arm64",
+    refs: "multiarch",
+    generatedAt: "2025-11-05T11:30:00Z",
+  },
+} satisfies Record<string, Build>;
 const REPOS = ["presto-coordinator", "presto-native-worker-cpu"];
 
 function metadataOf(b: Build): RunMetadata {
   return makeMetadata({
-    prestoRef: ref("multiarch-presto"),
-    veloxRef: ref("multiarch-velox"),
+    prestoRef: ref(`${b.refs}-presto`),
+    veloxRef: ref(`${b.refs}-velox`),
     platform: b.platform,
     mode: "single",
-    workerVariant: "native_cpu",
-    generatedAt: b === builds.x86 ? "2025-11-05T10:00:00Z" : "2025-11-05T11:30:00Z",
+    workerVariant: b.variant ?? "native_cpu",
+    ...(b.generatedAt ? { generatedAt: b.generatedAt } : {}),
   });
 }
 const imageTagOf = (b: Build) => metadataOf(b)["Image tag"] ?? "";
 const gitlabTagsOf = (b: Build) => expectedImages(metadataOf(b)).map((i) => i.gitlabTag);
-/** The GitLab tag both builds share: the image tag without its platform suffix. */
-const TAG = expectedImages(metadataOf(builds.x86))[0]?.tag ?? "";
+/** The GitLab tag of a build: its image tag without the platform suffix, shared by the pair. */
+const tagOf = (b: Build) => expectedImages(metadataOf(b))[0]?.tag ?? "";
+const TAG = tagOf(builds.x86);
+const runUrl = (b: Build) => `https://github.com/rapidsai/velox-testing/actions/runs/${b.id}`;
+
+/** `docker pull --platform`, and what the engine then has under the name. */
+async function pullAs(docker: Dockerode, reference: string, platform: Platform, registry: string) {
+  const authconfig = {
+    username: REGISTRY_USER,
+    password: REGISTRY_PASSWORD,
+    serveraddress: registry,
+  };
+  const stream = await docker.pull(reference, { platform, authconfig });
+  await new Promise<void>((resolve, reject) =>
+    docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve())),
+  );
+  return docker.getImage(reference).inspect();
+}
 
 interface Index {
   mediaType: string;
@@ -66,7 +100,19 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
   let tb: Testbed;
   let work: string;
   let registry: RegistryClient;
-  const fixtures = new Map<Build, ArtifactFixture>();
+  const fixtures = new Map<number, ArtifactFixture>();
+  const add = async (b: Build): Promise<ArtifactFixture> => {
+    const fixture = await addArtifactRun(tb.github, {
+      id: b.id,
+      metadata: metadataOf(b),
+      dir: path.join(work, "fixtures", String(b.id)),
+      createdAt: new Date(Date.UTC(2025, 10, 5) + b.id * 60_000)
+        .toISOString()
+        .replace(".000Z", "Z"),
+    });
+    fixtures.set(b.id, fixture);
+    return fixture;
+  };
 
   const cli = (args: string[]) =>
     runBinary([...args, "--log-format", "json"], { env: tb.env, cwd: work, timeoutMs: 240_000 });
@@ -102,8 +148,41 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
     return got.json as unknown as Index;
   };
   const configOf = async (b: Build, repo: string) => {
-    const tarball = fixtures.get(b)?.tarballs.find((t) => path.basename(t).startsWith(`${repo}-`));
+    const tarball = fixtures
+      .get(b.id)
+      ?.tarballs.find((t) => path.basename(t).startsWith(`${repo}-`));
     return (await inspectImageTarball(tarball ?? "")).configDigest;
+  };
+
+  /** The manual path: download, prepare, then push with `--multiarch-index`. */
+  const pushByHand = async (b: Build, engine: "docker" | "registry", env = {}) => {
+    const run = (args: string[]) =>
+      runBinary([...args, "--log-format", "json"], {
+        env: { ...tb.env, ...env },
+        cwd: work,
+        timeoutMs: 240_000,
+      });
+    const downloads = path.join(work, `by-hand-${b.id}`);
+    const github = ["--limit", "50", ...tb.githubArgs];
+    expect(
+      (await run(["download", imageTagOf(b), "--output-dir", downloads, ...github])).code,
+    ).toBe(0);
+    expect((await run(["prepare", imageTagOf(b), "--downloads-dir", downloads])).code).toBe(0);
+    const pushed = await run([
+      "push",
+      imageTagOf(b),
+      "--downloads-dir",
+      downloads,
+      "--engine",
+      engine,
+      "--yes",
+      "--multiarch-index",
+      ...github,
+      ...tb.gitlabArgs,
+      ...tb.registryArgs,
+    ]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    return pushed;
   };
 
   beforeAll(async () => {
@@ -116,17 +195,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       password: REGISTRY_PASSWORD,
       logger: silentLogger(),
     });
-    for (const b of [builds.x86, builds.arm]) {
-      const fixture = await addArtifactRun(tb.github, {
-        id: b.id,
-        metadata: metadataOf(b),
-        dir: path.join(work, "fixtures", String(b.id)),
-        createdAt: new Date(Date.UTC(2025, 10, 5) + b.id * 60_000)
-          .toISOString()
-          .replace(".000Z", "Z"),
-      });
-      fixtures.set(b, fixture);
-    }
+    for (const b of [builds.x86, builds.arm]) await add(b);
   });
   afterAll(async () => {
     await tb?.stop();
@@ -176,7 +245,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
         "org.opencontainers.image.source": "https://github.com/prestodb/presto",
         "org.opencontainers.image.revision": ref("multiarch-presto"),
         "org.opencontainers.image.version": TAG,
-        "org.opencontainers.image.url": `https://github.com/rapidsai/velox-testing/actions/runs/${builds.x86.id}`,
+        "org.opencontainers.image.url": runUrl(builds.x86),
         "org.opencontainers.image.description": `Velox rapidsai/velox@${ref("multiarch-velox")}, platform linux/amd64, bundle single, run ${builds.x86.id}`,
       });
 
@@ -233,28 +302,11 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
 
   it("--multiarch-index turned on later writes the index of a build already in GitLab without a download; push --multiarch-index merges into it", async () => {
     const late = {
-      x86: { id: 7003, platform: "linux/amd64" as Platform },
-      arm: { id: 7004, platform: "linux/arm64" as Platform },
-    };
-    const lateMetadata = (b: { id: number; platform: Platform }) =>
-      makeMetadata({
-        prestoRef: ref("multiarch-late-presto"),
-        veloxRef: ref("multiarch-late-velox"),
-        platform: b.platform,
-        mode: "single",
-        workerVariant: "native_cpu",
-      });
-    const lateTag = expectedImages(lateMetadata(late.x86))[0]?.tag ?? "";
-    for (const b of [late.x86, late.arm]) {
-      await addArtifactRun(tb.github, {
-        id: b.id,
-        metadata: lateMetadata(b),
-        dir: path.join(work, "fixtures", String(b.id)),
-        createdAt: new Date(Date.UTC(2025, 10, 6) + b.id * 60_000)
-          .toISOString()
-          .replace(".000Z", "Z"),
-      });
-    }
+      x86: { id: 7003, platform: "linux/amd64", refs: "multiarch-late" },
+      arm: { id: 7004, platform: "linux/arm64", refs: "multiarch-late" },
+    } satisfies Record<string, Build>;
+    const lateTag = tagOf(late.x86);
+    for (const b of [late.x86, late.arm]) await add(b);
     const dir = path.join(work, "late-x86");
     const x86Daemon = (extra: string[]) =>
       cli([
@@ -285,30 +337,11 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       const one = await index(repo, lateTag);
       expect(one?.manifests.map((m) => m.platform.architecture)).toEqual(["amd64"]);
       expect(one?.manifests[0]?.annotations?.["org.opencontainers.image.url"]).toBe(
-        `https://github.com/rapidsai/velox-testing/actions/runs/${late.x86.id}`,
+        runUrl(late.x86),
       );
     }
 
-    // The manual path: download, prepare, push with the flag.
-    const armTag = lateMetadata(late.arm)["Image tag"] ?? "";
-    const downloads = path.join(work, "late-arm");
-    const common = ["--limit", "50", ...tb.githubArgs];
-    expect((await cli(["download", armTag, "--output-dir", downloads, ...common])).code).toBe(0);
-    expect((await cli(["prepare", armTag, "--downloads-dir", downloads])).code).toBe(0);
-    const pushed = await cli([
-      "push",
-      armTag,
-      "--downloads-dir",
-      downloads,
-      "--engine",
-      "registry",
-      "--yes",
-      "--multiarch-index",
-      ...common,
-      ...tb.gitlabArgs,
-      ...tb.registryArgs,
-    ]);
-    expect(pushed.code, pushed.stderr).toBe(0);
+    const pushed = await pushByHand(late.arm, "registry");
     expect(pushed.stdout).toContain("Writing multi-arch indexes ...");
     expect(pushed.stdout).toContain(
       `  multi-arch ${tb.gitlab.registryHost}/${PROJECT_PATH}/presto-coordinator:${lateTag}: linux/amd64, linux/arm64\n    index sha256:`,
@@ -359,21 +392,10 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
 
     it("docker pull --platform linux/amd64 and linux/arm64 of the one tag each get their own image", async () => {
       const docker = new Dockerode({ socketPath: dockerd.socket });
-      const authconfig = {
-        username: REGISTRY_USER,
-        password: REGISTRY_PASSWORD,
-        serveraddress: tb.gitlab.registryHost,
-      };
       for (const b of [builds.arm, builds.x86]) {
         for (const repo of REPOS) {
           const reference = `${tb.gitlab.registryHost}/${PROJECT_PATH}/${repo}:${TAG}`;
-          const stream = await docker.pull(reference, { platform: b.platform, authconfig });
-          await new Promise<void>((resolve, reject) =>
-            docker.modem.followProgress(stream, (err: Error | null) =>
-              err ? reject(err) : resolve(),
-            ),
-          );
-          const pulled = await docker.getImage(reference).inspect();
+          const pulled = await pullAs(docker, reference, b.platform, tb.gitlab.registryHost);
           expect(pulled.Id).toBe(await configOf(b, repo));
           expect(`${pulled.Os}/${pulled.Architecture}`).toBe(b.platform);
         }
@@ -382,97 +404,28 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
 
     it("an x86 image pushed by dockerd (its own schema 2 manifest, no annotations) and an arm one by the registry engine share one index; each platform pulls", async () => {
       const pair = {
-        x86: { id: 7005, platform: "linux/amd64" as Platform },
-        arm: { id: 7006, platform: "linux/arm64" as Platform },
-      };
-      const meta = (b: { platform: Platform }) =>
-        makeMetadata({
-          prestoRef: ref("multiarch-docker-presto"),
-          veloxRef: ref("multiarch-docker-velox"),
-          platform: b.platform,
-          mode: "single",
-          workerVariant: "java",
-        });
-      const tag = expectedImages(meta(pair.x86))[0]?.tag ?? "";
-      const configs = new Map<Platform, string>();
-      for (const b of [pair.x86, pair.arm]) {
-        const fixture = await addArtifactRun(tb.github, {
-          id: b.id,
-          metadata: meta(b),
-          dir: path.join(work, "fixtures", String(b.id)),
-          createdAt: new Date(Date.UTC(2025, 10, 8) + b.id * 60_000)
-            .toISOString()
-            .replace(".000Z", "Z"),
-        });
-        configs.set(
-          b.platform,
-          (await inspectImageTarball(fixture.tarballs[0] ?? "")).configDigest,
-        );
-      }
-      const imageTag = meta(pair.x86)["Image tag"] ?? "";
-      const downloads = path.join(work, "docker-x86");
-      const env = { ...tb.env, DOCKER_HOST: dockerd.dockerHost };
-      const run = (args: string[]) =>
-        runBinary([...args, "--log-format", "json"], { env, cwd: work, timeoutMs: 240_000 });
-      expect(
-        (
-          await run([
-            "download",
-            imageTag,
-            "--output-dir",
-            downloads,
-            "--limit",
-            "50",
-            ...tb.githubArgs,
-          ])
-        ).code,
-      ).toBe(0);
-      expect((await run(["prepare", imageTag, "--downloads-dir", downloads])).code).toBe(0);
-      const pushed = await run([
-        "push",
-        imageTag,
-        "--downloads-dir",
-        downloads,
-        "--engine",
-        "docker",
-        "--yes",
-        "--multiarch-index",
-        "--limit",
-        "50",
-        ...tb.githubArgs,
-        ...tb.gitlabArgs,
-        ...tb.registryArgs,
-      ]);
-      expect(pushed.code, pushed.stderr).toBe(0);
+        x86: { id: 7005, platform: "linux/amd64", refs: "multiarch-docker", variant: "java" },
+        arm: { id: 7006, platform: "linux/arm64", refs: "multiarch-docker", variant: "java" },
+      } satisfies Record<string, Build>;
+      for (const b of [pair.x86, pair.arm]) await add(b);
+      await pushByHand(pair.x86, "docker", { DOCKER_HOST: dockerd.dockerHost });
       const arm = await daemon("linux/arm64");
       expect(arm.code, arm.stderr).toBe(0);
 
-      const both = await index("presto-coordinator", tag);
+      const both = await index("presto-coordinator", tagOf(pair.x86));
       expect(both?.manifests.map((m) => m.mediaType)).toEqual([
         "application/vnd.docker.distribution.manifest.v2+json",
         OCI_MANIFEST,
       ]);
       // dockerd took no annotations, but the index entry knows which run built its image.
       expect(both?.manifests[0]?.annotations?.["org.opencontainers.image.url"]).toBe(
-        `https://github.com/rapidsai/velox-testing/actions/runs/${pair.x86.id}`,
+        runUrl(pair.x86),
       );
       const docker = new Dockerode({ socketPath: dockerd.socket });
-      const reference = `${tb.gitlab.registryHost}/${PROJECT_PATH}/presto-coordinator:${tag}`;
-      for (const platform of ["linux/arm64", "linux/amd64"] as const) {
-        const stream = await docker.pull(reference, {
-          platform,
-          authconfig: {
-            username: REGISTRY_USER,
-            password: REGISTRY_PASSWORD,
-            serveraddress: tb.gitlab.registryHost,
-          },
-        });
-        await new Promise<void>((resolve, reject) =>
-          docker.modem.followProgress(stream, (err: Error | null) =>
-            err ? reject(err) : resolve(),
-          ),
-        );
-        expect((await docker.getImage(reference).inspect()).Id).toBe(configs.get(platform));
+      const reference = `${tb.gitlab.registryHost}/${PROJECT_PATH}/presto-coordinator:${tagOf(pair.x86)}`;
+      for (const b of [pair.arm, pair.x86]) {
+        const pulled = await pullAs(docker, reference, b.platform, tb.gitlab.registryHost);
+        expect(pulled.Id).toBe(await configOf(b, "presto-coordinator"));
       }
     });
   });
