@@ -9,6 +9,7 @@ import {
   type Logger,
 } from "./report/logger.js";
 import { createOutput } from "./report/output.js";
+import { printable } from "./util/text.js";
 import { HttpClient } from "./net/http.js";
 import type { Env } from "./config/tokens.js";
 import type { CommandContext } from "./commands/context.js";
@@ -120,12 +121,13 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
     }
     const debug = logger?.isLevelEnabled("debug") ?? false;
     if (isSyncError(err)) {
-      deps.stderr.write(`Error: ${err.oneLine()}\n`);
+      // The message often quotes a server (a registry's error text, a GitLab name): printable.
+      deps.stderr.write(`Error: ${printable(err.oneLine())}\n`);
       if (debug && err.stack) deps.stderr.write(`${err.stack}\n`);
       return err.exitCode;
     }
     deps.stderr.write(
-      `Error: unexpected failure: ${describeError(err)} — rerun with --log-level debug for details\n`,
+      `Error: unexpected failure: ${printable(describeError(err))} — rerun with --log-level debug for details\n`,
     );
     if (debug && err instanceof Error && err.stack) deps.stderr.write(`${err.stack}\n`);
     return EXIT_FAILURE;

@@ -41,6 +41,29 @@ export class UsageError extends SyncError {
   }
 }
 
+/**
+ * The input itself is proven bad: a damaged or hostile zip, a tarball that is not the image it
+ * claims to be, a layer that does not match its diff-id. Unlike a full disk, a missing
+ * permission or a signal, trying the same bytes again can only fail again, so whoever holds
+ * them (the daemon's downloads) may delete them and fetch them afresh.
+ */
+export class DamagedInputError extends SyncError {
+  constructor(message: string, options: SyncErrorOptions = {}) {
+    super(message, options);
+    this.name = "DamagedInputError";
+  }
+}
+
+/** Whether `err`, or anything along its cause chain, proves the input bad. */
+export function isDamagedInput(err: unknown): boolean {
+  let current: unknown = err;
+  for (let depth = 0; current && typeof current === "object" && depth < 6; depth += 1) {
+    if (current instanceof DamagedInputError) return true;
+    current = (current as { cause?: unknown; original?: unknown }).cause;
+  }
+  return false;
+}
+
 export function isSyncError(err: unknown): err is SyncError {
   return err instanceof SyncError;
 }

@@ -5,8 +5,9 @@ import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { z } from "zod";
 import { canonicalName } from "../domain/reference.js";
-import { SyncError, describeError } from "../errors.js";
+import { DamagedInputError, SyncError, describeError } from "../errors.js";
 import { GUNZIP_CHUNK, checkedGunzip, gzipFailure } from "./gzip-check.js";
+import { LayerCheck, type LayerVerdict } from "./layer-check.js";
 
 export interface ImageTarballInfo {
   /** `oci` for Docker ≥ 25 (`oci-layout` + `index.json`, which also carry a manifest.json). */
@@ -66,8 +67,10 @@ const indexSchema = z.object({
 
 /**
  * Streams a `docker save … | gzip` file once: gunzip (which checks the gzip trailer) into a tar
- * reader that keeps the small JSON documents and drains layer bodies, then checks that every
- * file manifest.json names was present. Throws a one-line SyncError naming `file` otherwise.
+ * reader that keeps the small JSON documents and checks every layer on its way past (its
+ * diff-id, compressed or not, and that it is a tar: layer-check.ts), then checks that every file
+ * manifest.json names was present and inside the tarball. Throws a one-line SyncError naming
+ * `file` otherwise.
  */
 export async function inspectImageTarball(
   file: string,
@@ -100,7 +103,7 @@ export function createImageTarballInspector(label: string): TarballInspector {
   const extract = tar.extract();
   extract.on("entry", (header, body, next) => collector.take(header, body, next));
   const result = pipeline(magic, gunzip, extract).then(
-    () => collector.describe(label),
+    async () => collector.describe(label),
     (err: unknown) => {
       throw tarballFailure(label, err);
     },
@@ -116,13 +119,13 @@ function tarballFailure(label: string, err: unknown): SyncError {
   if (gz) return gz;
   const message = describeError(err);
   if (/unexpected end of data/i.test(message)) {
-    return new SyncError(`${label} is cut short (the tar inside ends mid-file)`, {
+    return new DamagedInputError(`${label} is cut short (the tar inside ends mid-file)`, {
       hint: REDOWNLOAD_HINT,
       cause: err,
     });
   }
   if (/invalid tar header|checksum/i.test(message)) {
-    return new SyncError(`${label} is not a docker save image (not a tar: ${message})`, {
+    return new DamagedInputError(`${label} is not a docker save image (not a tar: ${message})`, {
       hint: NOT_AN_IMAGE_HINT,
       cause: err,
     });
@@ -133,10 +136,11 @@ function tarballFailure(label: string, err: unknown): SyncError {
 /** tar-stream's entry stream (a streamx Readable, not a Node one). */
 type EntryBody = tar.ExtractEvents["entry"][1];
 
-/** Keeps what identifies the image; everything else streams past. */
+/** Keeps what identifies the image, and checks every layer candidate as it streams past. */
 class TarCollector {
   private readonly sizes = new Map<string, number>();
   private readonly documents = new Map<string, Buffer>();
+  private readonly layers = new Map<string, Promise<LayerVerdict>>();
   private buffered = 0;
 
   take(header: tar.Header, body: EntryBody, next: () => void): void {
@@ -144,74 +148,93 @@ class TarCollector {
     body.on("error", () => undefined);
     const name = header.name.replace(/^(\.\/)+/, "");
     const size = header.size ?? 0;
-    if (header.type === "file" || header.type === "contiguous-file") this.sizes.set(name, size);
+    const isFile = header.type === "file" || header.type === "contiguous-file";
+    if (isFile) this.sizes.set(name, size);
+    // manifest.json comes last, so which entries are layers is not known yet: all but the
+    // image's own metadata files are checked (a JSON blob costs nothing to check).
+    const check = isFile && !isMetadataFile(name) ? new LayerCheck() : undefined;
     const keep =
-      (header.type === "file" || header.type === "contiguous-file") &&
+      isFile &&
       mayBeDocument(name) &&
       size <= MAX_JSON_BYTES &&
       this.buffered + size <= MAX_JSON_TOTAL;
-    if (!keep) {
-      body.on("end", () => next());
-      body.resume();
-      return;
-    }
-    this.buffered += size;
+    if (keep) this.buffered += size;
     const chunks: Buffer[] = [];
-    body.on("data", (chunk: unknown) => chunks.push(chunk as Buffer));
+    body.on("data", (data: unknown) => {
+      const chunk = data as Buffer;
+      if (keep) chunks.push(chunk);
+      if (!check) return;
+      body.pause();
+      void check.write(chunk).then(() => body.resume());
+    });
     body.on("end", () => {
-      const bytes = Buffer.concat(chunks);
-      // Layer blobs share `blobs/sha256/`; only JSON (a config or manifest) is worth keeping.
-      if (bytes[0] === 0x7b || bytes[0] === 0x5b) this.documents.set(name, bytes);
-      else this.buffered -= size;
+      if (check) this.layers.set(name, check.end());
+      if (keep) {
+        const bytes = Buffer.concat(chunks);
+        // Layer blobs share `blobs/sha256/`; only JSON (a config or manifest) is worth keeping.
+        if (bytes[0] === 0x7b || bytes[0] === 0x5b) this.documents.set(name, bytes);
+        else this.buffered -= size;
+      }
       next();
     });
   }
 
-  describe(label: string): ImageTarballInfo {
+  async describe(label: string): Promise<ImageTarballInfo> {
     const manifestBytes = this.documents.get("manifest.json");
     if (!manifestBytes) {
       const what = this.sizes.size === 0 ? "an empty tar" : "no manifest.json";
-      throw new SyncError(`${label} is not a docker save image (${what})`, {
+      throw new DamagedInputError(`${label} is not a docker save image (${what})`, {
         hint: NOT_AN_IMAGE_HINT,
       });
     }
     const manifests = parseJson(label, "manifest.json", manifestBytes, manifestSchema);
     if (manifests.length !== 1) {
-      throw new SyncError(`${label} holds ${manifests.length} images; expected one`, {
+      throw new DamagedInputError(`${label} holds ${manifests.length} images; expected one`, {
         hint: NOT_AN_IMAGE_HINT,
       });
     }
     const manifest = manifests[0] as z.infer<typeof manifestSchema>[number];
     const config = stripDot(manifest.Config);
     const layers = manifest.Layers.map(stripDot);
+    const outside = [config, ...layers].find(leavesTarball);
+    if (outside !== undefined) {
+      throw new DamagedInputError(
+        `${label}: manifest.json names ${JSON.stringify(outside)}, a path outside the tarball`,
+        { hint: NOT_AN_IMAGE_HINT },
+      );
+    }
     const missing = [config, ...layers].filter((name) => !this.sizes.has(name));
     if (missing.length > 0) {
-      throw new SyncError(
+      throw new DamagedInputError(
         `${label} is incomplete: ${missing.join(", ")} named by manifest.json is not in the tar`,
         { hint: REDOWNLOAD_HINT },
       );
     }
     const configBytes = this.documents.get(config);
     if (!configBytes) {
-      throw new SyncError(`${label}: the image config ${config} is not JSON`, {
+      throw new DamagedInputError(`${label}: the image config ${config} is not JSON`, {
         hint: NOT_AN_IMAGE_HINT,
       });
     }
     const configHex = createHash("sha256").update(configBytes).digest("hex");
     const namedHex = /([0-9a-f]{64})(\.json)?$/.exec(config)?.[1];
     if (namedHex && namedHex !== configHex) {
-      throw new SyncError(`${label}: the image config ${config} does not match its digest`, {
-        hint: REDOWNLOAD_HINT,
-      });
+      throw new DamagedInputError(
+        `${label}: the image config ${config} does not match its digest`,
+        {
+          hint: REDOWNLOAD_HINT,
+        },
+      );
     }
     const parsed = parseJson(label, config, configBytes, configSchema);
     const diffIds = parsed.rootfs.diff_ids;
     if (diffIds.length !== layers.length) {
-      throw new SyncError(
+      throw new DamagedInputError(
         `${label}: the config lists ${diffIds.length} layers but manifest.json ${layers.length}`,
         { hint: NOT_AN_IMAGE_HINT },
       );
     }
+    await this.verifyLayers(label, layers, diffIds);
     const layout = this.sizes.has("oci-layout") && this.sizes.has("index.json") ? "oci" : "legacy";
     let repoTags = manifest.RepoTags ?? [];
     if (repoTags.length === 0 && layout === "oci") repoTags = this.indexImageNames(label);
@@ -226,6 +249,26 @@ class TarCollector {
       ...(parsed.architecture !== undefined ? { architecture: parsed.architecture } : {}),
       ...(parsed.os !== undefined ? { os: parsed.os } : {}),
     };
+  }
+
+  /** Every layer is the tar its diff-id names: what `docker load` would check, checked first. */
+  private async verifyLayers(label: string, layers: string[], diffIds: string[]): Promise<void> {
+    for (const [index, layer] of layers.entries()) {
+      const verdict = await this.layers.get(layer);
+      if (!verdict) continue;
+      if (verdict.problem !== undefined) {
+        const Failure = verdict.unsupported ? SyncError : DamagedInputError;
+        throw new Failure(`${label}: layer ${layer} ${verdict.problem}`, {
+          hint: verdict.unsupported ? "run the tool on Node.js 22.15 or later" : REDOWNLOAD_HINT,
+        });
+      }
+      if (verdict.diffId !== diffIds[index]) {
+        throw new DamagedInputError(
+          `${label}: layer ${layer} does not match its diff-id ${diffIds[index] ?? "?"} (its ${verdict.compression === "none" ? "" : `${verdict.compression}-decompressed `}bytes hash to ${verdict.diffId ?? "?"})`,
+          { hint: REDOWNLOAD_HINT },
+        );
+      }
+    }
   }
 
   /** Docker ≥ 25 also names the image in index.json; used when manifest.json has no RepoTags. */
@@ -249,6 +292,27 @@ function mayBeDocument(name: string): boolean {
   );
 }
 
+/** The image's own files, never a layer. */
+function isMetadataFile(name: string): boolean {
+  return (
+    name === "manifest.json" ||
+    name === "index.json" ||
+    name === "oci-layout" ||
+    name === "repositories" ||
+    (!name.includes("/") && name.endsWith(".json"))
+  );
+}
+
+/** A path that could reach outside the tarball if something ever extracted it. */
+function leavesTarball(name: string): boolean {
+  return (
+    name.startsWith("/") ||
+    name.includes("\\") ||
+    name.includes("\0") ||
+    name.split("/").some((segment) => segment === "..")
+  );
+}
+
 function stripDot(name: string): string {
   return name.replace(/^(\.\/)+/, "");
 }
@@ -258,7 +322,7 @@ function parseJson<T>(label: string, what: string, bytes: Buffer, schema: z.ZodT
   try {
     value = JSON.parse(bytes.toString("utf8"));
   } catch (err) {
-    throw new SyncError(`${label}: ${what} is not valid JSON (${describeError(err)})`, {
+    throw new DamagedInputError(`${label}: ${what} is not valid JSON (${describeError(err)})`, {
       hint: NOT_AN_IMAGE_HINT,
       cause: err,
     });
@@ -267,7 +331,7 @@ function parseJson<T>(label: string, what: string, bytes: Buffer, schema: z.ZodT
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.join(".") || "(top)";
-    throw new SyncError(
+    throw new DamagedInputError(
       `${label}: ${what} is not what docker save writes (${where}: ${issue?.message})`,
       {
         hint: NOT_AN_IMAGE_HINT,
@@ -289,7 +353,7 @@ export function assertRepoTag(info: ImageTarballInfo, expected: string, file: st
   const match = info.repoTags.find((tag) => canonicalName(tag) === want);
   if (match === undefined) {
     const found = info.repoTags.length > 0 ? info.repoTags.join(", ") : "none";
-    throw new SyncError(`${file} does not hold ${expected} (its RepoTags: ${found})`, {
+    throw new DamagedInputError(`${file} does not hold ${expected} (its RepoTags: ${found})`, {
       hint: "the artifact does not match the image tag; check that the run built this tag",
     });
   }

@@ -10,11 +10,13 @@ import { lazyRequire } from "../lazy.js";
 import { SyncError, describeError, errorCode } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import { MiB } from "../util/bytes.js";
+import type { FreeBytes } from "../util/files.js";
 import { isProcessAlive } from "../util/process.js";
 import {
   DAMAGED_HINT,
   LOCAL_HEADER_SIZE,
   METHOD_DEFLATE,
+  ensureRoom,
   entryRefused,
   vetEntries,
   zipIncomplete,
@@ -42,6 +44,8 @@ export interface ExtractOptions {
    * reports its own verdict. On an extraction failure or abort the tee is destroyed.
    */
   tee?: (entryName: string) => Writable | undefined;
+  /** Free bytes at a path; replaceable so tests can play a full disk. */
+  freeBytes?: FreeBytes | undefined;
 }
 
 const unzipper = lazyRequire<typeof Unzipper>("unzipper");
@@ -87,6 +91,7 @@ export async function extractZip(
     const target = path.resolve(destDir);
     const tmpDir = `${target}.tmp-${process.pid}`;
     await removeLeftovers(target);
+    await ensureRoom(zipPath, target, entries, options.freeBytes);
     await mkdir(tmpDir, { recursive: true });
     let written: ExtractedEntry[];
     try {
@@ -233,7 +238,13 @@ async function extractFile(
   if (record.compressionMethod === METHOD_DEFLATE) {
     stages.push(zlib.createInflateRaw({ chunkSize: IO_CHUNK }));
   }
-  const meter = new CrcMeter(progress, options.tee?.(name));
+  const meter = new CrcMeter(progress, options.tee?.(name), record.uncompressedSize, () =>
+    entryRefused(
+      zip.path,
+      record.path,
+      `inflates past the ${record.uncompressedSize} bytes the directory gives it (a zip bomb?)`,
+    ),
+  );
   try {
     await pipeline(
       [
@@ -290,6 +301,7 @@ async function locateData(zip: ZipInput, record: ZipRecord): Promise<number> {
 }
 
 function entryReadError(zipPath: string, rawName: string, part: string, err: unknown): SyncError {
+  if (err instanceof SyncError) return err;
   const code = errorCode(err);
   if (code?.startsWith("Z_")) {
     return entryRefused(zipPath, rawName, `is damaged (${describeError(err)})`, err);
@@ -313,7 +325,10 @@ function hex(n: number): string {
   return n.toString(16).padStart(8, "0");
 }
 
-/** Counts and checksums the bytes on their way to disk, and hands them to the optional tee. */
+/**
+ * Counts and checksums the bytes on their way to disk, and hands them to the optional tee. An
+ * entry that inflates past its declared size fails at once: not a byte more is written.
+ */
 class CrcMeter extends Transform {
   crc = 0;
   bytes = 0;
@@ -321,11 +336,14 @@ class CrcMeter extends Transform {
   constructor(
     private readonly progress: (n: number) => void,
     private readonly tee: Writable | undefined,
+    private readonly limit: number,
+    private readonly oversize: () => Error,
   ) {
     super({ highWaterMark: IO_CHUNK, writableHighWaterMark: IO_CHUNK });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.bytes + chunk.length > this.limit) return callback(this.oversize());
     this.crc = zlib.crc32(chunk, this.crc);
     this.bytes += chunk.length;
     this.progress(chunk.length);

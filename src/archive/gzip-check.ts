@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from "node:stream";
 import zlib from "node:zlib";
-import { SyncError, describeError, errorCode } from "../errors.js";
+import { DamagedInputError, SyncError, describeError, errorCode } from "../errors.js";
 
 const GZIP_MAGIC = [0x1f, 0x8b] as const;
 /** Gunzip output window: large chunks keep per-chunk stream overhead out of the profile. */
@@ -43,17 +43,17 @@ export function checkedGunzip(): [GzipMagicCheck, zlib.Gunzip] {
 /** The operator-facing error for a gzip-level failure, or undefined when `err` is something else. */
 export function gzipFailure(file: string, err: unknown): SyncError | undefined {
   if (err instanceof NotGzipError) {
-    return new SyncError(`${file} is not gzip`, { hint: REDOWNLOAD_HINT, cause: err });
+    return new DamagedInputError(`${file} is not gzip`, { hint: REDOWNLOAD_HINT, cause: err });
   }
   const code = errorCode(err);
   if (code === "Z_BUF_ERROR" || describeError(err) === "unexpected end of file") {
-    return new SyncError(`${file} is cut short (incomplete gzip stream)`, {
+    return new DamagedInputError(`${file} is cut short (incomplete gzip stream)`, {
       hint: REDOWNLOAD_HINT,
       cause: err,
     });
   }
   if (code?.startsWith("Z_")) {
-    return new SyncError(`${file} is damaged (gzip: ${describeError(err)})`, {
+    return new DamagedInputError(`${file} is damaged (gzip: ${describeError(err)})`, {
       hint: REDOWNLOAD_HINT,
       cause: err,
     });

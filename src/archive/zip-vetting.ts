@@ -1,6 +1,9 @@
 import path from "node:path";
 import type { CentralDirectory, File as ZipRecord } from "unzipper";
-import { SyncError } from "../errors.js";
+import { DISK_MARGIN } from "../config/limits.js";
+import { DamagedInputError, SyncError } from "../errors.js";
+import { formatBytes } from "../util/bytes.js";
+import { ensureFreeSpace, type FreeBytes } from "../util/files.js";
 
 /**
  * The up-front half of extraction: every entry of the central directory is vetted before a byte
@@ -33,7 +36,7 @@ export interface VettedEntry {
 
 /** The zip ends early or its records point past its data: a cut download, most likely. */
 export function zipIncomplete(zipPath: string, reason: string, cause?: unknown): SyncError {
-  return new SyncError(`${zipPath} is not a complete zip (${reason})`, {
+  return new DamagedInputError(`${zipPath} is not a complete zip (${reason})`, {
     hint: INCOMPLETE_HINT,
     cause,
   });
@@ -46,7 +49,7 @@ export function entryRefused(
   reason: string,
   cause?: unknown,
 ): SyncError {
-  return new SyncError(`${zipPath}: entry ${JSON.stringify(rawName)} ${reason}`, {
+  return new DamagedInputError(`${zipPath}: entry ${JSON.stringify(rawName)} ${reason}`, {
     hint: DAMAGED_HINT,
     cause,
   });
@@ -73,6 +76,28 @@ export function vetEntries(
     if (typeof kind !== "string") throw entryRefused(zipPath, raw, kind.refused);
     if (kind === "file") checkFileRecord(zipPath, record, cdStart);
     return { record, name, kind };
+  });
+}
+
+/**
+ * The central directory says how large every entry is; the disk must have room for all of it
+ * before a byte is written (each entry is then held to its size while it inflates).
+ */
+export async function ensureRoom(
+  zipPath: string,
+  target: string,
+  entries: VettedEntry[],
+  freeBytes: FreeBytes | undefined,
+): Promise<void> {
+  const total = entries.reduce(
+    (sum, e) => sum + (e.kind === "file" ? e.record.uncompressedSize : 0),
+    0,
+  );
+  await ensureFreeSpace(path.dirname(target), total, {
+    what: `extracting ${path.basename(zipPath)} (${formatBytes(total)} of files)`,
+    margin: DISK_MARGIN,
+    hint: "free disk space (gh-gitlab-sync clean <tag> removes finished tags) and re-run prepare",
+    freeBytes,
   });
 }
 

@@ -6,7 +6,7 @@ import { confirmAtTerminal } from "../report/prompt.js";
 import { cleanImageTag } from "../sync/clean.js";
 import { downloadImageTag } from "../sync/download.js";
 import { prepareImageTag } from "../sync/prepare.js";
-import { withWorkspaceLock } from "../workspace/lock.js";
+import { withWorkspaceLocks } from "./locks.js";
 import type { CommandContext } from "./context.js";
 import { addGithubOptions, addWorkspaceOptions, withExamples } from "./options.js";
 import { githubRunLookup, githubServices } from "./services.js";
@@ -34,17 +34,21 @@ export function registerDownload(program: Command, run: Runner): void {
         downloadsDir: raw.outputDir,
         stateDir: raw.stateDir,
       });
-      await withWorkspaceLock(workspace.downloadsDir, `download ${imageTag}`, () =>
-        downloadImageTag(ctx, github, outputSteps(ctx.out), {
-          imageTag,
-          downloadsDir: workspace.downloadsDir,
-          force: raw.force === true,
-          artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
-          // Bars only when stdout is a terminal too: a piped listing gets log lines.
-          progress: progressListener(ctx.logger, {
-            tty: ctx.out.isTTY && Boolean(process.stderr.isTTY),
+      await withWorkspaceLocks(
+        workspace,
+        `download ${imageTag}`,
+        () =>
+          downloadImageTag(ctx, github, outputSteps(ctx.out), {
+            imageTag,
+            downloadsDir: workspace.downloadsDir,
+            force: raw.force === true,
+            artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
+            // Bars only when stdout is a terminal too: a piped listing gets log lines.
+            progress: progressListener(ctx.logger, {
+              tty: ctx.out.isTTY && Boolean(process.stderr.isTTY),
+            }),
           }),
-        }),
+        "--output-dir",
       );
     }),
   );
@@ -68,7 +72,7 @@ export function registerPrepare(program: Command, run: Runner): void {
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
       const workspace = parseOptions(workspaceOptionsSchema, raw);
-      await withWorkspaceLock(workspace.downloadsDir, `prepare ${imageTag}`, () =>
+      await withWorkspaceLocks(workspace, `prepare ${imageTag}`, () =>
         prepareImageTag(ctx, outputSteps(ctx.out), {
           imageTag,
           downloadsDir: workspace.downloadsDir,
@@ -97,7 +101,7 @@ export function registerClean(program: Command, run: Runner): void {
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
       const workspace = parseOptions(workspaceOptionsSchema, raw);
-      await withWorkspaceLock(workspace.downloadsDir, `clean ${imageTag}`, () =>
+      await withWorkspaceLocks(workspace, `clean ${imageTag}`, () =>
         cleanImageTag(ctx, outputSteps(ctx.out), {
           imageTag,
           downloadsDir: workspace.downloadsDir,

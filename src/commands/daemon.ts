@@ -13,7 +13,7 @@ import { logSteps } from "../report/steps.js";
 import { runDaemon } from "../sync/daemon.js";
 import { FailureState } from "../workspace/failures.js";
 import { writeLastCycle } from "../workspace/status.js";
-import { withWorkspaceLock } from "../workspace/lock.js";
+import { withWorkspaceLocks } from "./locks.js";
 import type { CommandContext } from "./context.js";
 import {
   addGithubOptions,
@@ -82,8 +82,9 @@ export function registerDaemon(program: Command, run: Runner): void {
       const healthAddress =
         typeof raw.healthPort === "string" ? parseHealthAddress(raw.healthPort) : undefined;
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
-      const github = githubServices(ctx, raw);
+      // The registry's flags first: a bad one is a usage error, before any token is missed.
       const registry = registryServices(ctx, raw);
+      const github = githubServices(ctx, raw);
       // One project for the cross-reference and the push: --registry-project, else --gitlab-project.
       const gitlab = gitlabServices(ctx, raw, registry.project);
       const stateDir = stateDirFor(workspace);
@@ -95,7 +96,7 @@ export function registerDaemon(program: Command, run: Runner): void {
         progress: progressListener(logger),
       });
       const health = healthAddress ? new DaemonHealth() : undefined;
-      await withWorkspaceLock(workspace.downloadsDir, "daemon", async () => {
+      await withWorkspaceLocks(workspace, "daemon", async () => {
         const server =
           health && healthAddress
             ? await startHealthServer(health, healthAddress, logger)

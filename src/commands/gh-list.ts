@@ -1,8 +1,8 @@
 import { Command } from "commander";
-import { METADATA_KEYS } from "../domain/metadata.js";
+import { METADATA_KEYS, type RunMetadata } from "../domain/metadata.js";
 import { NoMetadataError } from "../github/errors.js";
 import { RULE } from "../report/output.js";
-import { expectedImages } from "../domain/images.js";
+import { IMAGE_TAG_GRAMMAR, expectedImages, invalidImageTag } from "../domain/images.js";
 import { runRef } from "../sync/xref.js";
 import type { CommandContext } from "./context.js";
 import {
@@ -69,6 +69,9 @@ function printRun(ctx: CommandContext, { run, metadata, error }: RunWithMetadata
       const value = metadata[key];
       if (value !== undefined) ctx.out.line(`  ${key.padEnd(18)}: ${value}`);
     }
+    if (invalidImageTag(metadata) !== undefined) {
+      ctx.out.line("  (not a valid image tag, so it is not mirrored)");
+    }
   } else if (!error || error instanceof NoMetadataError) {
     ctx.out.line("  (no metadata lines found in logs)");
   } else {
@@ -92,6 +95,13 @@ function jsonRun({ run, metadata, error }: RunWithMetadata) {
     html_url: run.html_url,
     metadata: metadata ?? null,
     expected_tags: metadata ? expectedImages(metadata).map((i) => i.gitlabTag) : [],
-    error: error?.message ?? null,
+    error: error?.message ?? invalidTagError(metadata),
   };
+}
+
+function invalidTagError(metadata: RunMetadata | undefined): string | null {
+  const tag = invalidImageTag(metadata);
+  return tag === undefined
+    ? null
+    : `invalid image tag '${tag}': it does not match ${IMAGE_TAG_GRAMMAR}`;
 }

@@ -12,7 +12,7 @@ import { outputSteps } from "../report/steps.js";
 import { confirmAtTerminal } from "../report/prompt.js";
 import { pushImageTag } from "../sync/push.js";
 import { parseImageName, retagImage } from "../sync/retag.js";
-import { withWorkspaceLock } from "../workspace/lock.js";
+import { withWorkspaceLocks } from "./locks.js";
 import type { CommandContext } from "./context.js";
 import {
   addGithubOptions,
@@ -64,6 +64,7 @@ export function registerPush(program: Command, run: Runner): void {
     run(async (ctx) => {
       const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const workspace = parseOptions(workspaceOptionsSchema, raw);
+      // The registry's flags first: a bad one is a usage error, before any token is missed.
       const registry = registryServices(ctx, raw);
       // --registry-project names the GitLab project too, as the newest original has it.
       const gitlab = gitlabServices(ctx, raw, registry.project);
@@ -73,7 +74,7 @@ export function registerPush(program: Command, run: Runner): void {
         stateDir: stateDirFor(workspace),
         progress: progressListener(logger),
       });
-      await withWorkspaceLock(workspace.downloadsDir, `push ${imageTag}`, async () => {
+      await withWorkspaceLocks(workspace, `push ${imageTag}`, async () => {
         await pushImageTag(
           { logger, signal: ctx.signal },
           outputSteps(ctx.out),

@@ -62,6 +62,12 @@ export async function xref(ctx: CommandContext, raw: Record<string, unknown>): P
   } else {
     ctx.out.line("\nNo missing GitLab images.");
   }
+  if (result.invalid.length > 0) {
+    ctx.out.line("\nRuns whose image tag is not a valid tag (not mirrored):");
+    for (const { run, imageTag } of result.invalid) {
+      ctx.out.line(`  run ${run.id} (${run.title}): invalid image tag '${imageTag}'`);
+    }
+  }
   if (listExtra && result.extra.length > 0) {
     ctx.out.line("\nImages on GitLab with no matching GitHub run:");
     for (const tag of result.extra) ctx.out.line(`  ${tag}`);
@@ -90,6 +96,10 @@ function jsonXref(
       missing_tags: image.missing.map((e) => e.gitlabTag),
     })),
     extra: listExtra ? result.extra : undefined,
+    invalid_tags: result.invalid.map(({ run, imageTag }) => ({
+      run_id: run.id,
+      image_tag: imageTag,
+    })),
     metadata_failures: failures.map((f) => ({ run_id: f.runId, error: f.error })),
   };
 }

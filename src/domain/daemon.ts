@@ -1,17 +1,24 @@
 /** What one daemon cycle did: logged by the daemon, served by the health endpoint and metrics. */
 export interface CycleSummary {
   cycle: number;
-  /** "ok": every missing image synced (or none missing); "partial": some images failed; "failed": the cycle itself failed (xref). */
-  result: "ok" | "partial" | "failed";
+  /**
+   * "ok": every missing image synced (or none missing); "partial": some images failed (or are
+   * backing off); "failed": the cycle itself failed (xref); "stopped": a signal ended it early.
+   */
+  result: "ok" | "partial" | "failed" | "stopped";
   startedAt: string;
   seconds: number;
   runs: number;
   missing: number;
   pushed: number;
+  /** Image tags synced this cycle. */
+  synced: number;
   failed: number;
   deferred: number;
   downloadedBytes: number;
   uploadedBytes: number;
   logBytes: number;
   error?: string;
+  /** The image tags that failed this cycle or are backing off after earlier failures. */
+  failedTags?: string[];
 }

@@ -80,10 +80,13 @@ export function builtRepos(metadata: RunMetadata): ImageRepo[] {
   return repos;
 }
 
-/** SPEC §1.6: the GitLab images one run's metadata promises; none when the block has no image tag. */
+/**
+ * SPEC §1.6: the GitLab images one run's metadata promises; none when the block has no image tag,
+ * or one outside the tag grammar (a log is outside input: `../../etc/x` names nothing to mirror).
+ */
 export function expectedImages(metadata: RunMetadata): ExpectedImage[] {
   const imageTag = metadata["Image tag"];
-  if (!imageTag) return [];
+  if (!imageTag || !isImageTag(imageTag)) return [];
   const platform = metadata["Target platform"];
   const arch = archForPlatform(platform);
   const tag = gitlabTagName(imageTag, platform);
@@ -99,6 +102,12 @@ export function expectedImages(metadata: RunMetadata): ExpectedImage[] {
       tarball: `${repo}-${imageTag}.tar.gz`,
     };
   });
+}
+
+/** The image tag a block names when it is outside the grammar: reported, never mirrored. */
+export function invalidImageTag(metadata: RunMetadata | undefined): string | undefined {
+  const imageTag = metadata?.["Image tag"];
+  return imageTag !== undefined && imageTag !== "" && !isImageTag(imageTag) ? imageTag : undefined;
 }
 
 export interface ParsedGitlabTag {

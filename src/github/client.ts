@@ -1,9 +1,9 @@
 import { Octokit } from "@octokit/rest";
 import { retry } from "@octokit/plugin-retry";
 import { throttling } from "@octokit/plugin-throttling";
-import { describeError, isAbortError } from "../errors.js";
 import type { FetchLike } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
+import { guardedApiFetch, unwrapRefusal } from "./api-fetch.js";
 import { describeRead, toGithubError } from "./errors.js";
 
 export { toGithubError, NoMetadataError, redactUrl } from "./errors.js";
@@ -45,25 +45,6 @@ export interface GithubClientOptions {
 // stack its own blind back-off on top of the wait the server asked for.
 const DO_NOT_RETRY = [400, 401, 403, 404, 410, 422, 429, 451];
 
-/**
- * Octokit passes an AbortError on as it is, but wraps any other fetch failure into a 500 that
- * plugin-retry then retries for 14 s; a request cancelled with a reason of our own (the CLI's
- * "interrupted by SIGINT") must end at once, so its failure is named an AbortError.
- */
-function cancellable(fetch: FetchLike): FetchLike {
-  return async (input, init) => {
-    try {
-      return await fetch(input, init);
-    } catch (err) {
-      const signal = init?.signal;
-      if (!signal?.aborted || isAbortError(err)) throw err;
-      const cancelled = new Error(describeError(signal.reason), { cause: signal.reason });
-      cancelled.name = "AbortError";
-      throw cancelled;
-    }
-  };
-}
-
 interface ThrottledRequest {
   method?: string;
   url?: string;
@@ -101,11 +82,12 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
       return true;
     };
 
+  const baseUrl = (options.baseUrl ?? DEFAULT_GITHUB_API_URL).replace(/\/+$/, "");
   const octokit = new GithubOctokit({
-    baseUrl: (options.baseUrl ?? DEFAULT_GITHUB_API_URL).replace(/\/+$/, ""),
+    baseUrl,
     ...(options.token ? { auth: options.token } : {}),
     userAgent: options.userAgent ?? "gh-gitlab-sync",
-    request: { fetch: cancellable(fetch) },
+    request: { fetch: guardedApiFetch(fetch, baseUrl) },
     log: {
       debug: (message: string) => logger.debug(message),
       // Octokit logs every request at info; that is debugging detail for an operator.
@@ -132,7 +114,7 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
   }
   octokit.hook.error("request", (error, request) => {
     const { method, url } = octokit.request.endpoint.parse(request);
-    throw toGithubError(error, describeRead(method, url));
+    throw toGithubError(unwrapRefusal(error), describeRead(method, url));
   });
 
   return Object.assign(octokit, { blobs: { fetch, signal } });

@@ -1,3 +1,4 @@
+import type { RunMetadata } from "../domain/metadata.js";
 import { SyncError, describeError, isAbortError } from "../errors.js";
 import { oneLine } from "../util/text.js";
 
@@ -22,6 +23,26 @@ export class NoMetadataError extends SyncError {
     this.name = "NoMetadataError";
     this.runId = runId;
     this.found = found;
+  }
+}
+
+/**
+ * The run's log printed two different metadata blocks: taking either would be a guess, and
+ * mirroring the wrong images under the other's tag a silent mistake.
+ */
+export class ConflictingMetadataError extends SyncError {
+  readonly runId: number;
+
+  constructor(runId: number, first: RunMetadata, second: RunMetadata) {
+    const a = first["Image tag"] ?? "?";
+    const b = second["Image tag"] ?? "?";
+    const which =
+      a === b ? `both for image tag '${a}', with different values` : `image tags '${a}' and '${b}'`;
+    super(`run ${runId}: its log holds two different metadata blocks (${which})`, {
+      hint: "the run is skipped; check its 'Record build metadata' step (the workflow printed two builds)",
+    });
+    this.name = "ConflictingMetadataError";
+    this.runId = runId;
   }
 }
 

@@ -7,6 +7,7 @@ import {
   RouteError,
   blobError,
   httpStatusOf,
+  logTooLarge,
   openBlob,
   type RouteOutcome,
   type RunContext,
@@ -83,6 +84,10 @@ async function readJobLog(ctx: RunContext, job: Job): Promise<RouteOutcome> {
         if (ended) break;
         bytes += value.byteLength;
         received += value.byteLength;
+        if (bytes > ctx.limits.jobLog) {
+          await body.cancel().catch(() => undefined);
+          throw logTooLarge(what, ctx.limits.jobLog);
+        }
         if (reader.push(value)) break;
       }
       // A server that ignores Range (200) sent the whole log; a short range is its end.
@@ -93,12 +98,12 @@ async function readJobLog(ctx: RunContext, job: Job): Promise<RouteOutcome> {
   } catch (err) {
     if (!reader.complete) throw new RouteError(blobError(err, url, what), bytes);
   }
-  const metadata = reader.finish();
+  const found = reader.finish();
   ctx.logger.debug(
-    { runId: ctx.runId, jobId: job.id, bytes, complete: metadata !== undefined },
+    { runId: ctx.runId, jobId: job.id, bytes, complete: found.metadata !== undefined },
     "read job log",
   );
-  if (metadata) return { metadata, source: "job-log", bytes };
+  if (found.metadata || found.conflict) return { ...found, source: "job-log", bytes };
   const partial = reader.partial();
   return partial ? { bytes, partial: { metadata: partial, source: "job-log" } } : { bytes };
 }
@@ -126,7 +131,7 @@ export async function tryJobLogs(ctx: RunContext): Promise<JobRouteOutcome> {
     try {
       const outcome = await readJobLog(ctx, job);
       bytes += outcome.bytes;
-      if (outcome.metadata) return { ...outcome, bytes, exhaustive: true };
+      if (outcome.metadata || outcome.conflict) return { ...outcome, bytes, exhaustive: true };
       partial ??= outcome.partial;
     } catch (err) {
       if (ctx.client.blobs.signal?.aborted) throw err instanceof RouteError ? err.error : err;

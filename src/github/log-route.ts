@@ -1,9 +1,10 @@
 import { SyncError, describeError, isAbortError } from "../errors.js";
+import { formatBytes } from "../util/bytes.js";
 import type { MetadataSource, RunMetadata } from "../domain/metadata.js";
 import type { Logger } from "../report/logger.js";
 import type { BlobAccess, GithubClient } from "./client.js";
 import { GithubError, redactUrl } from "./errors.js";
-import { MetadataBlockParser } from "./metadata-parser.js";
+import { MetadataBlockParser, type BlockConflict } from "./metadata-parser.js";
 import type { RepoRef } from "./runs.js";
 
 /**
@@ -21,11 +22,25 @@ export interface RunContext extends RepoRef {
   runId: number;
   client: GithubClient;
   logger: Logger;
+  limits: LogLimits;
+}
+
+/** How much of a run's logs is read at most (config/limits.ts; smaller in tests). */
+export interface LogLimits {
+  /** Bytes of one job log, or of one log file in the run-log zip. */
+  jobLog: number;
+  /** Bytes of the run-log zip spooled to disk. */
+  runLogZip: number;
+}
+
+/** What a log held: the block, two different blocks, or neither. */
+export interface BlockFound {
+  metadata?: RunMetadata;
+  conflict?: BlockConflict;
 }
 
 /** How much a route read, and whether it found the block. */
-export interface RouteOutcome {
-  metadata?: RunMetadata;
+export interface RouteOutcome extends BlockFound {
   source?: LogSource;
   bytes: number;
   /** No whole block, but some of its keys (no `Image tag`): what gh-list shows, as the original. */
@@ -81,6 +96,14 @@ export async function openBlob(
   return response;
 }
 
+/** More log than any build prints before its block: a server sending without end. */
+export function logTooLarge(what: string, limit: number): SyncError {
+  return new SyncError(
+    `${what} goes on past ${formatBytes(limit)} without a complete metadata block; stopped reading`,
+    { hint: "the log server sent far more than a build log holds; try again later" },
+  );
+}
+
 export function blobError(err: unknown, url: string, what: string): SyncError {
   if (err instanceof SyncError) return err;
   if (isAbortError(err)) {
@@ -111,13 +134,15 @@ export class BlockReader {
     return this.parser.complete;
   }
 
-  /** The end of the log: the block, if it was there. */
-  finish(): RunMetadata | undefined {
+  /** The end of the log (or of reading it): the block if it was there, or the two that clash. */
+  finish(): BlockFound {
     if (!this.parser.complete) {
       this.parser.push(this.decoder.decode());
       this.parser.end();
     }
-    return this.parser.complete ? this.parser.metadata : undefined;
+    const conflict = this.parser.conflict;
+    if (conflict) return { conflict };
+    return this.parser.complete ? { metadata: this.parser.metadata } : {};
   }
 
   /** After `finish`, the keys of a block that never got its `Image tag`, if any were printed. */

@@ -1,6 +1,8 @@
 /**
  * Finds the build metadata block (SPEC §1.2) in a GitHub Actions log, fed in chunks as it
- * streams so that a caller can stop downloading as soon as the block is complete.
+ * streams so that a caller can stop downloading as soon as the block is settled: whole, and the
+ * step that printed it over (the next step's `##[group]`, or the end of the log). A second,
+ * different block printed before then is a conflict, not something to choose from silently.
  */
 import { METADATA_KEYS, type MetadataKey, type RunMetadata } from "../domain/metadata.js";
 
@@ -31,6 +33,20 @@ function classifyContent(content: string): LineKind {
   return { kind: "key", key: match[1] as MetadataKey, value };
 }
 
+/** Two different blocks in one log: which one is the run's is anyone's guess. */
+export interface BlockConflict {
+  first: RunMetadata;
+  second: RunMetadata;
+}
+
+/** Keys whose values may differ between two printings of the same block. */
+const VOLATILE_KEYS = new Set<MetadataKey>(["Generated at"]);
+
+function sameBlock(a: RunMetadata, b: RunMetadata): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as MetadataKey[]);
+  return [...keys].every((key) => VOLATILE_KEYS.has(key) || a[key] === b[key]);
+}
+
 export class MetadataBlockParser {
   private pending = "";
   private overlong = false;
@@ -38,18 +54,21 @@ export class MetadataBlockParser {
   private current: RunMetadata | undefined;
   private firstIncomplete: RunMetadata | undefined;
   private found: RunMetadata | undefined;
+  /** The step that printed the block has ended: nothing later can be a rival printing. */
+  private settled = false;
+  private clash: BlockConflict | undefined;
   private ended = false;
 
   /** Feeds the next piece of the log; pieces may split lines (and CRLF pairs) anywhere. */
   push(chunk: string): void {
-    if (this.found || this.ended) return;
+    if (this.complete || this.ended) return;
     let start = 0;
     for (;;) {
       const newline = chunk.indexOf("\n", start);
       if (newline < 0) break;
       this.appendPending(chunk.slice(start, newline));
       this.takeLine();
-      if (this.found) return;
+      if (this.complete) return;
       start = newline + 1;
     }
     this.appendPending(chunk.slice(start));
@@ -58,17 +77,23 @@ export class MetadataBlockParser {
   /** Marks the end of the log: a final line without a newline still counts. */
   end(): void {
     if (this.ended) return;
-    if (!this.found && (this.pending.length > 0 || this.overlong)) this.takeLine();
+    if (!this.complete && (this.pending.length > 0 || this.overlong)) this.takeLine();
     this.ended = true;
     this.closeBlock();
+    this.settled = true;
   }
 
-  /** True once the block is known to be whole, so the rest of the log can be skipped. */
+  /** True once the answer is known (a settled block, or a conflict): the rest can be skipped. */
   get complete(): boolean {
-    return this.found !== undefined;
+    return this.found !== undefined && (this.settled || this.clash !== undefined);
   }
 
-  /** The first complete block; failing that, the first partial one; else nothing. */
+  /** The two blocks, when the log printed different ones. */
+  get conflict(): BlockConflict | undefined {
+    return this.clash;
+  }
+
+  /** The complete block; failing that, the first partial one; else nothing. */
   get metadata(): RunMetadata {
     return { ...(this.found ?? this.firstIncomplete ?? this.current ?? {}) };
   }
@@ -113,6 +138,8 @@ export class MetadataBlockParser {
     // Script text of a step is echoed between these markers; only its output may hold values.
     if (plain.startsWith("##[group]")) {
       this.inGroup = true;
+      // The next step begins: the block's own step, and with it any rival printing, is over.
+      if (this.found) this.settled = true;
       return { kind: "other" };
     }
     if (plain.startsWith("##[endgroup]")) {
@@ -126,9 +153,14 @@ export class MetadataBlockParser {
   private closeBlock(): void {
     const block = this.current;
     this.current = undefined;
-    if (!block || this.found) return;
-    if (block["Image tag"]) this.found = block;
-    else this.firstIncomplete ??= block;
+    if (!block) return;
+    if (!block["Image tag"]) {
+      if (!this.found) this.firstIncomplete ??= block;
+      return;
+    }
+    if (!this.found) this.found = block;
+    else if (!this.clash && !sameBlock(this.found, block))
+      this.clash = { first: this.found, second: block };
   }
 }
 

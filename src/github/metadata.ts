@@ -1,9 +1,16 @@
+import { JOB_LOG_LIMIT, RUN_LOG_ZIP_LIMIT } from "../config/limits.js";
 import type { RunMetadata } from "../domain/metadata.js";
 import type { Logger } from "../report/logger.js";
 import type { GithubClient } from "./client.js";
-import { NoMetadataError, toGithubError } from "./errors.js";
+import { ConflictingMetadataError, NoMetadataError, toGithubError } from "./errors.js";
 import { tryJobLogs } from "./job-log.js";
-import { RouteError, httpStatusOf, type LogSource, type RouteOutcome } from "./log-route.js";
+import {
+  RouteError,
+  httpStatusOf,
+  type LogLimits,
+  type LogSource,
+  type RouteOutcome,
+} from "./log-route.js";
 import { tryRunLogZip } from "./run-log-zip.js";
 import { parseRepo } from "./runs.js";
 
@@ -24,6 +31,8 @@ export interface FetchRunMetadataOptions {
   logger: Logger;
   /** Where the run-log zip of the fallback route is spooled; the OS temp dir by default. */
   tmpDir?: string;
+  /** How much log is read at most; config/limits.ts by default. */
+  limits?: Partial<LogLimits>;
 }
 
 /**
@@ -36,9 +45,16 @@ export async function fetchRunMetadata(
   options: FetchRunMetadataOptions,
 ): Promise<RunMetadataResult> {
   const runId = typeof options.run === "number" ? options.run : options.run.id;
-  const ctx = { ...parseRepo(options.repo), runId, client, logger: options.logger };
+  const limits: LogLimits = {
+    jobLog: options.limits?.jobLog ?? JOB_LOG_LIMIT,
+    runLogZip: options.limits?.runLogZip ?? RUN_LOG_ZIP_LIMIT,
+  };
+  const ctx = { ...parseRepo(options.repo), runId, client, logger: options.logger, limits };
 
   const jobRoute = await tryJobLogs(ctx);
+  if (jobRoute.conflict) {
+    throw new ConflictingMetadataError(runId, jobRoute.conflict.first, jobRoute.conflict.second);
+  }
   if (jobRoute.metadata && jobRoute.source) {
     return {
       runId,
@@ -68,6 +84,9 @@ export async function fetchRunMetadata(
     throw toGithubError(err, `the logs of run ${runId}`);
   }
   const bytesFetched = jobRoute.bytes + zipRoute.bytes;
+  if (zipRoute.conflict) {
+    throw new ConflictingMetadataError(runId, zipRoute.conflict.first, zipRoute.conflict.second);
+  }
   if (zipRoute.metadata && zipRoute.source) {
     return { runId, metadata: zipRoute.metadata, source: zipRoute.source, bytesFetched };
   }

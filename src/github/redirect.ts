@@ -1,4 +1,5 @@
 import { SyncError } from "../errors.js";
+import { isHttp } from "../net/http.js";
 import type { GithubClient } from "./client.js";
 import { describeRead } from "./errors.js";
 
@@ -14,10 +15,18 @@ export async function redirectLocation(
 ): Promise<string> {
   const response = await client.request(route, { ...params, request: { redirect: "manual" } });
   const location = response.headers.location;
-  if (response.status >= 300 && response.status < 400 && typeof location === "string" && location) {
-    return new URL(location, response.url || undefined).toString();
-  }
   const { method, url } = client.request.endpoint(route, params);
+  if (response.status >= 300 && response.status < 400 && typeof location === "string" && location) {
+    const target = new URL(location, response.url || url);
+    if (!isHttp(target)) {
+      // Not retried: the API named it, asking again names it again.
+      throw new SyncError(
+        `GitHub redirected ${describeRead(method, url)} to a ${target.protocol} address; refused`,
+        { hint: "only http and https downloads are followed; check --github-api-url" },
+      );
+    }
+    return target.toString();
+  }
   throw new SyncError(
     `GitHub answered ${response.status} without a download address for ${describeRead(method, url)}`,
     { hint: "the API did not redirect as expected; check --github-api-url" },

@@ -9,12 +9,15 @@ import type Unzipper from "unzipper";
 import type { RunMetadata } from "../domain/metadata.js";
 import { SyncError, describeError } from "../errors.js";
 import { lazyRequire } from "../lazy.js";
+import { formatBytes } from "../util/bytes.js";
 import {
   BlockReader,
   METADATA_STEP,
   RouteError,
   blobError,
+  logTooLarge,
   openBlob,
+  type BlockFound,
   type LogSource,
   type RouteOutcome,
   type RunContext,
@@ -45,18 +48,33 @@ function zipCandidates(files: Unzipper.File[]): Array<{ file: Unzipper.File; sou
   ];
 }
 
+/** One log file of the zip, read up to its block, and never past `limit` bytes. */
 async function parseZipEntry(
   file: Unzipper.File,
-): Promise<{ metadata?: RunMetadata; partial?: RunMetadata }> {
+  what: string,
+  limit: number,
+): Promise<BlockFound & { partial?: RunMetadata }> {
   const reader = new BlockReader();
   const entry = file.stream();
-  for await (const chunk of entry as AsyncIterable<Buffer>) {
-    if (reader.push(chunk)) break;
+  let read = 0;
+  try {
+    for await (const chunk of entry as AsyncIterable<Buffer>) {
+      read += chunk.length;
+      if (read > limit) throw logTooLarge(`${file.path} in ${what}`, limit);
+      if (reader.push(chunk)) break;
+    }
+  } finally {
+    entry.destroy();
   }
-  entry.destroy();
-  const metadata = reader.finish();
+  const found = reader.finish();
   const partial = reader.partial();
-  return { ...(metadata ? { metadata } : {}), ...(partial ? { partial } : {}) };
+  return { ...found, ...(partial ? { partial } : {}) };
+}
+
+function spoolTooLarge(what: string, limit: number): SyncError {
+  return new SyncError(`${what} are larger than ${formatBytes(limit)}; stopped`, {
+    hint: "the log server sent far more than a run's logs hold; try again later",
+  });
 }
 
 /** Spools the run-log zip to `zipFile`; the bytes it took (also when it fails, in the RouteError). */
@@ -70,10 +88,17 @@ async function download(
   let bytes = 0;
   try {
     const response = await openBlob(blobs, url, what, blobs.signal);
+    const declared = Number(response.headers.get("content-length") ?? Number.NaN);
+    const limit = ctx.limits.runLogZip;
+    if (declared > limit) {
+      await response.body?.cancel().catch(() => undefined);
+      throw spoolTooLarge(what, limit);
+    }
+    // The spool never grows past the limit, however long the server keeps sending.
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length;
-        callback(null, chunk);
+        callback(bytes > limit ? spoolTooLarge(what, limit) : null, chunk);
       },
     });
     const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
@@ -120,8 +145,14 @@ export async function tryRunLogZip(
     let partial: RouteOutcome["partial"];
     for (const { file, source } of zipCandidates(directory.files)) {
       ctx.client.blobs.signal?.throwIfAborted();
-      const found = await parseZipEntry(file);
+      let found: BlockFound & { partial?: RunMetadata };
+      try {
+        found = await parseZipEntry(file, what, ctx.limits.jobLog);
+      } catch (err) {
+        throw new RouteError(blobError(err, url, what), bytes);
+      }
       if (found.metadata) return { metadata: found.metadata, source, bytes };
+      if (found.conflict) return { conflict: found.conflict, source, bytes };
       if (found.partial) partial ??= { metadata: found.partial, source };
     }
     return partial ? { bytes, partial } : { bytes };

@@ -8,8 +8,10 @@ import {
   type ResponseBodyTypes,
 } from "@gitbeaker/requester-utils";
 import { GitbeakerRequestError, GitbeakerTimeoutError } from "@gitbeaker/rest";
+import { API_BODY_LIMIT, ERROR_BODY_LIMIT } from "../config/limits.js";
 import { errorCode, isAbortError } from "../errors.js";
-import { isTransientCode, type FetchLike } from "../net/http.js";
+import { isTransientCode, readBody, readTextPrefix, type FetchLike } from "../net/http.js";
+import { checkNextPage } from "../net/paging.js";
 import { retry, serverDelayMs, type RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 
@@ -51,18 +53,24 @@ interface HandlerOptions {
   rateLimiters?: RateLimiters;
 }
 
-async function parseBody(response: Response, asStream: boolean): Promise<ResponseBodyTypes> {
+/** A page is read whole (gitbeaker parses it), so never past {@link API_BODY_LIMIT}. */
+async function parseBody(
+  response: Response,
+  asStream: boolean,
+  url: URL,
+): Promise<ResponseBodyTypes> {
   if (asStream) return response.body as ReadableStream;
   if (response.status === 204) return null;
   const contentType = (response.headers.get("content-type") ?? "").split(";")[0]?.trim() ?? "";
+  const bytes = await readBody(response, API_BODY_LIMIT, `GitLab's answer for ${url.pathname}`);
   if (contentType === "application/json")
-    return ((await response.json()) as ResponseBodyTypes) ?? {};
-  if (contentType.startsWith("text/")) return response.text();
-  return response.blob();
+    return (JSON.parse(bytes.toString("utf8")) as ResponseBodyTypes) ?? {};
+  if (contentType.startsWith("text/")) return bytes.toString("utf8");
+  return new Blob([bytes]);
 }
 
 async function requestError(request: Request, response: Response): Promise<GitbeakerRequestError> {
-  const content = await response.text();
+  const content = await readTextPrefix(response, ERROR_BODY_LIMIT);
   let description = content;
   if (response.headers.get("content-type")?.includes("application/json")) {
     try {
@@ -120,8 +128,10 @@ export function retryingRequesterFn(
       });
       const response = await fetch(request);
       if (!response.ok) throw await requestError(request, response);
+      // gitbeaker follows `link` for as long as it is there: a pager that loops must stop here.
+      checkNextPage(url, response.headers.get("link"), `GitLab's listing of ${url.pathname}`);
       const headers = Object.fromEntries(response.headers.entries());
-      return { body: await parseBody(response, asStream), headers, status: response.status };
+      return { body: await parseBody(response, asStream, url), headers, status: response.status };
     };
 
     try {

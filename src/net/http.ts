@@ -81,6 +81,13 @@ export class HttpClient {
     let body = init.body ?? (request ? await bodyOf(request) : undefined);
     const signal = init.signal ?? request?.signal ?? undefined;
     const manual = init.redirect === "manual";
+    // undici would read a `data:` address itself and fail a `file:` one as "fetch failed",
+    // which callers retry: neither is anything a server should hand out.
+    if (!isHttp(url)) {
+      throw new SyncError(`refused to fetch a ${url.protocol} address`, {
+        hint: "only http and https addresses are followed; check the server that named it",
+      });
+    }
     for (let redirects = 0; ; redirects += 1) {
       const response = (await undici().fetch(url, {
         ...(init as object),
@@ -100,7 +107,7 @@ export class HttpClient {
         });
       }
       const next = new URL(location, url);
-      if (next.protocol !== "http:" && next.protocol !== "https:") {
+      if (!isHttp(next)) {
         throw new SyncError(`${url.origin} redirected to a ${next.protocol} address; refused`, {
           hint: "only http and https redirects are followed; check the server or its proxy",
         });
@@ -128,6 +135,11 @@ export class HttpClient {
   async close(): Promise<void> {
     await this.dispatcher.destroy();
   }
+}
+
+/** Whether `url` is an address this client goes to: http or https, nothing else. */
+export function isHttp(url: URL): boolean {
+  return url.protocol === "http:" || url.protocol === "https:";
 }
 
 function isRedirect(status: number): boolean {
@@ -163,24 +175,43 @@ export class BodyTooLargeError extends SyncError {
 export async function readBody(response: Response, limit: number, what: string): Promise<Buffer> {
   const declared = Number(response.headers.get("content-length") ?? Number.NaN);
   if (Number.isFinite(declared) && declared > limit) {
-    await response.body?.cancel().catch(() => undefined);
+    await discardBody(response);
     throw new BodyTooLargeError(what, limit);
   }
-  if (!response.body) return Buffer.alloc(0);
+  const { bytes, cut } = await collect(response, limit);
+  if (cut) throw new BodyTooLargeError(what, limit);
+  return bytes;
+}
+
+/**
+ * The first `limit` bytes of a body as text, the rest dropped: for an error answer, whose
+ * message is all that is wanted of it however much a server sends.
+ */
+export async function readTextPrefix(response: Response, limit: number): Promise<string> {
+  return (await collect(response, limit)).bytes.toString("utf8");
+}
+
+/** Up to `limit` bytes of a body; `cut` when there was more (the rest is cancelled). */
+async function collect(
+  response: Response,
+  limit: number,
+): Promise<{ bytes: Buffer; cut: boolean }> {
+  if (!response.body) return { bytes: Buffer.alloc(0), cut: false };
   const chunks: Buffer[] = [];
   let size = 0;
   const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   for (;;) {
     const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
+    if (done) return { bytes: Buffer.concat(chunks, size), cut: false };
+    const room = limit - size;
+    const piece = Buffer.from(value.buffer, value.byteOffset, Math.min(room, value.byteLength));
+    chunks.push(piece);
+    size += piece.length;
+    if (value.byteLength > room) {
       await reader.cancel().catch(() => undefined);
-      throw new BodyTooLargeError(what, limit);
+      return { bytes: Buffer.concat(chunks, size), cut: true };
     }
-    chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
   }
-  return Buffer.concat(chunks, size);
 }
 
 export async function readText(response: Response, limit: number, what: string): Promise<string> {

@@ -1,7 +1,10 @@
+import { isHttp } from "../net/http.js";
+import { RegistryError } from "./registry-error.js";
+
 /**
- * The registry's side of authentication: parsing `WWW-Authenticate` challenges and naming the
- * scopes a request needs. The token exchange itself lives in the client, which owns the
- * credentials and the transport.
+ * The registry's side of authentication: parsing `WWW-Authenticate` challenges, naming the
+ * scopes a request needs, and judging the token service a registry names. The token exchange
+ * itself lives in the transport, which owns the credentials.
  */
 
 export interface Challenge {
@@ -57,4 +60,50 @@ export function scopeKey(scopes: readonly string[]): string {
 
 export function basicAuthorization(username: string, password: string): string {
   return `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
+}
+
+/**
+ * The token service the registry names gets the registry's credentials, as Docker does; but
+ * over plain http only when the registry itself is spoken to over plain http (loopback, or
+ * --insecure-registry): an https registry naming an http realm would have the password cross
+ * the network in the clear.
+ */
+export function realmUrl(realm: string, registry: string, registryIsHttp: boolean): URL {
+  let url: URL | undefined;
+  try {
+    url = new URL(realm);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !isHttp(url)) {
+    throw new RegistryError(
+      `registry ${registry} names a token service that is not an http(s) address`,
+      { hint: "the registry's auth configuration looks broken; ask its administrator" },
+    );
+  }
+  if (url.protocol === "http:" && !registryIsHttp) {
+    throw new RegistryError(
+      `registry ${registry} is https but names a plain-http token service (${url.origin}); refused to send the credentials there`,
+      {
+        hint: "the registry's auth configuration should name an https realm; ask its administrator (only a registry spoken to over plain http, with --insecure-registry, may use one)",
+      },
+    );
+  }
+  return url;
+}
+
+export interface TokenAnswer {
+  token?: unknown;
+  access_token?: unknown;
+  expires_in?: unknown;
+}
+
+/** The realm's JSON; anything else counts as an answer without a token. */
+export function parseTokenAnswer(bytes: Buffer): TokenAnswer {
+  try {
+    const value: unknown = JSON.parse(bytes.toString("utf8"));
+    return value && typeof value === "object" ? value : {};
+  } catch {
+    return {};
+  }
 }

@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { describeError } from "../errors.js";
-import { discardBody } from "../net/http.js";
+import { MANIFEST_BODY_LIMIT } from "../config/limits.js";
+import { discardBody, readBody } from "../net/http.js";
 import type { RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { pullScope, pushScope } from "./auth.js";
@@ -250,7 +251,7 @@ export class RegistryClient {
       return undefined;
     }
     await this.transport.expectStatus(res, [200], operation, repository);
-    const bytes = Buffer.from(await res.arrayBuffer());
+    const bytes = await readBody(res, MANIFEST_BODY_LIMIT, `manifest ${repository}:${reference}`);
     const mediaType = (res.headers.get("content-type") ?? "").split(";")[0]?.trim() ?? "";
     return { mediaType, digest: sha256Digest(bytes), bytes };
   }

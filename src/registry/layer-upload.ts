@@ -1,14 +1,11 @@
-import { createHash } from "node:crypto";
-import { SyncError } from "../errors.js";
+import { LayerCheck } from "../archive/layer-check.js";
+import { DamagedInputError, SyncError } from "../errors.js";
 import type { RegistryClient } from "./client.js";
 import { deterministicGzip, type GzipOptions } from "./gzip.js";
 import type { CachedLayer } from "./layer-cache.js";
 import { DOCKER_LAYER_GZIP, OCI_LAYER_ZSTD, shortDigest } from "./media-types.js";
 
 export const REDOWNLOAD_HINT = "the artifact is damaged; re-run download --force";
-
-const GZIP_MAGIC = [0x1f, 0x8b];
-const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
 export interface LayerUploadOptions {
   client: RegistryClient;
@@ -28,9 +25,11 @@ export interface LayerEntry {
 }
 
 /**
- * Uploads one layer from its tar entry. An uncompressed layer tar is gzipped here while its
- * diff-id is checked; a layer saved already compressed (Docker's containerd image store keeps
- * layers as pulled) goes up as it is.
+ * Uploads one layer from its tar entry. An uncompressed layer tar is gzipped here; a layer saved
+ * already compressed (Docker's containerd image store keeps layers as pulled) goes up as it is.
+ * Either way its bytes are checked while they go (decompressed where needed, hashed, read as a
+ * tar) and the upload is committed only when they are the tar the diff-id names: the check
+ * prepare made is of the file as it was then, this one of the bytes that really went up.
  */
 export async function uploadLayer(
   options: LayerUploadOptions,
@@ -41,21 +40,24 @@ export async function uploadLayer(
   const source = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const first = await source.next();
   const head: Buffer = first.done ? Buffer.alloc(0) : first.value;
-  const compression = startsWith(head, ZSTD_MAGIC)
-    ? "zstd"
-    : startsWith(head, GZIP_MAGIC)
-      ? "gzip"
-      : "none";
-  let read = 0;
-  const hash = createHash("sha256");
+  const check = new LayerCheck();
+  await check.write(head);
+  if (check.unsupported) {
+    const verdict = await check.end();
+    throw new SyncError(`${options.tarball}: layer ${entry.path} ${verdict.problem ?? ""}`, {
+      hint: "run the tool on Node.js 22.15 or later",
+    });
+  }
+  const compression = check.compression ?? "none";
+  let read = head.length;
+  options.onRead?.(read);
   async function* entryBytes(): AsyncGenerator<Buffer> {
-    let next: IteratorResult<Buffer> = first;
-    while (!next.done) {
+    if (head.length > 0) yield head;
+    for (let next = await source.next(); !next.done; next = await source.next()) {
       read += next.value.length;
-      if (compression === "none") hash.update(next.value);
+      await check.write(next.value);
       options.onRead?.(read);
       yield next.value;
-      next = await source.next();
     }
   }
   const blobSource =
@@ -64,11 +66,17 @@ export async function uploadLayer(
   const blob = await client.uploadBlobStream(repository, blobSource, {
     ...(signal ? { signal } : {}),
     description: `layer ${shortDigest(entry.diffId)}`,
-    beforeCommit: () => {
+    beforeCommit: async () => {
       // Checked before the upload is committed, so a damaged tarball never reaches the registry
       // under a name that would make later pushes trust it.
-      if (compression === "none" && `sha256:${hash.digest("hex")}` !== entry.diffId) {
-        throw new SyncError(
+      const verdict = await check.end();
+      if (verdict.problem !== undefined) {
+        throw new DamagedInputError(`${options.tarball}: layer ${entry.path} ${verdict.problem}`, {
+          hint: REDOWNLOAD_HINT,
+        });
+      }
+      if (verdict.diffId !== entry.diffId) {
+        throw new DamagedInputError(
           `${options.tarball}: layer ${entry.path} does not match its diff-id ${shortDigest(entry.diffId)}`,
           { hint: REDOWNLOAD_HINT },
         );
@@ -76,8 +84,4 @@ export async function uploadLayer(
     },
   });
   return { digest: blob.digest, size: blob.size, mediaType };
-}
-
-function startsWith(bytes: Buffer, magic: number[]): boolean {
-  return bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b);
 }

@@ -4,7 +4,7 @@ import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { inspectImageTarball, type ImageTarballInfo } from "../archive/docker-save.js";
 import { GUNZIP_CHUNK, checkedGunzip, gzipFailure } from "../archive/gzip-check.js";
-import { SyncError, describeError } from "../errors.js";
+import { DamagedInputError, SyncError, describeError } from "../errors.js";
 import { limiter, mapLimit } from "../net/limit.js";
 import type { Logger } from "../report/logger.js";
 import type { RegistryClient } from "./client.js";
@@ -385,7 +385,7 @@ async function readTarball(
   if (failure !== undefined) throw failure;
   options.signal?.throwIfAborted();
   if (byPath.size > 0) {
-    throw new SyncError(
+    throw new DamagedInputError(
       `${options.tarball} changed while pushing: ${[...byPath.keys()].join(", ")} is gone`,
       { hint: REDOWNLOAD_HINT },
     );
@@ -398,7 +398,7 @@ async function readConfig(file: string, info: ImageTarballInfo, body: EntryBody)
   const bytes = Buffer.concat(chunks);
   const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
   if (digest !== info.configDigest) {
-    throw new SyncError(`${file}: the image config changed since it was checked`, {
+    throw new DamagedInputError(`${file}: the image config changed since it was checked`, {
       hint: REDOWNLOAD_HINT,
     });
   }

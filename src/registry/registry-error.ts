@@ -1,6 +1,8 @@
+import { ERROR_BODY_LIMIT } from "../config/limits.js";
 import { SyncError, describeError, errorCode } from "../errors.js";
+import { readTextPrefix } from "../net/http.js";
 import { serverDelayMs } from "../net/retry.js";
-import { oneLine } from "../util/text.js";
+import { oneLine, printable } from "../util/text.js";
 
 /**
  * The registry's failures, worded once (go-containerregistry's `transport.Error`): what the
@@ -135,11 +137,14 @@ export function codeOf(err: unknown): string {
   return errorCode(err) ?? describeError(err);
 }
 
-/** The registry's own `{"errors":[{"code","message"}]}`, shortened to one line. */
+/**
+ * The registry's own `{"errors":[{"code","message"}]}`, shortened to one printable line (it is
+ * the server's text, shown to the operator). Only the start of a large body is read.
+ */
 async function errorBody(res: Response): Promise<{ code?: string; detail: string }> {
   let text = "";
   try {
-    text = await res.text();
+    text = await readTextPrefix(res, ERROR_BODY_LIMIT);
   } catch {
     return { detail: "" };
   }
@@ -147,11 +152,13 @@ async function errorBody(res: Response): Promise<{ code?: string; detail: string
     const parsed = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown }> };
     const first = parsed.errors?.[0];
     if (first) {
-      const detail = [first.code, first.message].filter((p) => typeof p === "string").join(": ");
+      const detail = printable(
+        oneLine([first.code, first.message].filter((p) => typeof p === "string").join(": "), 200),
+      );
       return typeof first.code === "string" ? { code: first.code, detail } : { detail };
     }
   } catch {
     // Not JSON: fall through to the raw text.
   }
-  return { detail: oneLine(text, 200) };
+  return { detail: printable(oneLine(text, 200)) };
 }

@@ -1,9 +1,18 @@
 import { Readable } from "node:stream";
+import { API_BODY_LIMIT } from "../config/limits.js";
 import { registryScheme } from "../domain/reference.js";
-import { discardBody, type FetchLike } from "../net/http.js";
+import { SyncError } from "../errors.js";
+import { discardBody, readBody, type FetchLike } from "../net/http.js";
 import { retry, type RetryInfo, type RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
-import { basicAuthorization, parseChallenge, scopeKey, type Challenge } from "./auth.js";
+import {
+  basicAuthorization,
+  parseChallenge,
+  parseTokenAnswer,
+  realmUrl,
+  scopeKey,
+  type Challenge,
+} from "./auth.js";
 import {
   CREDENTIALS_HINT,
   GENERIC_RESUME_HINT,
@@ -212,6 +221,8 @@ export class RegistryTransport {
     try {
       res = await this.fetch(call.url, this.init(call, authorization));
     } catch (err) {
+      // The HTTP client's own refusals (a redirect to another scheme, a loop) are final.
+      if (err instanceof SyncError) throw err;
       throw unreachableError(this.asker, call.operation, err, true);
     }
     this.logger.debug(
@@ -268,6 +279,7 @@ export class RegistryTransport {
             ...(signal ? { signal } : {}),
           });
         } catch (err) {
+          if (err instanceof SyncError) throw err;
           throw unreachableError(this.asker, operation, err, true);
         }
         if (res.status === 401) {
@@ -333,7 +345,7 @@ export class RegistryTransport {
         hint: BROKEN_AUTH_HINT,
       });
     }
-    const url = new URL(challenge.realm);
+    const url = realmUrl(challenge.realm, this.registry, this.baseUrl.startsWith("http:"));
     if (challenge.service) url.searchParams.set("service", challenge.service);
     for (const scope of new Set(scopes)) url.searchParams.append("scope", scope);
     const headers: Record<string, string> = {};
@@ -347,6 +359,7 @@ export class RegistryTransport {
         try {
           res = await this.fetch(url, { headers, ...(signal ? { signal } : {}) });
         } catch (err) {
+          if (err instanceof SyncError) throw err;
           throw new RegistryError(
             `token service ${url.origin} of registry ${this.registry} unreachable (${codeOf(err)})`,
             { hint: GENERIC_RESUME_HINT, cause: err, retryable: true },
@@ -364,11 +377,9 @@ export class RegistryTransport {
       throw refusedError(this.asker, res.status);
     }
     await this.expectStatus(res, "2xx", operation, "");
-    const body = (await res.json().catch(() => ({}))) as {
-      token?: unknown;
-      access_token?: unknown;
-      expires_in?: unknown;
-    };
+    const body = parseTokenAnswer(
+      await readBody(res, API_BODY_LIMIT, `the answer of token service ${url.origin}`),
+    );
     const token = typeof body.token === "string" ? body.token : body.access_token;
     if (typeof token !== "string" || token === "") {
       throw new RegistryError(`token service of registry ${this.registry} sent no token`, {

@@ -75,15 +75,26 @@ export class DaemonHealth {
     this.lastDuration.set(summary.seconds);
   }
 
-  /** 503 once the last cycle failed as a whole (GitHub or GitLab unreachable), else 200. */
+  /**
+   * The last cycle's failures, told: 503 "failing" when the cycle failed as a whole (GitHub or
+   * GitLab unreachable) or when images failed and none synced; 200 "degraded" when some synced
+   * and others failed (or are backing off); 503 "stopping" after a signal; else 200 "ok".
+   */
   status(): { code: number; body: Record<string, unknown> } {
-    const last = this.last;
-    const status = !last ? "starting" : last.result === "failed" ? "failing" : "ok";
+    const status = healthOf(this.last);
     return {
-      code: status === "failing" ? 503 : 200,
-      body: { status, since: this.startedAt, lastCycle: last ?? null },
+      code: status === "ok" || status === "degraded" || status === "starting" ? 200 : 503,
+      body: { status, since: this.startedAt, lastCycle: this.last ?? null },
     };
   }
+}
+
+function healthOf(last: CycleSummary | undefined): string {
+  if (!last) return "starting";
+  if (last.result === "failed") return "failing";
+  if (last.result === "stopped") return "stopping";
+  if (last.failed + last.deferred === 0) return "ok";
+  return last.synced > 0 ? "degraded" : "failing";
 }
 
 /** `port` or `host:port`; the default host is loopback, so metrics are not exposed by accident. */

@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from "pino";
+import { printable } from "../util/text.js";
 
 export type { Logger } from "pino";
 export type LogFormat = "pretty" | "json" | "auto";
@@ -42,7 +43,21 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const isTTY = options.isTTY ?? Boolean(process.stderr.isTTY);
   const format =
     options.format === "auto" || !options.format ? (isTTY ? "pretty" : "json") : options.format;
-  const base = { level, redact: { paths: REDACT_PATHS, censor: "[redacted]" }, base: undefined };
+  const base = {
+    level,
+    redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    base: undefined,
+    // Messages quote servers (run titles, tags, registry errors); pretty output prints them raw
+    // to a terminal, so control characters are escaped in every message, whatever the format.
+    hooks: {
+      logMethod(this: Logger, args: unknown[], method: (...args: unknown[]) => void) {
+        method.apply(
+          this,
+          args.map((arg) => (typeof arg === "string" ? printable(arg) : arg)),
+        );
+      },
+    },
+  };
   if (options.destination) return pino(base, options.destination);
   if (format === "pretty") {
     return pino({

@@ -1,7 +1,12 @@
+import { printable } from "../util/text.js";
+
 /**
  * What commands print for people (and `--json` for machines) goes to stdout through here;
  * logs and diagnostics go to stderr through pino. Keeping the two apart is what lets
  * `gh-gitlab-sync xref --json | jq` work while progress is still shown.
+ *
+ * Much of what is printed comes from servers (run titles, metadata values, GitLab names), so
+ * every line is made printable here: a control sequence in a value is shown, never obeyed.
  */
 export interface Output {
   line(text?: string): void;
@@ -14,11 +19,22 @@ export const RULE = "-".repeat(80);
 export function createOutput(stream: NodeJS.WritableStream & { isTTY?: boolean }): Output {
   return {
     line(text = "") {
-      stream.write(`${text}\n`);
+      stream.write(`${text.split("\n").map(printable).join("\n")}\n`);
     },
     json(value) {
-      stream.write(`${JSON.stringify(value, null, 2)}\n`);
+      stream.write(`${escapeC1(JSON.stringify(value, null, 2))}\n`);
     },
     isTTY: Boolean(stream.isTTY),
   };
+}
+
+/**
+ * JSON escapes C0 controls itself; DEL and the C1 controls (U+0080–U+009F, which some terminals
+ * obey like ESC sequences) it leaves raw. `\u` escapes keep the document the same JSON.
+ */
+function escapeC1(json: string): string {
+  return json.replace(
+    /[\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

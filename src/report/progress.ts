@@ -7,6 +7,7 @@
 import cliProgress from "cli-progress";
 import type { ProgressEvent, ProgressListener } from "../domain/events.js";
 import { formatMiB, MiB } from "../util/bytes.js";
+import { printable } from "../util/text.js";
 import type { Logger } from "./logger.js";
 
 export interface ProgressOptions {
@@ -21,7 +22,8 @@ export interface ProgressOptions {
 /** How one task is shown; which kind is decided by what the task reports first. */
 interface TaskView {
   update(event: ProgressEvent): void;
-  stop(): void;
+  /** `ok` false: the task failed or was stopped by a signal, so it is not shown as done. */
+  stop(ok: boolean): void;
 }
 
 interface ViewSettings {
@@ -54,11 +56,12 @@ export function progressListener(logger: Logger, options: ProgressOptions = {}):
       return;
     }
     const task = tasks.get(event.task) ?? { started: Date.now() };
-    const settings = { ...base, label: event.task, started: task.started };
+    // Task names carry server-supplied names (an artifact's, a repository's): drawn printable.
+    const settings = { ...base, label: printable(event.task), started: task.started };
     if (event.kind === "end") {
       tasks.delete(event.task);
       // A task that reported nothing ends like a transfer with nothing to move.
-      (task.view ?? byBytes(settings)).stop();
+      (task.view ?? byBytes(settings)).stop(event.ok);
       return;
     }
     task.view ??= (event.kind === "bytes" ? byBytes : byParts)(settings);
@@ -124,9 +127,12 @@ function byteLog({ label, started, logger, everyMs }: ViewSettings): TaskView {
         `${label}: ${formatMiB(bytes)}${total ? ` of ${formatMiB(total)}` : ""}`,
       );
     },
-    stop() {
+    stop(ok) {
       const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-      logger.info({ bytes: lastBytes, seconds: Math.round(seconds * 10) / 10 }, `${label}: done`);
+      logger.info(
+        { bytes: lastBytes, seconds: Math.round(seconds * 10) / 10 },
+        `${label}: ${ok ? "done" : `stopped at ${formatMiB(lastBytes)}`}`,
+      );
     },
   };
 }
@@ -166,7 +172,7 @@ function partBars({ label, stream }: ViewSettings): TaskView {
     cliProgress.Presets.shades_classic,
   );
   const bars = new Map<string, cliProgress.SingleBar>();
-  const general = changes((status) => multibar.log(`${label}: ${status}\n`));
+  const general = changes((status) => multibar.log(`${label}: ${printable(status)}\n`));
   return {
     update(event) {
       if (event.kind === "status") return general(event.status);
@@ -175,8 +181,8 @@ function partBars({ label, stream }: ViewSettings): TaskView {
       const total = event.total ?? bar?.getTotal() ?? 1;
       const value = event.done ? total : Math.min(event.bytes ?? 0, total);
       const payload = {
-        id: event.part,
-        status: event.status,
+        id: printable(event.part),
+        status: printable(event.status),
         size: event.total ? `${formatMiB(event.bytes ?? 0)}/${formatMiB(event.total)}` : "",
       };
       if (!bar) {

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import type { CycleSummary } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, isDamagedInput } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatMiB } from "../util/bytes.js";
@@ -63,7 +63,7 @@ class StageError extends Error {
     readonly stage: Stage,
     readonly original: unknown,
   ) {
-    super(`${stage} failed: ${errorLine(original)}`);
+    super(`${stage} failed: ${errorLine(original)}`, { cause: original });
   }
 }
 
@@ -79,6 +79,35 @@ interface ImageResult {
   pushed: number;
   downloadedBytes: number;
   uploadedBytes: number;
+}
+
+/**
+ * Runs a stage whose failure may prove the artifact bad (a damaged zip, an image that does not
+ * verify, a layer that does not match its diff-id): then, and only then, the tag's files go, so
+ * the retry after the back-off downloads afresh. A full disk, a permission or a signal proves
+ * nothing about the artifact, which is kept for the next try.
+ */
+async function discardingBad<T>(
+  ctx: SyncContext,
+  settings: DaemonSettings,
+  image: MissingImage,
+  run: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (!ctx.signal.aborted && isDamagedInput(err)) {
+      const runIds = image.runs[0] ? [image.runs[0].id] : [];
+      const removed = await removeTargets(
+        await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
+      );
+      ctx.logger.warn(
+        { imageTag: image.imageTag, removed: removed.length },
+        `${image.imageTag}: the artifact is bad; removed it so the next try downloads it afresh`,
+      );
+    }
+    throw err;
+  }
 }
 
 /** download → prepare → push → clean for one image tag, as the original's daemon does. */
@@ -111,40 +140,36 @@ async function syncImageTag(
     downloadedBytes = outcome.fetched;
   }
 
-  let prepared;
-  try {
-    prepared = await stage("prepare", () =>
+  const prepared = await discardingBad(ctx, settings, image, () =>
+    stage("prepare", () =>
       prepareImageTag(sub, steps, {
         imageTag: image.imageTag,
         downloadsDir: settings.downloadsDir,
         clean: false,
       }),
-    );
-  } catch (err) {
-    // A bad artifact must not be reused: the retry after the back-off downloads it afresh.
-    if (!ctx.signal.aborted)
-      await removeTargets(await cleanTargets(settings.downloadsDir, image.imageTag, runIds));
-    throw err;
-  }
+    ),
+  );
 
-  const pushed = await stage("push", () =>
-    pushImageTag(
-      sub,
-      steps,
-      { ...services.push, gitlab: services.gitlab },
-      {
-        imageTag: image.imageTag,
-        downloadsDir: settings.downloadsDir,
-        registry: settings.registry,
-        registryProject: settings.registryProject,
-        username: settings.username,
-        force: settings.forcePush,
-        skipLogin: settings.skipLogin,
-        retagAsLatest: settings.retagAsLatest,
-        multiarchIndex: settings.multiarchIndex === true,
-        images: prepared.images,
-        ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
-      },
+  const pushed = await discardingBad(ctx, settings, image, () =>
+    stage("push", () =>
+      pushImageTag(
+        sub,
+        steps,
+        { ...services.push, gitlab: services.gitlab },
+        {
+          imageTag: image.imageTag,
+          downloadsDir: settings.downloadsDir,
+          registry: settings.registry,
+          registryProject: settings.registryProject,
+          username: settings.username,
+          force: settings.forcePush,
+          skipLogin: settings.skipLogin,
+          retagAsLatest: settings.retagAsLatest,
+          multiarchIndex: settings.multiarchIndex === true,
+          images: prepared.images,
+          ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
+        },
+      ),
     ),
   );
 
@@ -187,6 +212,7 @@ export async function runCycle(
     runs: 0,
     missing: 0,
     pushed: 0,
+    synced: 0,
     failed: 0,
     deferred: 0,
     downloadedBytes: 0,
@@ -208,6 +234,12 @@ export async function runCycle(
     summary.logBytes = xref.logBytes;
     missing = [...xref.result.missing].sort(oldestFirst);
     summary.missing = missing.length;
+    for (const { run, imageTag } of xref.result.invalid) {
+      ctx.logger.warn(
+        { runId: run.id },
+        `run ${run.id}: invalid image tag '${imageTag}' in its metadata; not mirrored`,
+      );
+    }
     for (const failure of xref.failures) {
       ctx.logger.warn(
         { runId: failure.runId },
@@ -251,6 +283,7 @@ export async function runCycle(
     try {
       const result = await syncImageTag(ctx, services, settings, image);
       summary.pushed += result.pushed;
+      summary.synced += 1;
       summary.downloadedBytes += result.downloadedBytes;
       summary.uploadedBytes += result.uploadedBytes;
       await services.failures.clear(image.imageTag);
@@ -283,6 +316,8 @@ export async function runCycle(
     summary.failedTags.push(...built.failed.map((f) => f.imageTag), ...built.deferred);
   }
   if (summary.failed + summary.deferred > 0) summary.result = "partial";
+  // A stop is a stop: a cycle a signal cut short is not reported as having gone well.
+  if (ctx.signal.aborted) summary.result = "stopped";
   return finish();
 }
 
@@ -301,8 +336,9 @@ async function recordCycle(
 }
 
 function summaryLine(s: CycleSummary): string {
+  const result = s.result === "stopped" ? "stopped by a signal" : s.result;
   return (
-    `cycle ${s.cycle} ${s.result}: ${s.runs} runs, ${s.missing} missing, ${s.pushed} tags pushed, ` +
+    `cycle ${s.cycle} ${result}: ${s.runs} runs, ${s.missing} missing, ${s.pushed} tags pushed, ` +
     `${s.failed} failed, ${s.deferred} backing off, ${formatMiB(s.downloadedBytes)} downloaded, ` +
     `${formatMiB(s.logBytes)} of logs read, ${s.seconds} s`
   );

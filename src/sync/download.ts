@@ -1,14 +1,20 @@
 import { promises as fs } from "node:fs";
-import { artifactUrlResolver, chooseArtifact, listRunArtifacts } from "../github/artifacts.js";
+import path from "node:path";
+import {
+  artifactUrlResolver,
+  chooseArtifact,
+  listRunArtifacts,
+  type RunArtifact,
+} from "../github/artifacts.js";
 import { METADATA_KEYS, type RunMetadata } from "../domain/metadata.js";
 import { expectedImages } from "../domain/images.js";
 import type { WorkflowRun } from "../github/runs.js";
 import { progressTask, type ProgressListener, type StepReporter } from "../domain/events.js";
 import { SyncError } from "../errors.js";
 import { formatMiB } from "../util/bytes.js";
-import { downloadFile } from "../workspace/download.js";
-import { exists, writeJsonAtomic } from "../util/files.js";
-import { tagLayout, type MetadataFile } from "../workspace/layout.js";
+import { checkDownloaded, downloadFile } from "../workspace/download.js";
+import { exists, writeJsonAtomic, type FreeBytes } from "../util/files.js";
+import { tagLayout, type MetadataFile, type TagLayout } from "../workspace/layout.js";
 import type { GithubServices, SyncContext } from "./context.js";
 import { findRunForTag } from "./runs.js";
 import { runRef } from "./xref.js";
@@ -21,7 +27,7 @@ export interface DownloadRequest {
   /** Told how the download moves; it decides how that is shown. */
   progress: ProgressListener;
   /** Free bytes at a path; replaceable for tests. */
-  freeBytes?: (dir: string) => Promise<number>;
+  freeBytes?: FreeBytes;
   /** The daemon downloads: metadata.json also gets its keys (`_tags`, `_run_display`, `_run_id`). */
   daemon?: boolean;
 }
@@ -88,6 +94,46 @@ export function metadataRecord(
   };
 }
 
+/**
+ * A `<tag>.zip` already in place. With its metadata.json beside it, it is a finished download:
+ * replaced only with --force. Without one, a run was stopped between the rename and the writing
+ * of metadata.json: the zip is checked against the artifact (size, and digest when GitHub gives
+ * one) and kept when it is the artifact, else downloaded afresh — never a dead end.
+ */
+async function keepOrReplace(
+  layout: TagLayout,
+  artifact: RunArtifact,
+  force: boolean,
+  steps: StepReporter,
+): Promise<{ size: number; sha256: string; fetched: number } | undefined> {
+  if (!(await exists(layout.zip))) return undefined;
+  if (force) {
+    await fs.rm(layout.zip, { force: true });
+    return undefined;
+  }
+  if (await exists(layout.metadata)) {
+    throw new SyncError(`Download target ${layout.zip} already exists`, {
+      hint: "delete the file or re-run with --force to overwrite",
+    });
+  }
+  const check = await checkDownloaded(
+    layout.zip,
+    artifact.size_in_bytes,
+    artifact.digest ?? undefined,
+  );
+  if (check.ok) {
+    steps.detail(
+      `${path.basename(layout.zip)} is already here without its metadata.json (an earlier run stopped); it matches the artifact, so it is kept`,
+    );
+    return { size: artifact.size_in_bytes, sha256: check.sha256, fetched: 0 };
+  }
+  steps.warn(
+    `${path.basename(layout.zip)} is here without its metadata.json and does not match the artifact (${check.reason}); downloading it again.`,
+  );
+  await fs.rm(layout.zip, { force: true });
+  return undefined;
+}
+
 export async function downloadImageTag(
   ctx: SyncContext,
   github: GithubServices,
@@ -118,40 +164,39 @@ export async function downloadImageTag(
   const artifacts = await listRunArtifacts(github.client, { repo, runId: run.id });
   const artifact = chooseArtifact(artifacts, run.id, request.artifactName);
 
-  if (await exists(layout.zip)) {
-    if (!request.force) {
-      throw new SyncError(`Download target ${layout.zip} already exists`, {
-        hint: "delete the file or re-run with --force to overwrite",
-      });
-    }
-    await fs.rm(layout.zip, { force: true });
-  }
+  const kept = await keepOrReplace(layout, artifact, request.force, steps);
   if (request.force) await fs.rm(layout.zipPart, { force: true });
 
-  steps.step(
-    4,
-    5,
-    `Downloading artifact '${artifact.name}' (~${formatMiB(artifact.size_in_bytes, 2)}) to ${layout.zip} ...`,
-  );
   const task = `download ${artifact.name}`;
-  const result = await progressTask(request.progress, task, () =>
-    downloadFile({
-      resolveUrl: artifactUrlResolver(github.client, { repo, artifactId: artifact.id }),
-      // The blob host's fetch: the same transport as the API, never with the GitHub token.
-      fetch: github.client.blobs.fetch,
-      dest: layout.zip,
-      expectedSize: artifact.size_in_bytes,
-      digest: artifact.digest ?? undefined,
-      logger: ctx.logger,
-      signal: ctx.signal,
-      freeBytes: request.freeBytes,
-      onProgress: ({ bytes, total }) => request.progress({ kind: "bytes", task, bytes, total }),
-    }),
-  );
-  steps.detail(
-    `saved ${layout.zip} (${formatMiB(result.size, 2)}, sha256:${result.sha256}` +
-      `${result.fetched < result.size ? `, resumed: ${formatMiB(result.fetched, 2)} fetched` : ""})`,
-  );
+  let result: { size: number; sha256: string; fetched: number };
+  if (kept) {
+    steps.step(4, 5, `Keeping artifact '${artifact.name}' already at ${layout.zip} ...`);
+    result = kept;
+  } else {
+    steps.step(
+      4,
+      5,
+      `Downloading artifact '${artifact.name}' (~${formatMiB(artifact.size_in_bytes, 2)}) to ${layout.zip} ...`,
+    );
+    result = await progressTask(request.progress, task, () =>
+      downloadFile({
+        resolveUrl: artifactUrlResolver(github.client, { repo, artifactId: artifact.id }),
+        // The blob host's fetch: the same transport as the API, never with the GitHub token.
+        fetch: github.client.blobs.fetch,
+        dest: layout.zip,
+        expectedSize: artifact.size_in_bytes,
+        digest: artifact.digest ?? undefined,
+        logger: ctx.logger,
+        signal: ctx.signal,
+        freeBytes: request.freeBytes,
+        onProgress: ({ bytes, total }) => request.progress({ kind: "bytes", task, bytes, total }),
+      }),
+    );
+    steps.detail(
+      `saved ${layout.zip} (${formatMiB(result.size, 2)}, sha256:${result.sha256}` +
+        `${result.fetched < result.size ? `, resumed: ${formatMiB(result.fetched, 2)} fetched` : ""})`,
+    );
+  }
 
   steps.step(5, 5, `Writing metadata to ${layout.metadata} ...`);
   await writeJsonAtomic(

@@ -7,9 +7,9 @@ import {
   type ImageTarballInfo,
 } from "../archive/docker-save.js";
 import { extractZip } from "../archive/extract.js";
-import { SyncError } from "../errors.js";
+import { DamagedInputError, SyncError } from "../errors.js";
 import type { RunMetadata } from "../domain/metadata.js";
-import { exists, readJsonFile, writeJsonAtomic } from "../util/files.js";
+import { exists, parseJsonFile, writeJsonAtomic, type FreeBytes } from "../util/files.js";
 import { IMAGE_INFO_FILE, saveImageInfo } from "../workspace/image-info.js";
 import {
   metadataFileSchema,
@@ -25,6 +25,8 @@ export interface PrepareRequest {
   imageTag: string;
   downloadsDir: string;
   clean: boolean;
+  /** Free bytes at a path; replaceable so tests can play a full disk. */
+  freeBytes?: FreeBytes;
 }
 
 export interface PrepareOutcome {
@@ -72,9 +74,10 @@ function artifactImageTag(
   steps: StepReporter,
 ): string {
   const tag = metadata["Image tag"];
-  if (!tag) throw new SyncError(`${metadataPath} is missing 'Image tag'`, { hint: REDOWNLOAD });
+  if (!tag)
+    throw new DamagedInputError(`${metadataPath} is missing 'Image tag'`, { hint: REDOWNLOAD });
   if (!isImageTag(tag)) {
-    throw new SyncError(`${metadataPath} holds an invalid image tag '${tag}'`, {
+    throw new DamagedInputError(`${metadataPath} holds an invalid image tag '${tag}'`, {
       hint: REDOWNLOAD,
     });
   }
@@ -109,7 +112,7 @@ async function verifyAll(
     if (!(await exists(path.join(layout.extracted, image.tarball)))) missing.push(image.tarball);
   }
   if (missing.length > 0) {
-    throw new SyncError(`Missing expected tarballs: ${missing.join(", ")}`, {
+    throw new DamagedInputError(`Missing expected tarballs: ${missing.join(", ")}`, {
       hint: "the artifact lacks images its metadata promises; re-run download --force, or check the build run",
     });
   }
@@ -138,11 +141,15 @@ export async function prepareImageTag(
   }
 
   steps.step(2, 6, `Loading metadata from ${layout.metadata} ...`);
-  const metadata = await readJsonFile(
-    layout.metadata,
-    metadataFileSchema,
-    "run download again for this tag",
-  );
+  const read = await parseJsonFile(layout.metadata, metadataFileSchema);
+  if (!read.ok) {
+    // A damaged metadata.json (not one that cannot be read) makes the download unusable.
+    const Failure = read.invalid ? DamagedInputError : SyncError;
+    throw new Failure(`${layout.metadata} ${read.problem}`, {
+      hint: "run download again for this tag",
+    });
+  }
+  const metadata = read.value;
   if (metadata.run_id) {
     steps.text(
       `Preparing artifacts from run ${metadata.run_id}${metadata.run_name ? ` (${metadata.run_name})` : ""}.`,
@@ -180,6 +187,8 @@ export async function prepareImageTag(
         steps.warn(
           `existing extraction does not verify (${(err as Error).message}); extracting again.`,
         );
+        // Proven bad, so its room is given back before the new extraction needs it.
+        await fs.rm(layout.extracted, { recursive: true, force: true });
       }
     }
   }
@@ -191,6 +200,7 @@ export async function prepareImageTag(
     await extractZip(zip, layout.extracted, {
       logger: ctx.logger,
       signal: ctx.signal,
+      freeBytes: request.freeBytes,
       tee: (name) => {
         if (!wanted.has(name)) return undefined;
         const inspector = createImageTarballInspector(path.join(layout.extracted, name));

@@ -5,7 +5,7 @@
  *   registry  the `docker save` tarball straight to the registry over the distribution API.
  */
 import path from "node:path";
-import type { ImageTarballInfo } from "../archive/docker-save.js";
+import { inspectImageTarball, type ImageTarballInfo } from "../archive/docker-save.js";
 import { DockerEngine, type RegistryAuth } from "../docker/engine.js";
 import { taskProgress } from "../docker/progress.js";
 import { progressTask, type ProgressListener } from "../domain/events.js";
@@ -160,6 +160,10 @@ function dockerPusher(options: PusherOptions): ImagePusher {
     check: () => docker().ping(),
     async push(item, signal) {
       const label = item.remoteRef;
+      // Nothing unverified is published: without prepare's check of this very file (its record
+      // is gone, or the file changed since), the tarball is checked here before the engine
+      // loads it — every layer against its diff-id, as the registry engine does while it reads.
+      if (!item.info) await inspectImageTarball(item.file, { signal });
       const loadTask = `load ${item.localRef}`;
       const loaded = await progressTask(progress, loadTask, () =>
         docker().loadImage(item.file, {

@@ -3,6 +3,7 @@ import type { WorkflowRun } from "../github/runs.js";
 import {
   INDEXED_ARCHES,
   expectedImages,
+  invalidImageTag,
   parseGitlabTag,
   type ExpectedImage,
 } from "../domain/images.js";
@@ -43,11 +44,19 @@ export function newestFirst(a: WorkflowRun, b: WorkflowRun): number {
   return byTime !== 0 ? byTime : b.id - a.id;
 }
 
+/** A successful run whose block names an image tag outside the grammar. */
+export interface InvalidTag {
+  run: RunRef;
+  imageTag: string;
+}
+
 export interface ExpectedTags {
   /** gitlab tag → the newest successful run that promises it. */
   byGitlabTag: Map<string, ExpectedEntry>;
   /** image tag → every successful run that built it, newest first. */
   runsByImage: Map<string, RunRef[]>;
+  /** Runs whose image tag is not a tag at all: reported as invalid, never as missing. */
+  invalid: InvalidTag[];
 }
 
 /**
@@ -58,10 +67,16 @@ export interface ExpectedTags {
 export function expectedFromRuns(runs: readonly SeenRun[]): ExpectedTags {
   const byGitlabTag = new Map<string, ExpectedEntry>();
   const runsByImage = new Map<string, RunRef[]>();
+  const invalid: InvalidTag[] = [];
   const successful = runs
     .filter((r) => isSuccessful(r.run))
     .sort((a, b) => newestFirst(a.run, b.run));
   for (const { run, metadata } of successful) {
+    const bad = invalidImageTag(metadata);
+    if (bad !== undefined) {
+      invalid.push({ run: runRef(run), imageTag: bad });
+      continue;
+    }
     const images = metadata ? expectedImages(metadata) : [];
     const imageTag = images[0]?.imageTag;
     if (!metadata || !imageTag) continue;
@@ -71,7 +86,7 @@ export function expectedFromRuns(runs: readonly SeenRun[]): ExpectedTags {
     if (earlier) continue;
     for (const image of images) byGitlabTag.set(image.gitlabTag, { ...image, run: ref, metadata });
   }
-  return { byGitlabTag, runsByImage };
+  return { byGitlabTag, runsByImage, invalid };
 }
 
 export interface MissingImage {
@@ -87,6 +102,7 @@ export interface XrefResult {
   presentCount: number;
   missing: MissingImage[];
   extra: string[];
+  invalid: InvalidTag[];
 }
 
 export interface CrossReferenceOptions {
@@ -129,5 +145,6 @@ export function crossReference(
     presentCount: present.size,
     missing: [...grouped.values()],
     extra,
+    invalid: expected.invalid,
   };
 }

@@ -40,6 +40,42 @@ export function diskFullError(dir: string, needed: number | undefined, cause: un
   });
 }
 
+/** Bytes an unprivileged writer may still use on the file system holding `dir`. */
+export async function statfsFreeBytes(dir: string): Promise<number> {
+  const stats = await fs.statfs(dir);
+  return Number(stats.bavail) * Number(stats.bsize);
+}
+
+export type FreeBytes = (dir: string) => Promise<number>;
+
+export interface SpaceCheck {
+  /** What the space is for, in the message: "the download", "extracting x.zip". */
+  what: string;
+  /** Room kept free beyond `needed`. */
+  margin: number;
+  hint: string;
+  /** Replaceable so tests can play a full disk; statfs by default. */
+  freeBytes?: FreeBytes | undefined;
+}
+
+/**
+ * Refuses to start writing `needed` bytes under `dir` when the disk has less room than that
+ * (plus a margin): better one clear line now than a full disk half-way through.
+ */
+export async function ensureFreeSpace(
+  dir: string,
+  needed: number,
+  check: SpaceCheck,
+): Promise<void> {
+  const free = await (check.freeBytes ?? statfsFreeBytes)(dir);
+  if (free < needed + check.margin) {
+    throw new SyncError(
+      `not enough disk space in ${dir} for ${check.what}: ${formatBytes(needed)} needed (and ${formatBytes(check.margin)} to spare), ${formatBytes(free)} free`,
+      { hint: check.hint },
+    );
+  }
+}
+
 /**
  * Writes a file so that it is either absent, the old version, or the complete new one. The
  * temporary name is unique per writer, so concurrent writers never share one.
@@ -63,7 +99,9 @@ export async function writeJsonAtomic(file: string, value: unknown): Promise<voi
 }
 
 export type JsonFileResult<T> =
-  { ok: true; value: T } | { ok: false; missing: boolean; problem: string };
+  | { ok: true; value: T }
+  /** `invalid`: the bytes were read and are not the JSON expected (damaged, not unreadable). */
+  | { ok: false; missing: boolean; invalid: boolean; problem: string };
 
 /** Reads and validates a JSON file, saying what is wrong rather than throwing. */
 export async function parseJsonFile<S extends z.ZodType>(
@@ -75,15 +113,16 @@ export async function parseJsonFile<S extends z.ZodType>(
     text = await fs.readFile(file, "utf8");
   } catch (err) {
     const code = errorCode(err);
-    if (code === "ENOENT") return { ok: false, missing: true, problem: "not found" };
-    if (code === "EISDIR") return { ok: false, missing: false, problem: "is a directory" };
-    return { ok: false, missing: false, problem: `cannot be read (${code ?? String(err)})` };
+    const failed = { ok: false, missing: false, invalid: false } as const;
+    if (code === "ENOENT") return { ...failed, missing: true, problem: "not found" };
+    if (code === "EISDIR") return { ...failed, problem: "is a directory" };
+    return { ...failed, problem: `cannot be read (${code ?? String(err)})` };
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    return { ok: false, missing: false, problem: "is not valid JSON" };
+    return { ok: false, missing: false, invalid: true, problem: "is not valid JSON" };
   }
   const result = schema.safeParse(parsed);
   if (result.success) return { ok: true, value: result.data };
@@ -92,6 +131,7 @@ export async function parseJsonFile<S extends z.ZodType>(
   return {
     ok: false,
     missing: false,
+    invalid: true,
     problem: `has a bad value at ${field} (${issue?.message ?? "invalid"})`,
   };
 }

@@ -5,11 +5,13 @@ import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { SyncError, describeError } from "../errors.js";
+import { DISK_MARGIN } from "../config/limits.js";
+import { SyncError, describeError, errorCode } from "../errors.js";
 import type { FetchLike } from "../net/http.js";
 import { retry } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
-import { MiB, formatMiB } from "../util/bytes.js";
+import { MiB, formatBytes } from "../util/bytes.js";
+import { diskFullError, ensureFreeSpace, type FreeBytes } from "../util/files.js";
 
 export interface DownloadProgress {
   /** Bytes of the file present so far (including what an earlier attempt left). */
@@ -34,7 +36,7 @@ export interface DownloadOptions {
   /** Base back-off between attempts, doubled each time. */
   retryDelayMs?: number;
   /** Free bytes at a path; replaceable so tests can simulate a full disk. */
-  freeBytes?: (dir: string) => Promise<number>;
+  freeBytes?: FreeBytes | undefined;
   /** The HTTP client's `fetch`: no credentials, the URL is pre-signed. */
   fetch: FetchLike;
 }
@@ -48,18 +50,11 @@ export interface DownloadResult {
   attempts: number;
 }
 
-/** Room kept free beyond the download itself, so the host is not driven to 0 bytes. */
-const DISK_MARGIN = 64 * MiB;
 const IO_CHUNK = MiB;
 const DEFAULT_ATTEMPTS = 6;
 const DEFAULT_RETRY_DELAY_MS = 1000;
 /** No single wait between attempts grows past this, however many cuts came before. */
 const MAX_RETRY_DELAY_MS = 30_000;
-
-export async function statfsFreeBytes(dir: string): Promise<number> {
-  const stats = await fs.statfs(dir);
-  return Number(stats.bavail) * Number(stats.bsize);
-}
 
 async function sizeOf(file: string): Promise<number> {
   try {
@@ -83,27 +78,34 @@ class HttpStatusError extends Error {
   }
 }
 
+/**
+ * The local side failing: another attempt would fail the same way (a full or read-only disk, a
+ * permission), so these end the download at once.
+ */
+const LOCAL_CODES = new Set([
+  "ENOSPC",
+  "EDQUOT",
+  "EROFS",
+  "EACCES",
+  "EPERM",
+  "EISDIR",
+  "ENOTDIR",
+  "EMFILE",
+]);
+
 /** Failures worth another attempt: cut connections, resets, timeouts, 5xx, 429, an expired URL (403). */
 function retryable(err: unknown): boolean {
   if (err instanceof HttpStatusError)
     return err.status >= 500 || err.status === 429 || err.status === 403;
-  if (err instanceof SyncError) return false;
-  return true;
+  if (err instanceof SyncError || err instanceof OversizeError) return false;
+  const code = errorCode(err);
+  return code === undefined || !LOCAL_CODES.has(code);
 }
 
-async function ensureSpace(
-  dir: string,
-  needed: number,
-  freeBytes: (dir: string) => Promise<number>,
-): Promise<void> {
-  const free = await freeBytes(dir);
-  if (free < needed + DISK_MARGIN) {
-    throw new SyncError(
-      `not enough disk space in ${dir}: ${formatMiB(needed, 0)} needed, ${formatMiB(free, 0)} free`,
-      {
-        hint: "free some space (clean old tags with `gh-gitlab-sync clean`) or point --output-dir elsewhere",
-      },
-    );
+/** The server kept sending past the size the artifact has: a hostile or broken blob host. */
+class OversizeError extends Error {
+  constructor(readonly limit: number) {
+    super(`the server sent more than the artifact's ${limit} bytes`);
   }
 }
 
@@ -151,7 +153,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     );
   } catch (err) {
     if (signal?.aborted) throw err;
-    throw downloadFailure(err, attempts, part.path);
+    throw await downloadFailure(err, attempts, part.path, path.dirname(dest));
   }
   return finish(part.path, dest, part.have, part.hash.digest("hex"), {
     ...options,
@@ -176,11 +178,12 @@ async function openPart(file: string, options: DownloadOptions): Promise<PartFil
     have = 0;
   }
   if (expectedSize !== undefined) {
-    await ensureSpace(
-      path.dirname(dest),
-      expectedSize - have,
-      options.freeBytes ?? statfsFreeBytes,
-    );
+    await ensureFreeSpace(path.dirname(dest), expectedSize - have, {
+      what: `the download (${formatBytes(expectedSize)} in all)`,
+      margin: DISK_MARGIN,
+      hint: "free some space (clean old tags with `gh-gitlab-sync clean`) or point --output-dir elsewhere",
+      freeBytes: options.freeBytes,
+    });
   }
   const hash = createHash("sha256");
   if (have > 0) {
@@ -221,9 +224,23 @@ async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void
   const length = Number(response.headers.get("content-length") ?? Number.NaN);
   if (part.total === undefined && Number.isFinite(length)) part.total = part.have + length;
   if (!response.body) throw new Error("empty response body");
+  // Not one byte past the declared size reaches the disk, whatever the server goes on sending.
+  const limit = expectedSize ?? part.total;
   const counter = new Transform({
     highWaterMark: IO_CHUNK,
     transform(chunk: Buffer, _enc, done) {
+      if (limit !== undefined && part.have + chunk.length > limit) {
+        const room = limit - part.have;
+        if (room > 0) {
+          const head = chunk.subarray(0, room);
+          part.hash.update(head);
+          part.have += room;
+          part.fetched += room;
+          this.push(head);
+        }
+        done(new OversizeError(limit));
+        return;
+      }
       part.hash.update(chunk);
       part.have += chunk.length;
       part.fetched += chunk.length;
@@ -252,8 +269,30 @@ async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void
     throw new Error(`connection closed at ${part.have} of ${part.total} bytes`);
 }
 
-function downloadFailure(err: unknown, attempts: number, part: string): SyncError {
+async function downloadFailure(
+  err: unknown,
+  attempts: number,
+  part: string,
+  dir: string,
+): Promise<SyncError> {
   if (err instanceof SyncError) return err;
+  if (err instanceof OversizeError) {
+    // What came is not the artifact, or not only: nothing of it can be trusted for a resume.
+    await fs.rm(part, { force: true });
+    return new SyncError(`download failed: ${err.message}`, {
+      hint: "the download host is misbehaving; the partial file was removed — rerun download later",
+      cause: err,
+    });
+  }
+  if (errorCode(err) === "ENOSPC" || errorCode(err) === "EDQUOT") {
+    // A full disk is not left full: the partial file goes, and with it the space it took.
+    await fs.rm(part, { force: true });
+    const full = diskFullError(dir, undefined, err);
+    return new SyncError(`${full.message}; the partial download was removed`, {
+      hint: full.hint,
+      cause: err,
+    });
+  }
   const hint = `the partial file ${part} is kept; rerun to resume`;
   if (err instanceof HttpStatusError) {
     return new SyncError(`download failed: HTTP ${err.status} after ${attempts} attempt(s)`, {
@@ -267,6 +306,44 @@ function downloadFailure(err: unknown, attempts: number, part: string): SyncErro
   });
 }
 
+/** How `size`/`sha256` differ from what the artifact says it is; undefined when they match. */
+function mismatch(
+  size: number,
+  sha256: string,
+  expectedSize: number | undefined,
+  digest: string | undefined,
+): string | undefined {
+  if (expectedSize !== undefined && size !== expectedSize) {
+    return `${size} bytes but the artifact has ${expectedSize}`;
+  }
+  const expected = digest?.replace(/^sha256:/, "").toLowerCase();
+  if (expected && expected !== sha256) {
+    return `digest mismatch: expected sha256:${expected}, got sha256:${sha256}`;
+  }
+  return undefined;
+}
+
+/**
+ * Whether a file already in place is the artifact: its size, and its digest when the artifact
+ * has one. What a crash between the rename and the writing of metadata.json leaves is judged
+ * by this, rather than trusted or thrown away.
+ */
+export async function checkDownloaded(
+  file: string,
+  expectedSize: number,
+  digest: string | undefined,
+): Promise<{ ok: true; sha256: string } | { ok: false; reason: string }> {
+  const size = await sizeOf(file);
+  if (size !== expectedSize) {
+    return { ok: false, reason: `${size} bytes but the artifact has ${expectedSize}` };
+  }
+  const hash = createHash("sha256");
+  await hashFile(file, hash);
+  const sha256 = hash.digest("hex");
+  const reason = mismatch(size, sha256, expectedSize, digest);
+  return reason ? { ok: false, reason } : { ok: true, sha256 };
+}
+
 async function finish(
   part: string,
   dest: string,
@@ -274,20 +351,12 @@ async function finish(
   sha256: string,
   options: DownloadOptions & { fetched: number; attempts: number },
 ): Promise<DownloadResult> {
-  if (options.expectedSize !== undefined && size !== options.expectedSize) {
+  const reason = mismatch(size, sha256, options.expectedSize, options.digest);
+  if (reason) {
     await fs.rm(part, { force: true });
-    throw new SyncError(`downloaded ${size} bytes but the artifact has ${options.expectedSize}`, {
-      hint: "the partial file was removed; rerun download",
+    throw new SyncError(`the download does not match the artifact (${reason})`, {
+      hint: "the damaged download was removed; rerun download",
     });
-  }
-  if (options.digest) {
-    const expected = options.digest.replace(/^sha256:/, "").toLowerCase();
-    if (expected !== sha256) {
-      await fs.rm(part, { force: true });
-      throw new SyncError(`digest mismatch: expected sha256:${expected}, got sha256:${sha256}`, {
-        hint: "the damaged download was removed; rerun download",
-      });
-    }
   }
   await fs.rename(part, dest);
   return { path: dest, size, sha256, fetched: options.fetched, attempts: options.attempts };

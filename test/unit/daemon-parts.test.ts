@@ -14,6 +14,7 @@ const summary = (over: Partial<CycleSummary>): CycleSummary => ({
   runs: 20,
   missing: 2,
   pushed: 6,
+  synced: 2,
   failed: 0,
   deferred: 0,
   downloadedBytes: 1024,
@@ -72,6 +73,20 @@ describe("registry options", () => {
 });
 
 describe("daemon health", () => {
+  it("tells the last cycle's image failures, not only a failed cycle", () => {
+    const health = new DaemonHealth();
+    health.record(summary({ missing: 2, synced: 0, pushed: 0, failed: 2, result: "partial" }));
+    expect(health.status()).toMatchObject({ code: 503, body: { status: "failing" } });
+    health.record(summary({ missing: 3, synced: 1, failed: 1, deferred: 1, result: "partial" }));
+    expect(health.status()).toMatchObject({ code: 200, body: { status: "degraded" } });
+    health.record(summary({ missing: 1, synced: 0, pushed: 0, deferred: 1, result: "partial" }));
+    expect(health.status()).toMatchObject({ code: 503, body: { status: "failing" } });
+    health.record(summary({ result: "stopped" }));
+    expect(health.status()).toMatchObject({ code: 503, body: { status: "stopping" } });
+    health.record(summary({}));
+    expect(health.status()).toMatchObject({ code: 200, body: { status: "ok" } });
+  });
+
   it("parses --health-port as a port or host:port, loopback by default", () => {
     expect(parseHealthAddress("9464")).toEqual({ host: "127.0.0.1", port: 9464 });
     expect(parseHealthAddress("0.0.0.0:9464")).toEqual({ host: "0.0.0.0", port: 9464 });

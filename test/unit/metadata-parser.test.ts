@@ -107,12 +107,39 @@ describe("MetadataBlockParser", () => {
     expect(parseMetadata(log)).toEqual({ "Image tag": "yes" });
   });
 
-  it("keeps the first complete block and ignores later ones", () => {
+  it("reports two different blocks as a conflict naming both, whatever sits between them", () => {
     const second = BLOCK.map((line) => line.replace("linux-amd64", "linux-arm64"));
-    const log = [...BLOCK, "", ...second].join("\n");
-    expect(parseMetadata(log)["Image tag"]).toBe(EXPECTED["Image tag"]);
-    const backToBack = [...BLOCK.slice(0, 10), ...second.slice(0, 10)].join("\n");
-    expect(parseMetadata(backToBack)["Image tag"]).toBe(EXPECTED["Image tag"]);
+    for (const log of [
+      [...BLOCK, "", ...second].join("\n"),
+      [...BLOCK.slice(0, 10), ...second.slice(0, 10)].join("\n"),
+      [...BLOCK, "noise", "more noise", ...second, "##[group]Run next step"].join("\n"),
+    ]) {
+      const parser = new MetadataBlockParser();
+      parser.push(log);
+      parser.end();
+      expect(parser.conflict?.first["Image tag"]).toBe(EXPECTED["Image tag"]);
+      expect(parser.conflict?.second["Image tag"]).toContain("linux-arm64");
+    }
+  });
+
+  it("takes the same block printed twice (a tee, a later cat) as one", () => {
+    const again = BLOCK.map((line) =>
+      line.startsWith("Generated at") ? "Generated at      : 2025-10-01T12:00:05Z" : line,
+    );
+    const parser = new MetadataBlockParser();
+    parser.push([...BLOCK, ...again].join("\n"));
+    parser.end();
+    expect(parser.conflict).toBeUndefined();
+    expect(parser.metadata).toEqual(EXPECTED);
+  });
+
+  it("does not look for a rival block past the end of the step that printed it", () => {
+    const second = BLOCK.map((line) => line.replace("linux-amd64", "linux-arm64"));
+    const parser = new MetadataBlockParser();
+    parser.push([...BLOCK, TS + "##[group]Run ./build.sh", ...second].join("\n"));
+    expect(parser.complete).toBe(true);
+    expect(parser.conflict).toBeUndefined();
+    expect(parser.metadata).toEqual(EXPECTED);
   });
 
   it("skips a block without an image tag in favour of a later whole one", () => {
@@ -145,16 +172,19 @@ describe("MetadataBlockParser", () => {
     }
   });
 
-  it("is complete at 'Generated at', before the log ends", () => {
+  it("is complete once the step that printed the block ends, before the log ends", () => {
     const parser = new MetadataBlockParser();
     parser.push(smallLog().split("Generated at      : ")[0] ?? "");
     expect(parser.complete).toBe(false);
     parser.push("Generated at      : 2025-10-01T12:00:00Z\n");
+    // Whole, but the same step could still print a second, different block.
+    expect(parser.complete).toBe(false);
+    parser.push(TS + "##[group]Run ./presto/scripts/build_images.sh\n");
     expect(parser.complete).toBe(true);
     expect(parser.metadata).toEqual(EXPECTED);
   });
 
-  it("is complete when the block ends without 'Generated at'", () => {
+  it("is complete when the block ends without 'Generated at' and the next step begins", () => {
     const parser = new MetadataBlockParser();
     parser.push(
       BLOCK.slice(0, 10)
@@ -162,7 +192,9 @@ describe("MetadataBlockParser", () => {
         .join(""),
     );
     expect(parser.complete).toBe(false);
-    parser.push(TS + "next step output\n");
+    parser.push(TS + "step output after the block\n");
+    expect(parser.complete).toBe(false);
+    parser.push(TS + "##[group]Run next step\n");
     expect(parser.complete).toBe(true);
     expect(parser.metadata["Image tag"]).toBe(EXPECTED["Image tag"]);
   });

@@ -21,6 +21,7 @@ const summary = {
   runs: 20,
   missing: 2,
   pushed: 3,
+  synced: 1,
   failed: 1,
   deferred: 1,
   downloadedBytes: 3 * 1024 ** 3,
