@@ -16,6 +16,8 @@ import { prepareImageTag } from "./prepare.js";
 import type { PushServices } from "./push.js";
 import { pushImageTag } from "./push.js";
 import { settleBuilt } from "./built.js";
+import { provenanceOfRun } from "./image-provenance.js";
+import { writeMultiarchIndexes } from "./multiarch.js";
 import type { MissingImage } from "./xref.js";
 
 export interface DaemonSettings {
@@ -56,7 +58,7 @@ function errorLine(err: unknown): string {
   return err instanceof SyncError ? err.oneLine() : describeError(err);
 }
 
-type Stage = "download" | "prepare" | "push" | "clean";
+type Stage = "download" | "prepare" | "push" | "clean" | "index";
 
 class StageError extends Error {
   constructor(
@@ -165,7 +167,6 @@ async function syncImageTag(
           force: settings.forcePush,
           skipLogin: settings.skipLogin,
           retagAsLatest: settings.retagAsLatest,
-          multiarchIndex: settings.multiarchIndex === true,
           images: prepared.images,
           ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
         },
@@ -182,6 +183,19 @@ async function syncImageTag(
       `cleaned ${removed.length} path(s) of ${image.imageTag}`,
     );
   });
+  // After the clean: the images are in, so a failing index leaves no download behind; the
+  // next cycles retry the index alone (see built.ts).
+  if (settings.multiarchIndex) {
+    await stage("index", () =>
+      writeMultiarchIndexes(sub, services.push.registryClient, steps, {
+        registry: settings.registry,
+        registryProject: settings.registryProject,
+        gitlabTags: [...pushed.pushed.map((p) => p.gitlabTag), ...pushed.skipped],
+        ...(run ? { provenance: provenanceOfRun(image.metadata, run) } : {}),
+        retagAsLatest: settings.retagAsLatest,
+      }),
+    );
+  }
   return {
     pushed: pushed.pushed.length,
     downloadedBytes,

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -34,6 +35,8 @@ interface Build {
   refs: string;
   variant?: WorkerVariant;
   generatedAt?: string;
+  /** The images' architecture when it is not the platform's: a build that went wrong. */
+  architecture?: string;
 }
 
 /** Two builds of the same refs, one per platform: the workflow's two runs of one commit pair. */
@@ -109,6 +112,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       createdAt: new Date(Date.UTC(2025, 10, 5) + b.id * 60_000)
         .toISOString()
         .replace(".000Z", "Z"),
+      ...(b.architecture ? { fixture: { architecture: b.architecture } } : {}),
     });
     fixtures.set(b.id, fixture);
     return fixture;
@@ -351,6 +355,60 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       expect(both?.manifests.map((m) => m.platform.architecture)).toEqual(["amd64", "arm64"]);
     }
   });
+
+  it("an index that cannot be written fails the build with one clear line; the next cycles retry the index alone, with back-off", async () => {
+    const wrong = {
+      x86: { id: 7009, platform: "linux/amd64", refs: "multiarch-wrong" },
+      // The arm run built amd64 images.
+      arm: { id: 7010, platform: "linux/arm64", refs: "multiarch-wrong", architecture: "amd64" },
+    } satisfies Record<string, Build>;
+    for (const b of [wrong.x86, wrong.arm]) await add(b);
+    try {
+      await wrongBuild(wrong);
+    } finally {
+      // Out of the way of the tests that follow.
+      for (const b of [wrong.x86, wrong.arm]) tb.github.removeRun(b.id);
+    }
+  });
+
+  async function wrongBuild(wrong: { x86: Build; arm: Build }): Promise<void> {
+    expect((await daemon("linux/amd64")).code).toBe(0);
+    const backoff = ["--retry-backoff", "600"];
+    const failed = await daemon("linux/arm64", backoff);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(
+      new RegExp(
+        `x86/presto-coordinator:${tagOf(wrong.x86)} and \\S+/arm/presto-coordinator:${tagOf(wrong.x86)} are both linux/amd64 images`,
+      ),
+    );
+    expect(failed.stderr).toContain(`${imageTagOf(wrong.arm)}: index failed: `);
+    // The images are in and their download is gone; only the index is left, retried after the
+    // back-off, never downloaded again.
+    for (const t of gitlabTagsOf(wrong.arm)) expect(await gitlabTags(tb)).toContain(t);
+    expect(existsSync(path.join(work, "linux-arm64", imageTagOf(wrong.arm)))).toBe(false);
+    tb.github.resetRequests();
+    const waiting = await daemon("linux/arm64", backoff);
+    expect(waiting.code).toBe(1);
+    expect(waiting.stderr).not.toContain("are both linux/amd64 images");
+    const retried = await daemon("linux/arm64", [...backoff, "--retry-now"]);
+    expect(retried.code).toBe(1);
+    expect(retried.stderr).toContain(`${imageTagOf(wrong.arm)}: index failed: `);
+    expect(tb.github.requests.filter((r) => r.host === "blob")).toEqual([]);
+    const status = await cli([
+      "status",
+      "--json",
+      "--downloads-dir",
+      path.join(work, "linux-arm64"),
+    ]);
+    const failures = (
+      JSON.parse(status.stdout) as { failures: Array<{ image_tag: string; attempts: number }> }
+    ).failures;
+    expect(failures).toEqual([
+      expect.objectContaining({ image_tag: imageTagOf(wrong.arm), attempts: 2 }),
+    ]);
+    // The x86 index is left as it was: one good entry.
+    expect((await index("presto-coordinator", tagOf(wrong.x86)))?.manifests).toHaveLength(1);
+  }
 
   it("retag copies an index with its manifests: latest and another repository point at both platforms", async () => {
     const source = await manifest("presto-coordinator", TAG);

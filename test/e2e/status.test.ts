@@ -195,6 +195,28 @@ describe.skipIf(gate.skip)(`status and daemon --retry-now on the testbed ${gate.
     expect(after.last_cycle).toMatchObject({ ok: true, pushed: 2, failed: 0, backing_off: 0 });
   });
 
+  it("a failure recorded for a build GitLab now holds (pushed by hand, say) is cleared by the next cycle", async () => {
+    const file = path.join(downloads, ".state", "failures.json");
+    await writeFile(
+      file,
+      JSON.stringify({
+        [tagOf(builds.good)]: {
+          attempts: 3,
+          last_error: "push failed: registry down",
+          last_attempt: "2025-11-07T00:00:00Z",
+          next_retry: "2099-01-01T00:00:00Z",
+        },
+      }),
+    );
+    expect((await statusJson()).failures.map((f) => f.image_tag)).toEqual([tagOf(builds.good)]);
+    const cycle = await runBinary(daemonArgs(["--once"]), { env: tb.env, cwd: work });
+    expect(cycle.code, cycle.stderr).toBe(0);
+    expect(cycle.stderr).toContain(
+      `${tagOf(builds.good)}: every tag is in GitLab; failure record cleared`,
+    );
+    expect((await statusJson()).failures).toEqual([]);
+  });
+
   it("a lock left by a dead process is told as such; unreadable state is exit 1 naming the file", async () => {
     await mkdir(downloads, { recursive: true });
     await writeFile(

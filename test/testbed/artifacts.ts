@@ -45,6 +45,8 @@ export interface ArtifactFixtureOptions {
   gzipLevel?: number;
   /** Deflate level of the zip entries; default zlib's. */
   zipCompressionLevel?: number;
+  /** The images' architecture, when it is not the build's platform (a build that went wrong). */
+  architecture?: string;
   /** Damage a tarball after it is written (cut it, replace it) before it is zipped. */
   mutateTarball?: (repo: string, file: string) => Promise<void>;
   /** Entries with names a zip library refuses to write (`../../x`), added raw. */
@@ -103,6 +105,7 @@ export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<
       repoTag: `${image.repo}:${tag}`,
       // The build's platform, in the config as `docker build --platform` records it.
       ...platformOf(options.metadata),
+      ...(options.architecture ? { architecture: options.architecture } : {}),
       layout: options.ociRepos?.includes(image.repo) ? "oci" : "legacy",
       layers: [options.baseLayer ?? BASE_LAYER, own],
       gzip: true,
