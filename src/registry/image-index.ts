@@ -182,11 +182,16 @@ async function sourceEntries(
         { hint: "push that platform's image under this tag again" },
       );
     }
-    const entry = await imageEntry(options, source.repository, manifest, platforms);
-    const annotations =
-      source.annotations ??
-      entry.annotations ??
-      kept.find((k) => k.digest === manifest.digest)?.annotations;
+    const listed = kept.find((k) => k.digest === manifest.digest);
+    // Already an entry: its platform is known, and its config need not be read again.
+    const entry = await imageEntry(
+      options,
+      source.repository,
+      manifest,
+      platforms,
+      listed?.platform,
+    );
+    const annotations = source.annotations ?? entry.annotations ?? listed?.annotations;
     found.push({
       entry: { ...entry, ...(annotations ? { annotations } : {}) },
       from: source,
@@ -214,6 +219,7 @@ async function imageEntry(
   repository: string,
   manifest: ManifestResult,
   platforms: Map<string, Platform>,
+  known?: Platform,
 ): Promise<Entry> {
   const image = imageSchema.safeParse(parseJson(manifest.bytes));
   if (!image.success) {
@@ -223,7 +229,8 @@ async function imageEntry(
     );
   }
   const config = image.data.config.digest;
-  const platform = platforms.get(config) ?? (await configPlatform(options, repository, config));
+  const platform =
+    known ?? platforms.get(config) ?? (await configPlatform(options, repository, config));
   platforms.set(config, platform);
   return {
     mediaType: manifest.mediaType,

@@ -128,6 +128,7 @@ describe.skipIf(gate.skip)(
         entries: [{ platform: "linux/amd64", digest: x86.manifestDigest }],
       });
       const arm = await image("arm64", repo("arm/presto-coordinator"), "t1", { a: "arm" });
+      const mark = tb.gitlab.registry.accessLog().length;
       const both = await writeImageIndex({
         client,
         repository: INDEX_REPO,
@@ -139,6 +140,20 @@ describe.skipIf(gate.skip)(
         ["linux/amd64", x86.manifestDigest],
         ["linux/arm64", arm.manifestDigest],
       ]);
+      // No layer byte moved: blobs were mounted; only the configs were read (for the platform).
+      const moved = tb.gitlab.registry.accessLog().slice(mark);
+      const configs = [x86.configDigest, arm.configDigest];
+      expect(
+        moved.filter(
+          (e) => e.method === "PATCH" || (e.method === "PUT" && e.path.includes("/blobs/")),
+        ),
+      ).toEqual([]);
+      const reads = moved.filter(
+        (e) => e.method === "GET" && e.path.includes("/blobs/") && e.status === 200,
+      );
+      expect(reads.length).toBeGreaterThan(0);
+      expect(reads.every((e) => configs.some((c) => e.path.endsWith(c)))).toBe(true);
+      expect(moved.some((e) => e.method === "POST" && e.path.includes("mount="))).toBe(true);
       const index = await read("t1");
       // Each entry keeps its image's own annotations; the index those they share (none here).
       expect(index.manifests.map((m) => m.annotations)).toEqual([{ a: "x86" }, { a: "arm" }]);
