@@ -18,6 +18,8 @@ export interface Sizes {
   big: ArtifactParams;
   /** B5: the Docker engine on vfs copies every layer, so a smaller set. */
   small: ArtifactParams;
+  /** B9: one large incompressible layer (random bytes, as jars and binaries are). */
+  resume: ArtifactParams;
   /** B1: build-log noise per run, sized so that the run-log zip is about 20 MiB. */
   logNoiseBytes: number;
 }
@@ -25,14 +27,19 @@ export interface Sizes {
 const FULL: Sizes = {
   big: { baseBytes: 1 * GiB, ownBytes: 160 * MiB, textShare: 0.6 },
   small: { baseBytes: 256 * MiB, ownBytes: 32 * MiB, textShare: 0.6 },
+  resume: { baseBytes: 1 * GiB, ownBytes: 1 * MiB, textShare: 0 },
   logNoiseBytes: 28 * MiB,
 };
 
 const QUICK: Sizes = {
   big: { baseBytes: 32 * MiB, ownBytes: 8 * MiB, textShare: 0.6 },
   small: { baseBytes: 16 * MiB, ownBytes: 4 * MiB, textShare: 0.6 },
+  resume: { baseBytes: 192 * MiB, ownBytes: 1 * MiB, textShare: 0 },
   logNoiseBytes: 1 * MiB,
 };
+
+export type ArtifactLabel = "big" | "small" | "resume";
+const RUN_IDS: Record<ArtifactLabel, number> = { big: 9001, small: 9002, resume: 9003 };
 
 export class BenchContext {
   readonly sizes: Sizes;
@@ -66,18 +73,19 @@ export class BenchContext {
     return dir;
   }
 
-  artifact(label: "big" | "small"): Promise<ImageArtifact> {
+  artifact(label: ArtifactLabel): Promise<ImageArtifact> {
     let made = this.artifacts.get(label);
     if (!made) {
-      const runId = label === "big" ? 9001 : 9002;
-      made = imageArtifact(this.cacheDir, label, runId, this.sizes[label], (t) => this.log(t));
+      made = imageArtifact(this.cacheDir, label, RUN_IDS[label], this.sizes[label], (t) =>
+        this.log(t),
+      );
       this.artifacts.set(label, made);
     }
     return made;
   }
 
   /** A downloads directory holding the artifact prepared by our `prepare` (made once). */
-  preparedDir(label: "big" | "small"): Promise<string> {
+  preparedDir(label: ArtifactLabel): Promise<string> {
     let made = this.prepared.get(label);
     if (!made) {
       made = (async () => {
@@ -93,7 +101,7 @@ export class BenchContext {
   }
 
   /** A copy of the prepared downloads directory with no state (no layer cache) of its own. */
-  async freshPrepared(label: "big" | "small", name: string): Promise<string> {
+  async freshPrepared(label: ArtifactLabel, name: string): Promise<string> {
     const dir = path.join(this.root, name);
     await linkCopy(await this.preparedDir(label), dir);
     await rm(path.join(dir, ".state"), { recursive: true, force: true });

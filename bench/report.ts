@@ -101,3 +101,31 @@ export async function rewriteBenchmarks(
   for (const [name, body] of Object.entries(sections)) text = replaceBetween(text, name, body);
   await writeFile(file, text);
 }
+
+/**
+ * The results block with the rows of `ids` replaced by `rows` (a run of some rows only, `--only`),
+ * the other rows left as the last full run measured them, and `note` added under the table.
+ */
+export function mergeResults(block: string, ids: string[], rows: Row[], note: string): string {
+  const lines = block.trim().split("\n");
+  const isRow = (line: string) => /^\| B\d+ \|/.test(line);
+  const idOf = (line: string) => /^\| (B\d+) \|/.exec(line)?.[1] ?? "";
+  const header = lines.filter((line, i) => !isRow(line) && i < 2);
+  const kept = lines.filter((line) => isRow(line) && !ids.includes(idOf(line)));
+  const fresh = table(rows).split("\n").slice(2);
+  const number = (line: string) => Number(idOf(line).slice(1));
+  const merged = [...kept, ...fresh].sort((a, b) => number(a) - number(b));
+  // A note of an earlier re-run of these same rows is replaced by this one.
+  const stale = (line: string) => line.startsWith(`${ids.join(", ")} re-measured on`);
+  const notes = lines.filter(
+    (line, i) => !isRow(line) && i >= 2 && line.trim() !== "" && !stale(line),
+  );
+  return [...header, ...merged, "", ...[...notes, note].join("\n\n").split("\n")].join("\n");
+}
+
+/** The text between a pair of markers, or "" when they are missing. */
+export function between(text: string, name: string): string {
+  const start = text.indexOf(START(name));
+  const end = text.indexOf(END(name));
+  return start < 0 || end < start ? "" : text.slice(start + START(name).length, end);
+}

@@ -1,10 +1,11 @@
 /**
- * `npm run bench`: B1–B7 of BENCH.md, ours against the peers on the testbed, and the tables of
+ * `npm run bench`: B1–B7 and B9 of BENCH.md, ours against the peers on the testbed, and the tables of
  * BENCHMARKS.md rewritten. `--quick` runs small sizes as a smoke test (fails on a broken
- * benchmark, never on a slow one) and leaves BENCHMARKS.md alone; `--only B2,B4` picks rows.
+ * benchmark, never on a slow one) and leaves BENCHMARKS.md alone; `--only B2,B4` picks rows and
+ * replaces just those in BENCHMARKS.md (`--no-write` leaves it alone).
  */
 import { execFileSync } from "node:child_process";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,10 +16,11 @@ import { benchDownload } from "./cases/download.js";
 import { benchIdleDaemon, benchMetadata } from "./cases/metadata.js";
 import { benchPrepare } from "./cases/prepare.js";
 import { benchDockerPush, benchRegistryPush } from "./cases/push.js";
+import { benchResume } from "./cases/resume.js";
 import { benchRetag } from "./cases/retag.js";
 import { BenchContext } from "./context.js";
 import { formatSeconds } from "./harness.js";
-import { machine, rewriteBenchmarks, table, type Row } from "./report.js";
+import { between, machine, mergeResults, rewriteBenchmarks, table, type Row } from "./report.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CASES: Array<[string, (ctx: BenchContext) => Promise<Row[]>]> = [
@@ -29,6 +31,7 @@ const CASES: Array<[string, (ctx: BenchContext) => Promise<Row[]>]> = [
   ["B5", benchDockerPush],
   ["B6", benchRetag],
   ["B7", benchIdleDaemon],
+  ["B9", benchResume],
 ];
 
 const { values } = parseArgs({
@@ -98,9 +101,20 @@ try {
 const elapsed = formatSeconds(Date.now() - started);
 const results = `${table(rows)}\n\n${quick ? "Quick sizes (smoke run). " : ""}${ctx.runs} alternating runs per figure; \`npm run bench${quick ? " -- --quick" : ""}\` took ${elapsed} in all (data generation included when not cached).`;
 process.stdout.write(`\n${machine()}\n\n${results}\n`);
-if (!quick && !only && !values["no-write"]) {
-  await rewriteBenchmarks(path.join(root, "BENCHMARKS.md"), { machine: machine(), results });
-  ctx.log("BENCHMARKS.md rewritten");
+const benchmarks = path.join(root, "BENCHMARKS.md");
+if (!quick && !values["no-write"] && broken.length === 0) {
+  if (!only) {
+    await rewriteBenchmarks(benchmarks, { machine: machine(), results });
+    ctx.log("BENCHMARKS.md rewritten");
+  } else {
+    // Some rows only: those are replaced, the rest stay as the last full run measured them.
+    const ids = chosen.map(([id]) => id);
+    const commit = /Commit ([0-9a-f]+)/.exec(machine())?.[1] ?? "?";
+    const note = `${ids.join(", ")} re-measured on ${ids.length > 1 ? "their" : "its"} own (\`npm run bench -- --only ${ids.join(",")}\`, ${ctx.runs} alternating runs, ${elapsed}) at commit ${commit}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC; the machine above is the full run's.`;
+    const current = between(await readFile(benchmarks, "utf8"), "results");
+    await rewriteBenchmarks(benchmarks, { results: mergeResults(current, ids, rows, note) });
+    ctx.log(`BENCHMARKS.md: rows ${ids.join(", ")} replaced`);
+  }
 }
 if (broken.length > 0) {
   process.stderr.write(`\nbroken benchmarks:\n${broken.join("\n\n")}\n`);

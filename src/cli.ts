@@ -1,6 +1,15 @@
 import { createRequire } from "node:module";
 import { Command, CommanderError, Option } from "commander";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isSyncError, describeError } from "./errors.js";
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_SIGINT,
+  EXIT_SIGTERM,
+  EXIT_USAGE,
+  InterruptedError,
+  isSyncError,
+  describeError,
+} from "./errors.js";
 import {
   createLogger,
   LOG_LEVELS,
@@ -10,7 +19,10 @@ import {
 } from "./report/logger.js";
 import { createOutput } from "./report/output.js";
 import { printable } from "./util/text.js";
-import { HttpClient } from "./net/http.js";
+import { HttpClient, type HttpSettings } from "./net/http.js";
+import { DEFAULT_CONNECT_TIMEOUT_SECONDS } from "./config/defaults.js";
+import { httpOptionsSchema, parseOptions } from "./config/options.js";
+import { httpTimeoutOption } from "./commands/options.js";
 import type { Env } from "./config/tokens.js";
 import type { CommandContext } from "./commands/context.js";
 import { registerGhList } from "./commands/gh-list.js";
@@ -33,6 +45,30 @@ export interface CliDeps {
 function packageVersion(): string {
   const pkg = createRequire(import.meta.url)("../package.json") as { version?: string };
   return pkg.version ?? "unknown";
+}
+
+/** The subcommands that talk HTTP, and so take `--http-timeout`. */
+const HTTP_COMMANDS = new Set([
+  "gh-list",
+  "gitlab-list",
+  "xref",
+  "download",
+  "push",
+  "daemon",
+  "retag",
+]);
+
+/** Commands that leave files or images behind; the listings and the daemon say no more. */
+const WRITERS = new Set(["download", "prepare", "push", "clean", "retag"]);
+
+/** `--http-timeout` (or its env var): the idle timeout, and the connect timeout up to 30 s. */
+function httpTimeouts(raw: Record<string, unknown>): HttpSettings {
+  if (raw.httpTimeout === undefined) return {};
+  const { httpTimeout } = parseOptions(httpOptionsSchema, { httpTimeout: raw.httpTimeout });
+  return {
+    idleTimeoutMs: httpTimeout * 1000,
+    connectTimeoutMs: Math.min(httpTimeout, DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000,
+  };
 }
 
 export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void): Command {
@@ -63,6 +99,11 @@ Authentication:
   GitLab: --gitlab-token or GITLAB_TOKEN; registry: --registry-username/--registry-password.`,
     );
 
+  // The subcommand being run: its `--http-timeout` sets up the one HTTP client.
+  let invoked: Command | undefined;
+  program.hook("preAction", (_program, action) => {
+    invoked = action;
+  });
   const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> => {
     const globals = program.opts<{ logLevel: LogLevel; logFormat: LogFormat }>();
     const logger = createLogger({
@@ -71,7 +112,7 @@ Authentication:
       isTTY: deps.stderr.isTTY,
     });
     onLogger(logger);
-    const http = new HttpClient({ env: deps.env });
+    const http = new HttpClient({ env: deps.env, ...httpTimeouts(invoked?.opts() ?? {}) });
     try {
       await action({
         logger,
@@ -97,6 +138,7 @@ Authentication:
   registerRetag(program, run);
   // Every subcommand inherits the parent's output and exit handling.
   for (const cmd of program.commands) {
+    if (HTTP_COMMANDS.has(cmd.name())) cmd.addOption(httpTimeoutOption());
     cmd.exitOverride().configureOutput({
       writeOut: (s) => deps.stdout.write(s),
       writeErr: (s) => deps.stderr.write(s),
@@ -105,21 +147,50 @@ Authentication:
   return program;
 }
 
-/** Runs the CLI and returns the exit status: 0 success, 1 failure, 2 bad usage. */
+/**
+ * The one line for a command a signal stopped, and its status: 130 after SIGINT, 143 after
+ * SIGTERM, as the shell reports a command a signal ended, except that SIGTERM is how systemd
+ * stops the daemon, which then ends cleanly with 0. Whatever error the abort surfaced as
+ * (a cancelled request, a closed stream) is the interruption, never an "unexpected failure".
+ */
+function interruptedExit(deps: CliDeps, command: string | undefined, err: unknown): number {
+  const reason: unknown = deps.signal.reason;
+  const signalName = reason instanceof InterruptedError ? reason.signalName : "SIGINT";
+  const hint =
+    err instanceof InterruptedError && err.hint
+      ? err.hint
+      : command && WRITERS.has(command)
+        ? "nothing half-written was left; run it again to carry on"
+        : undefined;
+  const what = command ? `; ${command} stopped` : "";
+  deps.stderr.write(`Interrupted by ${signalName}${what}${hint ? ` — ${hint}` : ""}\n`);
+  if (command === "daemon" && signalName === "SIGTERM") return EXIT_OK;
+  return signalName === "SIGTERM" ? EXIT_SIGTERM : EXIT_SIGINT;
+}
+
+/** Runs the CLI and returns the exit status: 0 success, 1 failure, 2 bad usage, 130/143 signals. */
 export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
   let logger: Logger | undefined;
+  let command: string | undefined;
   const program = buildProgram(deps, (l) => (logger = l));
+  program.hook("preAction", (_program, action) => {
+    command = action.name();
+  });
   try {
     // argparse's unambiguous prefixes, which commander lacks (`--include` → `--include-failed`).
     const [node = "node", script = "gh-gitlab-sync", ...args] = argv;
     await program.parseAsync([node, script, ...expandOptionPrefixes(program, args)]);
-    return EXIT_OK;
+    return deps.signal.aborted ? interruptedExit(deps, command, undefined) : EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander has already printed its message (or the help); only the status is ours to set.
       return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
     const debug = logger?.isLevelEnabled("debug") ?? false;
+    if (deps.signal.aborted) {
+      if (debug && err instanceof Error && err.stack) deps.stderr.write(`${err.stack}\n`);
+      return interruptedExit(deps, command, err);
+    }
     if (isSyncError(err)) {
       // The message often quotes a server (a registry's error text, a GitLab name): printable.
       deps.stderr.write(`Error: ${printable(err.oneLine())}\n`);
@@ -145,13 +216,11 @@ export async function main(argv: string[]): Promise<void> {
     });
   }
   const controller = new AbortController();
-  let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
-    signals += 1;
-    // A second signal means the operator does not want to wait for a clean stop.
-    if (signals > 1) process.exit(130);
-    process.stderr.write(`Received ${signal}, stopping…\n`);
-    controller.abort(new Error(`interrupted by ${signal}`));
+    // A second signal means the operator does not want to wait for a clean stop. `exit` still
+    // runs the lock's exit handler, so the downloads directory is not left locked.
+    if (controller.signal.aborted) process.exit(signal === "SIGTERM" ? EXIT_SIGTERM : EXIT_SIGINT);
+    controller.abort(new InterruptedError(signal));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -163,4 +232,7 @@ export async function main(argv: string[]): Promise<void> {
   });
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);
+  // Stopped by a signal: everything of ours is closed, and a socket some library still holds
+  // open (a server that never answers) must not keep the process past its promised stop.
+  if (controller.signal.aborted) setTimeout(() => process.exit(), 500).unref();
 }

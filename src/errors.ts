@@ -92,3 +92,29 @@ export function errorCode(err: unknown): string | undefined {
 export function isAbortError(err: unknown): boolean {
   return err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");
 }
+
+/**
+ * The reason the CLI aborts its signal with on SIGINT/SIGTERM: every `throwIfAborted()` down the
+ * pipeline throws this, so an interrupted command ends with one line saying so and the shell's
+ * status for the signal, never as an "unexpected failure". A step that can say how to go on
+ * (a download resumes) wraps it with {@link interrupted}.
+ */
+export class InterruptedError extends SyncError {
+  constructor(
+    readonly signalName: string,
+    hint?: string,
+  ) {
+    super(`interrupted by ${signalName}`, {
+      exitCode: signalName === "SIGTERM" ? EXIT_SIGTERM : EXIT_SIGINT,
+      ...(hint !== undefined ? { hint } : {}),
+    });
+    this.name = "InterruptedError";
+  }
+}
+
+/** The interruption behind an aborted `signal`, with what to do next (`hint`). */
+export function interrupted(signal: AbortSignal, hint?: string): InterruptedError {
+  const reason: unknown = signal.reason;
+  const name = reason instanceof InterruptedError ? reason.signalName : "SIGINT";
+  return new InterruptedError(name, hint ?? (reason as SyncError | undefined)?.hint);
+}

@@ -53,7 +53,12 @@ function tarballOf(prepared: string, artifact: ImageArtifact, tarball: string): 
 const remote = (tb: Testbed, gitlabTag: string) =>
   `${tb.gitlab.registryHost}/${PROJECT_PATH}/${gitlabTag}`;
 
-const pushArgs = (artifact: ImageArtifact, downloads: string, tb: Testbed, engine: string) => [
+export const pushArgs = (
+  artifact: ImageArtifact,
+  downloads: string,
+  tb: Testbed,
+  engine: string,
+) => [
   "push",
   artifact.imageTag,
   "--engine",

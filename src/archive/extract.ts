@@ -10,7 +10,7 @@ import { lazyRequire } from "../lazy.js";
 import { SyncError, describeError, errorCode } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import { MiB } from "../util/bytes.js";
-import type { FreeBytes } from "../util/files.js";
+import { diskFullError, type FreeBytes } from "../util/files.js";
 import { isProcessAlive } from "../util/process.js";
 import {
   DAMAGED_HINT,
@@ -205,7 +205,13 @@ async function extractVetted(
       await mkdir(target, { recursive: true });
       continue;
     }
-    extracted.push(await extractFile(zip, entry, target, progress, options));
+    try {
+      extracted.push(await extractFile(zip, entry, target, progress, options));
+    } catch (err) {
+      // Named by the directory the extraction is for, with what was still to be written.
+      if (errorCode(err) === "ENOSPC") throw diskFullError(path.dirname(root), total - done, err);
+      throw err;
+    }
   }
   return extracted;
 }
@@ -305,12 +311,6 @@ function entryReadError(zipPath: string, rawName: string, part: string, err: unk
   const code = errorCode(err);
   if (code?.startsWith("Z_")) {
     return entryRefused(zipPath, rawName, `is damaged (${describeError(err)})`, err);
-  }
-  if (code === "ENOSPC") {
-    return new SyncError(`no space left to extract ${JSON.stringify(rawName)} to ${part}`, {
-      hint: "free disk space and re-run prepare",
-      cause: err,
-    });
   }
   return new SyncError(
     `cannot extract ${JSON.stringify(rawName)} from ${zipPath} (${describeError(err)})`,

@@ -1,6 +1,8 @@
 import { Command, Option } from "commander";
 import {
+  DEFAULT_CONNECT_TIMEOUT_SECONDS,
   DEFAULT_DOWNLOADS_DIR,
+  DEFAULT_HTTP_TIMEOUT_SECONDS,
   DEFAULT_GITHUB_API_URL,
   DEFAULT_GITHUB_REPO,
   DEFAULT_GITLAB_HOST,
@@ -73,6 +75,19 @@ export function addWorkspaceOptions(
       "--state-dir <dir>",
       "state directory: metadata cache, failures, lock (default <downloads-dir>/.state)",
     );
+}
+
+/**
+ * How long a request may go without a byte (and, up to 30 s, how long a connection may take)
+ * before it is given up and retried; every command that talks HTTP takes it.
+ */
+export function httpTimeoutOption(): Option {
+  return new Option(
+    "--http-timeout <seconds>",
+    `give up on a request that sends nothing for this long and retry it (connecting: at most ${DEFAULT_CONNECT_TIMEOUT_SECONDS} s)`,
+  )
+    .env("GH_GITLAB_SYNC_HTTP_TIMEOUT")
+    .default(String(DEFAULT_HTTP_TIMEOUT_SECONDS));
 }
 
 /** The engine a push or retag goes through. */

@@ -66,6 +66,7 @@ export function gitlabServices(
     token: token.value,
     logger: ctx.logger,
     fetch: ctx.http.fetch,
+    signal: ctx.signal,
   });
   return { options, client };
 }

@@ -99,6 +99,11 @@ export const daemonOptionsSchema = z.object({
   retryBackoffMax: seconds,
 });
 
+/** `--http-timeout`: whole seconds, one to a day. */
+export const httpOptionsSchema = z.object({
+  httpTimeout: wholeNumber(1, 86_400, "must be a whole number of seconds from 1 to 86400"),
+});
+
 export const workspaceOptionsSchema = z.object({
   downloadsDir: z.string().trim().min(1).default(DEFAULT_DOWNLOADS_DIR),
   stateDir: optionalText,

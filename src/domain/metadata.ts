@@ -33,9 +33,14 @@ const KNOWN = new Set<string>(METADATA_KEYS);
 export const METADATA_SOURCES = ["job-log", "run-log-step", "run-log-job"] as const;
 export type MetadataSource = (typeof METADATA_SOURCES)[number];
 
+/** Every metadata key as an optional string: what each file holding a block checks. */
+export const metadataShape = Object.fromEntries(
+  METADATA_KEYS.map((key) => [key, z.string().optional()]),
+) as Record<MetadataKey, z.ZodOptional<z.ZodString>>;
+
 /** The metadata keys of a record, every value a string (a file may hold other keys too). */
 export const runMetadataSchema = z
-  .object(Object.fromEntries(METADATA_KEYS.map((key) => [key, z.string().optional()])))
+  .object(metadataShape)
   .catchall(z.unknown())
   .transform((record) => pickMetadata(record));
 

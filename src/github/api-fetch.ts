@@ -32,7 +32,7 @@ export function unwrapRefusal(error: unknown): unknown {
  * Octokit cancels a request with our own reason (the CLI's "interrupted by SIGINT") only if the
  * failure is named an AbortError; any other name is wrapped into a retried 500.
  */
-function cancelled(err: unknown, signal: AbortSignal | null | undefined): unknown {
+export function cancelled(err: unknown, signal: AbortSignal | null | undefined): unknown {
   if (!signal?.aborted || isAbortError(err)) return err;
   const error = new Error(describeError(signal.reason), { cause: signal.reason });
   error.name = "AbortError";

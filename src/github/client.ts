@@ -3,7 +3,7 @@ import { retry } from "@octokit/plugin-retry";
 import { throttling } from "@octokit/plugin-throttling";
 import type { FetchLike } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
-import { guardedApiFetch, unwrapRefusal } from "./api-fetch.js";
+import { cancelled, guardedApiFetch, unwrapRefusal } from "./api-fetch.js";
 import { describeRead, toGithubError } from "./errors.js";
 
 export { toGithubError, NoMetadataError, redactUrl } from "./errors.js";
@@ -44,6 +44,17 @@ export interface GithubClientOptions {
 // Rate limits are the throttling plugin's job: letting plugin-retry also retry them would
 // stack its own blind back-off on top of the wait the server asked for.
 const DO_NOT_RETRY = [400, 401, 403, 404, 410, 422, 429, 451];
+
+/** `work`, or an AbortError as soon as the signal aborts (the work is left to end on its own). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  const abortError = () => cancelled(signal.reason, signal) as Error;
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) reject(abortError());
+    const onAbort = () => reject(abortError());
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
 
 interface ThrottledRequest {
   method?: string;
@@ -93,7 +104,8 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
       // Octokit logs every request at info; that is debugging detail for an operator.
       info: (message: string) => logger.debug(message),
       warn: (message: string) => logger.warn(message),
-      error: (message: string) => logger.error(message),
+      // A request the signal ended fails as a 500 in Octokit's eyes: no error of GitHub's.
+      error: (message: string) => (signal?.aborted ? logger.debug(message) : logger.error(message)),
     },
     retry: { retries: options.maxRetries ?? 3, doNotRetry: DO_NOT_RETRY },
     throttle: {
@@ -103,6 +115,11 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
   });
 
   if (signal) {
+    // The throttling plugin sits out a rate limit (up to maxRateLimitWaitSeconds) in a timer of
+    // its own that no signal reaches; racing every request with the signal ends that wait too.
+    octokit.hook.wrap("request", (request, options) =>
+      untilAborted(Promise.resolve(request(options)), signal),
+    );
     octokit.hook.before("request", (request) => {
       // A fresh object: without per-call request options this one is the client's defaults.
       const own = request.request.signal;

@@ -1,7 +1,7 @@
 import { ContainerRegistry, GitbeakerRequestError, GitbeakerTimeoutError } from "@gitbeaker/rest";
 import { z } from "zod";
 import { describeError, errorCode, SyncError, UsageError } from "../errors.js";
-import type { FetchLike } from "../net/http.js";
+import { networkReason, type FetchLike } from "../net/http.js";
 import { mapLimit } from "../net/limit.js";
 import type { RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
@@ -47,6 +47,8 @@ export interface GitlabRegistryClientOptions {
   fetch: FetchLike;
   /** Limit for one call including all its pages and retries; default 5 minutes. */
   timeoutMs?: number;
+  /** Ends every request (and retry wait) of this client: the command's SIGINT/SIGTERM. */
+  signal?: AbortSignal;
 }
 
 const PER_PAGE = 100;
@@ -147,6 +149,7 @@ export class GitlabRegistryClient {
         logger: options.logger,
         ...(options.retry ? { retry: options.retry } : {}),
         fetch: options.fetch,
+        signal: options.signal,
       }),
       queryTimeout: options.timeoutMs ?? 300_000,
     });
@@ -271,7 +274,7 @@ export class GitlabRegistryClient {
       });
     }
     if (code) {
-      return new SyncError(`Cannot reach GitLab at ${host} (${code})`, {
+      return new SyncError(`Cannot reach GitLab at ${host} (${networkReason(error)})`, {
         hint: "check --gitlab-host (host name, scheme and port) and the network or VPN to it",
         cause: error,
       });

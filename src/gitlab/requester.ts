@@ -35,6 +35,8 @@ export interface RequesterSettings {
   retry?: Partial<RetryPolicy>;
   /** The command's HttpClient fetch. */
   fetch: FetchLike;
+  /** Ends every request of this client and its back-off waits (SIGINT/SIGTERM). */
+  signal?: AbortSignal | undefined;
 }
 
 const RETRY_STATUSES = new Set([429, 500, 502, 503, 504]);
@@ -99,6 +101,11 @@ function retryable(error: unknown, method: string): boolean | number {
   return serverDelayMs(response.headers) ?? true;
 }
 
+function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal | undefined {
+  const given = signals.filter((s): s is AbortSignal => s !== undefined);
+  return given.length > 1 ? AbortSignal.any(given) : given[0];
+}
+
 /** A gitbeaker `requesterFn` whose requests retry transient failures with back-off. */
 export function retryingRequesterFn(
   settings: RequesterSettings,
@@ -113,6 +120,8 @@ export function retryingRequesterFn(
   ): Promise<FormattedResponse> {
     const options = (raw ?? {}) as HandlerOptions;
     const { rateLimiters, asStream = false, prefixUrl, searchParams, method = "GET" } = options;
+    // gitbeaker's own signal is its queryTimeout; the command's stops the request on a signal.
+    const signal = anySignal(options.signal, settings.signal);
     const base = prefixUrl && !prefixUrl.endsWith("/") ? `${prefixUrl}/` : prefixUrl;
     const url = new URL(endpoint, base);
     url.search = searchParams ?? "";
@@ -124,7 +133,7 @@ export function retryingRequesterFn(
         method,
         headers: options.headers,
         body: options.body,
-        signal: options.signal,
+        signal,
       });
       const response = await fetch(request);
       if (!response.ok) throw await requestError(request, response);
@@ -137,7 +146,7 @@ export function retryingRequesterFn(
     try {
       return await retry(attempt, {
         policy,
-        signal: options.signal,
+        signal,
         maxServerDelayMs: policy.maxDelayMs,
         retryable: (error) => retryable(error, method),
         onRetry: ({ attempt: failed, delayMs, error }) => {
@@ -156,6 +165,7 @@ export function retryingRequesterFn(
         },
       });
     } catch (error) {
+      settings.signal?.throwIfAborted();
       // gitbeaker's queryTimeout is an AbortSignal.timeout; its error says what that means.
       if (isAbortError(error)) throw new GitbeakerTimeoutError("Query timeout was reached");
       throw error;

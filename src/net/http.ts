@@ -1,6 +1,10 @@
 import type * as Undici from "undici";
 import type { Dispatcher } from "undici";
-import { SyncError } from "../errors.js";
+import {
+  DEFAULT_CONNECT_TIMEOUT_SECONDS,
+  DEFAULT_HTTP_TIMEOUT_SECONDS,
+} from "../config/defaults.js";
+import { SyncError, errorCode } from "../errors.js";
 import { lazyRequire } from "../lazy.js";
 import { formatBytes } from "../util/bytes.js";
 
@@ -35,8 +39,8 @@ export interface HttpSettings {
   env?: Env;
 }
 
-export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
-export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = DEFAULT_CONNECT_TIMEOUT_SECONDS * 1000;
+export const DEFAULT_IDLE_TIMEOUT_MS = DEFAULT_HTTP_TIMEOUT_SECONDS * 1000;
 const DEFAULT_MAX_REDIRECTS = 5;
 const CREDENTIAL_HEADERS = ["authorization", "private-token", "job-token", "cookie"];
 
@@ -89,7 +93,7 @@ export class HttpClient {
       });
     }
     for (let redirects = 0; ; redirects += 1) {
-      const response = (await undici().fetch(url, {
+      const response = await this.send(url, {
         ...(init as object),
         method,
         headers,
@@ -97,7 +101,7 @@ export class HttpClient {
         signal,
         redirect: "manual",
         dispatcher: this.dispatcher,
-      } as Parameters<typeof Undici.fetch>[1])) as unknown as Response;
+      } as Parameters<typeof Undici.fetch>[1]);
       const location = response.headers.get("location");
       if (manual || !isRedirect(response.status) || !location) return response;
       await response.body?.cancel().catch(() => undefined);
@@ -130,6 +134,18 @@ export class HttpClient {
       url = next;
     }
   };
+
+  /** One exchange; a timeout comes out as an {@link HttpTimeoutError} saying how long it waited. */
+  private async send(url: URL, init: Parameters<typeof Undici.fetch>[1]): Promise<Response> {
+    try {
+      return await undici().fetch(url, init);
+    } catch (err) {
+      const code = errorCode(err);
+      const waited = describeTimeout(code, this);
+      if (code && waited) throw new HttpTimeoutError(waited, code, err);
+      throw err;
+    }
+  }
 
   /** Ends the client's connections; anything still in flight fails. */
   async close(): Promise<void> {
@@ -249,11 +265,45 @@ export function isTransientCode(code: string | undefined): boolean {
 }
 
 /** The words for a timeout code, for messages: "no answer for 120 s". */
-export function describeTimeout(code: string | undefined, client: HttpClient): string | undefined {
+export function describeTimeout(
+  code: string | undefined,
+  client: Pick<HttpClient, "connectTimeoutMs" | "idleTimeoutMs">,
+): string | undefined {
   if (code === "UND_ERR_CONNECT_TIMEOUT")
-    return `no connection within ${client.connectTimeoutMs / 1000} s`;
+    return `no connection within ${client.connectTimeoutMs / 1000} s (--http-timeout)`;
   if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
-    return `no answer for ${client.idleTimeoutMs / 1000} s`;
+    return `no answer for ${client.idleTimeoutMs / 1000} s (--http-timeout)`;
   }
   return undefined;
+}
+
+/**
+ * A request that hit the connect or idle timeout. It keeps undici's code, so every retry rule
+ * that retries a timeout still does; its message says how long was waited, and where.
+ */
+export class HttpTimeoutError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    cause: unknown,
+  ) {
+    super(message, { cause });
+    this.name = "HttpTimeoutError";
+  }
+}
+
+/**
+ * Why a request got no answer, for a message: the timeout in words, else the system's code
+ * (`ECONNREFUSED`, what an operator searches for), else the error's own text.
+ */
+export function networkReason(err: unknown): string {
+  let current: unknown = err;
+  for (let depth = 0; current instanceof Error && depth < 6; depth += 1) {
+    if (current instanceof HttpTimeoutError) return current.message;
+    current = current.cause;
+  }
+  const code = errorCode(err);
+  if (code === "UND_ERR_BODY_TIMEOUT")
+    return "the answer stopped coming (idle timeout, --http-timeout)";
+  return code ?? (err instanceof Error ? err.message : String(err));
 }

@@ -1,14 +1,13 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { describeError } from "../errors.js";
+
 import { MANIFEST_BODY_LIMIT } from "../config/limits.js";
 import { discardBody, readBody } from "../net/http.js";
 import type { RetryPolicy } from "../net/retry.js";
-import type { Logger } from "../report/logger.js";
 import { pullScope, pushScope } from "./auth.js";
 import { ANY_MANIFEST, shortDigest } from "./media-types.js";
-import { RegistryError } from "./registry-error.js";
+import { BlobUploader, type StreamedBlob, type StreamUploadOptions } from "./blob-upload.js";
 import {
   RegistryTransport,
   retryTransient,
@@ -25,20 +24,7 @@ export interface ManifestResult {
   bytes: Buffer;
 }
 
-export interface StreamedBlob {
-  digest: string;
-  size: number;
-}
-
-export interface StreamUploadOptions {
-  signal?: AbortSignal;
-  /** What the bytes are, for error messages: "layer sha256:…" (the digest is not known yet). */
-  description?: string;
-  /** Runs once the source has ended and before the upload is committed; throwing cancels it. */
-  beforeCommit?: (blob: StreamedBlob) => void | Promise<void>;
-  /** Called with the running count of bytes sent. */
-  onBytes?: (sent: number) => void;
-}
+export type { StreamedBlob, StreamUploadOptions, UploadSession } from "./blob-upload.js";
 
 /**
  * A client of the OCI distribution API for one registry: blobs, mounts, uploads and manifests.
@@ -50,13 +36,15 @@ export class RegistryClient {
   readonly registry: string;
   readonly retryPolicy: RetryPolicy;
   private readonly transport: RegistryTransport;
-  private readonly logger: Logger;
+  private readonly uploader: BlobUploader;
 
   constructor(options: RegistryClientOptions) {
     this.transport = new RegistryTransport(options);
+    this.uploader = new BlobUploader(this.transport, options.logger, (repository, digest, signal) =>
+      this.blobSize(repository, digest, signal),
+    );
     this.registry = this.transport.registry;
     this.retryPolicy = this.transport.retryPolicy;
-    this.logger = options.logger;
   }
 
   /** Checks the credentials the way `docker login` does (see {@link RegistryTransport.login}). */
@@ -120,7 +108,7 @@ export class RegistryClient {
     await this.transport.expectStatus(res, [201, 202], operation, repository);
     await discardBody(res);
     if (res.status === 201) return true;
-    await this.cancelUpload(res, repository);
+    await this.cancelUpload(res, repository, signal);
     return false;
   }
 
@@ -137,7 +125,7 @@ export class RegistryClient {
   ): Promise<void> {
     const operation = `uploading blob ${shortDigest(digest)} of ${repository}`;
     await this.retrying(signal, async () => {
-      const location = await this.startUpload(repository, operation, signal);
+      const { location } = await this.uploader.open(repository, operation, signal);
       location.searchParams.set("digest", digest);
       const res = await this.send({
         method: "PUT",
@@ -155,62 +143,16 @@ export class RegistryClient {
   }
 
   /**
-   * Uploads a blob as it is being produced, hashing it on the way: one streamed PATCH, then a
-   * PUT naming the digest, which the distribution API allows to come last. The stream cannot be
-   * replayed, so a transient failure is raised with `retryable` for the caller to start over.
+   * Uploads a blob as it is being produced, hashing it on the way, in chunks that survive a cut
+   * (see {@link BlobUploader}). A transient failure is raised with `retryable`; the session
+   * `onSession` was told of lets the caller's next attempt resume instead of starting over.
    */
-  async uploadBlobStream(
+  uploadBlobStream(
     repository: string,
     source: AsyncIterable<Uint8Array>,
     options: StreamUploadOptions = {},
   ): Promise<StreamedBlob> {
-    const operation = `uploading ${options.description ?? "a blob"} of ${repository}`;
-    const { signal } = options;
-    const location = await this.retrying(signal, () =>
-      this.startUpload(repository, operation, signal),
-    );
-    const hash = createHash("sha256");
-    let size = 0;
-    const counted = async function* (): AsyncGenerator<Uint8Array> {
-      for await (const chunk of source) {
-        hash.update(chunk);
-        size += chunk.length;
-        options.onBytes?.(size);
-        yield chunk;
-      }
-    };
-    try {
-      const patched = await this.send({
-        method: "PATCH",
-        url: location,
-        repository,
-        scopes: [pushScope(repository)],
-        operation,
-        headers: { "content-type": "application/octet-stream" },
-        once: counted(),
-        signal,
-      });
-      await this.transport.expectStatus(patched, [202], operation, repository);
-      await discardBody(patched);
-      const blob = { digest: `sha256:${hash.digest("hex")}`, size };
-      await options.beforeCommit?.(blob);
-      const commitOperation = `uploading blob ${shortDigest(blob.digest)} of ${repository}`;
-      const commit = this.locationOf(patched, commitOperation);
-      commit.searchParams.set("digest", blob.digest);
-      const res = await this.send({
-        method: "PUT",
-        url: commit,
-        repository,
-        scopes: [pushScope(repository)],
-        operation: commitOperation,
-        signal,
-      });
-      await this.expectCreated(res, commitOperation, repository);
-      return blob;
-    } catch (err) {
-      await this.deleteQuietly(location, repository);
-      throw err;
-    }
+    return this.uploader.upload(repository, source, options);
   }
 
   /** The blob's bytes as a stream (used only when a blob cannot be mounted and must be copied). */
@@ -307,59 +249,13 @@ export class RegistryClient {
     return this.transport.send(call);
   }
 
-  private async startUpload(
+  private async cancelUpload(
+    res: Response,
     repository: string,
-    operation: string,
     signal: AbortSignal | undefined,
-  ): Promise<URL> {
-    const res = await this.send({
-      method: "POST",
-      url: this.transport.url(`/v2/${repository}/blobs/uploads/`),
-      repository,
-      scopes: [pushScope(repository)],
-      operation,
-      attempts: 1,
-      signal,
-    });
-    await this.transport.expectStatus(res, [202], operation, repository);
-    await discardBody(res);
-    return this.locationOf(res, operation);
-  }
-
-  private locationOf(res: Response, operation: string): URL {
+  ): Promise<void> {
     const location = res.headers.get("location");
-    if (!location) {
-      throw new RegistryError(
-        `registry ${this.registry} gave no upload location while ${operation}`,
-        {
-          hint: "the registry does not speak the distribution API as expected",
-          status: res.status,
-        },
-      );
-    }
-    return this.transport.url(location);
-  }
-
-  private async cancelUpload(res: Response, repository: string): Promise<void> {
-    const location = res.headers.get("location");
-    if (location) await this.deleteQuietly(this.transport.url(location), repository);
-  }
-
-  /** Best effort: an upload session left open is purged by the registry later anyway. */
-  private async deleteQuietly(location: URL, repository: string): Promise<void> {
-    try {
-      const res = await this.send({
-        method: "DELETE",
-        url: location,
-        repository,
-        scopes: [pushScope(repository)],
-        operation: `cancelling an upload to ${repository}`,
-        attempts: 1,
-      });
-      await discardBody(res);
-    } catch (err) {
-      this.logger.debug({ repository, err: describeError(err) }, "could not cancel an upload");
-    }
+    if (location) await this.uploader.cancel(this.transport.url(location), repository, signal);
   }
 
   private async expectCreated(res: Response, operation: string, repository: string) {

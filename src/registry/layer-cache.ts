@@ -27,23 +27,50 @@ const entrySchema = z.object({
   registries: z.record(z.string(), z.array(z.string())),
 });
 
+/** An upload a push left unfinished (stopped, or failed for good), to be taken up by the next. */
+const uploadSchema = z.object({
+  /** The upload's address as the registry last gave it. */
+  location: z.string().url(),
+  saved_at: z.string(),
+});
+
 const fileSchema = z.object({
   version: z.literal(1),
   layers: z.record(z.string(), entrySchema),
+  /** `<registry>/<repository>@<diff-id>` → the upload; absent in files of older versions. */
+  uploads: z.record(z.string(), uploadSchema).optional(),
 });
 
 type Entry = z.infer<typeof entrySchema>;
+type Upload = z.infer<typeof uploadSchema>;
+
+/**
+ * Registries drop abandoned uploads after a while (Distribution's purge: a week by default,
+ * often set shorter); one older than a day is not worth a request to find that out.
+ */
+const UPLOAD_MAX_AGE_MS = 24 * 3600 * 1000;
+const uploadKey = (registry: string, repository: string, diffId: string) =>
+  `${registry}/${repository}@${diffId}`;
 
 export class LayerCache {
   private readonly layers: Map<string, Entry>;
   private saving: Promise<void> = Promise.resolve();
   private dirty = false;
 
+  private readonly uploads: Map<string, Upload>;
+
   private constructor(
     private readonly file: string | undefined,
     layers: Record<string, Entry> = {},
+    uploads: Record<string, Upload> = {},
   ) {
     this.layers = new Map(Object.entries(layers));
+    const now = Date.now();
+    this.uploads = new Map(
+      Object.entries(uploads).filter(
+        ([, upload]) => now - Date.parse(upload.saved_at) < UPLOAD_MAX_AGE_MS,
+      ),
+    );
   }
 
   /**
@@ -52,7 +79,7 @@ export class LayerCache {
    */
   static async open(file: string, logger?: Logger): Promise<LayerCache> {
     const parsed = await readJsonFileOrWarn(file, fileSchema, logger, "the layer cache");
-    return new LayerCache(file, parsed?.layers);
+    return new LayerCache(file, parsed?.layers, parsed?.uploads);
   }
 
   /** A cache that lives as long as the process (tests, one-off pushes). */
@@ -96,6 +123,21 @@ export class LayerCache {
     this.dirty = true;
   }
 
+  /** The address of the upload of this layer an earlier push left, if any. */
+  upload(registry: string, repository: string, diffId: string): URL | undefined {
+    const location = this.uploads.get(uploadKey(registry, repository, diffId))?.location;
+    return location ? new URL(location) : undefined;
+  }
+
+  /** Remembers (or, with `undefined`, forgets) the upload of a layer not yet fully up. */
+  recordUpload(registry: string, repository: string, diffId: string, location: URL | undefined) {
+    const key = uploadKey(registry, repository, diffId);
+    if (location) {
+      this.uploads.set(key, { location: location.href, saved_at: new Date().toISOString() });
+      this.dirty = true;
+    } else if (this.uploads.delete(key)) this.dirty = true;
+  }
+
   /**
    * Writes the file atomically when anything changed. Calls queue behind each other, so
    * concurrent pushes sharing one cache never interleave their writes.
@@ -105,8 +147,9 @@ export class LayerCache {
       if (!this.file || !this.dirty) return;
       this.dirty = false;
       const layers = Object.fromEntries(this.layers);
+      const uploads = Object.fromEntries(this.uploads);
       try {
-        await writeJsonAtomic(this.file, { version: 1, layers });
+        await writeJsonAtomic(this.file, { version: 1, layers, uploads });
       } catch (err) {
         this.dirty = true;
         throw err;

@@ -7,7 +7,7 @@ import { GUNZIP_CHUNK, checkedGunzip, gzipFailure } from "../archive/gzip-check.
 import { DamagedInputError, SyncError, describeError } from "../errors.js";
 import { limiter, mapLimit } from "../net/limit.js";
 import type { Logger } from "../report/logger.js";
-import type { RegistryClient } from "./client.js";
+import type { RegistryClient, UploadSession } from "./client.js";
 import type { GzipOptions } from "./gzip.js";
 import { imageManifest } from "./image-manifest.js";
 import type { CachedLayer, LayerCache } from "./layer-cache.js";
@@ -62,6 +62,8 @@ export interface PushTarballOptions {
   /** Layers compressed and uploaded, or checked, at once; default 3. */
   concurrency?: number;
   gzip?: GzipOptions;
+  /** Bytes per upload request (a cut re-sends at most one); the client's default unless given. */
+  chunkSize?: number;
   /** OCI annotations for the manifest (provenance); the config, the image ID, stays as it is. */
   annotations?: Readonly<Record<string, string>>;
 }
@@ -77,6 +79,8 @@ interface Wanted {
   kind: "layer" | "config";
   path: string;
   diffId: string;
+  /** Bytes of the entry in the tar (uncompressed), when known. */
+  size?: number | undefined;
 }
 
 /**
@@ -122,6 +126,7 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
       kind: "layer",
       path: info.layers[index] as string,
       diffId,
+      size: info.layerSizes[index],
     }));
     if (!configPresent) wanted.push({ kind: "config", path: info.config, diffId: "" });
     configBytes = await uploadFromTarball(options, info, wanted, done, concurrency);
@@ -265,6 +270,40 @@ async function uploadFromTarball(
   concurrency: number,
 ): Promise<Buffer | undefined> {
   let configBytes: Buffer | undefined;
+  const { cache, client, repository } = options;
+  // Uploads a pass left unfinished: the next pass takes each up where the registry stands, and
+  // so does the next push when this one ends before they are done (stopped, or failed for good).
+  const sessions = new Map<string, UploadSession>();
+  for (const item of wanted) {
+    const location = cache.upload(client.registry, repository, item.diffId);
+    if (location) sessions.set(item.diffId, { repository, location, offset: 0 });
+  }
+  try {
+    await passes(options, info, wanted, done, concurrency, sessions, (bytes) => {
+      configBytes = bytes;
+    });
+  } finally {
+    for (const item of wanted.filter((w) => w.kind === "layer")) {
+      const location = done.has(item.diffId) ? undefined : sessions.get(item.diffId)?.location;
+      cache.recordUpload(client.registry, repository, item.diffId, location);
+    }
+    // Best effort on the way out of a failure: the failure itself is what the caller must see.
+    await cache.save().catch(() => undefined);
+  }
+  return configBytes;
+}
+
+/** The passes over the tarball, until every wanted entry is in or a failure is final. */
+async function passes(
+  options: PushTarballOptions,
+  info: ImageTarballInfo,
+  wanted: Wanted[],
+  done: Map<string, PushedLayer>,
+  concurrency: number,
+  sessions: Map<string, UploadSession>,
+  onConfig: (bytes: Buffer) => void,
+): Promise<void> {
+  let configBytes: Buffer | undefined;
   await retryTransient(
     async () => {
       const left = wanted.filter((w) =>
@@ -274,6 +313,7 @@ async function uploadFromTarball(
       await readTarball(options, left, concurrency, async (item, body) => {
         if (item.kind === "config") {
           configBytes = await readConfig(options.tarball, info, body);
+          onConfig(configBytes);
           return;
         }
         const layer = await uploadLayer(
@@ -284,6 +324,12 @@ async function uploadFromTarball(
             signal: options.signal,
             gzip: options.gzip,
             onRead: (bytes) => options.onProgress?.({ type: "read", diffId: item.diffId, bytes }),
+            session: sessions.get(item.diffId),
+            chunkSize: options.chunkSize,
+            onSession: (session) => {
+              if (session) sessions.set(item.diffId, session);
+              else sessions.delete(item.diffId);
+            },
           },
           item,
           body,
@@ -301,11 +347,10 @@ async function uploadFromTarball(
       onRetry: ({ attempt, error }) =>
         options.logger.warn(
           { repository: options.repository, attempt, err: describeError(error) },
-          "layer upload interrupted; reading the tarball again for the layers not yet up",
+          "layer upload interrupted; reading the tarball again for the layers not yet up (resuming their uploads)",
         ),
     },
   );
-  return configBytes;
 }
 
 /**

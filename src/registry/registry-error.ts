@@ -1,6 +1,6 @@
 import { ERROR_BODY_LIMIT } from "../config/limits.js";
-import { SyncError, describeError, errorCode } from "../errors.js";
-import { readTextPrefix } from "../net/http.js";
+import { SyncError } from "../errors.js";
+import { networkReason, readTextPrefix } from "../net/http.js";
 import { serverDelayMs } from "../net/retry.js";
 import { oneLine, printable } from "../util/text.js";
 
@@ -132,9 +132,9 @@ export async function statusError(
   });
 }
 
-/** `ECONNREFUSED`, `ECONNRESET`, …: what an operator searches for, rather than "fetch failed". */
+/** `ECONNREFUSED`, `ECONNRESET`, a timeout in words: what an operator can act on, not "fetch failed". */
 export function codeOf(err: unknown): string {
-  return errorCode(err) ?? describeError(err);
+  return networkReason(err);
 }
 
 /**

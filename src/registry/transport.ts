@@ -57,8 +57,6 @@ export interface Call {
   headers?: Record<string, string>;
   /** Called per attempt, so that a retry sends the body again. */
   body?: () => Uint8Array | string | Readable;
-  /** A body that can be sent only once (being produced as it goes): no retry after it started. */
-  once?: AsyncIterable<Uint8Array>;
   /** Overrides the policy, e.g. 1 inside a sequence that is retried as a whole. */
   attempts?: number;
   signal?: AbortSignal | undefined;
@@ -175,13 +173,13 @@ export class RegistryTransport {
    */
   async send(call: Call): Promise<Response> {
     await this.ping(call.signal, call.operation);
-    const attempts = call.once ? 1 : (call.attempts ?? this.retryPolicy.attempts);
+    const attempts = call.attempts ?? this.retryPolicy.attempts;
     const scopes = [...call.scopes];
     let reauthorised = false;
     return retryTransient(
       async () => {
         let res = await this.request(call, scopes);
-        if (res.status === 401 && !reauthorised && !call.once && this.reauthorise(res, scopes)) {
+        if (res.status === 401 && !reauthorised && this.reauthorise(res, scopes)) {
           reauthorised = true;
           await discardBody(res);
           res = await this.request(call, scopes);
@@ -255,7 +253,7 @@ export class RegistryTransport {
     if (authorization) headers.authorization = authorization;
     const init: RequestInit = { method: call.method, headers, redirect: "follow" };
     if (call.signal) init.signal = call.signal;
-    const body = call.once ?? call.body?.();
+    const body = call.body?.();
     if (body === undefined || typeof body === "string" || body instanceof Uint8Array) {
       // Only a stream's length is ours to state: fetch counts the bytes it holds (or none) itself,
       // and Node 20's fetch sends its count beside ours, a doubled header undici 7 refuses.

@@ -10,7 +10,7 @@ import { METADATA_KEYS, type RunMetadata } from "../domain/metadata.js";
 import { expectedImages } from "../domain/images.js";
 import type { WorkflowRun } from "../github/runs.js";
 import { progressTask, type ProgressListener, type StepReporter } from "../domain/events.js";
-import { SyncError } from "../errors.js";
+import { SyncError, interrupted } from "../errors.js";
 import { formatMiB } from "../util/bytes.js";
 import { checkDownloaded, downloadFile } from "../workspace/download.js";
 import { exists, writeJsonAtomic, type FreeBytes } from "../util/files.js";
@@ -191,7 +191,13 @@ export async function downloadImageTag(
         freeBytes: request.freeBytes,
         onProgress: ({ bytes, total }) => request.progress({ kind: "bytes", task, bytes, total }),
       }),
-    );
+    ).catch((err: unknown) => {
+      if (!ctx.signal.aborted) throw err;
+      throw interrupted(
+        ctx.signal,
+        `the partial download ${layout.zipPart} is kept; run download again to resume`,
+      );
+    });
     steps.detail(
       `saved ${layout.zip} (${formatMiB(result.size, 2)}, sha256:${result.sha256}` +
         `${result.fetched < result.size ? `, resumed: ${formatMiB(result.fetched, 2)} fetched` : ""})`,

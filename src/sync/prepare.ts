@@ -8,7 +8,7 @@ import {
 } from "../archive/docker-save.js";
 import { extractZip } from "../archive/extract.js";
 import { DamagedInputError, SyncError } from "../errors.js";
-import type { RunMetadata } from "../domain/metadata.js";
+import { pickMetadata, type RunMetadata } from "../domain/metadata.js";
 import { exists, parseJsonFile, writeJsonAtomic, type FreeBytes } from "../util/files.js";
 import { IMAGE_INFO_FILE, saveImageInfo } from "../workspace/image-info.js";
 import {
@@ -157,7 +157,7 @@ export async function prepareImageTag(
   } else {
     steps.warn("metadata does not include run_id; re-run download if you need run provenance.");
   }
-  const runMetadata = metadata as RunMetadata;
+  const runMetadata = pickMetadata(metadata);
   const imageTag = artifactImageTag(runMetadata, request.imageTag, layout.metadata, steps);
   const images = expectedImages({ ...runMetadata, "Image tag": imageTag });
   // A plan from an earlier run must not outlive a prepare that fails now.

@@ -154,17 +154,26 @@ export interface Warner {
 
 /**
  * A file that is only a shortcut (a cache, a record of earlier work): absent means `undefined`;
- * damaged means `undefined` too, with a warning, and the caller writes it afresh.
+ * damaged means `undefined` too, with a warning, and the caller writes it afresh. A caller that
+ * may not write again soon gives `replaceWith`, written at once in the damaged file's place so
+ * that the warning is not repeated on every read.
  */
 export async function readJsonFileOrWarn<S extends z.ZodType>(
   file: string,
   schema: S,
   warner: Warner | undefined,
   what: string,
+  replaceWith?: z.infer<S>,
 ): Promise<z.infer<S> | undefined> {
   const result = await parseJsonFile(file, schema);
   if (result.ok) return result.value;
-  if (!result.missing) warner?.warn({ file }, `ignoring ${what}: ${file} ${result.problem}`);
+  if (result.missing) return undefined;
+  const afresh = replaceWith === undefined ? "" : "; it is written afresh";
+  warner?.warn({ file }, `ignoring ${what}: ${file} ${result.problem}${afresh}`);
+  if (replaceWith !== undefined) {
+    // Best effort: a disk that refuses this write refuses the next real one too, loudly.
+    await writeJsonAtomic(file, replaceWith).catch(() => undefined);
+  }
   return undefined;
 }
 

@@ -153,7 +153,8 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     );
   } catch (err) {
     if (signal?.aborted) throw err;
-    throw await downloadFailure(err, attempts, part.path, path.dirname(dest));
+    // A full disk needs room for the whole artifact again: its partial file is given back.
+    throw await downloadFailure(err, attempts, part.path, path.dirname(dest), part.total);
   }
   return finish(part.path, dest, part.have, part.hash.digest("hex"), {
     ...options,
@@ -274,6 +275,7 @@ async function downloadFailure(
   attempts: number,
   part: string,
   dir: string,
+  needed: number | undefined,
 ): Promise<SyncError> {
   if (err instanceof SyncError) return err;
   if (err instanceof OversizeError) {
@@ -287,7 +289,7 @@ async function downloadFailure(
   if (errorCode(err) === "ENOSPC" || errorCode(err) === "EDQUOT") {
     // A full disk is not left full: the partial file goes, and with it the space it took.
     await fs.rm(part, { force: true });
-    const full = diskFullError(dir, undefined, err);
+    const full = diskFullError(dir, needed, err);
     return new SyncError(`${full.message}; the partial download was removed`, {
       hint: full.hint,
       cause: err,

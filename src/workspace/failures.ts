@@ -42,8 +42,13 @@ export class FailureState {
 
   async load(): Promise<Record<string, FailureEntry>> {
     return (
-      (await readJsonFileOrWarn(this.file, failuresFileSchema, this.warner, "failure records")) ??
-      {}
+      (await readJsonFileOrWarn(
+        this.file,
+        failuresFileSchema,
+        this.warner,
+        "failure records",
+        {},
+      )) ?? {}
     );
   }
 

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { IMAGE_TAG_GRAMMAR, isImageTag } from "../domain/images.js";
+import { METADATA_KEYS, type MetadataKey } from "../domain/metadata.js";
 import { SyncError } from "../errors.js";
 import { isInside } from "../util/files.js";
 
@@ -50,10 +51,15 @@ export function tagLayout(downloadsDir: string, imageTag: string): TagLayout {
  * `_run_conclusion` back. Python writes `None` as null, so those may be null. Unknown keys are
  * kept, so a file written by the original (or a newer version) survives a read-modify-write.
  */
+const metadataKeys = Object.fromEntries(
+  METADATA_KEYS.map((key) => [key, z.string().nullable().optional()]),
+) as Record<MetadataKey, z.ZodOptional<z.ZodNullable<z.ZodString>>>;
+
 export const metadataFileSchema = z
   .object({
-    "Image tag": z.string().optional(),
-    "Target platform": z.string().optional(),
+    // Every key of the block must be text (or null, Python's None): `"Build native CPU": true`
+    // is named as a bad field rather than crashing whatever reads it.
+    ...metadataKeys,
     run_id: z.number().int().nullable().optional(),
     run_name: z.string().nullable().optional(),
     repository: z.string().nullable().optional(),

@@ -9,9 +9,11 @@ import { DockerEngine } from "../../src/docker/engine.js";
 import type { RunMetadata } from "../../src/domain/metadata.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
+import { LOCK_FILE } from "../../src/workspace/lock.js";
 import { addArtifactRun, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
 import { FlakyProxy } from "../testbed/flaky-proxy.js";
+import { startHangingServer } from "../testbed/hanging-server.js";
 import {
   PROJECT_PATH,
   REGISTRY_PASSWORD,
@@ -23,7 +25,7 @@ import {
 import type { AccessLogEntry } from "../testbed/registry.js";
 import { makeMetadata } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
-import { runBinary } from "./run-cli.js";
+import { runBinary, startBinary } from "./run-cli.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 
 const gate = testbedGate();
@@ -438,6 +440,52 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       const second = await push(c, ["--engine", "docker"], { DOCKER_HOST: dockerd.dockerHost });
       expect(second.code, second.stderr).toBe(0);
       expect(second.stdout).toContain("Nothing to push.");
+    });
+
+    it("docker engine: SIGINT while the engine pushes to a registry that never answers stops within 2 s (130)", async () => {
+      const c = cases.docker;
+      const hang = await startHangingServer();
+      const running = startBinary(
+        [
+          "push",
+          tagOf(c),
+          "--engine",
+          "docker",
+          "--yes",
+          "--force",
+          "--skip-login",
+          "--downloads-dir",
+          downloads,
+          ...tb.githubArgs,
+          ...tb.gitlabArgs,
+          "--registry",
+          hang.host,
+          "--log-format",
+          "json",
+        ],
+        { env: { ...tb.env, HOME: home, DOCKER_HOST: dockerd.dockerHost }, cwd: work },
+      );
+      try {
+        // The engine loaded the image and is now waiting on the registry.
+        for (let waited = 0; hang.requests.length === 0; waited += 20) {
+          if (waited > 60_000) throw new Error(`dockerd never reached the registry`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const signalled = performance.now();
+        running.child.kill("SIGINT");
+        const result = await running.result;
+        const ms = performance.now() - signalled;
+        console.log(`stop time: docker-engine push (SIGINT) ${Math.round(ms)} ms`);
+        expect(result.code, result.stderr).toBe(130);
+        expect(ms).toBeLessThan(2_000);
+        expect(result.stderr).toMatch(/^Interrupted by SIGINT; push stopped/m);
+        expect(result.stderr).not.toContain("unexpected failure");
+        expect(existsSync(path.join(downloads, LOCK_FILE))).toBe(false);
+      } finally {
+        running.child.kill("SIGKILL");
+        await hang.close();
+      }
     });
 
     it("daemon --once with the docker engine pushes what is missing and leaves no image in the engine", async () => {

@@ -156,6 +156,11 @@ export async function addArtifactRun(
   return fixture;
 }
 
+/** A run's creation time, a minute per id after `day`: ids then order runs in time. */
+export function runCreatedAt(id: number, day = Date.UTC(2025, 10, 3)): string {
+  return new Date(day + id * 60_000).toISOString().replace(".000Z", "Z");
+}
+
 /** Adds a successful run whose images artifact is a zip made earlier (benchmarks keep theirs). */
 export async function addRunServing(
   github: GithubStandIn,

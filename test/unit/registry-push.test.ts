@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { gunzipSync } from "node:zlib";
@@ -19,6 +19,7 @@ import {
 } from "../testbed/index.js";
 import { writeDockerSaveTarball, type WrittenImage } from "../testbed/image-fixtures.js";
 import type { AccessLogEntry } from "../testbed/registry.js";
+import { CuttingProxy } from "../testbed/cutting-proxy.js";
 import { FlakyProxy } from "../testbed/flaky-proxy.js";
 import { capturingLogger, failure } from "./helpers.js";
 
@@ -305,7 +306,137 @@ describe.skipIf(gate.skip)(`registry push engine on the real registry ${gate.rea
       expect(pushed.layers.map((l) => l.action)).toEqual(["uploaded", "uploaded"]);
       const warned = log.lines.filter((l) => l.includes("layer upload interrupted"));
       expect(warned.some((l) => l.includes(target))).toBe(true);
+      // Nothing buffers in front of the registry here, so the cut PATCH reached it in part and
+      // it threw the upload away: the layer starts again rather than resuming at a wrong offset.
+      expect(warned.some((l) => l.includes(`lost the upload to ${target}`))).toBe(true);
       await expectPulled(target, "v1", image, pushed);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  /** Layer uploads (PATCHes) that reached the registry, and the upload sessions opened (POSTs). */
+  function uploadRequests(entries: AccessLogEntry[], target: string) {
+    const uploads = entries.filter((e) => e.path.startsWith(`/v2/${target}/blobs/uploads/`));
+    return {
+      opened: uploads.filter((e) => e.method === "POST" && e.status === 202).length,
+      patched: uploads.filter((e) => e.method === "PATCH" && e.status === 202).length,
+    };
+  }
+
+  it("resumes a layer upload cut three times from what the registry holds, through a buffering proxy", async () => {
+    const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
+    const proxy = new CuttingProxy({ host, port: Number(port) });
+    await proxy.start();
+    try {
+      const image = images.big as WrittenImage;
+      const target = repo("x86/presto-resume");
+      const chunk = 256 << 10;
+      const push = (tag: string, repository: string) =>
+        pushTarball({
+          client: newClient({ registry: proxy.host }),
+          tarball: image.file,
+          repository,
+          tag,
+          cache: LayerCache.inMemory(),
+          logger: log.logger,
+          chunkSize: chunk,
+        });
+      // The same push uncut, for the bytes it takes.
+      proxy.resetCounts();
+      await push("uncut", repo("x86/presto-resume-uncut"));
+      const uncut = proxy.bodyBytes;
+
+      const layer = 3 << 20;
+      proxy.cutAt([0.3, 0.6, 0.9].map((share) => Math.round(share * layer)));
+      const mark = tb.gitlab.registry.accessLog().length;
+      const pushed = await push("v1", target);
+      expect(proxy.cutCount).toBe(3);
+      // Each cut cost at most the chunk in flight: the layer never started over.
+      expect(proxy.bodyBytes).toBeLessThanOrEqual(uncut + 3 * chunk);
+      const requests = uploadRequests(tb.gitlab.registry.accessLog().slice(mark), target);
+      expect(requests.opened).toBe(3); // base layer, big layer, config: one session each
+      const interrupted = log.lines.filter((l) => l.includes("chunk upload interrupted"));
+      expect(interrupted.filter((l) => l.includes(target))).toHaveLength(3);
+      await expectPulled(target, "v1", image, pushed);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("takes up an upload a failed pass left, regenerating the layer and sending only the rest", async () => {
+    const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
+    const proxy = new CuttingProxy({ host, port: Number(port) });
+    await proxy.start();
+    try {
+      const image = images.big as WrittenImage;
+      const target = repo("x86/presto-takeup");
+      // A cut, then the link stays down for longer than one chunk's retries (3 attempts here):
+      // the pass over the tarball fails and the next one resumes the upload the registry holds.
+      proxy.cutAt([2 << 20], 2);
+      const mark = tb.gitlab.registry.accessLog().length;
+      const pushed = await pushTarball({
+        client: newClient({ registry: proxy.host }),
+        tarball: image.file,
+        repository: target,
+        tag: "v1",
+        cache: LayerCache.inMemory(),
+        logger: log.logger,
+        chunkSize: 256 << 10,
+      });
+      const requests = uploadRequests(tb.gitlab.registry.accessLog().slice(mark), target);
+      expect(requests.opened).toBe(3);
+      const resumed = log.lines.filter(
+        (l) => l.includes(`resuming an upload to ${target} at byte`) && !l.includes("at byte 0"),
+      );
+      expect(resumed).toHaveLength(1);
+      expect(log.lines.some((l) => l.includes("reading the tarball again"))).toBe(true);
+      expect(proxy.bodyBytes).toBeLessThan((3 << 20) + 2 * (256 << 10));
+      await expectPulled(target, "v1", image, pushed);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("a push that failed for good leaves its upload for the next push, which resumes it", async () => {
+    const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
+    const proxy = new CuttingProxy({ host, port: Number(port) });
+    await proxy.start();
+    try {
+      const image = images.big as WrittenImage;
+      const target = repo("x86/presto-next-push");
+      const statePath = path.join(dir, "state-next-push", "registry-layers.json");
+      const push = async () =>
+        pushTarball({
+          client: newClient({ registry: proxy.host }),
+          tarball: image.file,
+          repository: target,
+          tag: "v1",
+          cache: await LayerCache.open(statePath),
+          logger: log.logger,
+          chunkSize: 256 << 10,
+        });
+      // Cut at 2 MiB, then the link stays down past every retry: the push fails.
+      proxy.cutAt([2 << 20], 1000);
+      await failure(push());
+      const saved = JSON.parse(await readFile(statePath, "utf8")) as {
+        uploads: Record<string, { location: string }>;
+      };
+      expect(Object.keys(saved.uploads)).toEqual([
+        `${proxy.host}/${target}@${image.diffIds.at(-1) ?? ""}`,
+      ]);
+
+      // The link is back: the next push (a new process) sends only what the registry lacks.
+      proxy.cutAt([]);
+      const pushed = await push();
+      const resumed = log.lines.filter(
+        (l) => l.includes(`resuming an upload to ${target} at byte`) && !l.includes("at byte 0"),
+      );
+      expect(resumed).toHaveLength(1);
+      expect(proxy.bodyBytes).toBeLessThan((3 << 20) - (1 << 20));
+      await expectPulled(target, "v1", image, pushed);
+      const after = JSON.parse(await readFile(statePath, "utf8")) as { uploads: object };
+      expect(after.uploads).toEqual({});
     } finally {
       await proxy.stop();
     }
