@@ -64,8 +64,7 @@ export interface PushTarballOptions {
   gzip?: GzipOptions;
   /** Bytes per upload request (a cut re-sends at most one); the client's default unless given. */
   chunkSize?: number;
-  /** OCI annotations for the manifest (provenance); the config, the image ID, stays as it is. */
-  annotations?: Readonly<Record<string, string>>;
+  annotations?: Readonly<Record<string, string>>; // on the manifest; the config stays as it is
 }
 
 const DEFAULT_CONCURRENCY = 3;
