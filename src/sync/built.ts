@@ -3,7 +3,7 @@ import type { StepReporter } from "../domain/events.js";
 import { SyncError, describeError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import type { RegistryClient } from "../registry/client.js";
-import type { FailureState } from "../workspace/failures.js";
+import type { FailureEntry, FailureState } from "../workspace/failures.js";
 import type { SyncContext } from "./context.js";
 import { provenanceOfRun } from "./image-provenance.js";
 import { writeMultiarchIndexes } from "./multiarch.js";
@@ -26,8 +26,8 @@ export interface BuiltServices {
 export interface BuiltOutcome {
   /** Builds whose index could not be written, with why. */
   failed: Array<{ imageTag: string; error: string }>;
-  /** Builds whose index write waits out a back-off. */
-  deferred: string[];
+  /** Builds whose index write waits out a back-off, with the failure it waits after. */
+  deferred: Array<{ imageTag: string; failure: FailureEntry }>;
   indexesWritten: number;
 }
 
@@ -68,7 +68,7 @@ export async function settleBuilt(
       continue;
     }
     if (failure && !settings.ignoreBackoff && new Date(failure.next_retry) > new Date()) {
-      outcome.deferred.push(imageTag);
+      outcome.deferred.push({ imageTag, failure });
       continue;
     }
     const logger = ctx.logger.child({ imageTag });

@@ -327,7 +327,10 @@ export async function runCycle(
     );
     summary.failed += built.failed.length;
     summary.deferred += built.deferred.length;
-    summary.failedTags.push(...built.failed.map((f) => f.imageTag), ...built.deferred);
+    summary.failedTags.push(
+      ...built.failed.map((f) => f.imageTag),
+      ...built.deferred.map((d) => d.imageTag),
+    );
   }
   if (summary.failed + summary.deferred > 0) summary.result = "partial";
   // A stop is a stop: a cycle a signal cut short is not reported as having gone well.
