@@ -18,6 +18,8 @@ import {
   type Logger,
 } from "./report/logger.js";
 import { createOutput } from "./report/output.js";
+import { progressListener } from "./report/progress.js";
+import { createLiveArea } from "./report/terminal.js";
 import { printable } from "./util/text.js";
 import { HttpClient, type HttpSettings } from "./net/http.js";
 import { DEFAULT_CONNECT_TIMEOUT_SECONDS } from "./config/defaults.js";
@@ -37,7 +39,7 @@ import { expandOptionPrefixes } from "./commands/option-prefixes.js";
 export interface CliDeps {
   env: Env;
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   signal: AbortSignal;
 }
 
@@ -96,7 +98,11 @@ export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void):
       `
 Authentication:
   GitHub: --gh-token, GH_TOKEN, GITHUB_TOKEN, or a logged-in gh CLI (gh auth login).
-  GitLab: --gitlab-token or GITLAB_TOKEN; registry: --registry-username/--registry-password.`,
+  GitLab: --gitlab-token or GITLAB_TOKEN; registry: --registry-username/--registry-password.
+
+Network:
+  HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or their lowercase forms) apply to every request;
+  NODE_EXTRA_CA_CERTS=<ca.pem> trusts an in-house CA for GitLab, the registry or GitHub.`,
     );
 
   // The subcommand being run: its `--http-timeout` sets up the one HTTP client.
@@ -106,22 +112,33 @@ Authentication:
   });
   const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> => {
     const globals = program.opts<{ logLevel: LogLevel; logFormat: LogFormat }>();
+    // On a terminal, bars live at the bottom of stderr and every other line is printed above them.
+    const live = deps.stderr.isTTY ? createLiveArea(deps.stderr) : undefined;
+    const stderr = deps.stderr;
     const logger = createLogger({
       level: globals.logLevel,
       format: globals.logFormat,
       isTTY: deps.stderr.isTTY,
+      write: live ? (text) => live.print(stderr, text) : (text) => void stderr.write(text),
     });
     onLogger(logger);
     const http = new HttpClient({ env: deps.env, ...httpTimeouts(invoked?.opts() ?? {}) });
+    // Ends what the command left running when it is over, however it ended: the other half of
+    // a comparison whose first half failed must not sit through its retries before the exit.
+    const finished = new AbortController();
     try {
       await action({
         logger,
-        out: createOutput(deps.stdout),
+        out: createOutput(deps.stdout, live),
         env: deps.env,
-        signal: deps.signal,
+        signal: AbortSignal.any([deps.signal, finished.signal]),
         http,
+        progress: (target) => progressListener(target, live ? { live } : {}),
       });
     } finally {
+      finished.abort(new Error("the command is over"));
+      // Nothing may stay drawn under the closing line (the error, the shell prompt).
+      live?.clear();
       await http.close();
     }
   };

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { parseImageTag, parseOptions, workspaceOptionsSchema } from "../config/options.js";
-import { progressListener } from "../report/progress.js";
+import { UsageError } from "../errors.js";
 import { outputSteps } from "../report/steps.js";
 import { confirmAtTerminal } from "../report/prompt.js";
 import { cleanImageTag } from "../sync/clean.js";
@@ -20,20 +20,19 @@ export function registerDownload(program: Command, run: Runner): void {
     .description("Download the images artifact of the newest successful run with this image tag")
     .argument("<image-tag>", "image tag, e.g. presto-<sha>-velox-<sha>-linux-amd64", parseImageTag)
     .option("--force", "replace an existing download (and discard a partial one)", false)
-    .option("--artifact-name <name>", "artifact to take when a run has several");
+    .option("--artifact-name <name>", "artifact to take when a run has several")
+    .option("--output-dir <dir>", "same as --downloads-dir (the original's name for it)");
   addGithubOptions(cmd);
-  addWorkspaceOptions(cmd, "--output-dir");
+  addWorkspaceOptions(cmd);
   withExamples(cmd, [
     `gh-gitlab-sync download ${TAG_EXAMPLE}`,
     `gh-gitlab-sync download ${TAG_EXAMPLE} --output-dir /srv/mirror --force`,
   ]);
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
-      const github = githubServices(ctx, { ...raw, downloadsDir: raw.outputDir });
-      const workspace = parseOptions(workspaceOptionsSchema, {
-        downloadsDir: raw.outputDir,
-        stateDir: raw.stateDir,
-      });
+      const downloadsDir = outputDir(cmd, raw);
+      const github = githubServices(ctx, { ...raw, downloadsDir });
+      const workspace = parseOptions(workspaceOptionsSchema, { ...raw, downloadsDir });
       await withWorkspaceLocks(
         workspace,
         `download ${imageTag}`,
@@ -43,15 +42,29 @@ export function registerDownload(program: Command, run: Runner): void {
             downloadsDir: workspace.downloadsDir,
             force: raw.force === true,
             artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
-            // Bars only when stdout is a terminal too: a piped listing gets log lines.
-            progress: progressListener(ctx.logger, {
-              tty: ctx.out.isTTY && Boolean(process.stderr.isTTY),
-            }),
+            progress: ctx.progress(ctx.logger),
           }),
-        "--output-dir",
+        typeof raw.outputDir === "string" ? "--output-dir" : "--downloads-dir",
       );
     }),
   );
+}
+
+/**
+ * download's directory: `--output-dir` (the original's flag) or `--downloads-dir` (every other
+ * command's); both at once must agree.
+ */
+function outputDir(cmd: Command, raw: Record<string, unknown>): unknown {
+  const given = cmd.getOptionValueSource("downloadsDir") !== "default";
+  const { outputDir, downloadsDir } = raw;
+  if (typeof outputDir !== "string") return downloadsDir;
+  if (given && typeof downloadsDir === "string" && downloadsDir !== outputDir) {
+    throw new UsageError(
+      `--output-dir '${outputDir}' and --downloads-dir '${downloadsDir}' disagree`,
+      "give one of them: they name the same directory",
+    );
+  }
+  return outputDir;
 }
 
 export function registerPrepare(program: Command, run: Runner): void {

@@ -1,4 +1,5 @@
 import type { Env } from "../config/tokens.js";
+import type { ProgressListener } from "../domain/events.js";
 import type { HttpClient } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
 import type { Output } from "../report/output.js";
@@ -12,4 +13,9 @@ export interface CommandContext {
   signal: AbortSignal;
   /** The one way out to HTTP (proxies, timeouts, safe redirects): every client sends through it. */
   http: HttpClient;
+  /**
+   * Where transfers report how they move, logging through `logger`: bars on a terminal, log
+   * lines otherwise.
+   */
+  progress: (logger: Logger) => ProgressListener;
 }

@@ -8,7 +8,6 @@ import {
   workspaceOptionsSchema,
 } from "../config/options.js";
 import { DaemonHealth, parseHealthAddress, startHealthServer } from "../report/health.js";
-import { progressListener } from "../report/progress.js";
 import { logSteps } from "../report/steps.js";
 import { runDaemon } from "../sync/daemon.js";
 import { FailureState } from "../workspace/failures.js";
@@ -93,7 +92,7 @@ export function registerDaemon(program: Command, run: Runner): void {
         logger,
         stateDir,
         removeAfterPush: true,
-        progress: progressListener(logger),
+        progress: ctx.progress(logger),
       });
       const health = healthAddress ? new DaemonHealth() : undefined;
       await withWorkspaceLocks(workspace, "daemon", async () => {
@@ -117,7 +116,7 @@ export function registerDaemon(program: Command, run: Runner): void {
                 logger,
               ),
               steps: logSteps,
-              progress: progressListener,
+              progress: ctx.progress,
               ...(health ? { onCycle: (summary) => health.record(summary) } : {}),
               recordCycle: (summary) => writeLastCycle(stateDir, summary),
             },

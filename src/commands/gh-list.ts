@@ -8,7 +8,7 @@ import type { CommandContext } from "./context.js";
 import {
   addGithubOptions,
   addJsonOption,
-  addWorkspaceOptions,
+  addListingCacheOptions,
   platformOption,
   withExamples,
 } from "./options.js";
@@ -27,7 +27,7 @@ export function registerGhList(
     .option("--include-failed", "also show runs that did not succeed", false)
     .addOption(platformOption());
   addGithubOptions(cmd);
-  addWorkspaceOptions(cmd);
+  addListingCacheOptions(cmd);
   addJsonOption(cmd);
   withExamples(cmd, [
     "gh-gitlab-sync gh-list --limit 10",

@@ -7,7 +7,6 @@ import {
   workspaceOptionsSchema,
 } from "../config/options.js";
 import { DockerEngine } from "../docker/engine.js";
-import { progressListener } from "../report/progress.js";
 import { outputSteps } from "../report/steps.js";
 import { confirmAtTerminal } from "../report/prompt.js";
 import { pushImageTag } from "../sync/push.js";
@@ -72,7 +71,7 @@ export function registerPush(program: Command, run: Runner): void {
       const pusher = imagePusher(ctx, registry, {
         logger,
         stateDir: stateDirFor(workspace),
-        progress: progressListener(logger),
+        progress: ctx.progress(logger),
       });
       await withWorkspaceLocks(workspace, `push ${imageTag}`, async () => {
         await pushImageTag(

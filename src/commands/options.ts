@@ -30,10 +30,14 @@ export function addGithubOptions(cmd: Command): Command {
 /** The GitLab API flags; the registry ones only where a command talks to the registry. */
 export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
   cmd
-    .option(
-      "--gitlab-host <host|url>",
-      "GitLab host, or a full URL like http://127.0.0.1:8929",
-      DEFAULT_GITLAB_HOST,
+    .addOption(
+      // GITLAB_HOST as glab reads it: a host name or the server's URL.
+      new Option(
+        "--gitlab-host <host|url>",
+        "GitLab host, or a full URL like http://127.0.0.1:8929",
+      )
+        .env("GITLAB_HOST")
+        .default(DEFAULT_GITLAB_HOST),
     )
     .option(
       "--gitlab-project <path|id>",
@@ -43,7 +47,12 @@ export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
     .option("--gitlab-token <token>", "GitLab access token (else GITLAB_TOKEN)");
   if (withRegistry) {
     cmd
-      .option("--registry <host[:port]>", "container registry", DEFAULT_GITLAB_REGISTRY)
+      .addOption(
+        // CI_REGISTRY as GitLab CI sets it in every job: the project's registry, host[:port].
+        new Option("--registry <host[:port]>", "container registry")
+          .env("CI_REGISTRY")
+          .default(DEFAULT_GITLAB_REGISTRY),
+      )
       .option(
         "--registry-username <user>",
         "registry user (else GITLAB_REGISTRY_USERNAME, CI_REGISTRY_USER)",
@@ -54,7 +63,7 @@ export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
       )
       .option(
         "--insecure-registry",
-        "talk plain http to the registry (automatic for loopback)",
+        "talk plain http to the registry (a loopback one gets https if it speaks it, else http)",
         false,
       );
   }
@@ -62,18 +71,33 @@ export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
 }
 
 /** Where downloads live and where the state (metadata cache, failures, lock) is kept. */
-export function addWorkspaceOptions(
-  cmd: Command,
-  flag: "--downloads-dir" | "--output-dir" = "--downloads-dir",
-): Command {
-  const option = new Option(`${flag} <dir>`, "directory holding the downloads").default(
-    DEFAULT_DOWNLOADS_DIR,
-  );
+export function addWorkspaceOptions(cmd: Command): Command {
   return cmd
-    .addOption(option)
+    .addOption(
+      new Option("--downloads-dir <dir>", "directory holding the downloads").default(
+        DEFAULT_DOWNLOADS_DIR,
+      ),
+    )
     .option(
       "--state-dir <dir>",
       "state directory: metadata cache, failures, lock (default <downloads-dir>/.state)",
+    );
+}
+
+/**
+ * The listing commands download nothing, so they keep their metadata cache in the user's cache
+ * directory rather than making `./downloads/.state` wherever they are run — unless told a
+ * downloads or state directory, which then holds it as for the other commands.
+ */
+export function addListingCacheOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--downloads-dir <dir>",
+      "keep the metadata cache in <dir>/.state, as download and the daemon do",
+    )
+    .option(
+      "--state-dir <dir>",
+      "metadata cache directory (default $XDG_CACHE_HOME/gh-gitlab-sync, i.e. ~/.cache/gh-gitlab-sync)",
     );
 }
 

@@ -10,8 +10,7 @@ import {
   githubOptionsSchema,
   gitlabOptionsSchema,
   parseOptions,
-  stateDirFor,
-  workspaceOptionsSchema,
+  cacheDirFor,
 } from "../config/options.js";
 import {
   resolveGithubToken,
@@ -32,7 +31,7 @@ import type { CommandContext } from "./context.js";
 
 export function githubServices(ctx: CommandContext, raw: Record<string, unknown>): GithubServices {
   const options = parseOptions(githubOptionsSchema, raw);
-  const workspace = parseOptions(workspaceOptionsSchema, raw);
+  const cacheDir = cacheDirFor(raw, ctx.env);
   const token = resolveGithubToken(options.ghToken, ctx.env);
   ctx.logger.debug(
     { tokenSource: token.source, baseUrl: options.githubApiUrl },
@@ -45,7 +44,7 @@ export function githubServices(ctx: CommandContext, raw: Record<string, unknown>
     signal: ctx.signal,
     fetch: ctx.http.fetch,
   });
-  return { options, client, cache: new MetadataCache(stateDirFor(workspace), ctx.logger) };
+  return { options, client, cache: new MetadataCache(cacheDir, ctx.logger) };
 }
 
 /**

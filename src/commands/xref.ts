@@ -5,7 +5,7 @@ import {
   addGithubOptions,
   addGitlabOptions,
   addJsonOption,
-  addWorkspaceOptions,
+  addListingCacheOptions,
   platformOption,
   withExamples,
 } from "./options.js";
@@ -25,7 +25,7 @@ export function registerXref(
     .addOption(platformOption());
   addGithubOptions(cmd);
   addGitlabOptions(cmd, false);
-  addWorkspaceOptions(cmd);
+  addListingCacheOptions(cmd);
   addJsonOption(cmd);
   withExamples(cmd, [
     "gh-gitlab-sync xref",

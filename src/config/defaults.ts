@@ -10,6 +10,8 @@ export const DEFAULT_LIMIT = 20;
 export const MAX_LIMIT = 1000;
 export const DEFAULT_INTERVAL_SECONDS = 900;
 export const STATE_SUBDIR = ".state";
+/** The folder under the user's cache directory ($XDG_CACHE_HOME) for the listings' metadata cache. */
+export const CACHE_SUBDIR = "gh-gitlab-sync";
 /** HTTP timeouts that fit a slow VPN: connecting, and the longest silence within a request. */
 export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 30;
 export const DEFAULT_HTTP_TIMEOUT_SECONDS = 120;

@@ -1,9 +1,10 @@
+import { homedir } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { UsageError } from "../errors.js";
 import { IMAGE_TAG_GRAMMAR, isImageTag } from "../domain/images.js";
 import { isRegistryHost, isRepositoryPath } from "../domain/reference.js";
-import { DEFAULT_DOWNLOADS_DIR, MAX_LIMIT, STATE_SUBDIR } from "./defaults.js";
+import { CACHE_SUBDIR, DEFAULT_DOWNLOADS_DIR, MAX_LIMIT, STATE_SUBDIR } from "./defaults.js";
 
 export const imageTagSchema = z
   .string()
@@ -159,6 +160,29 @@ export function parseImageTag(value: string): string {
     );
   }
   return result.data;
+}
+
+/**
+ * The user's cache directory for this tool, as the XDG base-directory spec places it:
+ * `$XDG_CACHE_HOME/gh-gitlab-sync` when that is an absolute path, else `~/.cache/gh-gitlab-sync`.
+ */
+export function userCacheDir(env: Readonly<Record<string, string | undefined>>): string {
+  const xdg = env.XDG_CACHE_HOME;
+  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, CACHE_SUBDIR);
+  return path.join(env.HOME || homedir(), ".cache", CACHE_SUBDIR);
+}
+
+/**
+ * Where a command keeps its metadata cache: `--state-dir`; else `<downloads>/.state` when a
+ * downloads directory is in play (every command that downloads has one, by default
+ * `./downloads`); else — the listing commands, run from anywhere — the user's cache directory.
+ */
+export function cacheDirFor(
+  raw: Record<string, unknown>,
+  env: Readonly<Record<string, string | undefined>>,
+): string {
+  if (raw.stateDir === undefined && raw.downloadsDir === undefined) return userCacheDir(env);
+  return stateDirFor(parseOptions(workspaceOptionsSchema, raw));
 }
 
 /** The state directory (metadata cache, failures, locks): `--state-dir`, else `<downloads>/.state`. */

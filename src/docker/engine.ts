@@ -5,6 +5,7 @@
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import { pipeline, Readable, Transform } from "node:stream";
 import type Docker from "dockerode";
 import { lazyRequire } from "../lazy.js";
 import { DOCKER_HUB, formatReference, parseReference } from "../domain/reference.js";
@@ -25,6 +26,31 @@ import { toProgressEvent, type EngineProgress } from "./progress.js";
 
 const loadDockerode = lazyRequire<typeof Docker>("dockerode");
 
+/**
+ * The tarball as a stream that counts what the engine has taken. A pass-through rather than a
+ * `data` listener on the file: a listener would start the file flowing before the request is
+ * piped, and lose the first chunks.
+ */
+function readCounting(
+  file: string,
+  size: number,
+  onRead: ((bytes: number, total: number) => void) | undefined,
+): Readable {
+  const source = createReadStream(file);
+  if (!onRead) return source;
+  let read = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      read += chunk.length;
+      onRead(read, size);
+      done(null, chunk);
+    },
+  });
+  // A read failure ends the counter with the same error, so the load fails as it would have.
+  pipeline(source, counter, () => undefined);
+  return counter;
+}
+
 export interface DockerEngineOptions {
   /** A DOCKER_HOST-style address; defaults to $DOCKER_HOST, then unix:///var/run/docker.sock. */
   dockerHost?: string;
@@ -44,6 +70,14 @@ export interface RegistryAuth {
 export interface StreamOptions {
   onProgress?: (event: EngineProgress) => void;
   signal?: AbortSignal;
+}
+
+export interface LoadOptions extends StreamOptions {
+  /**
+   * Bytes of the tarball read so far and its size: the engine reads the upload as it imports
+   * it, so this is the load's progress (its own per-layer counts only come one layer at a time).
+   */
+  onRead?: (bytes: number, total: number) => void;
 }
 
 export interface LoadedImages {
@@ -112,9 +146,10 @@ export class DockerEngine {
    * Streams a `docker save` tarball (gzipped or not: the engine detects compression) into the
    * engine and returns what it loaded.
    */
-  async loadImage(tarball: string, options: StreamOptions = {}): Promise<LoadedImages> {
+  async loadImage(tarball: string, options: LoadOptions = {}): Promise<LoadedImages> {
+    let size: number;
     try {
-      await stat(tarball);
+      size = (await stat(tarball)).size;
     } catch (err) {
       throw new SyncError(`Cannot read image tarball ${tarball} (${describeError(err)})`, {
         hint: "run the prepare step again to extract it from the artifact",
@@ -129,7 +164,7 @@ export class DockerEngine {
       });
     this.logger.debug({ tarball, dockerHost: this.address }, "loading image tarball");
     try {
-      const stream = await this.docker.loadImage(createReadStream(tarball), {
+      const stream = await this.docker.loadImage(readCounting(tarball, size, options.onRead), {
         quiet: false,
         ...(options.signal ? { abortSignal: options.signal } : {}),
       });

@@ -14,6 +14,11 @@ export interface StepReporter {
   warn(message: string): void;
   /** Plain text lines (tables, summaries). */
   text(message: string): void;
+  /**
+   * A line saying where one image stands (`Pushing …`, `pushed …: what moved`): printed as it
+   * is, like text, and kept in the daemon's log at the default level, where tables are not.
+   */
+  status(message: string): void;
   /** The separator between two entries of a plan (prepare's and push's). */
   rule(): void;
 }

@@ -104,8 +104,9 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
       // Octokit logs every request at info; that is debugging detail for an operator.
       info: (message: string) => logger.debug(message),
       warn: (message: string) => logger.warn(message),
-      // A request the signal ended fails as a 500 in Octokit's eyes: no error of GitHub's.
-      error: (message: string) => (signal?.aborted ? logger.debug(message) : logger.error(message)),
+      // Octokit logs each failed attempt ("GET … - 500 in 3ms"), retried ones too; the failure
+      // that is left after the retries is reported once, as one line, by whoever called.
+      error: (message: string) => logger.debug(message),
     },
     retry: { retries: options.maxRetries ?? 3, doNotRetry: DO_NOT_RETRY },
     throttle: {

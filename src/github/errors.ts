@@ -1,5 +1,6 @@
 import type { RunMetadata } from "../domain/metadata.js";
-import { SyncError, describeError, isAbortError } from "../errors.js";
+import { SyncError, describeError, errorCode, isAbortError } from "../errors.js";
+import { CERTIFICATE_HINT, isCertificateCode } from "../net/http.js";
 import { oneLine } from "../util/text.js";
 
 /**
@@ -191,6 +192,13 @@ export function toGithubError(err: unknown, what: string): SyncError {
   const fail = (message: string, hint?: string): GithubError =>
     new GithubError(message, { ...(hint ? { hint } : {}), cause: err, status });
   if (isNetworkFailure(err)) {
+    const code = errorCode(err);
+    if (isCertificateCode(code)) {
+      return fail(
+        `cannot verify the TLS certificate of ${redactUrl(err.request?.url)} while reading ${what} (${code})`,
+        CERTIFICATE_HINT,
+      );
+    }
     return fail(
       `could not reach ${redactUrl(err.request?.url)} while reading ${what}: ${detail}`,
       "check --github-api-url / GITHUB_API_URL and the network connection",

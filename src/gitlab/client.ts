@@ -1,7 +1,7 @@
 import { ContainerRegistry, GitbeakerRequestError, GitbeakerTimeoutError } from "@gitbeaker/rest";
 import { z } from "zod";
 import { describeError, errorCode, SyncError, UsageError } from "../errors.js";
-import { networkReason, type FetchLike } from "../net/http.js";
+import { CERTIFICATE_HINT, isCertificateCode, networkReason, type FetchLike } from "../net/http.js";
 import { mapLimit } from "../net/limit.js";
 import type { RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
@@ -126,8 +126,6 @@ function withoutNulls<T extends Record<string, unknown>>(
 }
 
 type Target = { kind: "project" } | { kind: "repository"; repositoryId: number } | { kind: "tag" };
-
-const CERT_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/;
 
 /**
  * Lists what a GitLab project's container registry holds, through gitbeaker. Every page is
@@ -267,9 +265,9 @@ export class GitlabRegistryClient {
       });
     }
     const code = errorCode(error);
-    if (code && CERT_CODES.test(code)) {
+    if (isCertificateCode(code)) {
       return new SyncError(`Cannot verify the TLS certificate of GitLab at ${host} (${code})`, {
-        hint: "point NODE_EXTRA_CA_CERTS at your organisation's CA bundle, or check --gitlab-host",
+        hint: CERTIFICATE_HINT,
         cause: error,
       });
     }

@@ -67,6 +67,7 @@ export class HttpClient {
       httpsProxy: proxyVariable(env, "HTTPS_PROXY"),
       noProxy: proxyVariable(env, "NO_PROXY"),
       connect: { timeout: this.connectTimeoutMs },
+      proxyTunnel: false,
       headersTimeout: this.idleTimeoutMs,
       bodyTimeout: this.idleTimeoutMs,
     });
@@ -276,6 +277,18 @@ export function describeTimeout(
   }
   return undefined;
 }
+
+/** Codes of a TLS certificate that is not trusted, not valid now, or not for the host asked. */
+const CERTIFICATE_CODE =
+  /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS_CERT_ALTNAME_INVALID/;
+
+export function isCertificateCode(code: string | undefined): boolean {
+  return code !== undefined && CERTIFICATE_CODE.test(code);
+}
+
+/** What to do when a server's certificate is not trusted: the one place it is said. */
+export const CERTIFICATE_HINT =
+  "its TLS certificate is not trusted here: point NODE_EXTRA_CA_CERTS at your organisation's CA certificate (PEM), or check the address";
 
 /**
  * A request that hit the connect or idle timeout. It keeps undici's code, so every retry rule

@@ -159,7 +159,8 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
     signal,
   );
   options.onProgress?.({ type: "manifest", digest: manifestDigest });
-  logger.info(
+  // The caller reports the image with what moved; this record is for --log-level debug.
+  logger.debug(
     {
       repository,
       tag: options.tag,
@@ -242,7 +243,8 @@ function pushed(
   action: LayerAction,
   from?: string,
 ): PushedLayer {
-  options.logger.info(
+  // One line per layer only at debug: at the default level each image is one line.
+  options.logger.debug(
     {
       repository: options.repository,
       diffId,

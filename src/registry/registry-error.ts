@@ -1,6 +1,6 @@
 import { ERROR_BODY_LIMIT } from "../config/limits.js";
-import { SyncError } from "../errors.js";
-import { networkReason, readTextPrefix } from "../net/http.js";
+import { SyncError, errorCode } from "../errors.js";
+import { CERTIFICATE_HINT, isCertificateCode, networkReason, readTextPrefix } from "../net/http.js";
 import { serverDelayMs } from "../net/retry.js";
 import { oneLine, printable } from "../util/text.js";
 
@@ -84,6 +84,13 @@ export function unreachableError(
   retryable: boolean,
 ): RegistryError {
   const isUpload = /blob|layer/.test(operation);
+  const code = errorCode(err);
+  if (isCertificateCode(code)) {
+    return new RegistryError(
+      `registry ${asker.registry}: cannot verify its TLS certificate while ${operation} (${code})`,
+      { hint: CERTIFICATE_HINT, cause: err, retryable: false },
+    );
+  }
   return new RegistryError(
     `registry ${asker.registry} unreachable while ${operation} (${codeOf(err)})`,
     { hint: isUpload ? PUSH_RESUME_HINT : GENERIC_RESUME_HINT, cause: err, retryable },

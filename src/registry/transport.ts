@@ -1,8 +1,8 @@
 import { Readable } from "node:stream";
 import { API_BODY_LIMIT } from "../config/limits.js";
 import { registryScheme } from "../domain/reference.js";
-import { SyncError } from "../errors.js";
-import { discardBody, readBody, type FetchLike } from "../net/http.js";
+import { SyncError, errorCode } from "../errors.js";
+import { discardBody, isCertificateCode, readBody, type FetchLike } from "../net/http.js";
 import { retry, type RetryInfo, type RetryPolicy } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import {
@@ -108,7 +108,14 @@ interface CachedToken {
 
 export class RegistryTransport {
   readonly registry: string;
-  readonly baseUrl: string;
+  /** `https://host` or `http://host`; for a loopback registry decided by the first request. */
+  private base: string;
+  /**
+   * A loopback registry is tried over https first and spoken to in plain http only when it
+   * does not speak TLS — what Docker does for its insecure registries (127.0.0.0/8 among them),
+   * so an https registry on loopback (a TLS front, an SSH tunnel to the real one) works as well.
+   */
+  private tlsUnsettled: boolean;
   readonly retryPolicy: RetryPolicy;
   private readonly asker: Asker;
   private readonly username: string | undefined;
@@ -122,7 +129,9 @@ export class RegistryTransport {
 
   constructor(options: TransportOptions) {
     this.registry = options.registry;
-    this.baseUrl = `${registryScheme(options.registry, options.insecure)}://${options.registry}`;
+    const scheme = registryScheme(options.registry, options.insecure);
+    this.tlsUnsettled = scheme === "http" && !options.insecure;
+    this.base = `${this.tlsUnsettled ? "https" : scheme}://${options.registry}`;
     this.username = options.username || undefined;
     this.password = options.password;
     this.asker = { registry: this.registry, username: this.username };
@@ -131,8 +140,21 @@ export class RegistryTransport {
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
   }
 
+  get baseUrl(): string {
+    return this.base;
+  }
+
   url(path: string): URL {
-    return new URL(path, this.baseUrl);
+    return new URL(path, this.base);
+  }
+
+  /** A URL made before the first request settled the scheme, moved to the scheme in use. */
+  private settled(url: URL): URL {
+    const base = new URL(this.base);
+    if (url.host !== base.host || url.protocol === base.protocol) return url;
+    const moved = new URL(url.href);
+    moved.protocol = base.protocol;
+    return moved;
   }
 
   /**
@@ -171,8 +193,9 @@ export class RegistryTransport {
    * failures and 5xx/429 after the last attempt, which become RegistryErrors; a 401 that
    * survives a fresh token is returned for the caller to word.
    */
-  async send(call: Call): Promise<Response> {
-    await this.ping(call.signal, call.operation);
+  async send(original: Call): Promise<Response> {
+    await this.ping(original.signal, original.operation);
+    const call = { ...original, url: this.settled(original.url) };
     const attempts = call.attempts ?? this.retryPolicy.attempts;
     const scopes = [...call.scopes];
     let reauthorised = false;
@@ -272,10 +295,7 @@ export class RegistryTransport {
       async (attempt) => {
         let res: Response;
         try {
-          res = await this.fetch(this.url("/v2/"), {
-            method: "GET",
-            ...(signal ? { signal } : {}),
-          });
+          res = await this.pingOnce(signal);
         } catch (err) {
           if (err instanceof SyncError) throw err;
           throw unreachableError(this.asker, operation, err, true);
@@ -296,6 +316,28 @@ export class RegistryTransport {
       this.pinged = undefined;
     });
     return this.pinged;
+  }
+
+  /** GET /v2/; on a loopback registry, over https first and plain http if it does not speak TLS. */
+  private async pingOnce(signal: AbortSignal | undefined): Promise<Response> {
+    const get = () =>
+      this.fetch(this.url("/v2/"), { method: "GET", ...(signal ? { signal } : {}) });
+    if (!this.tlsUnsettled) return get();
+    try {
+      const res = await get();
+      this.tlsUnsettled = false;
+      return res;
+    } catch (err) {
+      // A certificate that is not trusted is TLS all the same: that is the error to report.
+      if (signal?.aborted || isCertificateCode(errorCode(err))) throw err;
+      this.tlsUnsettled = false;
+      this.base = `http://${this.registry}`;
+      this.logger.debug(
+        { registry: this.registry, code: errorCode(err) },
+        "loopback registry does not speak TLS; plain http, as Docker does",
+      );
+      return get();
+    }
   }
 
   private async authorization(

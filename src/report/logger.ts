@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from "pino";
+import { prettyFactory } from "pino-pretty";
 import { printable } from "../util/text.js";
 
 export type { Logger } from "pino";
@@ -30,13 +31,20 @@ export interface LoggerOptions {
   format?: LogFormat;
   /** Where records go; stderr unless a test captures them. */
   destination?: DestinationStream;
-  /** Whether stderr is a terminal; decides the format when it is `auto`. */
+  /**
+   * Where the finished lines go instead of straight to stderr: the terminal's live area, which
+   * clears the progress bars before each line and draws them again after.
+   */
+  write?: (text: string) => void;
+  /** Whether stderr is a terminal; decides the format when it is `auto`, and colours. */
   isTTY?: boolean;
 }
 
 /**
  * Diagnostics go to stderr so stdout stays clean for `--json` output: pretty on a terminal
- * (for operators), JSON lines otherwise (for journald and CI).
+ * (for operators), JSON lines otherwise (for journald and CI). Both are written synchronously,
+ * in the calling thread, so a log line never arrives after the output that followed it (a
+ * worker-thread transport would deliver it later, or not at all before an exit).
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? "info";
@@ -59,23 +67,18 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     },
   };
   if (options.destination) return pino(base, options.destination);
+  const write = options.write ?? ((text: string) => void process.stderr.write(text));
   if (format === "pretty") {
-    return pino({
-      ...base,
-      transport: {
-        target: "pino-pretty",
-        options: {
-          destination: 2,
-          colorize: isTTY,
-          translateTime: "SYS:HH:MM:ss",
-          // One line per record for a person; context the message already says is left out.
-          singleLine: true,
-          ignore: "pid,hostname,summary,image,imageTag,status,layer,step,of",
-        },
-      },
+    const pretty = prettyFactory({
+      colorize: isTTY,
+      translateTime: "SYS:HH:MM:ss",
+      // A person reads the message; the fields are for the JSON log, except an error's detail.
+      singleLine: true,
+      include: "level,time,msg,err",
     });
+    return pino(base, { write: (line: string) => write(pretty(line)) });
   }
-  return pino(base, pino.destination({ dest: 2, sync: true }));
+  return pino(base, { write });
 }
 
 /** A logger that drops everything: for library calls in tests that do not look at logs. */

@@ -1,4 +1,5 @@
 import { printable } from "../util/text.js";
+import type { LiveArea } from "./terminal.js";
 
 /**
  * What commands print for people (and `--json` for machines) goes to stdout through here;
@@ -16,15 +17,27 @@ export interface Output {
 
 export const RULE = "-".repeat(80);
 
-export function createOutput(stream: NodeJS.WritableStream & { isTTY?: boolean }): Output {
+/**
+ * stdout for a command. When it is the terminal the progress bars are drawn on, each line goes
+ * through the live area, so a bar is cleared before the line and drawn again below it.
+ */
+export function createOutput(
+  stream: NodeJS.WritableStream & { isTTY?: boolean },
+  live?: LiveArea,
+): Output {
+  const isTTY = Boolean(stream.isTTY);
+  const write = (text: string) => {
+    if (live && isTTY) live.print(stream, text);
+    else stream.write(text);
+  };
   return {
     line(text = "") {
-      stream.write(`${text.split("\n").map(printable).join("\n")}\n`);
+      write(`${text.split("\n").map(printable).join("\n")}\n`);
     },
     json(value) {
-      stream.write(`${escapeC1(JSON.stringify(value, null, 2))}\n`);
+      write(`${escapeC1(JSON.stringify(value, null, 2))}\n`);
     },
-    isTTY: Boolean(stream.isTTY),
+    isTTY,
   };
 }
 

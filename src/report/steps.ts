@@ -11,6 +11,7 @@ export function outputSteps(out: Output): StepReporter {
     detail: (message) => out.line(`        → ${message}`),
     warn: (message) => out.line(`WARNING: ${message}`),
     text: (message) => out.line(message),
+    status: (message) => out.line(message),
     rule: () => out.line(PLAN_RULE),
   };
 }
@@ -22,6 +23,8 @@ export function logSteps(logger: Logger): StepReporter {
     detail: (message) => logger.info(message),
     warn: (message) => logger.warn(message),
     text: (message) => logger.debug(message),
+    // One record per image and state at the default level; the indentation is for stdout only.
+    status: (message) => logger.info(message.trim()),
     rule: () => logger.debug(PLAN_RULE),
   };
 }

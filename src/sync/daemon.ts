@@ -4,9 +4,9 @@ import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { SyncError, describeError, isDamagedInput } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
-import { formatMiB } from "../util/bytes.js";
+import { formatBytes } from "../util/bytes.js";
 import { exists } from "../util/files.js";
-import type { FailureState } from "../workspace/failures.js";
+import type { FailureEntry, FailureState } from "../workspace/failures.js";
 import { tagLayout } from "../workspace/layout.js";
 import { cleanTargets, removeTargets } from "./clean.js";
 import { computeXref } from "./compare.js";
@@ -79,8 +79,12 @@ async function stage<T>(name: Stage, fn: () => Promise<T>): Promise<T> {
 
 interface ImageResult {
   pushed: number;
-  downloadedBytes: number;
   uploadedBytes: number;
+}
+
+/** What an image moved, counted as it happens: an image that fails after its download still downloaded. */
+interface Counters {
+  downloadedBytes: number;
 }
 
 /**
@@ -118,6 +122,7 @@ async function syncImageTag(
   services: DaemonServices,
   settings: DaemonSettings,
   image: MissingImage,
+  counters: Counters,
 ): Promise<ImageResult> {
   const logger = ctx.logger.child({ imageTag: image.imageTag });
   const steps = services.steps(logger);
@@ -126,7 +131,6 @@ async function syncImageTag(
   const run = image.runs[0];
   const runIds = run ? [run.id] : [];
 
-  let downloadedBytes = 0;
   if ((await exists(layout.zip)) && (await exists(layout.metadata))) {
     logger.info(`artifact already downloaded at ${layout.zip}; skipping download`);
   } else {
@@ -139,7 +143,7 @@ async function syncImageTag(
         daemon: true,
       }),
     );
-    downloadedBytes = outcome.fetched;
+    counters.downloadedBytes += outcome.fetched;
   }
 
   const prepared = await discardingBad(ctx, settings, image, () =>
@@ -196,11 +200,7 @@ async function syncImageTag(
       }),
     );
   }
-  return {
-    pushed: pushed.pushed.length,
-    downloadedBytes,
-    uploadedBytes: pushed.bytesUploaded,
-  };
+  return { pushed: pushed.pushed.length, uploadedBytes: pushed.bytesUploaded };
 }
 
 /** Oldest run first, so builds reach GitLab in the order they were made; ties by tag. */
@@ -216,9 +216,9 @@ export async function runCycle(
   services: DaemonServices,
   settings: DaemonSettings,
   cycle: number,
-): Promise<CycleSummary & { failedTags: string[] }> {
+): Promise<CycleOutcome> {
   const started = Date.now();
-  const summary: CycleSummary & { failedTags: string[] } = {
+  const summary: CycleOutcome = {
     cycle,
     result: "ok",
     startedAt: new Date(started).toISOString(),
@@ -232,9 +232,13 @@ export async function runCycle(
     downloadedBytes: 0,
     uploadedBytes: 0,
     logBytes: 0,
-    failedTags: [],
+    notSynced: [],
   };
-  const finish = () => ({ ...summary, seconds: Math.round((Date.now() - started) / 100) / 10 });
+  const finish = (): CycleOutcome => ({
+    ...summary,
+    failedTags: summary.notSynced.map((f) => f.imageTag),
+    seconds: Math.round((Date.now() - started) / 100) / 10,
+  });
 
   let missing: MissingImage[];
   let xref: Awaited<ReturnType<typeof computeXref>>;
@@ -264,10 +268,14 @@ export async function runCycle(
     if (ctx.signal.aborted) throw err;
     summary.result = "failed";
     summary.error = errorLine(err);
-    ctx.logger.error(
-      { err: summary.error },
-      `cycle ${cycle}: cross-reference failed: ${summary.error}`,
-    );
+    summary.cause = err;
+    // With --once the closing error line says it; said here as well, it would be said twice.
+    if (!settings.once) {
+      ctx.logger.error(
+        { err: summary.error },
+        `cycle ${cycle}: cross-reference failed: ${summary.error}`,
+      );
+    }
     return finish();
   }
   if (missing.length > 0) {
@@ -287,26 +295,31 @@ export async function runCycle(
       );
     } else if (waiting) {
       summary.deferred += 1;
-      summary.failedTags.push(image.imageTag);
+      summary.notSynced.push({
+        imageTag: image.imageTag,
+        error: backingOff(waiting),
+      });
       ctx.logger.info(
         { imageTag: image.imageTag, attempts: waiting.attempts, nextRetry: waiting.next_retry },
         `${image.imageTag}: failed ${waiting.attempts} time(s), backing off until ${waiting.next_retry}`,
       );
       continue;
     }
+    const counters: Counters = { downloadedBytes: 0 };
     try {
-      const result = await syncImageTag(ctx, services, settings, image);
+      const result = await syncImageTag(ctx, services, settings, image, counters);
       summary.pushed += result.pushed;
       summary.synced += 1;
-      summary.downloadedBytes += result.downloadedBytes;
       summary.uploadedBytes += result.uploadedBytes;
       await services.failures.clear(image.imageTag);
+      summary.downloadedBytes += counters.downloadedBytes;
     } catch (err) {
+      summary.downloadedBytes += counters.downloadedBytes;
       if (ctx.signal.aborted) break;
       const message = describeError(err);
       const entry = await services.failures.recordFailure(image.imageTag, message);
       summary.failed += 1;
-      summary.failedTags.push(image.imageTag);
+      summary.notSynced.push({ imageTag: image.imageTag, error: message });
       ctx.logger.error(
         {
           imageTag: image.imageTag,
@@ -327,15 +340,20 @@ export async function runCycle(
     );
     summary.failed += built.failed.length;
     summary.deferred += built.deferred.length;
-    summary.failedTags.push(
-      ...built.failed.map((f) => f.imageTag),
-      ...built.deferred.map((d) => d.imageTag),
+    summary.notSynced.push(
+      ...built.failed,
+      ...built.deferred.map(({ imageTag, failure }) => ({ imageTag, error: backingOff(failure) })),
     );
   }
   if (summary.failed + summary.deferred > 0) summary.result = "partial";
   // A stop is a stop: a cycle a signal cut short is not reported as having gone well.
   if (ctx.signal.aborted) summary.result = "stopped";
   return finish();
+}
+
+/** Why an image tag was not tried this cycle. */
+function backingOff(entry: FailureEntry): string {
+  return `backing off until ${entry.next_retry} after ${entry.attempts} failure(s): ${entry.last_error}`;
 }
 
 /** A summary that cannot be kept costs a warning, never the daemon. */
@@ -352,12 +370,45 @@ async function recordCycle(
   }
 }
 
-function summaryLine(s: CycleSummary): string {
+/** A cycle's summary, and what the daemon needs of it beyond the figures it reports. */
+type CycleOutcome = CycleSummary & {
+  /** Each image tag not synced, with why (`failedTags` names them). */
+  notSynced: Array<{ imageTag: string; error: string }>;
+  /** What made the cycle fail as a whole. */
+  cause?: unknown;
+};
+
+/**
+ * The cycle's one line: its figures, each byte count in the unit that keeps it readable. Bytes
+ * uploaded only where they are known: the Docker engine does not say what it sent.
+ */
+export function summaryLine(s: CycleSummary, uploadsCounted: boolean): string {
+  const uploaded = uploadsCounted ? `${formatBytes(s.uploadedBytes)} uploaded, ` : "";
   const result = s.result === "stopped" ? "stopped by a signal" : s.result;
   return (
     `cycle ${s.cycle} ${result}: ${s.runs} runs, ${s.missing} missing, ${s.pushed} tags pushed, ` +
-    `${s.failed} failed, ${s.deferred} backing off, ${formatMiB(s.downloadedBytes)} downloaded, ` +
-    `${formatMiB(s.logBytes)} of logs read, ${s.seconds} s`
+    `${s.failed} failed, ${s.deferred} backing off, ${formatBytes(s.downloadedBytes)} downloaded, ` +
+    `${uploaded}${formatBytes(s.logBytes)} of logs read, ${s.seconds} s`
+  );
+}
+
+/** `--once`'s closing error: the failed cycle's own error, or every tag not synced with its error. */
+function onceFailure(outcome: CycleOutcome): SyncError | undefined {
+  if (outcome.result === "failed") {
+    const cause = outcome.cause;
+    const message = cause instanceof SyncError ? cause.message : (outcome.error ?? "unknown error");
+    return new SyncError(`daemon --once: cycle failed: ${message}`, {
+      hint: cause instanceof SyncError && cause.hint ? cause.hint : "rerun with --log-level debug",
+      cause,
+    });
+  }
+  if (outcome.notSynced.length === 0) return undefined;
+  const each = outcome.notSynced.map((f) => `${f.imageTag}: ${f.error}`).join("; ");
+  return new SyncError(
+    `daemon --once: ${outcome.notSynced.length} image tag(s) not synced: ${each}`,
+    {
+      hint: "failures and their back-off are kept in the state directory (failures.json)",
+    },
   );
 }
 
@@ -390,28 +441,19 @@ export async function runDaemon(
       if (ctx.signal.aborted) break;
       throw err;
     }
-    services.onCycle?.(summary);
-    await recordCycle(ctx, services, summary);
-    const { failedTags, ...record } = summary;
-    ctx.logger.info({ summary: record }, summaryLine(summary));
+    const { notSynced: _notSynced, cause: _cause, ...forMonitor } = summary;
+    // The monitor is told which tags are not synced; the log says so per image already.
+    services.onCycle?.(forMonitor);
+    await recordCycle(ctx, services, forMonitor);
+    const { failedTags: _tags, ...record } = forMonitor;
+    ctx.logger.info(
+      { summary: record },
+      summaryLine(record, services.push.pusher.name === "registry"),
+    );
     if (ctx.signal.aborted) break;
     if (settings.once) {
-      if (summary.result === "failed") {
-        throw new SyncError(
-          `daemon --once: the cycle failed: ${summary.error ?? "unknown error"}`,
-          {
-            hint: "see the log above",
-          },
-        );
-      }
-      if (failedTags.length > 0) {
-        throw new SyncError(
-          `daemon --once: ${failedTags.length} image tag(s) not synced: ${failedTags.join(", ")}`,
-          {
-            hint: "see the errors above; failures and their back-off are kept in the state directory (failures.json)",
-          },
-        );
-      }
+      const failure = onceFailure(summary);
+      if (failure) throw failure;
       return;
     }
     try {

@@ -7,14 +7,14 @@
 import path from "node:path";
 import { inspectImageTarball, type ImageTarballInfo } from "../archive/docker-save.js";
 import { DockerEngine, type RegistryAuth } from "../docker/engine.js";
-import { taskProgress } from "../docker/progress.js";
+import { isFinalStatus, taskProgress } from "../docker/progress.js";
 import { progressTask, type ProgressListener } from "../domain/events.js";
 import type { RegistryClient } from "../registry/client.js";
 import { LayerCache, LAYER_CACHE_FILE } from "../registry/layer-cache.js";
 import { pushTarball } from "../registry/push.js";
 import { SyncError, describeError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
-import { formatMiB } from "../util/bytes.js";
+import { formatBytes } from "../util/bytes.js";
 
 export type EngineName = "docker" | "registry";
 
@@ -42,8 +42,11 @@ export interface PushItem {
 
 export interface PushedItem {
   digest: string;
-  /** Human summary of what moved, e.g. "2 layers uploaded (812.4 MiB), 3 already there". */
+  /** What moved, for a person: "2 layers sent, 3 reused, 812.4 MiB uploaded, in 41.2 s". */
   summary: string;
+  layersSent: number;
+  /** Layers the registry had already, or mounted from a sibling repository. */
+  layersReused: number;
   /** Compressed bytes sent, where the engine knows (the Docker engine does not say). */
   bytesUploaded: number;
 }
@@ -91,6 +94,7 @@ function registryPusher(options: PusherOptions): ImagePusher {
         path.join(options.stateDir, LAYER_CACHE_FILE),
         logger,
       ));
+      const started = Date.now();
       const task = `push ${item.repository}:${item.tag}`;
       let toRead = 0;
       const perLayer = new Map<string, number>();
@@ -109,9 +113,9 @@ function registryPusher(options: PusherOptions): ImagePusher {
           onProgress(event) {
             if (event.type === "planned") {
               toRead = event.bytesToRead;
-              logger.info(
+              logger.debug(
                 { image: item.remoteRef, layers: event.layers, toUpload: event.toUpload },
-                `${item.remoteRef}: ${event.toUpload} of ${event.layers} layers to upload (${formatMiB(event.bytesToRead)} to read)`,
+                `${item.remoteRef}: ${event.toUpload} of ${event.layers} layers to upload (${formatBytes(event.bytesToRead)} to read)`,
               );
             } else if (event.type === "read") {
               perLayer.set(event.diffId, event.bytes);
@@ -122,16 +126,15 @@ function registryPusher(options: PusherOptions): ImagePusher {
           },
         }),
       );
-      const counts = { uploaded: 0, mounted: 0, exists: 0 };
-      for (const layer of result.layers) counts[layer.action] += 1;
-      const parts = [`${counts.uploaded} layer(s) uploaded (${formatMiB(result.bytesUploaded)})`];
-      if (counts.mounted) parts.push(`${counts.mounted} mounted from a sibling`);
-      if (counts.exists) parts.push(`${counts.exists} already there`);
-      return {
-        digest: result.manifestDigest,
-        summary: parts.join(", "),
-        bytesUploaded: result.bytesUploaded,
-      };
+      let sent = 0;
+      for (const layer of result.layers) if (layer.action === "uploaded") sent += 1;
+      return pushedItem(result.manifestDigest, {
+        sent,
+        reused: result.layers.length - sent,
+        bytes: result.bytesUploaded,
+        bytesKind: "compressed",
+        seconds: (Date.now() - started) / 1000,
+      });
     },
   };
 }
@@ -159,16 +162,26 @@ function dockerPusher(options: PusherOptions): ImagePusher {
     },
     check: () => docker().ping(),
     async push(item, signal) {
+      const started = Date.now();
       const label = item.remoteRef;
       // Nothing unverified is published: without prepare's check of this very file (its record
       // is gone, or the file changed since), the tarball is checked here before the engine
       // loads it — every layer against its diff-id, as the registry engine does while it reads.
       if (!item.info) await inspectImageTarball(item.file, { signal });
       const loadTask = `load ${item.localRef}`;
+      logger.info(
+        { image: item.localRef, file: item.file },
+        `loading ${item.localRef} into the Docker engine`,
+      );
       const loaded = await progressTask(progress, loadTask, () =>
         docker().loadImage(item.file, {
           signal,
-          onProgress: (event) => progress(taskProgress(loadTask, event)),
+          // The bytes the engine has read are the load's progress; its per-layer counts come
+          // one layer at a time and would make the bar jump back.
+          onRead: (bytes, total) => progress({ kind: "bytes", task: loadTask, bytes, total }),
+          onProgress: (event) => {
+            if (event.id === undefined) progress(taskProgress(loadTask, event));
+          },
         }),
       );
       // The engine's reply names what it loaded; prefer the name the plan expects.
@@ -192,12 +205,15 @@ function dockerPusher(options: PusherOptions): ImagePusher {
       const repository = `${options.registry.registry}/${item.repository}`;
       await docker().tagImage(source, repository, item.tag);
       const pushTask = `push ${label}`;
-      const states = new Map<string, string>();
+      const layers = new Map<string, { status: string; total?: number }>();
       const pushed = await progressTask(progress, pushTask, () =>
         docker().pushImage(label, options.password === undefined ? emptyAuth(auth()) : auth(), {
           signal,
           onProgress: (event) => {
-            if (event.id) states.set(event.id, event.status);
+            if (event.id) {
+              const total = event.total ?? layers.get(event.id)?.total;
+              layers.set(event.id, { status: event.status, ...(total ? { total } : {}) });
+            }
             progress(taskProgress(pushTask, event));
           },
         }),
@@ -214,19 +230,51 @@ function dockerPusher(options: PusherOptions): ImagePusher {
             );
         }
       }
-      let uploaded = 0;
-      let present = 0;
-      for (const status of states.values()) {
-        if (status === "Pushed") uploaded += 1;
-        else if (status === "Layer already exists" || status.startsWith("Mounted from"))
-          present += 1;
+      let sent = 0;
+      let reused = 0;
+      let bytes = 0;
+      for (const layer of layers.values()) {
+        if (layer.status === "Pushed") {
+          sent += 1;
+          bytes += layer.total ?? 0;
+        } else if (isFinalStatus(layer.status)) reused += 1;
       }
-      return {
-        digest: pushed.digest,
-        summary: `${uploaded} layer(s) pushed, ${present} already there or mounted`,
-        bytesUploaded: 0,
-      };
+      return pushedItem(pushed.digest, {
+        sent,
+        reused,
+        bytes,
+        // The engine compresses as it sends and only counts the layer's own bytes.
+        bytesKind: "uncompressed",
+        seconds: (Date.now() - started) / 1000,
+      });
     },
+  };
+}
+
+interface Moved {
+  sent: number;
+  reused: number;
+  bytes: number;
+  bytesKind: "compressed" | "uncompressed";
+  seconds: number;
+}
+
+/** What one push moved, in the words of the `pushed …` line: the same for both engines. */
+function pushedItem(digest: string, moved: Moved): PushedItem {
+  const layers = `${moved.sent} layer${moved.sent === 1 ? "" : "s"} sent`;
+  // The registry engine counts what went over the wire (configs too); the docker engine only
+  // the layers' own bytes, before it compresses them.
+  const moves =
+    moved.bytesKind === "uncompressed"
+      ? `${layers} (${formatBytes(moved.bytes)} before compression), ${moved.reused} reused`
+      : `${layers}, ${moved.reused} reused, ${formatBytes(moved.bytes)} uploaded`;
+  return {
+    digest,
+    summary: `${moves}, in ${(Math.round(moved.seconds * 10) / 10).toFixed(1)} s`,
+    layersSent: moved.sent,
+    layersReused: moved.reused,
+    // Only compressed bytes are bytes on the wire; the docker engine does not tell those.
+    bytesUploaded: moved.bytesKind === "compressed" ? moved.bytes : 0,
   };
 }
 

@@ -324,7 +324,7 @@ export async function pushImageTag(
   for (const item of toPush) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     steps.text("");
-    steps.text(`Pushing ${item.remoteRef} ...`);
+    steps.status(`Pushing ${item.remoteRef} ...`);
     // The tarball may have gone since the plan was read (a clean, a full disk clean-up).
     const size = await fileSize(item.file);
     if (size === undefined) {
@@ -334,7 +334,7 @@ export async function pushImageTag(
     }
     steps.text(`  archive: ${item.file} (${formatMiB(size, 2)})`);
     const result = await services.pusher.push(item, ctx.signal);
-    steps.text(`  pushed ${result.digest}: ${result.summary}`);
+    steps.status(`  pushed ${result.digest}: ${result.summary}`);
     pushed.push({ gitlabTag: item.gitlabTag, remoteRef: item.remoteRef, digest: result.digest });
     bytesUploaded += result.bytesUploaded;
     if (request.retagAsLatest) {

@@ -1,3 +1,4 @@
+import { formatBytes } from "../util/bytes.js";
 import type { RunMetadata } from "../domain/metadata.js";
 import { SyncError, describeError } from "../errors.js";
 import type { GithubClient } from "../github/client.js";
@@ -174,9 +175,10 @@ export async function runsWithMetadata(
     if (error) ctx.logger.warn({ runId: run.id }, error.message);
     return { run, metadata: result?.metadata, error };
   });
-  ctx.logger.info(
+  // Worth a line when logs were read; a listing served from the cache is a detail.
+  ctx.logger[logBytes > 0 ? "info" : "debug"](
     { runs: runs.length, inspected: wanted.length, fromCache, logBytes },
-    "collected run metadata",
+    `metadata of ${wanted.length} run(s): ${fromCache} from the cache, ${formatBytes(logBytes)} of logs read`,
   );
   return platform ? ofPlatform({ runs, seen, logBytes }, platform) : { runs, seen, logBytes };
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -66,7 +66,10 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
     tb.gitlab.clearFaults();
     tb.github.resetRequests();
   });
-  afterAll(async () => tb?.stop());
+  afterAll(async () => {
+    await tb?.stop();
+    if (stateRoot) await rm(stateRoot, { recursive: true, force: true });
+  });
 
   it("wrong GitHub token: says which token and what it needs", async () => {
     const result = await cli(["xref", ...gh(), ...tb.gitlabArgs], { GH_TOKEN: "ghp_wrong" });
@@ -185,7 +188,8 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
   });
 
   it("a hostile image tag is refused before anything touches the disk", async () => {
-    const cwd = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-cwd-"));
+    const cwd = path.join(stateRoot, "cwd");
+    await mkdir(cwd);
     for (const tag of ["../../etc", "a/b"]) {
       const result = await runBinary(["download", tag, ...gh()], { env: tb.env, cwd });
       expectOneLineError(result, /invalid image tag/, 2);

@@ -187,20 +187,23 @@ describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
   });
 
   it("one corrupt artifact: the others are pushed, --once fails, the failure backs off and is skipped until it expires", async () => {
-    await add(builds.good);
-    await add(builds.corrupt);
+    const good = await add(builds.good);
+    const corrupt = await add(builds.corrupt);
     const backoff = ["--retry-backoff", "600"];
     try {
       const first = await once(backoff);
       expect(first.code).toBe(1);
       const errors = plainStderrLines(first.stderr).filter((l) => l.startsWith("Error: "));
+      // The last line names the tag with its error (the image's own error record says it too).
       expect(errors).toEqual([
         expect.stringMatching(
           new RegExp(
-            `^Error: daemon --once: 1 image tag\\(s\\) not synced: ${tagOf(builds.corrupt)} — .*failures\\.json`,
+            `^Error: daemon --once: 1 image tag\\(s\\) not synced: ${tagOf(builds.corrupt)}: prepare failed: .*presto-native-worker-cpu.* — .*failures\\.json`,
           ),
         ),
       ]);
+      // The artifact it downloaded before failing is counted with the good one.
+      expect(summaries(first.stderr)[0]?.downloadedBytes).toBe(good.size + corrupt.size);
       for (const t of gitlabTagsOf(builds.good)) expect(await present()).toContain(t);
       const entry = (await failures())[tagOf(builds.corrupt)];
       expect(entry?.attempts).toBe(1);

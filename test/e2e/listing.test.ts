@@ -8,7 +8,7 @@ import {
   type ScenarioRun,
 } from "../testbed/scenario.js";
 import { runBinary } from "./run-cli.js";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -32,7 +32,10 @@ describe.skipIf(gate.skip)(`listing commands on the testbed ${gate.reason}`, () 
     stateDir = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-state-"));
     await seedScenario(tb, runs, { extraTags: NIGHTLY_TAGS });
   });
-  afterAll(async () => tb?.stop());
+  afterAll(async () => {
+    await tb?.stop();
+    if (stateDir) await rm(stateDir, { recursive: true, force: true });
+  });
 
   it("xref lists exactly the missing tags, then a second xref downloads no log", async () => {
     tb.github.resetRequests();

@@ -408,8 +408,19 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       expect(result.stdout).toContain("(docker engine)");
       expect(result.stdout).toContain("Push complete: 3 pushed.");
       expect(result.stdout + result.stderr).not.toContain(REGISTRY_PASSWORD);
-      // Layer progress is one log line per state change, not per byte tick.
-      expect(result.stderr).toMatch(/"status":"Pushed"/);
+      // One line per image and state at the default level: loading, pushing, pushed with what
+      // moved; no line per layer (those are --log-level debug's).
+      for (const repo of REPOS) {
+        expect(result.stderr).toContain(
+          `"msg":"loading ${repo}:${tagOf(c)} into the Docker engine"`,
+        );
+        expect(result.stdout).toMatch(
+          new RegExp(
+            `Pushing \\S+/x86/${repo}:\\S+ \\.\\.\\.\\n  archive: .*\\n  pushed sha256:[0-9a-f]{64}: \\d+ layers? sent \\([\\d.]+ [KMG]?i?B before compression\\), \\d+ reused, in [\\d.]+ s`,
+          ),
+        );
+      }
+      expect(result.stderr).not.toMatch(/"layer":/);
       // Credentials travelled with the push only: nothing was written under HOME.
       await expect(readdir(path.join(home, ".docker"))).rejects.toThrow();
 

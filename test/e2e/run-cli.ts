@@ -16,6 +16,8 @@ export interface RunOptions {
   cwd?: string;
   input?: string;
   timeoutMs?: number;
+  /** Another copy of the launcher (an installed one); the checkout's by default. */
+  bin?: string;
 }
 
 export interface RunningCli {
@@ -40,7 +42,7 @@ export function startBinary(args: string[], options: RunOptions = {}): RunningCl
     if (value === undefined) delete env[key];
     else env[key] = value;
   }
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [options.bin ?? BIN, ...args], {
     cwd: options.cwd ?? root,
     env,
     stdio: "pipe",

@@ -1,27 +1,25 @@
 /**
  * `npm run testbed`: the whole testbed for a person — GitHub and GitLab stand-ins, a real registry
- * with GitLab-style token auth — seeded with demo runs, up until Ctrl-C.
+ * with GitLab-style token auth — seeded with the demo's builds, up until Ctrl-C. It prints what to
+ * export in another shell; the README's five-minute walkthrough starts from there.
  */
-import { startTestbed } from "./index.js";
+import { startTestbed, testbedExports } from "./index.js";
 import { seedDemo } from "./demo-data.js";
 
+process.stdout.write("Starting the GitHub and GitLab stand-ins and a real registry ...\n");
 const tb = await startTestbed();
+process.stdout.write("Making the demo's builds (one GitLab has, two it lacks) ...\n");
 await seedDemo(tb);
 const shellQuote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
 const lines = [
-  "gh-gitlab-sync testbed is up. In another shell:",
   "",
-  ...Object.entries(tb.env).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
-  `export GITHUB_API_URL=${tb.github.url}`,
-  `export GITLAB_URL=${tb.gitlab.url}`,
-  `export REGISTRY=${tb.gitlab.registryHost}`,
+  "gh-gitlab-sync testbed is up. In another shell, in this checkout:",
   "",
-  "./bin/gh-gitlab-sync gh-list",
-  './bin/gh-gitlab-sync gitlab-list --gitlab-host "$GITLAB_URL"',
-  './bin/gh-gitlab-sync xref --gitlab-host "$GITLAB_URL"',
+  'export PATH="$PWD/bin:$PATH"',
+  ...Object.entries(testbedExports(tb)).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
+  "gh-gitlab-sync xref",
   "",
-  `registry: ${tb.gitlab.registryHost} (user ${tb.registryArgs[3]}, password ${tb.registryArgs[5]})`,
-  `scratch:  ${tb.dir}`,
+  `scratch: ${tb.dir}`,
   "Ctrl-C stops everything and removes the scratch directory.",
 ];
 process.stdout.write(`${lines.join("\n")}\n`);

@@ -112,6 +112,8 @@ function probe(): { ok: boolean; reason?: string } {
   // tsx runs this very file, so the probe starts dockerd exactly as the tests will.
   const result = spawnSync(process.execPath, ["--import", "tsx", self, PROBE_FLAG], {
     cwd: projectRoot,
+    // tsx would otherwise keep a compile cache in the system's temporary directory.
+    env: { ...process.env, TSX_DISABLE_CACHE: "1" },
     encoding: "utf8",
     timeout: START_TIMEOUT_MS + STOP_TIMEOUT_MS * 2 + 10_000,
   });

@@ -67,6 +67,8 @@ export interface RequestRecord {
   bytesSent: number;
   range?: string;
   authorization: boolean;
+  /** The address the request came from: a proxy's outgoing address, or the client's own. */
+  peer: string;
 }
 
 export interface Fault {
@@ -196,6 +198,7 @@ class StandIn {
       status: 0,
       bytesSent: 0,
       authorization: req.headers.authorization !== undefined,
+      peer: req.socket.remoteAddress ?? "",
     };
     const range = req.headers.range;
     if (range) entry.range = range;

@@ -170,6 +170,8 @@ describe.skipIf(!availability.ok)(
         method: "GET",
         path: "/api/v4/projects/42/registry/repositories",
         status: 503,
+        // Who asked: a proxy's outgoing address tells carried requests from direct ones.
+        peer: "127.0.0.1",
       });
     });
   },

@@ -5,8 +5,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { makeSigningKey, signRegistryToken, type RegistryAccess } from "./jwt.js";
 import { REGISTRY_SERVICE, startRegistry, type RegistryProcess } from "./registry.js";
+import { startHttpsFront, type HttpsFront } from "./tls.js";
 
 export const REGISTRY_ISSUER = "gitlab-issuer";
+export const STANDIN_USER_AGENT = "gitlab-standin";
 const TOKEN_TTL_SECONDS = 300;
 
 const MANIFEST_ACCEPT = [
@@ -21,6 +23,8 @@ export interface StandInRequest {
   /** Path and query as received, e.g. `/api/v4/projects/42/registry/repositories?per_page=100`. */
   path: string;
   status: number;
+  /** The address the request came from: a proxy's outgoing address, or the client's own. */
+  peer: string;
 }
 
 export interface InjectedFault {
@@ -48,6 +52,11 @@ export interface GitlabStandInOptions {
   projectId?: number;
   /** Scratch directory: the signing key and the registry's storage and logs. */
   dir: string;
+  /**
+   * Also serve GitLab and the registry over https with this certificate, each behind an https
+   * front (as GitLab's nginx does); the token realm the registry names is then the https one.
+   */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export interface GitlabStandIn {
@@ -55,8 +64,10 @@ export interface GitlabStandIn {
   url: string;
   host: string;
   registry: RegistryProcess;
-  /** `127.0.0.1:<port>` of the registry: what `--registry` takes. */
+  /** `127.0.0.1:<port>` of the registry: what `--registry` takes (its https front with `tls`). */
   registryHost: string;
+  /** With `tls`: GitLab's https address, what `--gitlab-host` takes then. */
+  tlsUrl?: string;
   projectPath: string;
   projectId: number;
   token: string;
@@ -228,17 +239,27 @@ export async function startGitlabStandIn(options: GitlabStandInOptions): Promise
   const url = `http://${host}`;
 
   let registry: RegistryProcess;
+  const fronts: HttpsFront[] = [];
   try {
+    const gitlabFront = options.tls ? await startHttpsFront({ port }, options.tls) : undefined;
+    if (gitlabFront) fronts.push(gitlabFront);
     registry = await startRegistry({
       dir: join(options.dir, "registry"),
-      realm: `${url}/jwt/auth`,
+      realm: `${gitlabFront?.url ?? url}/jwt/auth`,
       issuer: REGISTRY_ISSUER,
       certPath: signing.certPath,
     });
+    if (options.tls) {
+      const registryPort = Number(registry.host.split(":")[1]);
+      fronts.push(await startHttpsFront({ port: registryPort }, options.tls));
+    }
   } catch (error) {
     server.close();
+    await Promise.all(fronts.map((f) => f.close()));
     throw error;
   }
+  // The address GitLab reports for the registry: its https front when there is one.
+  const publicRegistry = fronts[1]?.host ?? registry.host;
 
   const mintRegistryToken = (access: RegistryAccess[], subject = "gitlab-standin"): string =>
     signRegistryToken({
@@ -273,6 +294,8 @@ export async function startGitlabStandIn(options: GitlabStandInOptions): Promise
   ): Promise<Response> {
     const headers: Record<string, string> = {
       authorization: `Bearer ${ownToken(access)}`,
+      // Tells the stand-in's own reads apart from the tool's in the registry's access log.
+      "user-agent": STANDIN_USER_AGENT,
     };
     if (accept) headers.accept = accept;
     return fetch(new URL(path, registry.url), { headers });
@@ -338,7 +361,7 @@ export async function startGitlabStandIn(options: GitlabStandInOptions): Promise
   const tagJson = (repo: string, tag: string): TagJson => ({
     name: tag,
     path: `${repo}:${tag}`,
-    location: `${registry.host}/${repo}:${tag}`,
+    location: `${publicRegistry}/${repo}:${tag}`,
   });
 
   async function repositoryJson(name: string, url: URL): Promise<RegistryRepositoryJson> {
@@ -347,7 +370,7 @@ export async function startGitlabStandIn(options: GitlabStandInOptions): Promise
       name: name === projectPath ? "" : name.slice(projectPath.length + 1),
       path: name,
       project_id: projectId,
-      location: `${registry.host}/${name}`,
+      location: `${publicRegistry}/${name}`,
       created_at: await createdAt(name),
       cleanup_policy_started_at: null,
       status: null,
@@ -563,19 +586,25 @@ export async function startGitlabStandIn(options: GitlabStandInOptions): Promise
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", `http://${host}`);
     const pathAndQuery = `${url.pathname}${url.search}`;
+    const peer = req.socket.remoteAddress ?? "";
     inFlight += 1;
     peak = Math.max(peak, inFlight);
     res.once("close", () => {
       inFlight -= 1;
     });
     res.once("finish", () =>
-      requests.push({ method: req.method ?? "GET", path: pathAndQuery, status: res.statusCode }),
+      requests.push({
+        method: req.method ?? "GET",
+        path: pathAndQuery,
+        status: res.statusCode,
+        peer,
+      }),
     );
     const fault = takeFault(pathAndQuery);
     if (fault) {
       if (fault.delayMs) await sleep(fault.delayMs);
       if (fault.cut) {
-        requests.push({ method: req.method ?? "GET", path: pathAndQuery, status: 0 });
+        requests.push({ method: req.method ?? "GET", path: pathAndQuery, status: 0, peer });
         req.socket.destroy();
         return;
       }
@@ -600,7 +629,8 @@ export async function startGitlabStandIn(options: GitlabStandInOptions): Promise
     url,
     host,
     registry,
-    registryHost: registry.host,
+    registryHost: publicRegistry,
+    ...(fronts[0] ? { tlsUrl: fronts[0].url } : {}),
     projectPath,
     projectId,
     token: options.token,
@@ -622,6 +652,7 @@ export async function startGitlabStandIn(options: GitlabStandInOptions): Promise
       await Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
         registry.stop(),
+        ...fronts.map((f) => f.close()),
       ]);
     },
   };

@@ -4,6 +4,7 @@ import path from "node:path";
 import { startGithubStandIn, type GithubStandIn } from "./github-standin.js";
 import { startGitlabStandIn, type GitlabStandIn } from "./gitlab-standin.js";
 import { registryAvailability } from "./system.js";
+import { makeTestCa, type TestCa } from "./tls.js";
 
 export const GITHUB_TOKEN = "ghp_testbedToken0123456789";
 export const GITLAB_TOKEN = "glpat-testbedToken0123";
@@ -25,28 +26,45 @@ export interface Testbed {
   stop(): Promise<void>;
 }
 
-export async function startTestbed(options: { dir?: string } = {}): Promise<Testbed> {
+export interface TestbedOptions {
+  dir?: string;
+  /**
+   * Serve GitLab and the registry over https with a certificate from a CA made for the run;
+   * `env` then carries NODE_EXTRA_CA_CERTS, and the flags point at the https addresses.
+   */
+  tls?: boolean;
+}
+
+export async function startTestbed(options: TestbedOptions = {}): Promise<Testbed> {
   const dir = options.dir ?? (await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-testbed-")));
   const github = await startGithubStandIn({ token: GITHUB_TOKEN });
   let gitlab: GitlabStandIn;
+  let ca: TestCa | undefined;
   try {
+    ca = options.tls ? await makeTestCa(path.join(dir, "tls")) : undefined;
     gitlab = await startGitlabStandIn({
       token: GITLAB_TOKEN,
       registryUsers: { [REGISTRY_USER]: REGISTRY_PASSWORD },
       projectPath: PROJECT_PATH,
       dir: path.join(dir, "gitlab"),
+      ...(ca ? { tls: ca } : {}),
     });
   } catch (err) {
     await github.close();
+    if (!options.dir) await rm(dir, { recursive: true, force: true });
     throw err;
   }
   return {
     dir,
     github,
     gitlab,
-    env: { GH_TOKEN: GITHUB_TOKEN, GITLAB_TOKEN },
+    env: {
+      GH_TOKEN: GITHUB_TOKEN,
+      GITLAB_TOKEN,
+      ...(ca ? { NODE_EXTRA_CA_CERTS: ca.caPath } : {}),
+    },
     githubArgs: ["--github-api-url", github.url],
-    gitlabArgs: ["--gitlab-host", gitlab.url, "--gitlab-project", PROJECT_PATH],
+    gitlabArgs: ["--gitlab-host", gitlab.tlsUrl ?? gitlab.url, "--gitlab-project", PROJECT_PATH],
     registryArgs: [
       "--registry",
       gitlab.registryHost,
@@ -59,6 +77,41 @@ export async function startTestbed(options: { dir?: string } = {}): Promise<Test
       await Promise.allSettled([github.close(), gitlab.close()]);
       if (!options.dir) await rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** `daemon --once` on the testbed with the registry engine, JSON logs, downloads in its directory. */
+export function daemonOnceArgs(tb: Testbed, extra: string[] = []): string[] {
+  return [
+    "daemon",
+    "--once",
+    "--engine",
+    "registry",
+    "--downloads-dir",
+    path.join(tb.dir, "downloads"),
+    "--log-format",
+    "json",
+    ...tb.githubArgs,
+    ...tb.gitlabArgs,
+    ...tb.registryArgs,
+    ...extra,
+  ];
+}
+
+/**
+ * The variables a person exports to use the testbed by hand (`npm run testbed` prints them):
+ * the same names the tool reads on a real host, so every command runs without address flags.
+ */
+export function testbedExports(tb: Testbed): Record<string, string> {
+  return {
+    GITHUB_API_URL: tb.github.url,
+    GH_TOKEN: GITHUB_TOKEN,
+    GITLAB_HOST: tb.gitlab.tlsUrl ?? tb.gitlab.url,
+    GITLAB_TOKEN,
+    CI_REGISTRY: tb.gitlab.registryHost,
+    GITLAB_REGISTRY_USERNAME: REGISTRY_USER,
+    GITLAB_REGISTRY_PASSWORD: REGISTRY_PASSWORD,
+    ...(tb.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: tb.env.NODE_EXTRA_CA_CERTS } : {}),
   };
 }
 

@@ -11,6 +11,8 @@ export const REGISTRY_SERVICE = "container_registry";
 
 /** One line of the registry's access log (Apache combined format, written by the registry itself). */
 export interface AccessLogEntry {
+  /** The client's address. */
+  remote: string;
   method: string;
   /** Path with query, as the client sent it. */
   path: string;
@@ -79,7 +81,8 @@ function registryConfig(options: StartRegistryOptions, port: number, storageDir:
 }
 
 // 127.0.0.1 - - [02/Jan/2026:10:00:00 +0000] "GET /v2/ HTTP/1.1" 401 87 "" "curl/8.5.0"
-const ACCESS_LINE = /^\S+ \S+ \S+ \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-) "[^"]*" "([^"]*)"/;
+const ACCESS_LINE =
+  /^(\S+) \S+ \S+ \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-) "[^"]*" "([^"]*)"/;
 
 export function parseAccessLog(text: string): AccessLogEntry[] {
   const entries: AccessLogEntry[] = [];
@@ -87,11 +90,12 @@ export function parseAccessLog(text: string): AccessLogEntry[] {
     const m = ACCESS_LINE.exec(line);
     if (!m) continue;
     entries.push({
-      method: m[1] ?? "",
-      path: m[2] ?? "",
-      status: Number(m[3]),
-      bytes: m[4] === "-" ? 0 : Number(m[4]),
-      userAgent: m[5] ?? "",
+      remote: m[1] ?? "",
+      method: m[2] ?? "",
+      path: m[3] ?? "",
+      status: Number(m[4]),
+      bytes: m[5] === "-" ? 0 : Number(m[5]),
+      userAgent: m[6] ?? "",
     });
   }
   return entries;
@@ -105,7 +109,7 @@ function tail(path: string, lines = 15): string {
   }
 }
 
-async function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
+export async function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return true;
   return Promise.race([
     new Promise<boolean>((resolve) => child.once("exit", () => resolve(true))),
@@ -129,6 +133,16 @@ async function waitUntilServing(url: string, child: ChildProcess, errorLog: stri
     }
   }
   throw new Error(`docker-registry did not answer on ${url} within 15 s:\n${tail(errorLog)}`);
+}
+
+/** Ends a child the harness started: SIGTERM, then SIGKILL if it is still there after `ms`. */
+export async function terminate(child: ChildProcess, ms = 3000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  if (!(await waitForExit(child, ms))) {
+    child.kill("SIGKILL");
+    await waitForExit(child, 2000);
+  }
 }
 
 /**
@@ -178,12 +192,7 @@ export async function startRegistry(options: StartRegistryOptions): Promise<Regi
       accessLog: () => parseAccessLog(readFileSync(accessLogPath, "utf8")),
       async stop() {
         process.removeListener("exit", killOnExit);
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        child.kill("SIGTERM");
-        if (!(await waitForExit(child, 3000))) {
-          child.kill("SIGKILL");
-          await waitForExit(child, 2000);
-        }
+        await terminate(child);
       },
     };
   }

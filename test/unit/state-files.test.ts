@@ -22,6 +22,7 @@ const quiet: StepReporter = {
   detail: () => undefined,
   warn: () => undefined,
   text: () => undefined,
+  status: () => undefined,
   rule: () => undefined,
 };
 const ctx = () => ({ logger: silentLogger(), signal: new AbortController().signal });

@@ -1,0 +1,118 @@
+/**
+ * What a person sees in a terminal, read from a real one (tmux) as they would read it: the
+ * progress line fits the window and carries percent, bytes, rate and ETA; it is gone before
+ * any other line is printed (no debris on the screen afterwards); lines come in the order they
+ * happen; a failed `daemon --once` says its error once.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { addMissingBuild, singleBuild } from "../testbed/demo-data.js";
+import { startTestbed, testbedExports, testbedGate, type Testbed } from "../testbed/index.js";
+import { freePort } from "../testbed/registry.js";
+import { runInTerminal, terminalGate, type TerminalRun } from "../testbed/terminal.js";
+import { BIN } from "./run-cli.js";
+
+const gate = testbedGate();
+const term = terminalGate();
+
+const BUILD = singleBuild(7301, "terminal");
+/** A progress line (the bar itself only where there is room for it), as drawn or as left behind. */
+const PROGRESS = /^(download|load|push) \S+ +\d+% /;
+
+describe.skipIf(gate.skip || term.skip)(
+  `what a person sees in an 80-column terminal ${gate.reason}${term.reason}`,
+  () => {
+    let tb: Testbed;
+    const open: TerminalRun[] = [];
+    const inTerminal = async (args: string, env: Record<string, string> = {}) => {
+      const run = await runInTerminal(`node ${BIN} ${args}`, {
+        columns: 80,
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          HOME: tb.dir,
+          ...testbedExports(tb),
+          ...env,
+        },
+        cwd: tb.dir,
+      });
+      open.push(run);
+      return run;
+    };
+
+    beforeAll(async () => {
+      tb = await startTestbed();
+      await addMissingBuild(tb, BUILD, 0, { layerBytes: 2 << 20 });
+      // Paced, so the download takes a few seconds and its bar can be seen moving.
+      tb.github.injectFault({
+        match: "/artifacts/",
+        host: "blob",
+        bytesPerSecond: 2 << 20,
+        times: Infinity,
+      });
+    });
+    afterAll(async () => {
+      for (const run of open) await run.close();
+      await tb?.stop();
+    });
+
+    it("daemon --once: a progress line within 80 columns, cleared before the next line, lines in order", async () => {
+      const run = await inTerminal("daemon --once --engine registry --downloads-dir downloads");
+      const bars: string[] = [];
+      let finished = false;
+      void run.done.then(() => (finished = true));
+      while (!finished) {
+        for (const line of await run.screen()) if (PROGRESS.test(line)) bars.push(line);
+        await sleep(100);
+      }
+      expect(await run.done).toBe(0);
+      // Seen while it moved: label, percent, bar, bytes, rate and ETA, and never wider than the window.
+      expect(bars.length).toBeGreaterThan(0);
+      // The download's label leaves room for a bar at 80 columns.
+      expect(
+        bars.some((line) => /^download \S+ +\d+% \[[=> ]{6,}\] /.test(line)),
+        bars.join("\n"),
+      ).toBe(true);
+      for (const bar of bars) {
+        expect(bar.length).toBeLessThan(80);
+        expect(bar).toMatch(
+          /^(download presto-images-7301|push x86\/presto-[a-z…-]+) +\d+% (\[[=> ]+\] +)?[\d.]+\/[\d.]+ (KiB|MiB) +[\d.]+ (B|KiB|MiB)\/s ETA (\d+ s|\?)$/,
+        );
+      }
+      // Once it has moved for a moment: a rate and an ETA in seconds.
+      expect(
+        bars.some((bar) => / [\d.]+ (KiB|MiB)\/s ETA \d+ s$/.test(bar)),
+        bars.join("\n"),
+      ).toBe(true);
+      const screen = await run.screen();
+      // Nothing of a bar is left once the transfer is over.
+      expect(screen.filter((line) => PROGRESS.test(line))).toEqual([]);
+      const index = (text: string) => screen.findIndex((line) => line.includes(text));
+      const order = [
+        "daemon: one cycle",
+        "Downloading artifact 'presto-images-7301'",
+        "saved ",
+        "Executing registry push sequence",
+        "Pushing ",
+        "pushed sha256:",
+        "cycle 1 ok:",
+      ].map(index);
+      expect(
+        order.every((i) => i >= 0),
+        screen.join("\n"),
+      ).toBe(true);
+      expect([...order].sort((a, b) => a - b)).toEqual(order);
+    }, 120_000);
+
+    it("daemon --once with GitLab unreachable: the error is said once, on the last line", async () => {
+      const nobody = `http://127.0.0.1:${await freePort()}`;
+      const run = await inTerminal("daemon --once --engine registry --downloads-dir downloads", {
+        GITLAB_HOST: nobody,
+      });
+      expect(await run.done).toBe(1);
+      const screen = (await run.screen()).filter((line) => line.trim() !== "");
+      const saying = screen.filter((line) => line.includes(`Cannot reach GitLab at ${nobody}`));
+      expect(saying, screen.join("\n")).toHaveLength(1);
+      expect(screen.at(-1)).toMatch(/^Error: daemon --once: cycle failed: Cannot reach GitLab/);
+    }, 120_000);
+  },
+);
