@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { describeError } from "../errors.js";
 import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
 import {
   daemonOptionsSchema,
@@ -118,7 +119,11 @@ export function registerDaemon(program: Command, run: Runner): void {
               steps: logSteps,
               progress: ctx.progress,
               ...(health ? { onCycle: (summary) => health.record(summary) } : {}),
-              recordCycle: (summary) => writeLastCycle(stateDir, summary),
+              // A summary that cannot be kept costs a warning, never the daemon.
+              recordCycle: (summary) =>
+                writeLastCycle(stateDir, summary).catch((err: unknown) =>
+                  logger.warn({ err: describeError(err) }, "could not record the cycle for status"),
+                ),
             },
             {
               downloadsDir: workspace.downloadsDir,

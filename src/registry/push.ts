@@ -146,11 +146,8 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
   }
 
   const layers = info.diffIds.map((diffId) => done.get(diffId) as PushedLayer);
-  const { bytes, mediaType } = imageManifest(
-    { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 },
-    layers,
-    options.annotations,
-  );
+  const config = { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 };
+  const { bytes, mediaType } = imageManifest(config, layers, options.annotations);
   const manifestDigest = await client.putManifest(
     repository,
     options.tag,

@@ -6,7 +6,8 @@ import type { RegistryClient } from "../registry/client.js";
 import type { FailureEntry, FailureState } from "../workspace/failures.js";
 import type { SyncContext } from "./context.js";
 import { provenanceOfRun } from "./image-provenance.js";
-import { writeMultiarchIndexes } from "./multiarch.js";
+import { writeMultiarchIndexes, type WrittenIndex } from "./multiarch.js";
+import type { RunMetadata } from "../domain/metadata.js";
 import type { ExpectedEntry, ExpectedTags } from "./xref.js";
 
 export interface BuiltSettings {
@@ -27,8 +28,32 @@ export interface BuiltOutcome {
   /** Builds whose index could not be written, with why. */
   failed: Array<{ imageTag: string; error: string }>;
   /** Builds whose index write waits out a back-off, with the failure it waits after. */
-  deferred: Array<{ imageTag: string; failure: FailureEntry }>;
+  deferred: Array<{ imageTag: string; error: string }>;
   indexesWritten: number;
+}
+
+/** Why an image tag is not tried this cycle. */
+export function backingOff(entry: FailureEntry): string {
+  return `backing off until ${entry.next_retry} after ${entry.attempts} failure(s): ${entry.last_error}`;
+}
+
+/** The daemon's index stage: every tag of the build, pushed now or already there. */
+export function indexBuild(
+  ctx: SyncContext,
+  client: RegistryClient,
+  steps: StepReporter,
+  settings: Pick<BuiltSettings, "registry" | "registryProject"> & { retagAsLatest: boolean },
+  image: { metadata: RunMetadata; runs: ReadonlyArray<{ id: number; htmlUrl?: string }> },
+  pushed: { pushed: ReadonlyArray<{ gitlabTag: string }>; skipped: readonly string[] },
+): Promise<WrittenIndex[]> {
+  const run = image.runs[0];
+  return writeMultiarchIndexes(ctx, client, steps, {
+    registry: settings.registry,
+    registryProject: settings.registryProject,
+    gitlabTags: [...pushed.pushed.map((p) => p.gitlabTag), ...pushed.skipped],
+    ...(run ? { provenance: provenanceOfRun(image.metadata, run) } : {}),
+    retagAsLatest: settings.retagAsLatest,
+  });
 }
 
 /**
@@ -68,7 +93,7 @@ export async function settleBuilt(
       continue;
     }
     if (failure && !settings.ignoreBackoff && new Date(failure.next_retry) > new Date()) {
-      outcome.deferred.push({ imageTag, failure });
+      outcome.deferred.push({ imageTag, error: backingOff(failure) });
       continue;
     }
     const logger = ctx.logger.child({ imageTag });

@@ -6,7 +6,7 @@ import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
 import { exists } from "../util/files.js";
-import type { FailureEntry, FailureState } from "../workspace/failures.js";
+import type { FailureState } from "../workspace/failures.js";
 import { tagLayout } from "../workspace/layout.js";
 import { cleanTargets, removeTargets } from "./clean.js";
 import { computeXref } from "./compare.js";
@@ -15,9 +15,7 @@ import { downloadImageTag } from "./download.js";
 import { prepareImageTag } from "./prepare.js";
 import type { PushServices } from "./push.js";
 import { pushImageTag } from "./push.js";
-import { settleBuilt } from "./built.js";
-import { provenanceOfRun } from "./image-provenance.js";
-import { writeMultiarchIndexes } from "./multiarch.js";
+import { backingOff, indexBuild, settleBuilt } from "./built.js";
 import type { MissingImage } from "./xref.js";
 
 export interface DaemonSettings {
@@ -49,7 +47,7 @@ export interface DaemonServices {
   progress: (logger: Logger) => ProgressListener;
   /** Told of each finished cycle (the health endpoint and metrics). */
   onCycle?: (summary: CycleSummary) => void;
-  /** Keeps each finished cycle's summary where `status` reads it (the state directory). */
+  /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
   recordCycle?: (summary: CycleSummary) => Promise<void>;
 }
 
@@ -191,13 +189,7 @@ async function syncImageTag(
   // next cycles retry the index alone (see built.ts).
   if (settings.multiarchIndex) {
     await stage("index", () =>
-      writeMultiarchIndexes(sub, services.push.registryClient, steps, {
-        registry: settings.registry,
-        registryProject: settings.registryProject,
-        gitlabTags: [...pushed.pushed.map((p) => p.gitlabTag), ...pushed.skipped],
-        ...(run ? { provenance: provenanceOfRun(image.metadata, run) } : {}),
-        retagAsLatest: settings.retagAsLatest,
-      }),
+      indexBuild(sub, services.push.registryClient, steps, settings, image, pushed),
     );
   }
   return { pushed: pushed.pushed.length, uploadedBytes: pushed.bytesUploaded };
@@ -340,34 +332,12 @@ export async function runCycle(
     );
     summary.failed += built.failed.length;
     summary.deferred += built.deferred.length;
-    summary.notSynced.push(
-      ...built.failed,
-      ...built.deferred.map(({ imageTag, failure }) => ({ imageTag, error: backingOff(failure) })),
-    );
+    summary.notSynced.push(...built.failed, ...built.deferred);
   }
   if (summary.failed + summary.deferred > 0) summary.result = "partial";
   // A stop is a stop: a cycle a signal cut short is not reported as having gone well.
   if (ctx.signal.aborted) summary.result = "stopped";
   return finish();
-}
-
-/** Why an image tag was not tried this cycle. */
-function backingOff(entry: FailureEntry): string {
-  return `backing off until ${entry.next_retry} after ${entry.attempts} failure(s): ${entry.last_error}`;
-}
-
-/** A summary that cannot be kept costs a warning, never the daemon. */
-async function recordCycle(
-  ctx: SyncContext,
-  services: DaemonServices,
-  summary: CycleSummary,
-): Promise<void> {
-  if (!services.recordCycle) return;
-  try {
-    await services.recordCycle(summary);
-  } catch (err) {
-    ctx.logger.warn({ err: describeError(err) }, "could not record the cycle for `status`");
-  }
 }
 
 /** A cycle's summary, and what the daemon needs of it beyond the figures it reports. */
@@ -444,7 +414,7 @@ export async function runDaemon(
     const { notSynced: _notSynced, cause: _cause, ...forMonitor } = summary;
     // The monitor is told which tags are not synced; the log says so per image already.
     services.onCycle?.(forMonitor);
-    await recordCycle(ctx, services, forMonitor);
+    await services.recordCycle?.(forMonitor);
     const { failedTags: _tags, ...record } = forMonitor;
     ctx.logger.info(
       { summary: record },
