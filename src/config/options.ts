@@ -105,9 +105,13 @@ export const httpOptionsSchema = z.object({
   httpTimeout: wholeNumber(1, 86_400, "must be a whole number of seconds from 1 to 86400"),
 });
 
+/** A path may hold anything but a NUL byte, which no file system accepts (Node throws a TypeError). */
+const NO_NUL = "must not hold a NUL byte";
+const noNul = (p: string | undefined): boolean => p === undefined || !p.includes("\0");
+
 export const workspaceOptionsSchema = z.object({
-  downloadsDir: z.string().trim().min(1).default(DEFAULT_DOWNLOADS_DIR),
-  stateDir: optionalText,
+  downloadsDir: z.string().trim().min(1).refine(noNul, NO_NUL).default(DEFAULT_DOWNLOADS_DIR),
+  stateDir: optionalText.refine(noNul, NO_NUL),
 });
 export type WorkspaceOptions = z.infer<typeof workspaceOptionsSchema>;
 

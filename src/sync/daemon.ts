@@ -1,11 +1,10 @@
-import { promises as fs } from "node:fs";
 import type { CycleSummary } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { SyncError, describeError, isDamagedInput } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
-import { exists } from "../util/files.js";
+import { ensureDir, exists } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
 import { tagLayout } from "../workspace/layout.js";
 import { cleanTargets, removeTargets } from "./clean.js";
@@ -392,7 +391,7 @@ export async function runDaemon(
   services: DaemonServices,
   settings: DaemonSettings,
 ): Promise<void> {
-  await fs.mkdir(settings.downloadsDir, { recursive: true });
+  await ensureDir(settings.downloadsDir);
   ctx.logger.info(
     {
       downloadsDir: settings.downloadsDir,

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { SyncError, errorCode } from "../errors.js";
-import { parseJsonFile, type JsonFileResult } from "../util/files.js";
+import { ensureDir, parseJsonFile, type JsonFileResult } from "../util/files.js";
 import { isProcessAlive } from "../util/process.js";
 
 export const LOCK_FILE = ".gh-gitlab-sync.lock";
@@ -141,7 +141,7 @@ export async function acquireWorkspaceLock(
   command: string,
 ): Promise<WorkspaceLock> {
   const dir = path.resolve(downloadsDir);
-  await fs.mkdir(dir, { recursive: true });
+  await ensureDir(dir);
   const file = path.join(dir, LOCK_FILE);
   const guard = `${file}${GUARD_SUFFIX}`;
   const me: LockHolder = {
