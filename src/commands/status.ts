@@ -23,7 +23,7 @@ export function registerStatus(
   addWorkspaceOptions(cmd);
   addJsonOption(cmd);
   withExamples(cmd, [
-    "gh-gitlab-sync status --downloads-dir /var/lib/gh-gitlab-sync",
+    "gh-gitlab-sync status --downloads-dir /var/lib/gh-gitlab-sync/downloads   # the unit's",
     "gh-gitlab-sync status --json | jq '.failures[].image_tag'",
   ]);
   cmd.action((raw: Record<string, unknown>) => run((ctx) => status(ctx, raw)));
