@@ -64,6 +64,7 @@ export interface PushTarballOptions {
   gzip?: GzipOptions;
   /** Bytes per upload request (a cut re-sends at most one); the client's default unless given. */
   chunkSize?: number;
+  annotations?: Readonly<Record<string, string>>; // on the manifest; the config stays as it is
 }
 
 const DEFAULT_CONCURRENCY = 3;
@@ -145,10 +146,8 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
   }
 
   const layers = info.diffIds.map((diffId) => done.get(diffId) as PushedLayer);
-  const { bytes, mediaType } = imageManifest(
-    { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 },
-    layers,
-  );
+  const config = { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 };
+  const { bytes, mediaType } = imageManifest(config, layers, options.annotations);
   const manifestDigest = await client.putManifest(
     repository,
     options.tag,

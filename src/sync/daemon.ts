@@ -1,11 +1,10 @@
-import { promises as fs } from "node:fs";
 import type { CycleSummary } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { SyncError, describeError, isDamagedInput } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
-import { exists } from "../util/files.js";
+import { ensureDir, exists } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
 import { tagLayout } from "../workspace/layout.js";
 import { cleanTargets, removeTargets } from "./clean.js";
@@ -15,6 +14,7 @@ import { downloadImageTag } from "./download.js";
 import { prepareImageTag } from "./prepare.js";
 import type { PushServices } from "./push.js";
 import { pushImageTag } from "./push.js";
+import { backingOff, indexBuild, settleBuilt } from "./built.js";
 import type { MissingImage } from "./xref.js";
 
 export interface DaemonSettings {
@@ -27,6 +27,12 @@ export interface DaemonSettings {
   registry: string;
   registryProject: string;
   username: string;
+  /** `--platform`: only the builds of this platform. */
+  platform?: string;
+  /** `--multiarch-index`: each build's repositories get their index (see sync/multiarch). */
+  multiarchIndex?: boolean;
+  /** `--retry-now`: the first cycle of this start does not wait out any back-off. */
+  retryNow?: boolean;
 }
 
 export interface DaemonServices {
@@ -40,6 +46,8 @@ export interface DaemonServices {
   progress: (logger: Logger) => ProgressListener;
   /** Told of each finished cycle (the health endpoint and metrics). */
   onCycle?: (summary: CycleSummary) => void;
+  /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
+  recordCycle?: (summary: CycleSummary) => Promise<void>;
 }
 
 /** An error as one log line: a SyncError with its hint, anything else as it describes itself. */
@@ -47,7 +55,7 @@ function errorLine(err: unknown): string {
   return err instanceof SyncError ? err.oneLine() : describeError(err);
 }
 
-type Stage = "download" | "prepare" | "push" | "clean";
+type Stage = "download" | "prepare" | "push" | "clean" | "index";
 
 class StageError extends Error {
   constructor(
@@ -176,6 +184,13 @@ async function syncImageTag(
       `cleaned ${removed.length} path(s) of ${image.imageTag}`,
     );
   });
+  // After the clean: the images are in, so a failing index leaves no download behind; the
+  // next cycles retry the index alone (see built.ts).
+  if (settings.multiarchIndex) {
+    await stage("index", () =>
+      indexBuild(sub, services.push.registryClient, steps, settings, image, pushed),
+    );
+  }
   return { pushed: pushed.pushed.length, uploadedBytes: pushed.bytesUploaded };
 }
 
@@ -217,8 +232,13 @@ export async function runCycle(
   });
 
   let missing: MissingImage[];
+  let xref: Awaited<ReturnType<typeof computeXref>>;
+  // --retry-now: an operator fixed the cause; this start's first cycle does not wait.
+  const ignoreBackoff = settings.retryNow === true && cycle === 1;
   try {
-    const xref = await computeXref(ctx, services.github, services.gitlab);
+    xref = await computeXref(ctx, services.github, services.gitlab, {
+      platform: settings.platform,
+    });
     summary.runs = xref.runs;
     summary.logBytes = xref.logBytes;
     missing = [...xref.result.missing].sort(oldestFirst);
@@ -259,11 +279,16 @@ export async function runCycle(
   for (const image of missing) {
     if (ctx.signal.aborted) break;
     const waiting = await services.failures.waiting(image.imageTag);
-    if (waiting) {
+    if (waiting && ignoreBackoff) {
+      ctx.logger.info(
+        { imageTag: image.imageTag, attempts: waiting.attempts, nextRetry: waiting.next_retry },
+        `${image.imageTag}: retrying now (--retry-now) instead of waiting until ${waiting.next_retry}`,
+      );
+    } else if (waiting) {
       summary.deferred += 1;
       summary.notSynced.push({
         imageTag: image.imageTag,
-        error: `backing off until ${waiting.next_retry} after ${waiting.attempts} failure(s): ${waiting.last_error}`,
+        error: backingOff(waiting),
       });
       ctx.logger.info(
         { imageTag: image.imageTag, attempts: waiting.attempts, nextRetry: waiting.next_retry },
@@ -296,6 +321,17 @@ export async function runCycle(
         `${image.imageTag}: ${message} (attempt ${entry.attempts}; next try after ${entry.next_retry})`,
       );
     }
+  }
+  if (!ctx.signal.aborted) {
+    const built = await settleBuilt(
+      ctx,
+      { ...services.push, failures: services.failures, steps: services.steps },
+      { ...settings, multiarchIndex: settings.multiarchIndex === true, ignoreBackoff },
+      { ...xref, missing: new Set(missing.map((m) => m.imageTag)) },
+    );
+    summary.failed += built.failed.length;
+    summary.deferred += built.deferred.length;
+    summary.notSynced.push(...built.failed, ...built.deferred);
   }
   if (summary.failed + summary.deferred > 0) summary.result = "partial";
   // A stop is a stop: a cycle a signal cut short is not reported as having gone well.
@@ -355,7 +391,7 @@ export async function runDaemon(
   services: DaemonServices,
   settings: DaemonSettings,
 ): Promise<void> {
-  await fs.mkdir(settings.downloadsDir, { recursive: true });
+  await ensureDir(settings.downloadsDir);
   ctx.logger.info(
     {
       downloadsDir: settings.downloadsDir,
@@ -377,6 +413,7 @@ export async function runDaemon(
     const { notSynced: _notSynced, cause: _cause, ...forMonitor } = summary;
     // The monitor is told which tags are not synced; the log says so per image already.
     services.onCycle?.(forMonitor);
+    await services.recordCycle?.(forMonitor);
     const { failedTags: _tags, ...record } = forMonitor;
     ctx.logger.info(
       { summary: record },

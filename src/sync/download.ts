@@ -13,7 +13,7 @@ import { progressTask, type ProgressListener, type StepReporter } from "../domai
 import { SyncError, interrupted } from "../errors.js";
 import { formatMiB } from "../util/bytes.js";
 import { checkDownloaded, downloadFile } from "../workspace/download.js";
-import { exists, writeJsonAtomic, type FreeBytes } from "../util/files.js";
+import { ensureDir, exists, writeJsonAtomic, type FreeBytes } from "../util/files.js";
 import { tagLayout, type MetadataFile, type TagLayout } from "../workspace/layout.js";
 import type { GithubServices, SyncContext } from "./context.js";
 import { findRunForTag } from "./runs.js";
@@ -158,7 +158,7 @@ export async function downloadImageTag(
   );
 
   steps.step(2, 5, "Ensuring download directory exists ...");
-  await fs.mkdir(layout.dir, { recursive: true });
+  await ensureDir(layout.dir);
 
   steps.step(3, 5, "Retrieving artifact metadata from GitHub ...");
   const artifacts = await listRunArtifacts(github.client, { repo, runId: run.id });
