@@ -8,6 +8,7 @@ import { retry } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { MiB, formatBytes } from "../util/bytes.js";
 import { diskFullError, ensureDir, ensureFreeSpace, type FreeBytes } from "../util/files.js";
+import { FileHasher } from "./file-hasher.js";
 
 export interface DownloadProgress {
   /** Bytes of the file present so far (including what an earlier attempt left). */
@@ -105,11 +106,11 @@ class OversizeError extends Error {
   }
 }
 
-/** What is in `<dest>.part` so far, and the hash of exactly those bytes. */
+/** What is in `<dest>.part` so far, and the hash of exactly those bytes (as they land). */
 interface PartFile {
   path: string;
   have: number;
-  hash: Hash;
+  hasher: FileHasher;
   /** Bytes fetched over the network by this call. */
   fetched: number;
   /** The whole file's size: the artifact's, else learnt from the first Content-Length. */
@@ -148,11 +149,12 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
       },
     );
   } catch (err) {
+    part.hasher.close();
     if (signal?.aborted) throw err;
     // A full disk needs room for the whole artifact again: its partial file is given back.
     throw await downloadFailure(err, attempts, part.path, path.dirname(dest), part.total);
   }
-  return finish(part.path, dest, part.have, part.hash.digest("hex"), {
+  return finish(part.path, dest, part.have, await part.hasher.digest(part.have), {
     ...options,
     fetched: part.fetched,
     attempts,
@@ -182,19 +184,21 @@ async function openPart(file: string, options: DownloadOptions): Promise<PartFil
       freeBytes: options.freeBytes,
     });
   }
-  const hash = createHash("sha256");
+  // What an earlier run left is hashed on the hasher's thread while the rest arrives.
+  const hasher = new FileHasher(file);
   if (have > 0) {
     logger.info({ part: file, bytes: have }, "resuming partial download");
-    await hashFile(file, hash);
+    hasher.advance(have);
   }
-  return { path: file, have, hash, fetched: 0, total: expectedSize };
+  return { path: file, have, hasher, fetched: 0, total: expectedSize };
 }
 
 /** Re-hash what is really on disk: a cut may leave other than what was counted. */
 async function rehash(part: PartFile): Promise<void> {
   part.have = await sizeOf(part.path);
-  part.hash = createHash("sha256");
-  if (part.have > 0) await hashFile(part.path, part.hash);
+  part.hasher.close();
+  part.hasher = new FileHasher(part.path);
+  part.hasher.advance(part.have);
 }
 
 /** One attempt: a fresh URL (signed ones expire), asked for the bytes after those on disk. */
@@ -207,7 +211,8 @@ async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void
     // The server ignored Range: this body is the whole file, so start the part file afresh.
     logger.warn("server does not resume (no 206); downloading from the start");
     part.have = 0;
-    part.hash = createHash("sha256");
+    part.hasher.close();
+    part.hasher = new FileHasher(part.path);
   }
   if (response.status === 416 && expectedSize !== undefined && part.have === expectedSize) {
     response.body.destroy();
@@ -225,11 +230,11 @@ async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void
 }
 
 /**
- * The body to the end of the part file: hashed and counted chunk by chunk, gathered into
- * `IO_CHUNK` writes with one in flight while the next fills. Not one byte past `limit` (the
- * declared size) reaches the disk, whatever the server goes on sending. Whatever ends it, the
- * write in flight lands before this returns, so the next attempt's size read (and append)
- * cannot race it.
+ * The body to the end of the part file: counted chunk by chunk, gathered into `IO_CHUNK` writes
+ * with one in flight while the next fills, each handed to the hasher once it is on disk. Not one
+ * byte past `limit` (the declared size) reaches the disk, whatever the server goes on sending.
+ * Whatever ends it, the write in flight lands before this returns, so the next attempt's size
+ * read (and append) cannot race it.
  */
 async function writeBody(
   part: PartFile,
@@ -241,6 +246,7 @@ async function writeBody(
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let writing: Promise<unknown> = Promise.resolve();
+  let written = part.have;
   const flush = async (): Promise<void> => {
     await writing;
     const buffers = pending;
@@ -248,11 +254,13 @@ async function writeBody(
     pendingBytes = 0;
     // Appended (the file is open with `a`, or fresh): no position to keep. A failure (a full
     // disk) surfaces at the next flush, which awaits this first.
-    writing = file.writev(buffers);
+    writing = writeAll(file, buffers).then((bytes) => {
+      written += bytes;
+      part.hasher.advance(written);
+    });
     writing.catch(() => undefined);
   };
   const take = (chunk: Buffer): void => {
-    part.hash.update(chunk);
     part.have += chunk.length;
     part.fetched += chunk.length;
     pending.push(chunk);
@@ -280,6 +288,24 @@ async function writeBody(
       await file.close();
     }
   }
+}
+
+/** All of `buffers`, appended: a short write (a disk filling up) goes on with the rest. */
+async function writeAll(file: fs.FileHandle, buffers: Buffer[]): Promise<number> {
+  let rest = buffers;
+  let total = 0;
+  while (rest.length > 0) {
+    const { bytesWritten } = await file.writev(rest);
+    if (bytesWritten === 0) throw new Error(`no byte of ${rest.length} buffer(s) was written`);
+    total += bytesWritten;
+    let skip = bytesWritten;
+    while (rest.length > 0 && skip >= (rest[0]?.length ?? 0)) {
+      skip -= rest[0]?.length ?? 0;
+      rest = rest.slice(1);
+    }
+    if (skip > 0 && rest[0]) rest = [rest[0].subarray(skip), ...rest.slice(1)];
+  }
+  return total;
 }
 
 async function downloadFailure(
