@@ -11,10 +11,20 @@
  *   `lazyRequire("undici")`, …), bundled on its own, so a command that never uses it never reads
  *   or parses it. The ids are collected from the compiled code; lazy.js is given, in the bundle,
  *   a table of requires of those files.
+ * - dist/load-cached.cjs (scripts/load-cached.cjs), which loads each of them, and beside each a
+ *   V8 code cache (`<file>.cache`) written here by running the file once in a child Node.
  * - dist/THIRD-PARTY-NOTICES: the licences of everything that went into them, from the
  *   bundles' own lists of inputs.
  */
-import { readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  copyFileSync,
+  readFileSync,
+  readdirSync,
+  writeFileSync,
+  existsSync,
+  rmSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,6 +35,7 @@ const dist = path.join(root, "dist");
 const OUT = path.join(dist, "gh-gitlab-sync.cjs");
 const VENDOR = path.join(dist, "vendor");
 const NOTICES = path.join(dist, "THIRD-PARTY-NOTICES");
+const LOADER = path.join(dist, "load-cached.cjs");
 
 function compiledFiles(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -48,10 +59,11 @@ function lazyIds() {
 const vendorFile = (id) => `vendor/${id.replace(/^@/, "").replace(/\//g, "__")}.cjs`;
 
 const ids = lazyIds();
-/** lazy.js as the bundle has it: the same function, over requires of the vendor bundles. */
+/** lazy.js as the bundle has it: the same function, over loads of the vendor bundles. */
 const lazyInBundle = `
+const load = (file) => require("./load-cached.cjs").loadCached(require("node:path").join(__dirname, file));
 const loaders = {
-${ids.map((id) => `  ${JSON.stringify(id)}: () => require(${JSON.stringify(`./${vendorFile(id)}`)}),`).join("\n")}
+${ids.map((id) => `  ${JSON.stringify(id)}: () => load(${JSON.stringify(vendorFile(id))}),`).join("\n")}
 };
 export function lazyRequire(id) {
   const load = loaders[id];
@@ -69,8 +81,11 @@ const lazyPlugin = {
       loader: "js",
       resolveDir: dist,
     }));
-    // The vendor bundles are files beside this one at run time, not part of it.
-    b.onResolve({ filter: /^\.\/vendor\// }, (args) => ({ path: args.path, external: true }));
+    // The loader is a file beside this one at run time, not part of it.
+    b.onResolve({ filter: /^\.\/load-cached\.cjs$/ }, (args) => ({
+      path: args.path,
+      external: true,
+    }));
   },
 };
 
@@ -163,9 +178,22 @@ const notices = [
   ]),
 ].join("\n");
 writeFileSync(NOTICES, notices);
-for (const file of [OUT, ...ids.map((id) => path.join(dist, vendorFile(id)))]) {
+const bundles = [OUT, ...ids.map((id) => path.join(dist, vendorFile(id)))];
+for (const file of bundles) {
   if (!existsSync(file)) throw new Error(`bundle: ${file} was not written`);
 }
+copyFileSync(path.join(root, "scripts", "load-cached.cjs"), LOADER);
+// In a child: evaluating the bundles defines their modules and nothing more (main is not run).
+execFileSync(
+  process.execPath,
+  [
+    "-e",
+    `const { writeFileSync } = require("node:fs");
+     const { codeCache } = require(${JSON.stringify(LOADER)});
+     for (const file of ${JSON.stringify(bundles)}) writeFileSync(file + ".cache", codeCache(file));`,
+  ],
+  { stdio: "inherit" },
+);
 process.stdout.write(
   `bundle: ${path.relative(root, OUT)} and ${ids.length} lazy in dist/vendor (${ids.join(", ")}), ${entries.length} packages${missing.length ? `; no licence file in ${missing.join(", ")}` : ""}\n`,
 );

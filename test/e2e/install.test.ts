@@ -74,6 +74,8 @@ describe("install from a packed tarball", () => {
     expect((await readdir(path.join(home, "dist"))).sort()).toEqual([
       "THIRD-PARTY-NOTICES",
       "gh-gitlab-sync.cjs",
+      "gh-gitlab-sync.cjs.cache",
+      "load-cached.cjs",
       "vendor",
     ]);
     const notices = readFileSync(path.join(home, "dist", "THIRD-PARTY-NOTICES"), "utf8");
