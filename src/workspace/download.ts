@@ -154,7 +154,13 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     // A full disk needs room for the whole artifact again: its partial file is given back.
     throw await downloadFailure(err, attempts, part.path, path.dirname(dest), part.total);
   }
-  return finish(part.path, dest, part.have, await part.hasher.digest(part.have), {
+  const sha256 = await part.hasher.digest(part.have).catch((err: unknown) => {
+    throw new SyncError(`cannot hash the download ${part.path} (${describeError(err)})`, {
+      hint: "rerun download: the partial file is kept and checked again",
+      cause: err,
+    });
+  });
+  return finish(part.path, dest, part.have, sha256, {
     ...options,
     fetched: part.fetched,
     attempts,
