@@ -149,7 +149,8 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
       },
     );
   } catch (err) {
-    part.hasher.close();
+    // Its file closed before a failure removes the part file, so the space comes back at once.
+    await part.hasher.close();
     if (signal?.aborted) throw err;
     // A full disk needs room for the whole artifact again: its partial file is given back.
     throw await downloadFailure(err, attempts, part.path, path.dirname(dest), part.total);
@@ -202,7 +203,7 @@ async function openPart(file: string, options: DownloadOptions): Promise<PartFil
 /** Re-hash what is really on disk: a cut may leave other than what was counted. */
 async function rehash(part: PartFile): Promise<void> {
   part.have = await sizeOf(part.path);
-  part.hasher.close();
+  await part.hasher.close();
   part.hasher = new FileHasher(part.path);
   part.hasher.advance(part.have);
 }
@@ -217,7 +218,7 @@ async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void
     // The server ignored Range: this body is the whole file, so start the part file afresh.
     logger.warn("server does not resume (no 206); downloading from the start");
     part.have = 0;
-    part.hasher.close();
+    await part.hasher.close();
     part.hasher = new FileHasher(part.path);
   }
   if (response.status === 416 && expectedSize !== undefined && part.have === expectedSize) {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { appendFile, writeFile } from "node:fs/promises";
+import { appendFile, readdir, readlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { FileHasher } from "../../src/workspace/file-hasher.js";
@@ -33,4 +33,24 @@ describe("FileHasher (the download's SHA-256 on its own thread)", () => {
     hasher.advance(100);
     await expect(hasher.digest(200)).rejects.toThrow(/ends at byte 100, short of 200/);
   });
+
+  it.runIf(process.platform === "linux")(
+    "holds no descriptor of the file once stopped (a removed part file's space comes back)",
+    async () => {
+      const file = path.join(await tempDir("file-hasher-"), "held.part");
+      await writeFile(file, Buffer.alloc(4096));
+      const holders = async () => {
+        const fds = await readdir("/proc/self/fd");
+        const targets = await Promise.all(
+          fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")),
+        );
+        return targets.filter((t) => t === file).length;
+      };
+      const hasher = new FileHasher(file);
+      hasher.advance(4096);
+      expect(await holders()).toBe(1);
+      await hasher.close();
+      expect(await holders()).toBe(0);
+    },
+  );
 });
