@@ -1,30 +1,26 @@
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { pipeline } from "node:stream/promises";
-import tar from "tar-stream";
 import { inspectImageTarball, type ImageTarballInfo } from "../archive/docker-save.js";
-import { GUNZIP_CHUNK, checkedGunzip, gzipFailure } from "../archive/gzip-check.js";
-import { DamagedInputError, SyncError, describeError } from "../errors.js";
-import { limiter, mapLimit } from "../net/limit.js";
+import { GUNZIP_CHUNK } from "../archive/gzip-check.js";
+import { readImageConfig } from "../archive/image-config.js";
+import { readSavedEntries } from "../archive/saved-entries.js";
+import { describeError } from "../errors.js";
+import { mapLimit } from "../net/limit.js";
 import type { Logger } from "../report/logger.js";
 import type { RegistryClient, UploadSession } from "./client.js";
 import type { GzipOptions } from "./gzip.js";
-import { imageManifest } from "./image-manifest.js";
-import type { CachedLayer, LayerCache } from "./layer-cache.js";
-import { REDOWNLOAD_HINT, uploadLayer } from "./layer-upload.js";
-import { shortDigest } from "./media-types.js";
+import {
+  findInRegistry,
+  mountFromSiblings,
+  pushedLayer,
+  putImage,
+  type PushedLayer,
+  type RepositoryTarget,
+} from "./image-writer.js";
+import type { LayerCache } from "./layer-cache.js";
+import { uploadLayer } from "./layer-upload.js";
 import { retryTransient } from "./transport.js";
 
-export type LayerAction = "uploaded" | "exists" | "mounted";
-
-export interface PushedLayer {
-  diffId: string;
-  /** Digest of the compressed blob in the registry. */
-  digest: string;
-  size: number;
-  mediaType: string;
-  action: LayerAction;
-}
+export type { LayerAction, PushedLayer } from "./image-writer.js";
 
 export interface PushResult {
   manifestDigest: string;
@@ -70,9 +66,6 @@ const DEFAULT_CONCURRENCY = 3;
 /** Tries of the streaming pass: a cut stream cannot be replayed, so the pass starts over. */
 const STREAM_ATTEMPTS = 3;
 
-/** tar-stream's entry stream (a streamx Readable). */
-type EntryBody = tar.ExtractEvents["entry"][1];
-
 interface Wanted {
   kind: "layer" | "config";
   path: string;
@@ -84,9 +77,9 @@ interface Wanted {
 /**
  * Pushes a `docker save` tarball straight to a registry, with no Docker daemon. Layers the
  * registry already has in the repository are skipped (HEAD), layers it has elsewhere are
- * mounted, and only the rest are read from the tarball, compressed (deterministically, so a
- * layer keeps its digest from push to push) and uploaded, several at once. The config goes up
- * byte for byte, so the image ID stays what `docker load` shows.
+ * mounted, and only the rest are read from the tarball (archive/saved-entries.ts), compressed
+ * (deterministically, so a layer keeps its digest from push to push) and uploaded, several at
+ * once. The config goes up byte for byte, so the image ID stays what `docker load` shows.
  */
 export async function pushTarball(options: PushTarballOptions): Promise<PushResult> {
   const { client, repository, logger, signal } = options;
@@ -134,35 +127,21 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
     .filter((l) => l.action === "uploaded")
     .reduce((sum, l) => sum + l.size, 0);
   if (configBytes) {
-    await client.uploadBlob(
-      repository,
-      info.configDigest,
-      configBytes.length,
-      () => configBytes,
-      signal,
-    );
-    bytesUploaded += configBytes.length;
+    const bytes = configBytes;
+    await client.uploadBlob(repository, info.configDigest, bytes.length, () => bytes, signal);
+    bytesUploaded += bytes.length;
   }
 
   const layers = info.diffIds.map((diffId) => done.get(diffId) as PushedLayer);
-  const { bytes, mediaType } = imageManifest(
-    { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 },
-    layers,
-  );
-  const manifestDigest = await client.putManifest(
-    repository,
-    options.tag,
-    bytes,
-    mediaType,
-    signal,
-  );
-  options.onProgress?.({ type: "manifest", digest: manifestDigest });
+  const config = { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 };
+  const manifest = await putImage(options, options.tag, config, layers);
+  options.onProgress?.({ type: "manifest", digest: manifest.digest });
   // The caller reports the image with what moved; this record is for --log-level debug.
   logger.debug(
     {
       repository,
       tag: options.tag,
-      digest: manifestDigest,
+      digest: manifest.digest,
       uploaded: layers.filter((l) => l.action === "uploaded").length,
       mounted: layers.filter((l) => l.action === "mounted").length,
       existing: layers.filter((l) => l.action === "exists").length,
@@ -171,27 +150,12 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
     `pushed ${client.registry}/${repository}:${options.tag}`,
   );
   return {
-    manifestDigest,
-    manifestMediaType: mediaType,
+    manifestDigest: manifest.digest,
+    manifestMediaType: manifest.mediaType,
     configDigest: info.configDigest,
     layers,
     bytesUploaded,
   };
-}
-
-/** Mounts a blob from the first sibling repository that has it; its size, or undefined. */
-async function mountFromSiblings(
-  options: PushTarballOptions,
-  digest: string,
-): Promise<number | undefined> {
-  const { client, repository, signal } = options;
-  for (const from of (options.siblings ?? []).filter((r) => r !== repository)) {
-    if (await client.mountBlob(repository, digest, from, signal)) {
-      options.logger.info({ repository, digest, from }, `config ${shortDigest(digest)} mounted`);
-      return client.blobSize(repository, digest, signal);
-    }
-  }
-  return undefined;
 }
 
 /** diff-id → index of its first occurrence: a layer listed twice goes up once. */
@@ -201,58 +165,6 @@ function uniqueLayers(info: ImageTarballInfo): Map<string, number> {
     if (!unique.has(diffId)) unique.set(diffId, index);
   });
   return unique;
-}
-
-/**
- * Whether the registry can have the layer without its bytes: already in the repository, or
- * mountable from a repository the cache (or the caller) names. Needs the compressed digest,
- * which only the cache knows before the layer has been compressed.
- */
-async function findInRegistry(
-  options: PushTarballOptions,
-  diffId: string,
-): Promise<PushedLayer | undefined> {
-  const { client, cache, repository, signal } = options;
-  const cached = cache.get(diffId);
-  if (!cached) return undefined;
-  const registry = client.registry;
-  if (await client.blobExists(repository, cached.digest, signal)) {
-    cache.record(diffId, cached, registry, repository);
-    return pushed(options, diffId, cached, "exists");
-  }
-  cache.forget(diffId, registry, repository);
-  const sources = [
-    ...new Set([...cache.repositoriesWith(diffId, registry), ...(options.siblings ?? [])]),
-  ];
-  for (const from of sources.filter((r) => r !== repository)) {
-    if (await client.mountBlob(repository, cached.digest, from, signal)) {
-      cache.record(diffId, cached, registry, repository);
-      return pushed(options, diffId, cached, "mounted", from);
-    }
-    cache.forget(diffId, registry, from);
-  }
-  return undefined;
-}
-
-function pushed(
-  options: PushTarballOptions,
-  diffId: string,
-  layer: CachedLayer,
-  action: LayerAction,
-  from?: string,
-): PushedLayer {
-  // One line per layer only at debug: at the default level each image is one line.
-  options.logger.debug(
-    {
-      repository: options.repository,
-      diffId,
-      digest: layer.digest,
-      size: layer.size,
-      ...(from ? { from } : {}),
-    },
-    `layer ${shortDigest(layer.digest)} ${action}`,
-  );
-  return { diffId, digest: layer.digest, size: layer.size, mediaType: layer.mediaType, action };
 }
 
 /**
@@ -303,15 +215,25 @@ async function passes(
   onConfig: (bytes: Buffer) => void,
 ): Promise<void> {
   let configBytes: Buffer | undefined;
+  const target: RepositoryTarget = options;
+  const byPath = new Map(wanted.map((w) => [w.path, w]));
   await retryTransient(
     async () => {
       const left = wanted.filter((w) =>
         w.kind === "config" ? configBytes === undefined : !done.has(w.diffId),
       );
       if (left.length === 0) return;
-      await readTarball(options, left, concurrency, async (item, body) => {
+      const read = {
+        open: () => createReadStream(options.tarball, { highWaterMark: GUNZIP_CHUNK }),
+        label: options.tarball,
+        wanted: left.map((w) => w.path),
+        concurrency,
+        signal: options.signal,
+      };
+      await readSavedEntries(read, async (path, body) => {
+        const item = byPath.get(path) as Wanted;
         if (item.kind === "config") {
-          configBytes = await readConfig(options.tarball, info, body);
+          configBytes = await readImageConfig(options.tarball, info.configDigest, body);
           onConfig(configBytes);
           return;
         }
@@ -334,9 +256,9 @@ async function passes(
           body,
         );
         options.cache.record(item.diffId, layer, options.client.registry, options.repository);
-        const pushedLayer = pushed(options, item.diffId, layer, "uploaded");
-        done.set(pushedLayer.diffId, pushedLayer);
-        options.onProgress?.({ type: "layer", layer: pushedLayer });
+        const pushed = pushedLayer(target, item.diffId, layer, "uploaded");
+        done.set(pushed.diffId, pushed);
+        options.onProgress?.({ type: "layer", layer: pushed });
         await options.cache.save();
       });
     },
@@ -350,101 +272,4 @@ async function passes(
         ),
     },
   );
-}
-
-/**
- * Streams the tarball once, handing each wanted entry's body to `handle` (at most `concurrency`
- * at once; the tar is read in order, so an entry waits for a free slot). Stops reading as soon
- * as every wanted entry has been seen.
- */
-async function readTarball(
-  options: PushTarballOptions,
-  wanted: Wanted[],
-  concurrency: number,
-  handle: (item: Wanted, body: EntryBody) => Promise<void>,
-): Promise<void> {
-  const byPath = new Map(wanted.map((w) => [w.path, w]));
-  const slots = limiter(concurrency);
-  const jobs: Array<Promise<void>> = [];
-  // Stops the read when every wanted entry is in or one failed; the caller's signal stops it too.
-  const controller = new AbortController();
-  const signal = options.signal
-    ? AbortSignal.any([options.signal, controller.signal])
-    : controller.signal;
-  let failure: Error | undefined;
-  let allSeen = false;
-
-  const extract = tar.extract();
-  extract.on("entry", (header, body, next) => {
-    body.on("error", () => undefined);
-    const item = byPath.get(header.name.replace(/^(\.\/)+/, ""));
-    if (!item || failure !== undefined) {
-      body.on("end", () => next());
-      body.resume();
-      return;
-    }
-    byPath.delete(item.path);
-    // The tar stays where it is (no `next()`) until this entry has a slot and its body is read.
-    const job = slots(async () => {
-      // A failure or an abort ended the read while the entry waited: its body is gone.
-      if (signal.aborted) return;
-      body.on("end", () => {
-        if (byPath.size > 0) return next();
-        // Nothing more to read: the rest of the tar (often gigabytes of other layers) is skipped.
-        allSeen = true;
-        controller.abort();
-      });
-      await handle(item, body);
-    });
-    jobs.push(job);
-    job.catch((err: unknown) => {
-      failure ??= err instanceof Error ? err : new Error(String(err));
-      controller.abort();
-    });
-  });
-
-  const [magic, gunzip] = checkedGunzip();
-  try {
-    await pipeline(
-      createReadStream(options.tarball, { highWaterMark: GUNZIP_CHUNK }),
-      magic,
-      gunzip,
-      extract,
-      {
-        signal,
-      },
-    );
-  } catch (err) {
-    if (!allSeen && failure === undefined) {
-      options.signal?.throwIfAborted();
-      failure =
-        gzipFailure(options.tarball, err) ??
-        new SyncError(`cannot read ${options.tarball} (${describeError(err)})`, {
-          hint: REDOWNLOAD_HINT,
-          cause: err,
-        });
-    }
-  }
-  await Promise.allSettled(jobs);
-  if (failure !== undefined) throw failure;
-  options.signal?.throwIfAborted();
-  if (byPath.size > 0) {
-    throw new DamagedInputError(
-      `${options.tarball} changed while pushing: ${[...byPath.keys()].join(", ")} is gone`,
-      { hint: REDOWNLOAD_HINT },
-    );
-  }
-}
-
-async function readConfig(file: string, info: ImageTarballInfo, body: EntryBody): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(chunk as Buffer);
-  const bytes = Buffer.concat(chunks);
-  const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-  if (digest !== info.configDigest) {
-    throw new DamagedInputError(`${file}: the image config changed since it was checked`, {
-      hint: REDOWNLOAD_HINT,
-    });
-  }
-  return bytes;
 }
