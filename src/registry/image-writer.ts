@@ -103,17 +103,18 @@ export function pushedLayer(
 
 /**
  * The config blob, byte for byte (so the image ID stays what `docker load` shows): already
- * there, mounted from a sibling (the same image under a second name), or uploaded. Returns the
- * bytes it uploaded (0 when none).
+ * there, mounted from a sibling when `tryMount` (the same image under a second name), or
+ * uploaded. Returns the bytes it uploaded (0 when none).
  */
 export async function ensureConfig(
   target: RepositoryTarget,
   digest: string,
   bytes: Buffer,
+  tryMount: boolean,
 ): Promise<number> {
   const { client, repository, signal } = target;
   if ((await client.blobSize(repository, digest, signal)) !== undefined) return 0;
-  if ((await mountFromSiblings(target, digest)) !== undefined) return 0;
+  if (tryMount && (await mountFromSiblings(target, digest)) !== undefined) return 0;
   await client.uploadBlob(repository, digest, bytes.length, () => bytes, signal);
   return bytes.length;
 }

@@ -1,4 +1,5 @@
 import { createReadStream } from "node:fs";
+import type { Readable } from "node:stream";
 import { inspectImageTarball, type ImageTarballInfo } from "../archive/docker-save.js";
 import { GUNZIP_CHUNK } from "../archive/gzip-check.js";
 import { readImageConfig } from "../archive/image-config.js";
@@ -66,7 +67,7 @@ const DEFAULT_CONCURRENCY = 3;
 /** Tries of the streaming pass: a cut stream cannot be replayed, so the pass starts over. */
 const STREAM_ATTEMPTS = 3;
 
-interface Wanted {
+export interface Wanted {
   kind: "layer" | "config";
   path: string;
   diffId: string;
@@ -132,6 +133,13 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
     bytesUploaded += bytes.length;
   }
 
+  if (info.layout === "legacy") {
+    // What each legacy layer path holds, so that a streaming sync of the next build knows it.
+    info.layers.forEach((path, i) =>
+      options.cache.recordAlias(path, info.layerSizes[i] ?? 0, info.diffIds[i] ?? ""),
+    );
+    await options.cache.save();
+  }
   const layers = info.diffIds.map((diffId) => done.get(diffId) as PushedLayer);
   const config = { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 };
   const manifest = await putImage(options, options.tag, config, layers);
@@ -167,6 +175,32 @@ function uniqueLayers(info: ImageTarballInfo): Map<string, number> {
   return unique;
 }
 
+/** Where a tarball's bytes come from: a file, or its entry in a zip. */
+export interface TarballSource {
+  /** Opens the `.tar.gz` bytes from their start. */
+  open: () => Readable;
+  /** Names it in messages. */
+  label: string;
+}
+
+export interface UploadEntriesOptions {
+  target: RepositoryTarget;
+  source: TarballSource;
+  /** The layers (and the config) to read and upload. */
+  wanted: Wanted[];
+  /** Filled in as layers go up. */
+  done: Map<string, PushedLayer>;
+  /** The image's config digest, when the config is wanted. */
+  configDigest?: string;
+  concurrency: number;
+  gzip?: GzipOptions | undefined;
+  chunkSize?: number | undefined;
+  /** Uploads left unfinished, by diff-id: taken up, and kept up to date. */
+  sessions?: Map<string, UploadSession>;
+  onRead?: (diffId: string, bytes: number) => void;
+  onLayer?: (layer: PushedLayer) => void;
+}
+
 /**
  * Reads the tarball for the layers (and config) the registry lacks, uploading each as it comes
  * out. A transient failure in the middle of a streamed upload restarts the pass for the layers
@@ -180,19 +214,43 @@ async function uploadFromTarball(
   done: Map<string, PushedLayer>,
   concurrency: number,
 ): Promise<Buffer | undefined> {
-  let configBytes: Buffer | undefined;
-  const { cache, client, repository } = options;
+  const tarball = options.tarball;
+  return uploadEntries({
+    target: options,
+    source: {
+      open: () => createReadStream(tarball, { highWaterMark: GUNZIP_CHUNK }),
+      label: tarball,
+    },
+    wanted,
+    done,
+    configDigest: info.configDigest,
+    concurrency,
+    gzip: options.gzip,
+    chunkSize: options.chunkSize,
+    onRead: (diffId, bytes) => options.onProgress?.({ type: "read", diffId, bytes }),
+    onLayer: (layer) => options.onProgress?.({ type: "layer", layer }),
+  });
+}
+
+/**
+ * The passes over a tarball for the entries still wanted, until every one is in or a failure is
+ * final. Unfinished uploads are kept in the layer cache when it ends without them, so that the
+ * next push (within a day) takes each up where the registry stands.
+ */
+export async function uploadEntries(options: UploadEntriesOptions): Promise<Buffer | undefined> {
+  const { target, wanted, done } = options;
+  const { cache, client, repository } = target;
   // Uploads a pass left unfinished: the next pass takes each up where the registry stands, and
   // so does the next push when this one ends before they are done (stopped, or failed for good).
-  const sessions = new Map<string, UploadSession>();
+  const sessions = options.sessions ?? new Map<string, UploadSession>();
   for (const item of wanted) {
     const location = cache.upload(client.registry, repository, item.diffId);
-    if (location) sessions.set(item.diffId, { repository, location, offset: 0 });
+    if (location && !sessions.has(item.diffId)) {
+      sessions.set(item.diffId, { repository, location, offset: 0 });
+    }
   }
   try {
-    await passes(options, info, wanted, done, concurrency, sessions, (bytes) => {
-      configBytes = bytes;
-    });
+    return await passes(options, sessions);
   } finally {
     for (const item of wanted.filter((w) => w.kind === "layer")) {
       const location = done.has(item.diffId) ? undefined : sessions.get(item.diffId)?.location;
@@ -201,21 +259,14 @@ async function uploadFromTarball(
     // Best effort on the way out of a failure: the failure itself is what the caller must see.
     await cache.save().catch(() => undefined);
   }
-  return configBytes;
 }
 
-/** The passes over the tarball, until every wanted entry is in or a failure is final. */
 async function passes(
-  options: PushTarballOptions,
-  info: ImageTarballInfo,
-  wanted: Wanted[],
-  done: Map<string, PushedLayer>,
-  concurrency: number,
+  options: UploadEntriesOptions,
   sessions: Map<string, UploadSession>,
-  onConfig: (bytes: Buffer) => void,
-): Promise<void> {
+): Promise<Buffer | undefined> {
+  const { target, source, wanted, done } = options;
   let configBytes: Buffer | undefined;
-  const target: RepositoryTarget = options;
   const byPath = new Map(wanted.map((w) => [w.path, w]));
   await retryTransient(
     async () => {
@@ -224,27 +275,26 @@ async function passes(
       );
       if (left.length === 0) return;
       const read = {
-        open: () => createReadStream(options.tarball, { highWaterMark: GUNZIP_CHUNK }),
-        label: options.tarball,
+        open: source.open,
+        label: source.label,
         wanted: left.map((w) => w.path),
-        concurrency,
-        signal: options.signal,
+        concurrency: options.concurrency,
+        signal: target.signal,
       };
       await readSavedEntries(read, async (path, body) => {
         const item = byPath.get(path) as Wanted;
         if (item.kind === "config") {
-          configBytes = await readImageConfig(options.tarball, info.configDigest, body);
-          onConfig(configBytes);
+          configBytes = await readImageConfig(source.label, options.configDigest ?? "", body);
           return;
         }
         const layer = await uploadLayer(
           {
-            client: options.client,
-            repository: options.repository,
-            tarball: options.tarball,
-            signal: options.signal,
+            client: target.client,
+            repository: target.repository,
+            tarball: source.label,
+            signal: target.signal,
             gzip: options.gzip,
-            onRead: (bytes) => options.onProgress?.({ type: "read", diffId: item.diffId, bytes }),
+            onRead: (bytes) => options.onRead?.(item.diffId, bytes),
             session: sessions.get(item.diffId),
             chunkSize: options.chunkSize,
             onSession: (session) => {
@@ -255,21 +305,22 @@ async function passes(
           item,
           body,
         );
-        options.cache.record(item.diffId, layer, options.client.registry, options.repository);
+        target.cache.record(item.diffId, layer, target.client.registry, target.repository);
         const pushed = pushedLayer(target, item.diffId, layer, "uploaded");
         done.set(pushed.diffId, pushed);
-        options.onProgress?.({ type: "layer", layer: pushed });
-        await options.cache.save();
+        options.onLayer?.(pushed);
+        await target.cache.save();
       });
     },
     {
-      policy: { ...options.client.retryPolicy, attempts: STREAM_ATTEMPTS },
-      signal: options.signal,
+      policy: { ...target.client.retryPolicy, attempts: STREAM_ATTEMPTS },
+      signal: target.signal,
       onRetry: ({ attempt, error }) =>
-        options.logger.warn(
-          { repository: options.repository, attempt, err: describeError(error) },
+        target.logger.warn(
+          { repository: target.repository, attempt, err: describeError(error) },
           "layer upload interrupted; reading the tarball again for the layers not yet up (resuming their uploads)",
         ),
     },
   );
+  return configBytes;
 }
