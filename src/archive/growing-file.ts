@@ -82,10 +82,10 @@ export class GrowingFile {
 
   /** Bytes `start` to `end` (exclusive; default the end), as a stream. */
   stream(start: number, end = this.size): Readable {
-    const file = this;
+    const read = (at: number, length: number): Promise<Buffer> => this.read(at, length);
     async function* bytes(): AsyncGenerator<Buffer> {
       for (let at = start; at < end;) {
-        const chunk = await file.read(at, Math.min(READ_CHUNK, end - at));
+        const chunk = await read(at, Math.min(READ_CHUNK, end - at));
         at += chunk.length;
         yield chunk;
       }
@@ -110,7 +110,8 @@ export class GrowingFile {
       };
       const aborted = (): void => {
         cleanup();
-        reject(this.signal?.reason);
+        const reason: unknown = this.signal?.reason;
+        reject(reason instanceof Error ? reason : new Error(String(reason)));
       };
       const timer = setTimeout(done, POLL_MS);
       this.waiters.add(done);

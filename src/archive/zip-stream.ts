@@ -1,4 +1,4 @@
-import { Writable } from "node:stream";
+import { Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import type Unzipper from "unzipper";
@@ -34,6 +34,8 @@ export interface LocalEntry {
   name: string;
   /** Offset of its local header. */
   offset: number;
+  /** Offset of its data, right after the local header. */
+  dataStart: number;
   flags: number;
   method: number;
 }
@@ -138,7 +140,7 @@ class ZipStreamReader {
     return { entries, directory: directory.entries };
   }
 
-  private async localHeader(): Promise<LocalEntry & { header: StreamedEntry; zip64: boolean }> {
+  private async localHeader(): Promise<LocalEntry & { header: Declared; zip64: boolean }> {
     const offset = this.cursor.position;
     const fixed = await this.cursor.take(LOCAL_HEADER_SIZE);
     const flags = fixed.readUInt16LE(6);
@@ -147,11 +149,7 @@ class ZipStreamReader {
     const extraLength = fixed.readUInt16LE(28);
     const variable = await this.cursor.take(nameLength + extraLength);
     const name = variable.subarray(0, nameLength).toString("utf8");
-    const header: StreamedEntry = {
-      name,
-      offset,
-      flags,
-      method,
+    const header: Declared = {
       crc32: fixed.readUInt32LE(14),
       compressedSize: fixed.readUInt32LE(18),
       uncompressedSize: fixed.readUInt32LE(22),
@@ -161,15 +159,17 @@ class ZipStreamReader {
     if (method !== METHOD_STORE && method !== METHOD_DEFLATE) {
       throw entryRefused(this.options.label, name, `uses compression method ${method}`);
     }
-    return { name, offset, flags, method, header, zip64 };
+    const dataStart = this.cursor.position;
+    return { name, offset, dataStart, flags, method, header, zip64 };
   }
 
   private async entryData(
-    entry: LocalEntry & { header: StreamedEntry; zip64: boolean },
+    entry: LocalEntry & { header: Declared; zip64: boolean },
   ): Promise<StreamedEntry> {
     const local: LocalEntry = {
       name: entry.name,
       offset: entry.offset,
+      dataStart: entry.dataStart,
       flags: entry.flags,
       method: entry.method,
     };
@@ -360,7 +360,7 @@ class ZipStreamReader {
 }
 
 /** ZIP64 sizes in a local header's extra field, where the 32-bit fields say 0xFFFFFFFF. */
-function readZip64(extra: Buffer, header: StreamedEntry): boolean {
+function readZip64(extra: Buffer, header: Declared): boolean {
   for (let at = 0; at + 4 <= extra.length;) {
     const id = extra.readUInt16LE(at);
     const size = extra.readUInt16LE(at + 2);
@@ -379,6 +379,18 @@ function readZip64(extra: Buffer, header: StreamedEntry): boolean {
     at += 4 + size;
   }
   return false;
+}
+
+/**
+ * An entry's inflated bytes read again from the file (the streaming sync's second pass over a
+ * tarball whose upload a cut ended): its data range, inflated when it is deflated.
+ */
+export function openEntry(file: GrowingFile, entry: StreamedEntry): Readable {
+  const data = file.stream(entry.dataStart, entry.dataStart + entry.compressedSize);
+  if (entry.method !== METHOD_DEFLATE) return data;
+  const inflate = zlib.createInflateRaw({ chunkSize: CHUNK });
+  data.on("error", (err) => inflate.destroy(err));
+  return data.pipe(inflate);
 }
 
 function dataFailure(zip: string, name: string, err: unknown): SyncError {

@@ -16,6 +16,8 @@ import { prepareImageTag } from "./prepare.js";
 import type { PushServices } from "./push.js";
 import { pushImageTag } from "./push.js";
 import type { MissingImage } from "./xref.js";
+import type { StreamEngine } from "./stream-engines.js";
+import { syncImageTag } from "./stream.js";
 
 export interface DaemonSettings {
   downloadsDir: string;
@@ -27,12 +29,16 @@ export interface DaemonSettings {
   registry: string;
   registryProject: string;
   username: string;
+  /** The streaming sync (default); false is `--no-stream`: download → prepare → push → clean. */
+  stream: boolean;
 }
 
 export interface DaemonServices {
   github: GithubServices;
   gitlab: GitlabServices;
   push: Omit<PushServices, "gitlab">;
+  /** The engine as the streaming sync drives it. */
+  stream: StreamEngine;
   failures: FailureState;
   /** The step lines of one image tag, through that image's logger. */
   steps: (logger: Logger) => StepReporter;
@@ -47,7 +53,7 @@ function errorLine(err: unknown): string {
   return err instanceof SyncError ? err.oneLine() : describeError(err);
 }
 
-type Stage = "download" | "prepare" | "push" | "clean";
+type Stage = "download" | "prepare" | "push" | "clean" | "sync";
 
 class StageError extends Error {
   constructor(
@@ -105,8 +111,55 @@ async function discardingBad<T>(
   }
 }
 
+/** One image tag: streamed (download, verify and push at once), or step by step. */
+async function syncOne(
+  ctx: SyncContext,
+  services: DaemonServices,
+  settings: DaemonSettings,
+  image: MissingImage,
+  counters: Counters,
+): Promise<ImageResult> {
+  if (!settings.stream) return stepByStep(ctx, services, settings, image, counters);
+  const logger = ctx.logger.child({ imageTag: image.imageTag });
+  const sub: SyncContext = { logger, signal: ctx.signal };
+  const fetched = { fetched: 0 };
+  try {
+    const outcome = await discardingBad(ctx, settings, image, () =>
+      stage("sync", () =>
+        syncImageTag(
+          sub,
+          services.steps(logger),
+          {
+            github: services.github,
+            gitlab: services.gitlab,
+            registryClient: services.push.registryClient,
+            engine: services.stream,
+          },
+          {
+            imageTag: image.imageTag,
+            downloadsDir: settings.downloadsDir,
+            registry: settings.registry,
+            registryProject: settings.registryProject,
+            username: settings.username,
+            forceDownload: false,
+            forcePush: settings.forcePush,
+            skipLogin: settings.skipLogin,
+            retagAsLatest: settings.retagAsLatest,
+            daemon: true,
+            progress: services.progress(logger),
+            counters: fetched,
+          },
+        ),
+      ),
+    );
+    return { pushed: outcome.pushed.length, uploadedBytes: outcome.bytesUploaded };
+  } finally {
+    counters.downloadedBytes += fetched.fetched;
+  }
+}
+
 /** download → prepare → push → clean for one image tag, as the original's daemon does. */
-async function syncImageTag(
+async function stepByStep(
   ctx: SyncContext,
   services: DaemonServices,
   settings: DaemonSettings,
@@ -273,7 +326,7 @@ export async function runCycle(
     }
     const counters: Counters = { downloadedBytes: 0 };
     try {
-      const result = await syncImageTag(ctx, services, settings, image, counters);
+      const result = await syncOne(ctx, services, settings, image, counters);
       summary.pushed += result.pushed;
       summary.synced += 1;
       summary.uploadedBytes += result.uploadedBytes;

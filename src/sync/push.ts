@@ -54,7 +54,7 @@ export type GitlabStatus =
   | "already present (push will overwrite the existing tag)"
   | "repository exists, tag missing"
   | "repository not found (will be created on push)";
-const PRESENT: GitlabStatus = "already present (push will overwrite the existing tag)";
+export const PRESENT: GitlabStatus = "already present (push will overwrite the existing tag)";
 
 export interface PlannedPush extends PushItem {
   gitlabTag: string;
@@ -130,7 +130,7 @@ async function planItems(
   return items;
 }
 
-function statusOf(gitlabTag: string, state: GitlabState): GitlabStatus {
+export function statusOf(gitlabTag: string, state: GitlabState): GitlabStatus {
   if (state.present.has(gitlabTag)) return PRESENT;
   const repoPath = parseGitlabTag(gitlabTag)?.repoPath ?? "";
   return state.repositories.has(repoPath)
@@ -164,7 +164,11 @@ function printPreview(steps: StepReporter, planned: PlannedPush[]): void {
 }
 
 /** The tags GitLab already has: skipped (the original's list), or overwritten under --force. */
-function printExisting(steps: StepReporter, existing: PlannedPush[], force: boolean): void {
+export function printExisting(
+  steps: StepReporter,
+  existing: Array<{ remoteRef: string }>,
+  force: boolean,
+): void {
   if (existing.length === 0) return;
   steps.text("");
   steps.text(
@@ -179,7 +183,7 @@ function printExisting(steps: StepReporter, existing: PlannedPush[], force: bool
 class NotListedYet extends SyncError {}
 
 /** Reads GitLab until it lists every pushed tag, asking again a few times with back-off. */
-async function verifyListed(
+export async function verifyListed(
   ctx: SyncContext,
   gitlab: GitlabServices,
   gitlabTags: string[],
