@@ -214,6 +214,12 @@ export class ImagePush {
       write: (chunk) => channel.push(chunk),
       end: (found) => {
         settle(found);
+        // A layer known only now, by its bytes: the images after this one wait for this upload
+        // rather than start their own (the shared base of a legacy-layout bundle).
+        if (!known && found.diffId && !found.problem) {
+          if (!this.bundle.shared.has(found.diffId)) this.shareWhenDone(found.diffId, outcome);
+          cache.recordAlias(start.path, start.size, found.diffId);
+        }
         channel.end();
       },
       fail: (err) => {

@@ -37,7 +37,8 @@ export class Tee extends Writable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    for (const target of this.targets) if (!target.writableFinished) target.destroy(error ?? undefined);
+    for (const target of this.targets)
+      if (!target.writableFinished) target.destroy(error ?? undefined);
     callback(error);
   }
 }
