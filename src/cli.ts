@@ -31,6 +31,7 @@ import { registerGhList } from "./commands/gh-list.js";
 import { registerGitlabList } from "./commands/gitlab-list.js";
 import { registerXref } from "./commands/xref.js";
 import { registerDaemon } from "./commands/daemon.js";
+import { registerStatus } from "./commands/status.js";
 import { registerPush, registerRetag } from "./commands/images.js";
 import { registerClean, registerDownload, registerPrepare } from "./commands/artifacts.js";
 import { expandOptionPrefixes } from "./commands/option-prefixes.js";
@@ -153,6 +154,7 @@ Network:
   registerPush(program, run);
   registerSync(program, run);
   registerDaemon(program, run);
+  registerStatus(program, run);
   registerRetag(program, run);
   // Every subcommand inherits the parent's output and exit handling.
   for (const cmd of program.commands) {

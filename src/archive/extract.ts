@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { Readable, Transform, finished, type TransformCallback, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -10,7 +10,7 @@ import { lazyRequire } from "../lazy.js";
 import { SyncError, describeError, errorCode } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import { MiB } from "../util/bytes.js";
-import { diskFullError, type FreeBytes } from "../util/files.js";
+import { diskFullError, ensureDir, type FreeBytes } from "../util/files.js";
 import { isProcessAlive } from "../util/process.js";
 import {
   DAMAGED_HINT,
@@ -92,7 +92,7 @@ export async function extractZip(
     const tmpDir = `${target}.tmp-${process.pid}`;
     await removeLeftovers(target);
     await ensureRoom(zipPath, target, entries, options.freeBytes);
-    await mkdir(tmpDir, { recursive: true });
+    await ensureDir(tmpDir);
     let written: ExtractedEntry[];
     try {
       written = await extractVetted(zip, entries, tmpDir, options);
@@ -202,7 +202,7 @@ async function extractVetted(
       );
     }
     if (entry.kind === "directory") {
-      await mkdir(target, { recursive: true });
+      await ensureDir(target);
       continue;
     }
     try {
@@ -231,7 +231,7 @@ async function extractFile(
   const { record, name } = entry;
   const part = `${target}.part`;
   const dataStart = await locateData(zip, record);
-  await mkdir(path.dirname(target), { recursive: true });
+  await ensureDir(path.dirname(target));
   const compressed =
     record.compressedSize === 0
       ? Readable.from([])

@@ -1,7 +1,9 @@
 import { Command } from "commander";
+import { describeError } from "../errors.js";
 import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
 import {
   daemonOptionsSchema,
+  envFlag,
   parseOptions,
   stateDirFor,
   workspaceOptionsSchema,
@@ -10,6 +12,7 @@ import { DaemonHealth, parseHealthAddress, startHealthServer } from "../report/h
 import { logSteps } from "../report/steps.js";
 import { runDaemon } from "../sync/daemon.js";
 import { FailureState } from "../workspace/failures.js";
+import { writeLastCycle } from "../workspace/status.js";
 import { withWorkspaceLocks } from "./locks.js";
 import type { CommandContext } from "./context.js";
 import {
@@ -17,6 +20,9 @@ import {
   addGitlabOptions,
   addWorkspaceOptions,
   engineOption,
+  MULTIARCH_INDEX_ENV,
+  multiarchIndexOption,
+  platformOption,
   registryProjectOption,
   withExamples,
 } from "./options.js";
@@ -60,6 +66,13 @@ export function registerDaemon(program: Command, run: Runner): void {
       "--health-port <[host:]port>",
       "serve /healthz and /metrics (host defaults to 127.0.0.1)",
     )
+    .option(
+      "--retry-now",
+      "retry failing images in the first cycle instead of waiting out their back-off",
+      false,
+    )
+    .addOption(platformOption())
+    .addOption(multiarchIndexOption())
     .addOption(registryProjectOption())
     .addOption(engineOption());
   addGithubOptions(cmd);
@@ -68,9 +81,12 @@ export function registerDaemon(program: Command, run: Runner): void {
   withExamples(cmd, [
     "gh-gitlab-sync daemon --once --engine registry",
     "gh-gitlab-sync daemon --interval 600 --health-port 9464 --downloads-dir /var/lib/gh-gitlab-sync",
+    "gh-gitlab-sync daemon --platform linux/arm64 --multiarch-index --downloads-dir /srv/arm",
+    "gh-gitlab-sync daemon --once --retry-now   # the cause of a failure is fixed: do not wait",
   ]);
   cmd.action((raw: Record<string, unknown>) =>
     run(async (ctx) => {
+      const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const timing = parseOptions(daemonOptionsSchema, raw);
       const workspace = parseOptions(workspaceOptionsSchema, raw);
       const healthAddress =
@@ -120,6 +136,11 @@ export function registerDaemon(program: Command, run: Runner): void {
               steps: logSteps,
               progress: ctx.progress,
               ...(health ? { onCycle: (summary) => health.record(summary) } : {}),
+              // A summary that cannot be kept costs a warning, never the daemon.
+              recordCycle: (summary) =>
+                writeLastCycle(stateDir, summary).catch((err: unknown) =>
+                  logger.warn({ err: describeError(err) }, "could not record the cycle for status"),
+                ),
             },
             {
               downloadsDir: workspace.downloadsDir,
@@ -132,6 +153,9 @@ export function registerDaemon(program: Command, run: Runner): void {
               registryProject: registry.project,
               username: registry.credentials.username,
               stream: raw.stream !== false,
+              ...(typeof raw.platform === "string" ? { platform: raw.platform } : {}),
+              multiarchIndex,
+              retryNow: raw.retryNow === true,
             },
           );
         } finally {

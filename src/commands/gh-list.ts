@@ -9,6 +9,7 @@ import {
   addGithubOptions,
   addJsonOption,
   addListingCacheOptions,
+  platformOption,
   withExamples,
 } from "./options.js";
 import { runsWithMetadata, type RunWithMetadata } from "../sync/runs.js";
@@ -23,13 +24,15 @@ export function registerGhList(
     .description(
       "List recent workflow runs with their parsed build metadata (successful runs unless --include-failed)",
     )
-    .option("--include-failed", "also show runs that did not succeed", false);
+    .option("--include-failed", "also show runs that did not succeed", false)
+    .addOption(platformOption());
   addGithubOptions(cmd);
   addListingCacheOptions(cmd);
   addJsonOption(cmd);
   withExamples(cmd, [
     "gh-gitlab-sync gh-list --limit 10",
     "gh-gitlab-sync gh-list --branch main --include-failed --json | jq '.runs[].metadata'",
+    "gh-gitlab-sync gh-list --platform linux/arm64",
   ]);
   cmd.action((raw: Record<string, unknown>) => run((ctx) => ghList(ctx, raw)));
 }
@@ -37,7 +40,8 @@ export function registerGhList(
 export async function ghList(ctx: CommandContext, raw: Record<string, unknown>): Promise<void> {
   const github = githubServices(ctx, raw);
   const includeFailed = raw.includeFailed === true;
-  const { runs, seen } = await runsWithMetadata(ctx, github, { includeFailed });
+  const platform = typeof raw.platform === "string" ? raw.platform : undefined;
+  const { runs, seen } = await runsWithMetadata(ctx, github, { includeFailed, platform });
   if (raw.json === true) {
     ctx.out.json({ repository: github.options.repo, runs: seen.map(jsonRun) });
     return;

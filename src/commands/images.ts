@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import {
+  envFlag,
   parseImageTag,
   parseOptions,
   stateDirFor,
@@ -17,6 +18,8 @@ import {
   addGitlabOptions,
   addWorkspaceOptions,
   engineOption,
+  MULTIARCH_INDEX_ENV,
+  multiarchIndexOption,
   registryProjectOption,
   withExamples,
 } from "./options.js";
@@ -45,6 +48,7 @@ export function registerPush(program: Command, run: Runner): void {
       false,
     )
     .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
+    .addOption(multiarchIndexOption())
     .addOption(registryProjectOption())
     .addOption(engineOption());
   addGithubOptions(cmd);
@@ -53,9 +57,11 @@ export function registerPush(program: Command, run: Runner): void {
   withExamples(cmd, [
     `gh-gitlab-sync push ${TAG_EXAMPLE}`,
     `gh-gitlab-sync push ${TAG_EXAMPLE} --yes --engine registry --retag-as-latest`,
+    `gh-gitlab-sync push ${TAG_EXAMPLE} --yes --multiarch-index   # presto-coordinator:<tag> for both platforms`,
   ]);
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
+      const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const workspace = parseOptions(workspaceOptionsSchema, raw);
       // The registry's flags first: a bad one is a usage error, before any token is missed.
       const registry = registryServices(ctx, raw);
@@ -81,6 +87,7 @@ export function registerPush(program: Command, run: Runner): void {
             force: raw.force === true,
             skipLogin: raw.skipLogin === true,
             retagAsLatest: raw.retagAsLatest === true,
+            multiarchIndex,
             verbose: raw.verbose === true,
             ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("push") }),
             run: githubRunLookup(ctx, raw, imageTag),

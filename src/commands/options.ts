@@ -124,6 +124,26 @@ export function engineOption(fallback: "docker" | "registry" = "docker"): Option
     .default(fallback);
 }
 
+/** The env fallback of --multiarch-index, for the daemon's unit (`…=1`). */
+export const MULTIARCH_INDEX_ENV = "GH_GITLAB_SYNC_MULTIARCH_INDEX";
+
+export function multiarchIndexOption(): Option {
+  return new Option(
+    "--multiarch-index",
+    `afterwards write one OCI index per repository at the path without x86/ or arm/, listing each platform's image (else ${MULTIARCH_INDEX_ENV}=1)`,
+  );
+}
+
+/** The platforms the workflow builds: what --platform keeps. */
+export const PLATFORMS = ["linux/amd64", "linux/arm64"] as const;
+
+export function platformOption(): Option {
+  return new Option(
+    "--platform <platform>",
+    "only the builds of this platform (one daemon per platform can share the work)",
+  ).choices([...PLATFORMS]);
+}
+
 export function registryProjectOption(): Option {
   return new Option(
     "--registry-project <path>",

@@ -6,6 +6,7 @@ import {
   addGitlabOptions,
   addJsonOption,
   addListingCacheOptions,
+  platformOption,
   withExamples,
 } from "./options.js";
 import { computeXref } from "../sync/compare.js";
@@ -20,7 +21,8 @@ export function registerXref(
     .description(
       "Compare the images successful runs built with the tags GitLab holds: what is missing (and extra)",
     )
-    .option("--list-extra", "also list GitLab tags that no run accounts for", false);
+    .option("--list-extra", "also list GitLab tags that no run accounts for", false)
+    .addOption(platformOption());
   addGithubOptions(cmd);
   addGitlabOptions(cmd, false);
   addListingCacheOptions(cmd);
@@ -29,6 +31,7 @@ export function registerXref(
     "gh-gitlab-sync xref",
     "gh-gitlab-sync xref --limit 50 --list-extra",
     "gh-gitlab-sync xref --json | jq -r '.missing[].image_tag'",
+    "gh-gitlab-sync xref --platform linux/amd64   # x86 builds and x86/ tags only",
   ]);
   cmd.action((raw: Record<string, unknown>) => run((ctx) => xref(ctx, raw)));
 }
@@ -36,7 +39,8 @@ export function registerXref(
 export async function xref(ctx: CommandContext, raw: Record<string, unknown>): Promise<void> {
   const github = githubServices(ctx, raw);
   const gitlab = gitlabServices(ctx, raw);
-  const { result, failures } = await computeXref(ctx, github, gitlab);
+  const platform = typeof raw.platform === "string" ? raw.platform : undefined;
+  const { result, failures } = await computeXref(ctx, github, gitlab, { platform });
   const listExtra = raw.listExtra === true;
   if (raw.json === true) {
     ctx.out.json(jsonXref(result, failures, listExtra));

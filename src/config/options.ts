@@ -105,11 +105,29 @@ export const httpOptionsSchema = z.object({
   httpTimeout: wholeNumber(1, 86_400, "must be a whole number of seconds from 1 to 86400"),
 });
 
+/** A path may hold anything but a NUL byte, which no file system accepts (Node throws a TypeError). */
+const NO_NUL = "must not hold a NUL byte";
+const noNul = (p: string | undefined): boolean => p === undefined || !p.includes("\0");
+
 export const workspaceOptionsSchema = z.object({
-  downloadsDir: z.string().trim().min(1).default(DEFAULT_DOWNLOADS_DIR),
-  stateDir: optionalText,
+  downloadsDir: z.string().trim().min(1).refine(noNul, NO_NUL).default(DEFAULT_DOWNLOADS_DIR),
+  stateDir: optionalText.refine(noNul, NO_NUL),
 });
 export type WorkspaceOptions = z.infer<typeof workspaceOptionsSchema>;
+
+/**
+ * A yes/no environment variable, as a systemd unit's `Environment=` sets it: `1`, `true`, `yes`,
+ * `on` or `0`, `false`, `no`, `off`, empty (any case); anything else is a usage error naming it.
+ */
+export function envFlag(env: Readonly<Record<string, string | undefined>>, name: string): boolean {
+  const value = env[name]?.trim().toLowerCase();
+  if (value === undefined || ["", "0", "false", "no", "off"].includes(value)) return false;
+  if (["1", "true", "yes", "on"].includes(value)) return true;
+  throw new UsageError(
+    `${name} must be 1 or 0 (got '${env[name] ?? ""}')`,
+    `set ${name}=1 to turn it on, or unset it`,
+  );
+}
 
 function flagName(key: PropertyKey | undefined): string {
   if (typeof key !== "string") return "an option";

@@ -129,3 +129,28 @@ export function parseGitlabTag(gitlabTag: string): ParsedGitlabTag | undefined {
   const repo = arch ? repoPath.slice(slash + 1) : repoPath;
   return { repoPath, tag, arch, repo };
 }
+
+/**
+ * Whether a build is of `platform` (`linux/amd64`), compared as the workflow's suffix is, without
+ * regard to case; undefined when the block does not say (no metadata, or no `Target platform`).
+ */
+export function isBuildOf(
+  metadata: RunMetadata | undefined,
+  platform: string,
+): boolean | undefined {
+  const own = metadata?.["Target platform"]?.trim().toLowerCase();
+  return own ? own === platform.trim().toLowerCase() : undefined;
+}
+
+/** The architecture prefixes a multi-architecture index gathers: one build each. */
+export const INDEXED_ARCHES = ["x86", "arm"] as const;
+
+/**
+ * The multi-architecture tag of a GitLab tag: the same path without its `x86/` or `arm/` part
+ * (`x86/presto-coordinator:t` → `presto-coordinator:t`); undefined for a tag with no such prefix.
+ */
+export function multiarchTagOf(gitlabTag: string): ParsedGitlabTag | undefined {
+  const parsed = parseGitlabTag(gitlabTag);
+  if (!parsed || !parsed.arch) return undefined;
+  return { repoPath: parsed.repo, tag: parsed.tag, arch: "", repo: parsed.repo };
+}

@@ -128,8 +128,10 @@ export async function putImage(
   tag: string,
   config: Descriptor,
   layers: readonly PushedLayer[],
+  /** Provenance on the manifest (an OCI manifest then); the config stays as it is. */
+  annotations?: Readonly<Record<string, string>>,
 ): Promise<{ digest: string; mediaType: string }> {
-  const { bytes, mediaType } = imageManifest(config, layers);
+  const { bytes, mediaType } = imageManifest(config, layers, annotations);
   const digest = await target.client.putManifest(
     target.repository,
     tag,

@@ -61,6 +61,7 @@ export interface PushTarballOptions {
   gzip?: GzipOptions;
   /** Bytes per upload request (a cut re-sends at most one); the client's default unless given. */
   chunkSize?: number;
+  annotations?: Readonly<Record<string, string>>; // on the manifest; the config stays as it is
 }
 
 const DEFAULT_CONCURRENCY = 3;
@@ -142,7 +143,7 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
   }
   const layers = info.diffIds.map((diffId) => done.get(diffId) as PushedLayer);
   const config = { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 };
-  const manifest = await putImage(options, options.tag, config, layers);
+  const manifest = await putImage(options, options.tag, config, layers, options.annotations);
   options.onProgress?.({ type: "manifest", digest: manifest.digest });
   // The caller reports the image with what moved; this record is for --log-level debug.
   logger.debug(

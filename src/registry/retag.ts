@@ -44,6 +44,9 @@ const manifestSchema = z.object({
 
 type Descriptor = z.infer<typeof descriptorSchema>;
 
+/** What messages about a manifest name it by. */
+type ManifestNames = Pick<RetagOptions, "sourceRepo" | "sourceRef">;
+
 /** Blob checks and mounts in flight at once. */
 const MOUNT_CONCURRENCY = 4;
 
@@ -70,48 +73,61 @@ export async function retag(options: RetagOptions): Promise<RetagResult> {
       { hint: "the registry is not serving what it stores; ask its administrator" },
     );
   }
-  const mediaType = manifestMediaType(source, options);
-  const result: RetagResult = {
-    digest: source.digest,
-    mediaType,
-    mountedBlobs: 0,
-    copiedBlobs: 0,
-    unchanged: false,
-  };
-
   if ((await client.manifestDigest(targetRepo, targetTag, signal)) === source.digest) {
     logger.info(
       { targetRepo, targetTag, digest: source.digest },
       "target tag already points at the source image",
     );
-    return { ...result, unchanged: true };
+    return {
+      digest: source.digest,
+      mediaType: manifestMediaType(source, options),
+      mountedBlobs: 0,
+      copiedBlobs: 0,
+      unchanged: true,
+    };
   }
-  if (targetRepo !== sourceRepo) await copyReferences(options, source, mediaType, result);
-
-  const digest = await client.putManifest(targetRepo, targetTag, source.bytes, mediaType, signal);
-  if (digest !== source.digest) {
-    throw new SyncError(
-      `retag of ${sourceRepo}:${sourceRef} gave ${targetRepo}:${targetTag} the digest ${shortDigest(digest)}, not ${shortDigest(source.digest)}`,
-      { hint: "the registry rewrote the manifest; pull and push the image instead" },
-    );
-  }
+  const result = await copyManifest(options, source, targetTag);
   logger.info(
     {
       sourceRepo,
       sourceRef,
       targetRepo,
       targetTag,
-      digest,
+      digest: result.digest,
       mounted: result.mountedBlobs,
       copied: result.copiedBlobs,
     },
     `tagged ${client.registry}/${targetRepo}:${targetTag}`,
   );
+  return { ...result, unchanged: false };
+}
+
+/**
+ * Stores `source` (a manifest read from `sourceRepo`) byte for byte in the target repository
+ * under `reference`, a tag or its own digest; into another repository everything it refers to
+ * (blobs, and a list's child manifests) is made present first.
+ */
+export async function copyManifest(
+  options: Omit<RetagOptions, "targetTag">,
+  source: ManifestResult,
+  reference: string,
+): Promise<Omit<RetagResult, "unchanged">> {
+  const { client, sourceRepo, targetRepo, signal } = options;
+  const mediaType = manifestMediaType(source, options);
+  const result = { digest: source.digest, mediaType, mountedBlobs: 0, copiedBlobs: 0 };
+  if (targetRepo !== sourceRepo) await copyReferences(options, source, mediaType, result);
+  const digest = await client.putManifest(targetRepo, reference, source.bytes, mediaType, signal);
+  if (digest !== source.digest) {
+    throw new SyncError(
+      `copying ${sourceRepo}:${options.sourceRef} gave ${targetRepo}:${reference} the digest ${shortDigest(digest)}, not ${shortDigest(source.digest)}`,
+      { hint: "the registry rewrote the manifest; pull and push the image instead" },
+    );
+  }
   return result;
 }
 
 /** The Content-Type the registry sent, or, if that says nothing useful, the manifest's own field. */
-function manifestMediaType(manifest: ManifestResult, options: RetagOptions): string {
+function manifestMediaType(manifest: ManifestResult, options: ManifestNames): string {
   if (ANY_MANIFEST.includes(manifest.mediaType)) return manifest.mediaType;
   const own = parseManifest(manifest, options).mediaType;
   if (own && ANY_MANIFEST.includes(own)) return own;
@@ -125,7 +141,7 @@ function manifestMediaType(manifest: ManifestResult, options: RetagOptions): str
 
 function parseManifest(
   manifest: ManifestResult,
-  options: RetagOptions,
+  options: ManifestNames,
 ): z.infer<typeof manifestSchema> {
   let value: unknown;
   try {
@@ -144,10 +160,10 @@ function parseManifest(
 
 /** Makes everything `manifest` refers to present in the target repository. */
 async function copyReferences(
-  options: RetagOptions,
+  options: Omit<RetagOptions, "targetTag">,
   manifest: ManifestResult,
   mediaType: string,
-  result: RetagResult,
+  result: { mountedBlobs: number; copiedBlobs: number },
 ): Promise<void> {
   const { client, sourceRepo, targetRepo, signal } = options;
   const parsed = parseManifest(manifest, options);

@@ -58,6 +58,8 @@ export interface ImageTarget {
   siblings: string[];
   /** Names the tarball in messages. */
   label: string;
+  /** Provenance on the manifest (see image-manifest.ts). */
+  annotations?: Readonly<Record<string, string>> | undefined;
 }
 
 /** An image whose blobs are all in its repository: publishing it is one manifest PUT. */
@@ -309,7 +311,7 @@ export class ImagePush {
     return {
       layers,
       bytesUploaded,
-      publish: () => putImage(this.target, this.image.tag, config, layers),
+      publish: () => putImage(this.target, this.image.tag, config, layers, this.image.annotations),
     };
   }
 

@@ -1,6 +1,7 @@
 import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
 import { runsWithMetadata } from "./runs.js";
-import { crossReference, expectedFromRuns, type XrefResult } from "./xref.js";
+import { archForPlatform } from "../domain/images.js";
+import { crossReference, expectedFromRuns, type ExpectedTags, type XrefResult } from "./xref.js";
 
 export interface GitlabState {
   /** Repository names below the project: `x86/presto-coordinator`. */
@@ -27,20 +28,32 @@ export async function computeXref(
   ctx: SyncContext,
   github: GithubServices,
   gitlab: GitlabServices,
+  options: { platform?: string | undefined } = {},
 ): Promise<{
   result: XrefResult;
   failures: Array<{ runId: number; error: string }>;
   logBytes: number;
   runs: number;
+  expected: ExpectedTags;
+  present: Set<string>;
 }> {
+  const { platform } = options;
   // Both sides are independent: ask GitLab while the run logs are being read.
   const [{ seen, logBytes }, { present }] = await Promise.all([
-    runsWithMetadata(ctx, github, { includeFailed: false }),
+    runsWithMetadata(ctx, github, { includeFailed: false, platform }),
     gitlabState(gitlab),
   ]);
   const expected = expectedFromRuns(seen);
   const failures = seen
     .filter((s) => s.error)
     .map((s) => ({ runId: s.run.id, error: s.error?.message ?? "" }));
-  return { result: crossReference(expected, present), failures, logBytes, runs: seen.length };
+  const arch = platform ? archForPlatform(platform) : undefined;
+  return {
+    result: crossReference(expected, present, arch ? { arch } : {}),
+    failures,
+    logBytes,
+    runs: seen.length,
+    expected,
+    present,
+  };
 }

@@ -1,23 +1,18 @@
-import { promises as fs } from "node:fs";
 import type { CycleSummary } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
-import { SyncError, describeError, isDamagedInput } from "../errors.js";
+import { SyncError, describeError } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
-import { exists } from "../util/files.js";
+import { ensureDir } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
-import { tagLayout } from "../workspace/layout.js";
-import { cleanTargets, removeTargets } from "./clean.js";
 import { computeXref } from "./compare.js";
 import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
-import { downloadImageTag } from "./download.js";
-import { prepareImageTag } from "./prepare.js";
 import type { PushServices } from "./push.js";
-import { pushImageTag } from "./push.js";
+import { backingOff, settleBuilt } from "./built.js";
 import type { MissingImage } from "./xref.js";
 import type { StreamEngine } from "./stream-engines.js";
-import { syncImageTag } from "./stream.js";
+import { StageError, errorLine, syncOne, type Counters } from "./daemon-image.js";
 
 export interface DaemonSettings {
   downloadsDir: string;
@@ -31,6 +26,12 @@ export interface DaemonSettings {
   username: string;
   /** The streaming sync (default); false is `--no-stream`: download → prepare → push → clean. */
   stream: boolean;
+  /** `--platform`: only the builds of this platform. */
+  platform?: string;
+  /** `--multiarch-index`: each build's repositories get their index (see sync/multiarch). */
+  multiarchIndex?: boolean;
+  /** `--retry-now`: the first cycle of this start does not wait out any back-off. */
+  retryNow?: boolean;
 }
 
 export interface DaemonServices {
@@ -46,190 +47,8 @@ export interface DaemonServices {
   progress: (logger: Logger) => ProgressListener;
   /** Told of each finished cycle (the health endpoint and metrics). */
   onCycle?: (summary: CycleSummary) => void;
-}
-
-/** An error as one log line: a SyncError with its hint, anything else as it describes itself. */
-function errorLine(err: unknown): string {
-  return err instanceof SyncError ? err.oneLine() : describeError(err);
-}
-
-type Stage = "download" | "prepare" | "push" | "clean" | "sync";
-
-class StageError extends Error {
-  constructor(
-    readonly stage: Stage,
-    readonly original: unknown,
-  ) {
-    super(`${stage} failed: ${errorLine(original)}`, { cause: original });
-  }
-}
-
-async function stage<T>(name: Stage, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw new StageError(name, err);
-  }
-}
-
-interface ImageResult {
-  pushed: number;
-  uploadedBytes: number;
-}
-
-/** What an image moved, counted as it happens: an image that fails after its download still downloaded. */
-interface Counters {
-  downloadedBytes: number;
-}
-
-/**
- * Runs a stage whose failure may prove the artifact bad (a damaged zip, an image that does not
- * verify, a layer that does not match its diff-id): then, and only then, the tag's files go, so
- * the retry after the back-off downloads afresh. A full disk, a permission or a signal proves
- * nothing about the artifact, which is kept for the next try.
- */
-async function discardingBad<T>(
-  ctx: SyncContext,
-  settings: DaemonSettings,
-  image: MissingImage,
-  run: () => Promise<T>,
-): Promise<T> {
-  try {
-    return await run();
-  } catch (err) {
-    if (!ctx.signal.aborted && isDamagedInput(err)) {
-      const runIds = image.runs[0] ? [image.runs[0].id] : [];
-      const removed = await removeTargets(
-        await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
-      );
-      ctx.logger.warn(
-        { imageTag: image.imageTag, removed: removed.length },
-        `${image.imageTag}: the artifact is bad; removed it so the next try downloads it afresh`,
-      );
-    }
-    throw err;
-  }
-}
-
-/** One image tag: streamed (download, verify and push at once), or step by step. */
-async function syncOne(
-  ctx: SyncContext,
-  services: DaemonServices,
-  settings: DaemonSettings,
-  image: MissingImage,
-  counters: Counters,
-): Promise<ImageResult> {
-  if (!settings.stream) return stepByStep(ctx, services, settings, image, counters);
-  const logger = ctx.logger.child({ imageTag: image.imageTag });
-  const sub: SyncContext = { logger, signal: ctx.signal };
-  const fetched = { fetched: 0 };
-  try {
-    const outcome = await discardingBad(ctx, settings, image, () =>
-      stage("sync", () =>
-        syncImageTag(
-          sub,
-          services.steps(logger),
-          {
-            github: services.github,
-            gitlab: services.gitlab,
-            registryClient: services.push.registryClient,
-            engine: services.stream,
-          },
-          {
-            imageTag: image.imageTag,
-            downloadsDir: settings.downloadsDir,
-            registry: settings.registry,
-            registryProject: settings.registryProject,
-            username: settings.username,
-            forceDownload: false,
-            forcePush: settings.forcePush,
-            skipLogin: settings.skipLogin,
-            retagAsLatest: settings.retagAsLatest,
-            daemon: true,
-            progress: services.progress(logger),
-            counters: fetched,
-          },
-        ),
-      ),
-    );
-    return { pushed: outcome.pushed.length, uploadedBytes: outcome.bytesUploaded };
-  } finally {
-    counters.downloadedBytes += fetched.fetched;
-  }
-}
-
-/** download → prepare → push → clean for one image tag, as the original's daemon does. */
-async function stepByStep(
-  ctx: SyncContext,
-  services: DaemonServices,
-  settings: DaemonSettings,
-  image: MissingImage,
-  counters: Counters,
-): Promise<ImageResult> {
-  const logger = ctx.logger.child({ imageTag: image.imageTag });
-  const steps = services.steps(logger);
-  const sub: SyncContext = { logger, signal: ctx.signal };
-  const layout = tagLayout(settings.downloadsDir, image.imageTag);
-  const run = image.runs[0];
-  const runIds = run ? [run.id] : [];
-
-  if ((await exists(layout.zip)) && (await exists(layout.metadata))) {
-    logger.info(`artifact already downloaded at ${layout.zip}; skipping download`);
-  } else {
-    const outcome = await stage("download", () =>
-      downloadImageTag(sub, services.github, steps, {
-        imageTag: image.imageTag,
-        downloadsDir: settings.downloadsDir,
-        force: false,
-        progress: services.progress(logger),
-        daemon: true,
-      }),
-    );
-    counters.downloadedBytes += outcome.fetched;
-  }
-
-  const prepared = await discardingBad(ctx, settings, image, () =>
-    stage("prepare", () =>
-      prepareImageTag(sub, steps, {
-        imageTag: image.imageTag,
-        downloadsDir: settings.downloadsDir,
-        clean: false,
-      }),
-    ),
-  );
-
-  const pushed = await discardingBad(ctx, settings, image, () =>
-    stage("push", () =>
-      pushImageTag(
-        sub,
-        steps,
-        { ...services.push, gitlab: services.gitlab },
-        {
-          imageTag: image.imageTag,
-          downloadsDir: settings.downloadsDir,
-          registry: settings.registry,
-          registryProject: settings.registryProject,
-          username: settings.username,
-          force: settings.forcePush,
-          skipLogin: settings.skipLogin,
-          retagAsLatest: settings.retagAsLatest,
-          images: prepared.images,
-          ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
-        },
-      ),
-    ),
-  );
-
-  await stage("clean", async () => {
-    const removed = await removeTargets(
-      await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
-    );
-    logger.info(
-      { removed: removed.length },
-      `cleaned ${removed.length} path(s) of ${image.imageTag}`,
-    );
-  });
-  return { pushed: pushed.pushed.length, uploadedBytes: pushed.bytesUploaded };
+  /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
+  recordCycle?: (summary: CycleSummary) => Promise<void>;
 }
 
 /** Oldest run first, so builds reach GitLab in the order they were made; ties by tag. */
@@ -270,8 +89,13 @@ export async function runCycle(
   });
 
   let missing: MissingImage[];
+  let xref: Awaited<ReturnType<typeof computeXref>>;
+  // --retry-now: an operator fixed the cause; this start's first cycle does not wait.
+  const ignoreBackoff = settings.retryNow === true && cycle === 1;
   try {
-    const xref = await computeXref(ctx, services.github, services.gitlab);
+    xref = await computeXref(ctx, services.github, services.gitlab, {
+      platform: settings.platform,
+    });
     summary.runs = xref.runs;
     summary.logBytes = xref.logBytes;
     missing = [...xref.result.missing].sort(oldestFirst);
@@ -312,11 +136,16 @@ export async function runCycle(
   for (const image of missing) {
     if (ctx.signal.aborted) break;
     const waiting = await services.failures.waiting(image.imageTag);
-    if (waiting) {
+    if (waiting && ignoreBackoff) {
+      ctx.logger.info(
+        { imageTag: image.imageTag, attempts: waiting.attempts, nextRetry: waiting.next_retry },
+        `${image.imageTag}: retrying now (--retry-now) instead of waiting until ${waiting.next_retry}`,
+      );
+    } else if (waiting) {
       summary.deferred += 1;
       summary.notSynced.push({
         imageTag: image.imageTag,
-        error: `backing off until ${waiting.next_retry} after ${waiting.attempts} failure(s): ${waiting.last_error}`,
+        error: backingOff(waiting),
       });
       ctx.logger.info(
         { imageTag: image.imageTag, attempts: waiting.attempts, nextRetry: waiting.next_retry },
@@ -349,6 +178,17 @@ export async function runCycle(
         `${image.imageTag}: ${message} (attempt ${entry.attempts}; next try after ${entry.next_retry})`,
       );
     }
+  }
+  if (!ctx.signal.aborted) {
+    const built = await settleBuilt(
+      ctx,
+      { ...services.push, failures: services.failures, steps: services.steps },
+      { ...settings, multiarchIndex: settings.multiarchIndex === true, ignoreBackoff },
+      { ...xref, missing: new Set(missing.map((m) => m.imageTag)) },
+    );
+    summary.failed += built.failed.length;
+    summary.deferred += built.deferred.length;
+    summary.notSynced.push(...built.failed, ...built.deferred);
   }
   if (summary.failed + summary.deferred > 0) summary.result = "partial";
   // A stop is a stop: a cycle a signal cut short is not reported as having gone well.
@@ -408,7 +248,7 @@ export async function runDaemon(
   services: DaemonServices,
   settings: DaemonSettings,
 ): Promise<void> {
-  await fs.mkdir(settings.downloadsDir, { recursive: true });
+  await ensureDir(settings.downloadsDir);
   ctx.logger.info(
     {
       downloadsDir: settings.downloadsDir,
@@ -430,6 +270,7 @@ export async function runDaemon(
     const { notSynced: _notSynced, cause: _cause, ...forMonitor } = summary;
     // The monitor is told which tags are not synced; the log says so per image already.
     services.onCycle?.(forMonitor);
+    await services.recordCycle?.(forMonitor);
     const { failedTags: _tags, ...record } = forMonitor;
     ctx.logger.info(
       { summary: record },

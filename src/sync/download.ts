@@ -13,7 +13,7 @@ import { progressTask, type ProgressListener, type StepReporter } from "../domai
 import { SyncError, interrupted } from "../errors.js";
 import { formatMiB } from "../util/bytes.js";
 import { checkDownloaded, downloadFile, type DownloadResult } from "../workspace/download.js";
-import { exists, writeJsonAtomic, type FreeBytes } from "../util/files.js";
+import { ensureDir, exists, writeJsonAtomic, type FreeBytes } from "../util/files.js";
 import { tagLayout, type MetadataFile, type TagLayout } from "../workspace/layout.js";
 import type { GithubServices, SyncContext } from "./context.js";
 import { findRunForTag } from "./runs.js";
@@ -179,7 +179,7 @@ export async function locateArtifact(
   if (numbers.directory !== undefined) {
     steps.step(numbers.directory, numbers.total, "Ensuring download directory exists ...");
   }
-  await fs.mkdir(layout.dir, { recursive: true });
+  await ensureDir(layout.dir);
 
   steps.step(numbers.artifact, numbers.total, "Retrieving artifact metadata from GitHub ...");
   const artifacts = await listRunArtifacts(github.client, { repo, runId: run.id });

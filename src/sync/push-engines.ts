@@ -33,6 +33,11 @@ export interface PushItem {
   siblings: string[];
   /** What prepare found in the tarball; saves the registry engine a read of the file. */
   info?: ImageTarballInfo;
+  /**
+   * Provenance for the manifest (registry engine). The Docker engine writes its own manifest
+   * and has no way to take them.
+   */
+  annotations?: Record<string, string>;
 }
 
 export interface PushedItem {
@@ -104,6 +109,7 @@ function registryPusher(options: PusherOptions): ImagePusher {
           signal,
           siblings: item.siblings,
           ...(item.info ? { info: item.info } : {}),
+          ...(item.annotations ? { annotations: item.annotations } : {}),
           onProgress(event) {
             if (event.type === "planned") {
               toRead = event.bytesToRead;

@@ -16,6 +16,8 @@ import type { ImagePusher, PushItem } from "./push-engines.js";
 import { gitlabState, type GitlabState } from "./compare.js";
 import { parseGitlabTag } from "../domain/images.js";
 import { resolvePushRun, type RunInfo, type RunSource } from "./run-provenance.js";
+import { readProvenance } from "./image-provenance.js";
+import { writeMultiarchIndexes, type WrittenIndex } from "./multiarch.js";
 
 export type { RunInfo, RunSource } from "./run-provenance.js";
 
@@ -41,6 +43,11 @@ export interface PushRequest {
   images?: Map<string, ImageTarballInfo>;
   /** Where GitHub's view of the run comes from; metadata.json names the run shown. */
   run?: RunSource;
+  /**
+   * Afterwards, one OCI index per repository at the path without `x86/`/`arm/`, listing every
+   * platform's image of the tag (tags already present included, so a rerun repairs an index).
+   */
+  multiarchIndex?: boolean;
 }
 
 export interface PushServices {
@@ -68,6 +75,8 @@ export interface PushOutcome {
   bytesUploaded: number;
   /** The run the pushed images came from, as shown. */
   run?: RunInfo;
+  /** With `multiarchIndex`: each index as it now stands. */
+  indexes?: WrittenIndex[];
 }
 
 const TOTAL = 5;
@@ -242,12 +251,25 @@ export async function pushImageTag(
   }
   // What prepare learnt of the tarballs spares the registry engine a full read of each.
   const images = request.images ?? (await loadImageInfo(layout.dir, ctx.logger));
-  const items = await planItems(
-    { ...request, images },
-    layout.plan,
-    layout.extracted,
-    plan.artifacts,
-  );
+  const provenance = await readProvenance(layout.metadata, ctx.logger);
+  const items = (
+    await planItems({ ...request, images }, layout.plan, layout.extracted, plan.artifacts)
+  ).map((item) => {
+    const annotations = provenance(item.gitlabTag);
+    return annotations ? { ...item, annotations } : item;
+  });
+  const indexes = async (): Promise<WrittenIndex[] | undefined> => {
+    if (!request.multiarchIndex) return undefined;
+    steps.text("");
+    steps.text("Writing multi-arch indexes ...");
+    return writeMultiarchIndexes(ctx, services.registryClient, steps, {
+      registry: request.registry,
+      registryProject: request.registryProject,
+      gitlabTags: items.map((i) => i.gitlabTag),
+      provenance,
+      retagAsLatest: request.retagAsLatest,
+    });
+  };
 
   const run = await resolvePushRun(request.run, layout.metadata, steps, TOTAL, ctx.signal);
 
@@ -285,7 +307,15 @@ export async function pushImageTag(
   const skipped = request.force ? [] : existing.map((p) => p.gitlabTag);
   if (toPush.length === 0) {
     steps.text("Nothing to push.");
-    return { pushed: [], skipped, aborted: false, bytesUploaded: 0, ...(run ? { run } : {}) };
+    const written = await indexes();
+    return {
+      pushed: [],
+      skipped,
+      aborted: false,
+      bytesUploaded: 0,
+      ...(run ? { run } : {}),
+      ...(written ? { indexes: written } : {}),
+    };
   }
   if (request.confirm && !(await request.confirm("\nProceed with upload? [y/N]: "))) {
     steps.text("Push aborted.");
@@ -339,7 +369,15 @@ export async function pushImageTag(
   steps.text(
     `Push complete: ${pushed.length} pushed${skipped.length ? `, ${skipped.length} already present` : ""}.`,
   );
-  return { pushed, skipped, aborted: false, bytesUploaded, ...(run ? { run } : {}) };
+  const written = await indexes();
+  return {
+    pushed,
+    skipped,
+    aborted: false,
+    bytesUploaded,
+    ...(run ? { run } : {}),
+    ...(written ? { indexes: written } : {}),
+  };
 }
 
 async function fileSize(file: string): Promise<number | undefined> {

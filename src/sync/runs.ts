@@ -5,6 +5,7 @@ import type { GithubClient } from "../github/client.js";
 import { NoMetadataError, toGithubError } from "../github/errors.js";
 import { fetchRunMetadata, type LogSource } from "../github/metadata.js";
 import { listWorkflowRuns, type WorkflowRun } from "../github/runs.js";
+import { isBuildOf } from "../domain/images.js";
 import { mapLimit } from "../net/limit.js";
 import type { Logger } from "../report/logger.js";
 import type { CacheEntry, MetadataCache } from "../workspace/state.js";
@@ -141,7 +142,7 @@ export interface RunsSeen {
 export async function runsWithMetadata(
   ctx: SyncContext,
   github: GithubServices,
-  { includeFailed }: { includeFailed: boolean },
+  { includeFailed, platform }: { includeFailed: boolean; platform?: string | undefined },
 ): Promise<RunsSeen> {
   const { options, client, cache } = github;
   const runs = await listWorkflowRuns(client, {
@@ -179,7 +180,22 @@ export async function runsWithMetadata(
     { runs: runs.length, inspected: wanted.length, fromCache, logBytes },
     `metadata of ${wanted.length} run(s): ${fromCache} from the cache, ${formatBytes(logBytes)} of logs read`,
   );
-  return { runs, seen, logBytes };
+  return platform ? ofPlatform({ runs, seen, logBytes }, platform) : { runs, seen, logBytes };
+}
+
+/**
+ * `--platform`: the builds of one platform. A run whose block says another platform goes; one
+ * whose platform cannot be told (no metadata) stays, so its warning is not lost.
+ */
+function ofPlatform(all: RunsSeen, platform: string): RunsSeen {
+  const other = new Set(
+    all.seen.filter((s) => isBuildOf(s.metadata, platform) === false).map((s) => s.run.id),
+  );
+  return {
+    runs: all.runs.filter((r) => !other.has(r.id)),
+    seen: all.seen.filter((s) => !other.has(s.run.id)),
+    logBytes: all.logBytes,
+  };
 }
 
 export interface RunForTag {

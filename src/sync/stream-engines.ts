@@ -36,6 +36,8 @@ export interface StreamItem {
   tag: string;
   remoteRef: string;
   siblings: string[];
+  /** Provenance for the manifest (registry engine; the Docker engine writes its own manifest). */
+  annotations?: Record<string, string> | undefined;
 }
 
 export interface PublishableImage {
@@ -87,6 +89,7 @@ function registryStream(options: PusherOptions): StreamEngine {
             tag: item.tag,
             siblings: item.siblings,
             label: item.entry,
+            annotations: item.annotations,
           });
           const stream = createImageStream(item.entry, push.onLayer);
           return {

@@ -3,6 +3,7 @@ import type { StepReporter } from "../domain/events.js";
 import { expectedImages, parseGitlabTag } from "../domain/images.js";
 import { DamagedInputError, SyncError, describeError, isDamagedInput } from "../errors.js";
 import type { LocatedArtifact } from "./download.js";
+import { provenanceOfRun } from "./image-provenance.js";
 import type { GitlabStatus } from "./push.js";
 import type { StreamItem } from "./stream-engines.js";
 
@@ -18,6 +19,11 @@ export function planItems(
   located: LocatedArtifact,
 ): StreamItem[] {
   const images = expectedImages({ ...located.metadata, "Image tag": request.imageTag });
+  // The manifests carry the build's provenance, as push writes them.
+  const provenance = provenanceOfRun(located.metadata, {
+    id: located.run.id,
+    htmlUrl: located.run.html_url,
+  });
   const items = images.map((image) => {
     const parsed = parseGitlabTag(image.gitlabTag);
     const repoPath = parsed?.repoPath ?? image.repo;
@@ -31,6 +37,7 @@ export function planItems(
       tag,
       remoteRef: `${request.registry}/${repository}:${tag}`,
       siblings: [] as string[],
+      annotations: provenance(image.gitlabTag),
     };
   });
   for (const item of items) {

@@ -1,6 +1,12 @@
 import type { RunMetadata } from "../domain/metadata.js";
 import type { WorkflowRun } from "../github/runs.js";
-import { expectedImages, invalidImageTag, type ExpectedImage } from "../domain/images.js";
+import {
+  INDEXED_ARCHES,
+  expectedImages,
+  invalidImageTag,
+  parseGitlabTag,
+  type ExpectedImage,
+} from "../domain/images.js";
 
 export interface RunRef {
   id: number;
@@ -99,8 +105,21 @@ export interface XrefResult {
   invalid: InvalidTag[];
 }
 
-/** Missing = expected but absent from GitLab; extra = in GitLab with no run behind it. */
-export function crossReference(expected: ExpectedTags, present: ReadonlySet<string>): XrefResult {
+export interface CrossReferenceOptions {
+  /** `--platform`'s architecture (`x86`, `arm`): extra tags are looked for under it only. */
+  arch?: string;
+}
+
+/**
+ * Missing = expected but absent from GitLab; extra = in GitLab with no run behind it. A
+ * multi-architecture index (`<repo>:<tag>` beside an expected `x86/<repo>:<tag>` or
+ * `arm/<repo>:<tag>`) has the runs of its images behind it.
+ */
+export function crossReference(
+  expected: ExpectedTags,
+  present: ReadonlySet<string>,
+  options: CrossReferenceOptions = {},
+): XrefResult {
   const grouped = new Map<string, MissingImage>();
   const missingTags = [...expected.byGitlabTag.keys()].filter((t) => !present.has(t)).sort();
   for (const gitlabTag of missingTags) {
@@ -115,7 +134,12 @@ export function crossReference(expected: ExpectedTags, present: ReadonlySet<stri
     group.missing.push(entry);
     grouped.set(entry.imageTag, group);
   }
-  const extra = [...present].filter((t) => !expected.byGitlabTag.has(t)).sort();
+  const accounted = (tag: string): boolean =>
+    expected.byGitlabTag.has(tag) ||
+    INDEXED_ARCHES.some((arch) => expected.byGitlabTag.has(`${arch}/${tag}`));
+  const inScope = (tag: string): boolean =>
+    options.arch === undefined || parseGitlabTag(tag)?.arch === options.arch;
+  const extra = [...present].filter((t) => inScope(t) && !accounted(t)).sort();
   return {
     expectedCount: expected.byGitlabTag.size,
     presentCount: present.size,

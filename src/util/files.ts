@@ -82,7 +82,7 @@ export async function ensureFreeSpace(
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
   const dir = path.dirname(file);
-  await fs.mkdir(dir, { recursive: true });
+  await ensureDir(dir);
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   try {
     await fs.writeFile(tmp, data);
@@ -175,6 +175,33 @@ export async function readJsonFileOrWarn<S extends z.ZodType>(
     await writeJsonAtomic(file, replaceWith).catch(() => undefined);
   }
   return undefined;
+}
+
+/**
+ * `mkdir -p`, one level at a time from the nearest directory that exists. Node's own recursive
+ * mkdir spins forever where a parent answers ENOENT for a child it can never hold (a path below
+ * /proc or /sys, as a typo in --downloads-dir makes), a stop no signal can reach; here that is
+ * an ENOENT error like any other.
+ */
+export async function ensureDir(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let current = path.resolve(dir); ; current = path.dirname(current)) {
+    try {
+      if ((await fs.stat(current)).isDirectory()) break;
+      throw Object.assign(new Error(`${current} is not a directory`), { code: "ENOTDIR" });
+    } catch (err) {
+      if (errorCode(err) !== "ENOENT" || path.dirname(current) === current) throw err;
+      missing.push(current);
+    }
+  }
+  for (const level of missing.reverse()) {
+    try {
+      await fs.mkdir(level);
+    } catch (err) {
+      // Made meanwhile by another writer: as good as made here.
+      if (errorCode(err) !== "EEXIST") throw err;
+    }
+  }
 }
 
 export async function exists(file: string): Promise<boolean> {

@@ -11,7 +11,7 @@ import type { FetchLike } from "../net/http.js";
 import { retry } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { MiB, formatBytes } from "../util/bytes.js";
-import { diskFullError, ensureFreeSpace, type FreeBytes } from "../util/files.js";
+import { diskFullError, ensureDir, ensureFreeSpace, type FreeBytes } from "../util/files.js";
 
 export interface DownloadProgress {
   /** Bytes of the file present so far (including what an earlier attempt left). */
@@ -126,7 +126,7 @@ interface PartFile {
  */
 export async function downloadFile(options: DownloadOptions): Promise<DownloadResult> {
   const { dest, logger, signal } = options;
-  await fs.mkdir(path.dirname(dest), { recursive: true });
+  await ensureDir(path.dirname(dest));
   const part = await openPart(`${dest}.part`, options);
   let attempts = 0;
   try {

@@ -9,7 +9,9 @@ const entrySchema = z.object({
   next_retry: z.string(),
 });
 export type FailureEntry = z.infer<typeof entrySchema>;
-const fileSchema = z.record(z.string(), entrySchema);
+/** failures.json: image tag → its entry. */
+export const failuresFileSchema = z.record(z.string(), entrySchema);
+export const FAILURES_FILE = "failures.json";
 
 export interface BackoffPolicy {
   /** First wait after a failure, in seconds. */
@@ -35,12 +37,18 @@ export class FailureState {
     /** Told when failures.json is damaged; the records then start afresh. */
     private readonly warner?: Warner,
   ) {
-    this.file = path.join(stateDir, "failures.json");
+    this.file = path.join(stateDir, FAILURES_FILE);
   }
 
   async load(): Promise<Record<string, FailureEntry>> {
     return (
-      (await readJsonFileOrWarn(this.file, fileSchema, this.warner, "failure records", {})) ?? {}
+      (await readJsonFileOrWarn(
+        this.file,
+        failuresFileSchema,
+        this.warner,
+        "failure records",
+        {},
+      )) ?? {}
     );
   }
 

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { SyncError, errorCode } from "../errors.js";
+import { ensureDir, parseJsonFile, type JsonFileResult } from "../util/files.js";
 import { isProcessAlive } from "../util/process.js";
 
 export const LOCK_FILE = ".gh-gitlab-sync.lock";
@@ -140,7 +141,7 @@ export async function acquireWorkspaceLock(
   command: string,
 ): Promise<WorkspaceLock> {
   const dir = path.resolve(downloadsDir);
-  await fs.mkdir(dir, { recursive: true });
+  await ensureDir(dir);
   const file = path.join(dir, LOCK_FILE);
   const guard = `${file}${GUARD_SUFFIX}`;
   const me: LockHolder = {
@@ -223,4 +224,12 @@ export async function withWorkspaceLock<T>(
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * The holder of `dir`'s lock as the file says, for `status` (which only reads): `missing` when
+ * nobody holds it, `problem` when the file is there but no lock this tool wrote.
+ */
+export function readLockFile(dir: string): Promise<JsonFileResult<LockHolder>> {
+  return parseJsonFile(path.join(path.resolve(dir), LOCK_FILE), holderSchema);
 }

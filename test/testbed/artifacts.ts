@@ -45,10 +45,18 @@ export interface ArtifactFixtureOptions {
   gzipLevel?: number;
   /** Deflate level of the zip entries; default zlib's. */
   zipCompressionLevel?: number;
+  /** The images' architecture, when it is not the build's platform (a build that went wrong). */
+  architecture?: string;
   /** Damage a tarball after it is written (cut it, replace it) before it is zipped. */
   mutateTarball?: (repo: string, file: string) => Promise<void>;
   /** Entries with names a zip library refuses to write (`../../x`), added raw. */
   rawEntries?: Array<{ name: string; data: Buffer }>;
+}
+
+/** `linux/arm64` → `{os: "linux", architecture: "arm64"}`; the fixture default otherwise. */
+function platformOf(metadata: RunMetadata): { os?: string; architecture?: string } {
+  const [os, architecture] = (metadata["Target platform"] ?? "").toLowerCase().split("/");
+  return os && architecture ? { os, architecture } : {};
 }
 
 export interface ArtifactFixture {
@@ -95,6 +103,9 @@ export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<
       : { files: { [`opt/${builtAs}/bin/run.sh`]: `#!/bin/sh\necho ${builtAs}\n` } };
     await writeDockerSaveTarball(file, {
       repoTag: `${image.repo}:${tag}`,
+      // The build's platform, in the config as `docker build --platform` records it.
+      ...platformOf(options.metadata),
+      ...(options.architecture ? { architecture: options.architecture } : {}),
       layout: options.ociRepos?.includes(image.repo) ? "oci" : "legacy",
       layers: [options.baseLayer ?? BASE_LAYER, own],
       gzip: true,

@@ -7,6 +7,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { envFlag } from "../../src/config/options.js";
 import { describe, expect, it } from "vitest";
 import { isRegistryHost } from "../../src/domain/reference.js";
 
@@ -111,6 +112,7 @@ const KNOWN: Record<string, (value: string) => boolean> = {
   NODE_EXTRA_CA_CERTS: (v) => path.isAbsolute(v) && !/\s/.test(v),
   DOCKER_HOST: (v) => /^(unix|tcp|ssh):\/\/\S+$/.test(v),
   GH_GITLAB_SYNC_HTTP_TIMEOUT: (v) => /^\d+$/.test(v),
+  GH_GITLAB_SYNC_MULTIARCH_INDEX: (v) => envFlag({ v }, "v"),
 };
 
 const envFiles = readdirSync(deploy).filter((f) => /\.env/.test(f));
