@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import {
+  envFlag,
   parseImageTag,
   parseOptions,
   stateDirFor,
@@ -16,6 +17,8 @@ import {
   addGitlabOptions,
   addWorkspaceOptions,
   engineOption,
+  MULTIARCH_INDEX_ENV,
+  multiarchIndexOption,
   registryProjectOption,
   withExamples,
 } from "./options.js";
@@ -43,16 +46,19 @@ export function registerSync(program: Command, run: Runner): void {
     .option("--verbose", "show each engine step", false)
     .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
     .addOption(registryProjectOption())
-    .addOption(engineOption());
+    .addOption(engineOption())
+    .addOption(multiarchIndexOption());
   addGithubOptions(cmd);
   addGitlabOptions(cmd, true);
   addWorkspaceOptions(cmd);
   withExamples(cmd, [
     `gh-gitlab-sync sync ${TAG_EXAMPLE} --engine registry --yes`,
     `gh-gitlab-sync sync ${TAG_EXAMPLE} --downloads-dir /srv/mirror --retag-as-latest`,
+    `gh-gitlab-sync sync ${TAG_EXAMPLE} --yes --multiarch-index   # presto-coordinator:<tag> for both platforms`,
   ]);
   cmd.action((imageTag: string, raw: Record<string, unknown>) =>
     run(async (ctx) => {
+      const multiarchIndex = raw.multiarchIndex === true || envFlag(ctx.env, MULTIARCH_INDEX_ENV);
       const downloadsDir = outputDir(cmd, raw);
       const workspace = parseOptions(workspaceOptionsSchema, { ...raw, downloadsDir });
       // The registry's flags first: a bad one is a usage error, before any token is missed.
@@ -85,6 +91,7 @@ export function registerSync(program: Command, run: Runner): void {
               forcePush: raw.force === true,
               skipLogin: raw.skipLogin === true,
               retagAsLatest: raw.retagAsLatest === true,
+              multiarchIndex,
               artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
               ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("push") }),
               progress,

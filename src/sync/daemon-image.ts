@@ -45,9 +45,15 @@ interface ImageResult {
   uploadedBytes: number;
 }
 
-/** What an image moved, counted as it happens: an image that fails after its download still downloaded. */
+/**
+ * What an image moved, counted as it happens: an image that fails after its download still
+ * downloaded, and a streamed one whose tarball failed still pushed its siblings.
+ */
 export interface Counters {
   downloadedBytes: number;
+  /** Tags published by an image tag that then failed (the streaming sync's siblings). */
+  pushed: number;
+  uploadedBytes: number;
 }
 
 /**
@@ -90,7 +96,7 @@ export async function syncOne(
   if (!settings.stream) return stepByStep(ctx, services, settings, image, counters);
   const logger = ctx.logger.child({ imageTag: image.imageTag });
   const sub: SyncContext = { logger, signal: ctx.signal };
-  const fetched = { fetched: 0 };
+  const fetched = { fetched: 0, pushed: 0, uploadedBytes: 0 };
   try {
     const outcome = await discardingBad(ctx, settings, image, () =>
       stage("sync", () =>
@@ -136,6 +142,8 @@ export async function syncOne(
     return { pushed: outcome.pushed.length, uploadedBytes: outcome.bytesUploaded };
   } finally {
     counters.downloadedBytes += fetched.fetched;
+    counters.pushed = fetched.pushed;
+    counters.uploadedBytes = fetched.uploadedBytes;
   }
 }
 

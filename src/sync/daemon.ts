@@ -153,7 +153,7 @@ export async function runCycle(
       );
       continue;
     }
-    const counters: Counters = { downloadedBytes: 0 };
+    const counters: Counters = { downloadedBytes: 0, pushed: 0, uploadedBytes: 0 };
     try {
       const result = await syncOne(ctx, services, settings, image, counters);
       summary.pushed += result.pushed;
@@ -163,6 +163,8 @@ export async function runCycle(
       summary.downloadedBytes += counters.downloadedBytes;
     } catch (err) {
       summary.downloadedBytes += counters.downloadedBytes;
+      summary.pushed += counters.pushed;
+      summary.uploadedBytes += counters.uploadedBytes;
       if (ctx.signal.aborted) break;
       const message = describeError(err);
       const entry = await services.failures.recordFailure(image.imageTag, message);

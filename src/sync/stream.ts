@@ -59,6 +59,8 @@ import {
 import { PRESENT, printExisting, statusOf, verifyListed } from "./push.js";
 import type { PublishableImage, StreamEngine, StreamedImage } from "./stream-engines.js";
 import { notAllPushed, planItems, printPlan, type Planned } from "./stream-plan.js";
+import { indexBuild } from "./built.js";
+import type { WrittenIndex } from "./multiarch.js";
 import { runRef } from "./xref.js";
 
 export interface SyncRequest {
@@ -80,8 +82,16 @@ export interface SyncRequest {
   daemon?: boolean;
   progress: ProgressListener;
   freeBytes?: FreeBytes;
-  /** Bytes fetched from GitHub so far, kept up to date even when the sync fails. */
-  counters?: { fetched: number };
+  /**
+   * What moved so far, kept up to date even when the sync fails: bytes fetched from GitHub, and
+   * the images published (a tarball that fails leaves its siblings pushed) with their bytes.
+   */
+  counters?: { fetched: number; pushed: number; uploadedBytes: number };
+  /**
+   * `--multiarch-index`: after the push and the clean, each repository's index (see built.ts).
+   * The daemon writes them in a stage of its own instead.
+   */
+  multiarchIndex?: boolean;
 }
 
 export interface SyncServices {
@@ -97,6 +107,8 @@ export interface SyncOutcome {
   aborted: boolean;
   bytesUploaded: number;
   run: { id: number; title: string };
+  /** With `multiarchIndex`: each index as it now stands. */
+  indexes?: WrittenIndex[];
 }
 
 const TOTAL = 7;
@@ -149,9 +161,25 @@ export async function syncImageTag(
   printExisting(steps, existing, request.forcePush);
   const toPush = request.forcePush ? planned : planned.filter((p) => p.status !== PRESENT);
   const skipped = request.forcePush ? [] : existing.map((p) => p.gitlabTag);
+  // As push does: the indexes are written even when every image was there already.
+  const indexes = async (pushed: SyncOutcome["pushed"]) => {
+    if (!request.multiarchIndex) return {};
+    steps.text("");
+    steps.text("Writing multi-arch indexes ...");
+    const image = {
+      metadata: located.metadata,
+      runs: [{ id: run.id, htmlUrl: located.run.html_url }],
+    };
+    return {
+      indexes: await indexBuild(ctx, services.registryClient, steps, request, image, {
+        pushed,
+        skipped,
+      }),
+    };
+  };
   if (toPush.length === 0) {
     steps.text("Nothing to push.");
-    return { pushed: [], skipped, aborted: false, bytesUploaded: 0, run };
+    return { pushed: [], skipped, aborted: false, bytesUploaded: 0, run, ...(await indexes([])) };
   }
   if (request.confirm && !(await request.confirm("\nProceed with upload? [y/N]: "))) {
     steps.text("Push aborted.");
@@ -176,10 +204,11 @@ export async function syncImageTag(
     { removed: removed.length },
     `cleaned ${removed.length} path(s) of ${request.imageTag}`,
   );
+  const written = await indexes(pushed);
   steps.text(
     `Sync complete: ${pushed.length} pushed${skipped.length ? `, ${skipped.length} already present` : ""}.`,
   );
-  return { pushed, skipped, aborted: false, bytesUploaded, run };
+  return { pushed, skipped, aborted: false, bytesUploaded, run, ...written };
 }
 
 interface Streamed {
@@ -383,6 +412,10 @@ async function publishAll(
     steps.status(`  pushed ${item.remoteRef} ${result.digest}: ${result.summary}`);
     pushed.push({ gitlabTag: item.gitlabTag, remoteRef: item.remoteRef, digest: result.digest });
     bytesUploaded += result.bytesUploaded;
+    if (request.counters) {
+      request.counters.pushed = pushed.length;
+      request.counters.uploadedBytes = bytesUploaded;
+    }
     if (request.retagAsLatest) {
       const latest = await retag({
         client: services.registryClient,

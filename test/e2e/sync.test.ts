@@ -15,6 +15,7 @@ import { inspectImageTarball } from "../../src/archive/docker-save.js";
 import type { RunMetadata } from "../../src/domain/metadata.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
+import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { LOCK_FILE } from "../../src/workspace/lock.js";
 import {
   addArtifactRun,
@@ -66,6 +67,7 @@ const cases = {
   },
   docker: { id: 5105, fixture: { ociRepos: ["presto-coordinator"] } },
   noStream: { id: 5106 },
+  index: { id: 5107 },
 } satisfies Record<string, Case>;
 
 function metadataOf(c: Case): RunMetadata {
@@ -201,6 +203,40 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
       .slice(mark)
       .filter((e) => ["PUT", "POST", "PATCH"].includes(e.method));
     expect(writes).toEqual([]);
+  });
+
+  it("--multiarch-index: after the push and the clean, each repository's index names the image, which carries its provenance", async () => {
+    const c = cases.index;
+    const result = await sync(c, ["--engine", "registry", "--multiarch-index"]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain("Writing multi-arch indexes ...");
+    expect(result.stdout.indexOf("Writing multi-arch indexes")).toBeGreaterThan(
+      result.stdout.indexOf("Cleaning up"),
+    );
+    await expectPublished(c);
+    for (const repo of REPOS) {
+      const image = await registry.getManifest(`${PROJECT_PATH}/x86/${repo}`, gitlabTagOf(c));
+      expect(image?.mediaType).toBe(OCI_MANIFEST);
+      const annotations = (
+        JSON.parse(image?.bytes.toString() ?? "{}") as {
+          annotations?: Record<string, string>;
+        }
+      ).annotations;
+      expect(annotations?.["org.opencontainers.image.url"]).toBe(
+        `https://github.com/rapidsai/velox-testing/actions/runs/${c.id}`,
+      );
+      const index = await registry.getManifest(`${PROJECT_PATH}/${repo}`, gitlabTagOf(c));
+      expect(index?.mediaType).toBe(OCI_INDEX);
+      const listed = JSON.parse(index?.bytes.toString() ?? "{}") as {
+        manifests: Array<{ digest: string; platform: { os: string; architecture: string } }>;
+      };
+      expect(listed.manifests).toEqual([
+        expect.objectContaining({
+          digest: image?.digest,
+          platform: expect.objectContaining({ os: "linux", architecture: "amd64" }),
+        }),
+      ]);
+    }
   });
 
   it("a download cut mid-artifact is resumed with Range and the sync completes", async () => {
