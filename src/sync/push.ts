@@ -342,17 +342,13 @@ export async function pushImageTag(
     pushed.push({ gitlabTag: item.gitlabTag, remoteRef: item.remoteRef, digest: result.digest });
     bytesUploaded += result.bytesUploaded;
     if (request.retagAsLatest) {
-      const latest = await retag({
-        client: services.registryClient,
-        sourceRepo: item.repository,
-        sourceRef: result.digest,
-        targetRepo: item.repository,
-        targetTag: "latest",
-        logger: ctx.logger,
-        signal: ctx.signal,
-      });
-      steps.text(
-        `  ${request.registry}/${item.repository}:latest → ${latest.digest}${latest.unchanged ? " (already)" : ""}`,
+      await retagLatest(
+        ctx,
+        services.registryClient,
+        steps,
+        request.registry,
+        item.repository,
+        result.digest,
       );
     }
   }
@@ -386,4 +382,27 @@ async function fileSize(file: string): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** `--retag-as-latest`: `<repo>:latest` pointed at the pushed manifest (a manifest copy). */
+export async function retagLatest(
+  ctx: SyncContext,
+  client: RegistryClient,
+  steps: StepReporter,
+  registry: string,
+  repository: string,
+  digest: string,
+): Promise<void> {
+  const latest = await retag({
+    client,
+    sourceRepo: repository,
+    sourceRef: digest,
+    targetRepo: repository,
+    targetTag: "latest",
+    logger: ctx.logger,
+    signal: ctx.signal,
+  });
+  steps.text(
+    `  ${registry}/${repository}:latest → ${latest.digest}${latest.unchanged ? " (already)" : ""}`,
+  );
 }

@@ -41,7 +41,6 @@ import { GrowingFile } from "../archive/growing-file.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { DamagedInputError, describeError, interrupted } from "../errors.js";
 import type { RegistryClient } from "../registry/client.js";
-import { retag } from "../registry/retag.js";
 import { formatMiB } from "../util/bytes.js";
 import { exists, parseJsonFile, type FreeBytes } from "../util/files.js";
 import type { DownloadResult } from "../workspace/download.js";
@@ -56,7 +55,7 @@ import {
   writeDownloadMetadata,
   type LocatedArtifact,
 } from "./download.js";
-import { PRESENT, printExisting, statusOf, verifyListed } from "./push.js";
+import { PRESENT, printExisting, retagLatest, statusOf, verifyListed } from "./push.js";
 import type { PublishableImage, StreamEngine, StreamedImage } from "./stream-engines.js";
 import { notAllPushed, planItems, printPlan, type Planned } from "./stream-plan.js";
 import { indexBuild } from "./built.js";
@@ -417,17 +416,13 @@ async function publishAll(
       request.counters.uploadedBytes = bytesUploaded;
     }
     if (request.retagAsLatest) {
-      const latest = await retag({
-        client: services.registryClient,
-        sourceRepo: item.repository,
-        sourceRef: result.digest,
-        targetRepo: item.repository,
-        targetTag: "latest",
-        logger: ctx.logger,
-        signal: ctx.signal,
-      });
-      steps.text(
-        `  ${request.registry}/${item.repository}:latest → ${latest.digest}${latest.unchanged ? " (already)" : ""}`,
+      await retagLatest(
+        ctx,
+        services.registryClient,
+        steps,
+        request.registry,
+        item.repository,
+        result.digest,
       );
     }
   }
