@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
-import { DamagedInputError } from "../errors.js";
-import { REDOWNLOAD_HINT } from "./image-stream.js";
+import { DamagedInputError, REDOWNLOAD_HINT } from "../errors.js";
 
 /** An image's config read again from its tarball, checked against the digest it was known by. */
 export async function readImageConfig(

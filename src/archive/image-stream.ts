@@ -3,7 +3,7 @@ import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { z } from "zod";
-import { DamagedInputError, SyncError, describeError } from "../errors.js";
+import { DamagedInputError, REDOWNLOAD_HINT, SyncError, describeError } from "../errors.js";
 import { checkedGunzip, gzipFailure } from "./gzip-check.js";
 import { LayerCheck, type LayerCompression, type LayerVerdict } from "./layer-check.js";
 
@@ -85,7 +85,6 @@ export interface ImageStream {
 
 export const NOT_AN_IMAGE_HINT =
   "the artifact does not hold the docker save image this tool expects; check the workflow run";
-export const REDOWNLOAD_HINT = "the artifact is damaged; re-run download --force";
 /** JSON documents in a `docker save` tar are kilobytes; this bounds memory on a hostile tar. */
 const MAX_JSON_BYTES = 8 << 20;
 const MAX_JSON_TOTAL = 64 << 20;

@@ -1,10 +1,10 @@
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
-import { DamagedInputError, SyncError, describeError } from "../errors.js";
+import { DamagedInputError, REDOWNLOAD_HINT, SyncError, describeError } from "../errors.js";
 import { limiter } from "../net/limit.js";
 import { checkedGunzip, gzipFailure } from "./gzip-check.js";
-import { REDOWNLOAD_HINT, stripDot } from "./image-stream.js";
+import { stripDot } from "./image-stream.js";
 
 /**
  * Some entries of a `docker save … | gzip` stream whose image is already known (a tarball that

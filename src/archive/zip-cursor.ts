@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import zlib from "node:zlib";
-import { DamagedInputError } from "../errors.js";
+import { DAMAGED_HINT, DamagedInputError } from "../errors.js";
 import type { GrowingFile } from "./growing-file.js";
 import { zipIncomplete } from "./zip-vetting.js";
 
@@ -99,7 +99,7 @@ export class Meter extends Writable {
       return callback(
         new DamagedInputError(
           `${this.zip}: entry ${JSON.stringify(this.name)} inflates to more than ${MAX_RATIO} times its size (a zip bomb?)`,
-          { hint: "the artifact is damaged or hostile; re-run download --force" },
+          { hint: DAMAGED_HINT },
         ),
       );
     }

@@ -1,13 +1,11 @@
 import { LayerCheck, compressionOf, type LayerVerdict } from "../archive/layer-check.js";
-import { DamagedInputError, SyncError } from "../errors.js";
+import { DamagedInputError, REDOWNLOAD_HINT, SyncError } from "../errors.js";
 import { MiB } from "../util/bytes.js";
 import { DEFAULT_CHUNK_SIZE } from "./blob-upload.js";
 import type { RegistryClient, UploadSession } from "./client.js";
 import { deterministicGzip, type GzipOptions } from "./gzip.js";
 import type { CachedLayer } from "./layer-cache.js";
 import { DOCKER_LAYER_GZIP, OCI_LAYER_ZSTD, shortDigest } from "./media-types.js";
-
-export const REDOWNLOAD_HINT = "the artifact is damaged; re-run download --force";
 
 export interface LayerUploadOptions {
   client: RegistryClient;
