@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: B1–B7 and B9 of BENCH.md, ours against the peers on the testbed, and the tables of
+ * `npm run bench`: B1–B9 of BENCH.md, ours against the peers on the testbed, and the tables of
  * BENCHMARKS.md rewritten. `--quick` runs small sizes as a smoke test (fails on a broken
  * benchmark, never on a slow one) and leaves BENCHMARKS.md alone; `--only B2,B4` picks rows and
  * replaces just those in BENCHMARKS.md (`--no-write` leaves it alone).
@@ -18,6 +18,7 @@ import { benchPrepare } from "./cases/prepare.js";
 import { benchDockerPush, benchRegistryPush } from "./cases/push.js";
 import { benchResume } from "./cases/resume.js";
 import { benchRetag } from "./cases/retag.js";
+import { benchSync } from "./cases/sync.js";
 import { BenchContext } from "./context.js";
 import { formatSeconds } from "./harness.js";
 import { between, machine, mergeResults, rewriteBenchmarks, table, type Row } from "./report.js";
@@ -31,6 +32,7 @@ const CASES: Array<[string, (ctx: BenchContext) => Promise<Row[]>]> = [
   ["B5", benchDockerPush],
   ["B6", benchRetag],
   ["B7", benchIdleDaemon],
+  ["B8", benchSync],
   ["B9", benchResume],
 ];
 
@@ -63,7 +65,7 @@ if (gate.skip) throw new Error(`bench: ${gate.reason}`);
 await rm(ctx.root, { recursive: true, force: true });
 await mkdir(ctx.root, { recursive: true });
 await mkdir(ctx.cacheDir, { recursive: true });
-if (chosen.some(([id]) => id === "B5" || id === "B6")) {
+if (chosen.some(([id]) => id === "B5" || id === "B6" || id === "B8")) {
   const docker = dockerdAvailability();
   if (docker.ok) ctx.dockerd = await startDockerd({ dir: ctx.root });
   else ctx.dockerdMissing = docker.reason ?? "dockerd cannot run here";

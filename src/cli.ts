@@ -35,6 +35,7 @@ import { registerStatus } from "./commands/status.js";
 import { registerPush, registerRetag } from "./commands/images.js";
 import { registerClean, registerDownload, registerPrepare } from "./commands/artifacts.js";
 import { expandOptionPrefixes } from "./commands/option-prefixes.js";
+import { registerSync } from "./commands/sync.js";
 
 export interface CliDeps {
   env: Env;
@@ -56,12 +57,13 @@ const HTTP_COMMANDS = new Set([
   "xref",
   "download",
   "push",
+  "sync",
   "daemon",
   "retag",
 ]);
 
 /** Commands that leave files or images behind; the listings and the daemon say no more. */
-const WRITERS = new Set(["download", "prepare", "push", "clean", "retag"]);
+const WRITERS = new Set(["download", "prepare", "push", "sync", "clean", "retag"]);
 
 /** `--http-timeout` (or its env var): the idle timeout, and the connect timeout up to 30 s. */
 function httpTimeouts(raw: Record<string, unknown>): HttpSettings {
@@ -150,6 +152,7 @@ Network:
   registerPrepare(program, run);
   registerClean(program, run);
   registerPush(program, run);
+  registerSync(program, run);
   registerDaemon(program, run);
   registerStatus(program, run);
   registerRetag(program, run);

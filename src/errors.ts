@@ -10,6 +10,13 @@ export const EXIT_USAGE = 2;
 export const EXIT_SIGINT = 130;
 export const EXIT_SIGTERM = 143;
 
+/** The hint of every error about a damaged artifact: what to run to fetch it again. */
+export const REDOWNLOAD_HINT =
+  "the artifact is damaged; fetch it again with download --force (or sync --force)";
+/** The same, where the archive may as well be hostile (zip vetting and extraction). */
+export const DAMAGED_HINT =
+  "the artifact is damaged or hostile; fetch it again with download --force (or sync --force)";
+
 export interface SyncErrorOptions {
   hint?: string;
   exitCode?: number;

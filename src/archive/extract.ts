@@ -7,13 +7,12 @@ import zlib from "node:zlib";
 import type Unzipper from "unzipper";
 import type { CentralDirectory, File as ZipRecord } from "unzipper";
 import { lazyRequire } from "../lazy.js";
-import { SyncError, describeError, errorCode } from "../errors.js";
+import { DAMAGED_HINT, SyncError, describeError, errorCode } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import { MiB } from "../util/bytes.js";
 import { diskFullError, ensureDir, type FreeBytes } from "../util/files.js";
 import { isProcessAlive } from "../util/process.js";
 import {
-  DAMAGED_HINT,
   LOCAL_HEADER_SIZE,
   METHOD_DEFLATE,
   ensureRoom,

@@ -1,11 +1,16 @@
 import { Transform, type TransformCallback } from "node:stream";
 import zlib from "node:zlib";
-import { DamagedInputError, SyncError, describeError, errorCode } from "../errors.js";
+import {
+  DamagedInputError,
+  REDOWNLOAD_HINT,
+  SyncError,
+  describeError,
+  errorCode,
+} from "../errors.js";
 
 const GZIP_MAGIC = [0x1f, 0x8b] as const;
 /** Gunzip output window: large chunks keep per-chunk stream overhead out of the profile. */
 export const GUNZIP_CHUNK = 1 << 20;
-const REDOWNLOAD_HINT = "the artifact is damaged; re-run download --force";
 
 /** Raised by {@link GzipMagicCheck}; turned into a one-line SyncError by {@link gzipFailure}. */
 export class NotGzipError extends Error {

@@ -38,7 +38,8 @@ function startsWith(bytes: Buffer, magic: number[]): boolean {
   return bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b);
 }
 
-function compressionOf(head: Buffer): LayerCompression {
+/** A layer's compression, from its first bytes. */
+export function compressionOf(head: Buffer): LayerCompression {
   if (startsWith(head, ZSTD_MAGIC)) return "zstd";
   if (startsWith(head, GZIP_MAGIC)) return "gzip";
   return "none";

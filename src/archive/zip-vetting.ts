@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { CentralDirectory, File as ZipRecord } from "unzipper";
 import { DISK_MARGIN } from "../config/limits.js";
-import { DamagedInputError, SyncError } from "../errors.js";
+import { DAMAGED_HINT, DamagedInputError, SyncError } from "../errors.js";
 import { formatBytes } from "../util/bytes.js";
 import { ensureFreeSpace, type FreeBytes } from "../util/files.js";
 
@@ -12,7 +12,6 @@ import { ensureFreeSpace, type FreeBytes } from "../util/files.js";
  * records pointing past the data all refuse the zip.
  */
 
-export const DAMAGED_HINT = "the artifact is damaged or hostile; re-run download --force";
 const INCOMPLETE_HINT = "re-run download with --force";
 export const LOCAL_HEADER_SIZE = 30;
 

@@ -54,7 +54,7 @@ export function registerDownload(program: Command, run: Runner): void {
  * download's directory: `--output-dir` (the original's flag) or `--downloads-dir` (every other
  * command's); both at once must agree.
  */
-function outputDir(cmd: Command, raw: Record<string, unknown>): unknown {
+export function outputDir(cmd: Command, raw: Record<string, unknown>): unknown {
   const given = cmd.getOptionValueSource("downloadsDir") !== "default";
   const { outputDir, downloadsDir } = raw;
   if (typeof outputDir !== "string") return downloadsDir;

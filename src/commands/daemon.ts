@@ -26,7 +26,13 @@ import {
   registryProjectOption,
   withExamples,
 } from "./options.js";
-import { githubServices, gitlabServices, imagePusher, registryServices } from "./services.js";
+import {
+  githubServices,
+  gitlabServices,
+  imagePusher,
+  registryServices,
+  streamEngine,
+} from "./services.js";
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 
@@ -34,7 +40,7 @@ export function registerDaemon(program: Command, run: Runner): void {
   const cmd = program
     .command("daemon")
     .description(
-      "Every --interval seconds: xref, then download, prepare, push and clean each missing image tag",
+      "Every --interval seconds: xref, then sync each missing image tag (streaming; --no-stream: download, prepare, push, clean)",
     )
     .option("--interval <seconds>", "seconds between cycles", String(DEFAULT_INTERVAL_SECONDS))
     .option("--once", "run one cycle and exit (non-zero when an image failed)", false)
@@ -42,6 +48,10 @@ export function registerDaemon(program: Command, run: Runner): void {
     .option("--force-push", "push tags that GitLab already has", false)
     .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
     .option("--verbose", "show each engine step", false)
+    .option(
+      "--no-stream",
+      "step by step, as before: download, then prepare (an extracted copy), then push and clean",
+    )
     .option(
       "--retry-backoff <seconds>",
       "wait after an image's first failure; doubles with each further failure",
@@ -95,6 +105,12 @@ export function registerDaemon(program: Command, run: Runner): void {
         removeAfterPush: true,
         progress: ctx.progress(logger),
       });
+      const stream = streamEngine(ctx, registry, {
+        logger,
+        stateDir,
+        removeAfterPush: true,
+        progress: ctx.progress(logger),
+      });
       const health = healthAddress ? new DaemonHealth() : undefined;
       await withWorkspaceLocks(workspace, "daemon", async () => {
         const server =
@@ -108,6 +124,7 @@ export function registerDaemon(program: Command, run: Runner): void {
               github,
               gitlab,
               push: { registryClient: registry.client, pusher },
+              stream,
               failures: new FailureState(
                 stateDir,
                 {
@@ -135,6 +152,7 @@ export function registerDaemon(program: Command, run: Runner): void {
               registry: registry.options.registry,
               registryProject: registry.project,
               username: registry.credentials.username,
+              stream: raw.stream !== false,
               ...(typeof raw.platform === "string" ? { platform: raw.platform } : {}),
               multiarchIndex,
               retryNow: raw.retryNow === true,

@@ -22,7 +22,8 @@ import { MetadataCache } from "../workspace/state.js";
 import type { RegistryAuth } from "../docker/engine.js";
 import type { ProgressListener } from "../domain/events.js";
 import type { Logger } from "../report/logger.js";
-import { createPusher, type ImagePusher } from "../sync/push-engines.js";
+import { createPusher, type ImagePusher, type PusherOptions } from "../sync/push-engines.js";
+import { createStreamEngine, type StreamEngine } from "../sync/stream-engines.js";
 import type { RunSource } from "../sync/run-provenance.js";
 import { findRunForTag } from "../sync/runs.js";
 import { runRef } from "../sync/xref.js";
@@ -134,6 +135,21 @@ export function imagePusher(
   },
 ): ImagePusher {
   return createPusher(registry.options.engine, {
+    ...options,
+    registry: registry.client,
+    username: registry.credentials.username,
+    password: registry.credentials.password,
+    env: ctx.env,
+  });
+}
+
+/** The same engine as the streaming sync drives it (sync, and the daemon by default). */
+export function streamEngine(
+  ctx: CommandContext,
+  registry: RegistryServices,
+  options: Pick<PusherOptions, "logger" | "stateDir" | "progress" | "removeAfterPush">,
+): StreamEngine {
+  return createStreamEngine(registry.options.engine, {
     ...options,
     registry: registry.client,
     username: registry.credentials.username,

@@ -156,6 +156,26 @@ export class DockerEngine {
         cause: err,
       });
     }
+    return this.loadFrom(readCounting(tarball, size, options.onRead), tarball, options);
+  }
+
+  /**
+   * The same load, of a tarball's bytes as they arrive (the streaming sync hands over each
+   * tarball as it comes out of the artifact). `label` names it in messages.
+   */
+  loadImageStream(
+    stream: Readable,
+    label: string,
+    options: StreamOptions = {},
+  ): Promise<LoadedImages> {
+    return this.loadFrom(stream, label, options);
+  }
+
+  private async loadFrom(
+    input: Readable,
+    tarball: string,
+    options: StreamOptions,
+  ): Promise<LoadedImages> {
     const loaded: LoadedImages = { references: [], imageIds: [] };
     const failed = (detail: string, cause: unknown): SyncError =>
       new SyncError(`Docker engine could not load ${tarball}: ${oneLine(detail)}`, {
@@ -164,7 +184,7 @@ export class DockerEngine {
       });
     this.logger.debug({ tarball, dockerHost: this.address }, "loading image tarball");
     try {
-      const stream = await this.docker.loadImage(readCounting(tarball, size, options.onRead), {
+      const stream = await this.docker.loadImage(input, {
         quiet: false,
         ...(options.signal ? { abortSignal: options.signal } : {}),
       });

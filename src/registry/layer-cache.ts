@@ -19,6 +19,8 @@ export interface CachedLayer {
   mediaType: string;
 }
 
+const DIFF_ID = /^sha256:[0-9a-f]{64}$/;
+
 const entrySchema = z.object({
   digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   size: z.number().int().nonnegative(),
@@ -39,6 +41,8 @@ const fileSchema = z.object({
   layers: z.record(z.string(), entrySchema),
   /** `<registry>/<repository>@<diff-id>` → the upload; absent in files of older versions. */
   uploads: z.record(z.string(), uploadSchema).optional(),
+  /** `<layer path>#<size>` in a legacy `docker save` → its diff-id; absent in older files. */
+  aliases: z.record(z.string(), z.string().regex(DIFF_ID)).optional(),
 });
 
 type Entry = z.infer<typeof entrySchema>;
@@ -51,6 +55,13 @@ type Upload = z.infer<typeof uploadSchema>;
 const UPLOAD_MAX_AGE_MS = 24 * 3600 * 1000;
 const uploadKey = (registry: string, repository: string, diffId: string) =>
   `${registry}/${repository}@${diffId}`;
+/**
+ * Legacy layer paths remembered: a build's worth many times over. Docker names a legacy layer
+ * after its chain of diff-ids (the top one after the config too), so a path of the same size
+ * names the same bytes in the next build's tarballs: its diff-id, and with it the registry's
+ * copy, is known before the layer is read. A guess, always checked against the bytes.
+ */
+const MAX_ALIASES = 512;
 
 export class LayerCache {
   private readonly layers: Map<string, Entry>;
@@ -58,13 +69,16 @@ export class LayerCache {
   private dirty = false;
 
   private readonly uploads: Map<string, Upload>;
+  private readonly aliases: Map<string, string>;
 
   private constructor(
     private readonly file: string | undefined,
     layers: Record<string, Entry> = {},
     uploads: Record<string, Upload> = {},
+    aliases: Record<string, string> = {},
   ) {
     this.layers = new Map(Object.entries(layers));
+    this.aliases = new Map(Object.entries(aliases));
     const now = Date.now();
     this.uploads = new Map(
       Object.entries(uploads).filter(
@@ -79,7 +93,7 @@ export class LayerCache {
    */
   static async open(file: string, logger?: Logger): Promise<LayerCache> {
     const parsed = await readJsonFileOrWarn(file, fileSchema, logger, "the layer cache");
-    return new LayerCache(file, parsed?.layers, parsed?.uploads);
+    return new LayerCache(file, parsed?.layers, parsed?.uploads, parsed?.aliases);
   }
 
   /** A cache that lives as long as the process (tests, one-off pushes). */
@@ -138,6 +152,24 @@ export class LayerCache {
     } else if (this.uploads.delete(key)) this.dirty = true;
   }
 
+  /** The diff-id a legacy layer of this path and size had when last read, if any. */
+  alias(path: string, size: number): string | undefined {
+    return this.aliases.get(`${path}#${size}`);
+  }
+
+  recordAlias(path: string, size: number, diffId: string): void {
+    if (!DIFF_ID.test(diffId)) return;
+    const key = `${path}#${size}`;
+    if (this.aliases.get(key) === diffId) return;
+    this.aliases.delete(key);
+    this.aliases.set(key, diffId);
+    for (const oldest of this.aliases.keys()) {
+      if (this.aliases.size <= MAX_ALIASES) break;
+      this.aliases.delete(oldest);
+    }
+    this.dirty = true;
+  }
+
   /**
    * Writes the file atomically when anything changed. Calls queue behind each other, so
    * concurrent pushes sharing one cache never interleave their writes.
@@ -148,8 +180,9 @@ export class LayerCache {
       this.dirty = false;
       const layers = Object.fromEntries(this.layers);
       const uploads = Object.fromEntries(this.uploads);
+      const aliases = Object.fromEntries(this.aliases);
       try {
-        await writeJsonAtomic(this.file, { version: 1, layers, uploads });
+        await writeJsonAtomic(this.file, { version: 1, layers, uploads, aliases });
       } catch (err) {
         this.dirty = true;
         throw err;

@@ -1,30 +1,27 @@
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { pipeline } from "node:stream/promises";
-import tar from "tar-stream";
+import type { Readable } from "node:stream";
 import { inspectImageTarball, type ImageTarballInfo } from "../archive/docker-save.js";
-import { GUNZIP_CHUNK, checkedGunzip, gzipFailure } from "../archive/gzip-check.js";
-import { DamagedInputError, SyncError, describeError } from "../errors.js";
-import { limiter, mapLimit } from "../net/limit.js";
+import { GUNZIP_CHUNK } from "../archive/gzip-check.js";
+import { readImageConfig } from "../archive/image-config.js";
+import { readSavedEntries } from "../archive/saved-entries.js";
+import { describeError } from "../errors.js";
+import { mapLimit } from "../net/limit.js";
 import type { Logger } from "../report/logger.js";
 import type { RegistryClient, UploadSession } from "./client.js";
 import type { GzipOptions } from "./gzip.js";
-import { imageManifest } from "./image-manifest.js";
-import type { CachedLayer, LayerCache } from "./layer-cache.js";
-import { REDOWNLOAD_HINT, uploadLayer } from "./layer-upload.js";
-import { shortDigest } from "./media-types.js";
+import {
+  findInRegistry,
+  mountFromSiblings,
+  pushedLayer,
+  putImage,
+  type PushedLayer,
+  type RepositoryTarget,
+} from "./image-writer.js";
+import type { LayerCache } from "./layer-cache.js";
+import { uploadLayer } from "./layer-upload.js";
 import { retryTransient } from "./transport.js";
 
-export type LayerAction = "uploaded" | "exists" | "mounted";
-
-export interface PushedLayer {
-  diffId: string;
-  /** Digest of the compressed blob in the registry. */
-  digest: string;
-  size: number;
-  mediaType: string;
-  action: LayerAction;
-}
+export type { LayerAction, PushedLayer } from "./image-writer.js";
 
 export interface PushResult {
   manifestDigest: string;
@@ -71,10 +68,7 @@ const DEFAULT_CONCURRENCY = 3;
 /** Tries of the streaming pass: a cut stream cannot be replayed, so the pass starts over. */
 const STREAM_ATTEMPTS = 3;
 
-/** tar-stream's entry stream (a streamx Readable). */
-type EntryBody = tar.ExtractEvents["entry"][1];
-
-interface Wanted {
+export interface Wanted {
   kind: "layer" | "config";
   path: string;
   diffId: string;
@@ -85,9 +79,9 @@ interface Wanted {
 /**
  * Pushes a `docker save` tarball straight to a registry, with no Docker daemon. Layers the
  * registry already has in the repository are skipped (HEAD), layers it has elsewhere are
- * mounted, and only the rest are read from the tarball, compressed (deterministically, so a
- * layer keeps its digest from push to push) and uploaded, several at once. The config goes up
- * byte for byte, so the image ID stays what `docker load` shows.
+ * mounted, and only the rest are read from the tarball (archive/saved-entries.ts), compressed
+ * (deterministically, so a layer keeps its digest from push to push) and uploaded, several at
+ * once. The config goes up byte for byte, so the image ID stays what `docker load` shows.
  */
 export async function pushTarball(options: PushTarballOptions): Promise<PushResult> {
   const { client, repository, logger, signal } = options;
@@ -135,33 +129,28 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
     .filter((l) => l.action === "uploaded")
     .reduce((sum, l) => sum + l.size, 0);
   if (configBytes) {
-    await client.uploadBlob(
-      repository,
-      info.configDigest,
-      configBytes.length,
-      () => configBytes,
-      signal,
-    );
-    bytesUploaded += configBytes.length;
+    const bytes = configBytes;
+    await client.uploadBlob(repository, info.configDigest, bytes.length, () => bytes, signal);
+    bytesUploaded += bytes.length;
   }
 
+  if (info.layout === "legacy") {
+    // What each legacy layer path holds, so that a streaming sync of the next build knows it.
+    info.layers.forEach((path, i) =>
+      options.cache.recordAlias(path, info.layerSizes[i] ?? 0, info.diffIds[i] ?? ""),
+    );
+    await options.cache.save();
+  }
   const layers = info.diffIds.map((diffId) => done.get(diffId) as PushedLayer);
   const config = { digest: info.configDigest, size: configBytes?.length ?? configInRegistry ?? 0 };
-  const { bytes, mediaType } = imageManifest(config, layers, options.annotations);
-  const manifestDigest = await client.putManifest(
-    repository,
-    options.tag,
-    bytes,
-    mediaType,
-    signal,
-  );
-  options.onProgress?.({ type: "manifest", digest: manifestDigest });
+  const manifest = await putImage(options, options.tag, config, layers, options.annotations);
+  options.onProgress?.({ type: "manifest", digest: manifest.digest });
   // The caller reports the image with what moved; this record is for --log-level debug.
   logger.debug(
     {
       repository,
       tag: options.tag,
-      digest: manifestDigest,
+      digest: manifest.digest,
       uploaded: layers.filter((l) => l.action === "uploaded").length,
       mounted: layers.filter((l) => l.action === "mounted").length,
       existing: layers.filter((l) => l.action === "exists").length,
@@ -170,27 +159,12 @@ export async function pushTarball(options: PushTarballOptions): Promise<PushResu
     `pushed ${client.registry}/${repository}:${options.tag}`,
   );
   return {
-    manifestDigest,
-    manifestMediaType: mediaType,
+    manifestDigest: manifest.digest,
+    manifestMediaType: manifest.mediaType,
     configDigest: info.configDigest,
     layers,
     bytesUploaded,
   };
-}
-
-/** Mounts a blob from the first sibling repository that has it; its size, or undefined. */
-async function mountFromSiblings(
-  options: PushTarballOptions,
-  digest: string,
-): Promise<number | undefined> {
-  const { client, repository, signal } = options;
-  for (const from of (options.siblings ?? []).filter((r) => r !== repository)) {
-    if (await client.mountBlob(repository, digest, from, signal)) {
-      options.logger.info({ repository, digest, from }, `config ${shortDigest(digest)} mounted`);
-      return client.blobSize(repository, digest, signal);
-    }
-  }
-  return undefined;
 }
 
 /** diff-id → index of its first occurrence: a layer listed twice goes up once. */
@@ -202,56 +176,30 @@ function uniqueLayers(info: ImageTarballInfo): Map<string, number> {
   return unique;
 }
 
-/**
- * Whether the registry can have the layer without its bytes: already in the repository, or
- * mountable from a repository the cache (or the caller) names. Needs the compressed digest,
- * which only the cache knows before the layer has been compressed.
- */
-async function findInRegistry(
-  options: PushTarballOptions,
-  diffId: string,
-): Promise<PushedLayer | undefined> {
-  const { client, cache, repository, signal } = options;
-  const cached = cache.get(diffId);
-  if (!cached) return undefined;
-  const registry = client.registry;
-  if (await client.blobExists(repository, cached.digest, signal)) {
-    cache.record(diffId, cached, registry, repository);
-    return pushed(options, diffId, cached, "exists");
-  }
-  cache.forget(diffId, registry, repository);
-  const sources = [
-    ...new Set([...cache.repositoriesWith(diffId, registry), ...(options.siblings ?? [])]),
-  ];
-  for (const from of sources.filter((r) => r !== repository)) {
-    if (await client.mountBlob(repository, cached.digest, from, signal)) {
-      cache.record(diffId, cached, registry, repository);
-      return pushed(options, diffId, cached, "mounted", from);
-    }
-    cache.forget(diffId, registry, from);
-  }
-  return undefined;
+/** Where a tarball's bytes come from: a file, or its entry in a zip. */
+export interface TarballSource {
+  /** Opens the `.tar.gz` bytes from their start. */
+  open: () => Readable;
+  /** Names it in messages. */
+  label: string;
 }
 
-function pushed(
-  options: PushTarballOptions,
-  diffId: string,
-  layer: CachedLayer,
-  action: LayerAction,
-  from?: string,
-): PushedLayer {
-  // One line per layer only at debug: at the default level each image is one line.
-  options.logger.debug(
-    {
-      repository: options.repository,
-      diffId,
-      digest: layer.digest,
-      size: layer.size,
-      ...(from ? { from } : {}),
-    },
-    `layer ${shortDigest(layer.digest)} ${action}`,
-  );
-  return { diffId, digest: layer.digest, size: layer.size, mediaType: layer.mediaType, action };
+export interface UploadEntriesOptions {
+  target: RepositoryTarget;
+  source: TarballSource;
+  /** The layers (and the config) to read and upload. */
+  wanted: Wanted[];
+  /** Filled in as layers go up. */
+  done: Map<string, PushedLayer>;
+  /** The image's config digest, when the config is wanted. */
+  configDigest?: string;
+  concurrency: number;
+  gzip?: GzipOptions | undefined;
+  chunkSize?: number | undefined;
+  /** Uploads left unfinished, by diff-id: taken up, and kept up to date. */
+  sessions?: Map<string, UploadSession>;
+  onRead?: (diffId: string, bytes: number) => void;
+  onLayer?: (layer: PushedLayer) => void;
 }
 
 /**
@@ -267,19 +215,43 @@ async function uploadFromTarball(
   done: Map<string, PushedLayer>,
   concurrency: number,
 ): Promise<Buffer | undefined> {
-  let configBytes: Buffer | undefined;
-  const { cache, client, repository } = options;
+  const tarball = options.tarball;
+  return uploadEntries({
+    target: options,
+    source: {
+      open: () => createReadStream(tarball, { highWaterMark: GUNZIP_CHUNK }),
+      label: tarball,
+    },
+    wanted,
+    done,
+    configDigest: info.configDigest,
+    concurrency,
+    gzip: options.gzip,
+    chunkSize: options.chunkSize,
+    onRead: (diffId, bytes) => options.onProgress?.({ type: "read", diffId, bytes }),
+    onLayer: (layer) => options.onProgress?.({ type: "layer", layer }),
+  });
+}
+
+/**
+ * The passes over a tarball for the entries still wanted, until every one is in or a failure is
+ * final. Unfinished uploads are kept in the layer cache when it ends without them, so that the
+ * next push (within a day) takes each up where the registry stands.
+ */
+export async function uploadEntries(options: UploadEntriesOptions): Promise<Buffer | undefined> {
+  const { target, wanted, done } = options;
+  const { cache, client, repository } = target;
   // Uploads a pass left unfinished: the next pass takes each up where the registry stands, and
   // so does the next push when this one ends before they are done (stopped, or failed for good).
-  const sessions = new Map<string, UploadSession>();
+  const sessions = options.sessions ?? new Map<string, UploadSession>();
   for (const item of wanted) {
     const location = cache.upload(client.registry, repository, item.diffId);
-    if (location) sessions.set(item.diffId, { repository, location, offset: 0 });
+    if (location && !sessions.has(item.diffId)) {
+      sessions.set(item.diffId, { repository, location, offset: 0 });
+    }
   }
   try {
-    await passes(options, info, wanted, done, concurrency, sessions, (bytes) => {
-      configBytes = bytes;
-    });
+    return await passes(options, sessions);
   } finally {
     for (const item of wanted.filter((w) => w.kind === "layer")) {
       const location = done.has(item.diffId) ? undefined : sessions.get(item.diffId)?.location;
@@ -288,40 +260,42 @@ async function uploadFromTarball(
     // Best effort on the way out of a failure: the failure itself is what the caller must see.
     await cache.save().catch(() => undefined);
   }
-  return configBytes;
 }
 
-/** The passes over the tarball, until every wanted entry is in or a failure is final. */
 async function passes(
-  options: PushTarballOptions,
-  info: ImageTarballInfo,
-  wanted: Wanted[],
-  done: Map<string, PushedLayer>,
-  concurrency: number,
+  options: UploadEntriesOptions,
   sessions: Map<string, UploadSession>,
-  onConfig: (bytes: Buffer) => void,
-): Promise<void> {
+): Promise<Buffer | undefined> {
+  const { target, source, wanted, done } = options;
   let configBytes: Buffer | undefined;
+  const byPath = new Map(wanted.map((w) => [w.path, w]));
   await retryTransient(
     async () => {
       const left = wanted.filter((w) =>
         w.kind === "config" ? configBytes === undefined : !done.has(w.diffId),
       );
       if (left.length === 0) return;
-      await readTarball(options, left, concurrency, async (item, body) => {
+      const read = {
+        open: source.open,
+        label: source.label,
+        wanted: left.map((w) => w.path),
+        concurrency: options.concurrency,
+        signal: target.signal,
+      };
+      await readSavedEntries(read, async (path, body) => {
+        const item = byPath.get(path) as Wanted;
         if (item.kind === "config") {
-          configBytes = await readConfig(options.tarball, info, body);
-          onConfig(configBytes);
+          configBytes = await readImageConfig(source.label, options.configDigest ?? "", body);
           return;
         }
         const layer = await uploadLayer(
           {
-            client: options.client,
-            repository: options.repository,
-            tarball: options.tarball,
-            signal: options.signal,
+            client: target.client,
+            repository: target.repository,
+            tarball: source.label,
+            signal: target.signal,
             gzip: options.gzip,
-            onRead: (bytes) => options.onProgress?.({ type: "read", diffId: item.diffId, bytes }),
+            onRead: (bytes) => options.onRead?.(item.diffId, bytes),
             session: sessions.get(item.diffId),
             chunkSize: options.chunkSize,
             onSession: (session) => {
@@ -332,118 +306,22 @@ async function passes(
           item,
           body,
         );
-        options.cache.record(item.diffId, layer, options.client.registry, options.repository);
-        const pushedLayer = pushed(options, item.diffId, layer, "uploaded");
-        done.set(pushedLayer.diffId, pushedLayer);
-        options.onProgress?.({ type: "layer", layer: pushedLayer });
-        await options.cache.save();
+        target.cache.record(item.diffId, layer, target.client.registry, target.repository);
+        const pushed = pushedLayer(target, item.diffId, layer, "uploaded");
+        done.set(pushed.diffId, pushed);
+        options.onLayer?.(pushed);
+        await target.cache.save();
       });
     },
     {
-      policy: { ...options.client.retryPolicy, attempts: STREAM_ATTEMPTS },
-      signal: options.signal,
+      policy: { ...target.client.retryPolicy, attempts: STREAM_ATTEMPTS },
+      signal: target.signal,
       onRetry: ({ attempt, error }) =>
-        options.logger.warn(
-          { repository: options.repository, attempt, err: describeError(error) },
+        target.logger.warn(
+          { repository: target.repository, attempt, err: describeError(error) },
           "layer upload interrupted; reading the tarball again for the layers not yet up (resuming their uploads)",
         ),
     },
   );
-}
-
-/**
- * Streams the tarball once, handing each wanted entry's body to `handle` (at most `concurrency`
- * at once; the tar is read in order, so an entry waits for a free slot). Stops reading as soon
- * as every wanted entry has been seen.
- */
-async function readTarball(
-  options: PushTarballOptions,
-  wanted: Wanted[],
-  concurrency: number,
-  handle: (item: Wanted, body: EntryBody) => Promise<void>,
-): Promise<void> {
-  const byPath = new Map(wanted.map((w) => [w.path, w]));
-  const slots = limiter(concurrency);
-  const jobs: Array<Promise<void>> = [];
-  // Stops the read when every wanted entry is in or one failed; the caller's signal stops it too.
-  const controller = new AbortController();
-  const signal = options.signal
-    ? AbortSignal.any([options.signal, controller.signal])
-    : controller.signal;
-  let failure: Error | undefined;
-  let allSeen = false;
-
-  const extract = tar.extract();
-  extract.on("entry", (header, body, next) => {
-    body.on("error", () => undefined);
-    const item = byPath.get(header.name.replace(/^(\.\/)+/, ""));
-    if (!item || failure !== undefined) {
-      body.on("end", () => next());
-      body.resume();
-      return;
-    }
-    byPath.delete(item.path);
-    // The tar stays where it is (no `next()`) until this entry has a slot and its body is read.
-    const job = slots(async () => {
-      // A failure or an abort ended the read while the entry waited: its body is gone.
-      if (signal.aborted) return;
-      body.on("end", () => {
-        if (byPath.size > 0) return next();
-        // Nothing more to read: the rest of the tar (often gigabytes of other layers) is skipped.
-        allSeen = true;
-        controller.abort();
-      });
-      await handle(item, body);
-    });
-    jobs.push(job);
-    job.catch((err: unknown) => {
-      failure ??= err instanceof Error ? err : new Error(String(err));
-      controller.abort();
-    });
-  });
-
-  const [magic, gunzip] = checkedGunzip();
-  try {
-    await pipeline(
-      createReadStream(options.tarball, { highWaterMark: GUNZIP_CHUNK }),
-      magic,
-      gunzip,
-      extract,
-      {
-        signal,
-      },
-    );
-  } catch (err) {
-    if (!allSeen && failure === undefined) {
-      options.signal?.throwIfAborted();
-      failure =
-        gzipFailure(options.tarball, err) ??
-        new SyncError(`cannot read ${options.tarball} (${describeError(err)})`, {
-          hint: REDOWNLOAD_HINT,
-          cause: err,
-        });
-    }
-  }
-  await Promise.allSettled(jobs);
-  if (failure !== undefined) throw failure;
-  options.signal?.throwIfAborted();
-  if (byPath.size > 0) {
-    throw new DamagedInputError(
-      `${options.tarball} changed while pushing: ${[...byPath.keys()].join(", ")} is gone`,
-      { hint: REDOWNLOAD_HINT },
-    );
-  }
-}
-
-async function readConfig(file: string, info: ImageTarballInfo, body: EntryBody): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(chunk as Buffer);
-  const bytes = Buffer.concat(chunks);
-  const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-  if (digest !== info.configDigest) {
-    throw new DamagedInputError(`${file}: the image config changed since it was checked`, {
-      hint: REDOWNLOAD_HINT,
-    });
-  }
-  return bytes;
+  return configBytes;
 }

@@ -1,21 +1,18 @@
 import type { CycleSummary } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
-import { SyncError, describeError, isDamagedInput } from "../errors.js";
+import { SyncError, describeError } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
-import { ensureDir, exists } from "../util/files.js";
+import { ensureDir } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
-import { tagLayout } from "../workspace/layout.js";
-import { cleanTargets, removeTargets } from "./clean.js";
 import { computeXref } from "./compare.js";
 import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
-import { downloadImageTag } from "./download.js";
-import { prepareImageTag } from "./prepare.js";
 import type { PushServices } from "./push.js";
-import { pushImageTag } from "./push.js";
-import { backingOff, indexBuild, settleBuilt } from "./built.js";
+import { backingOff, settleBuilt } from "./built.js";
 import type { MissingImage } from "./xref.js";
+import type { StreamEngine } from "./stream-engines.js";
+import { StageError, errorLine, syncOne, type Counters } from "./daemon-image.js";
 
 export interface DaemonSettings {
   downloadsDir: string;
@@ -27,6 +24,8 @@ export interface DaemonSettings {
   registry: string;
   registryProject: string;
   username: string;
+  /** The streaming sync (default); false is `--no-stream`: download → prepare → push → clean. */
+  stream: boolean;
   /** `--platform`: only the builds of this platform. */
   platform?: string;
   /** `--multiarch-index`: each build's repositories get their index (see sync/multiarch). */
@@ -39,6 +38,8 @@ export interface DaemonServices {
   github: GithubServices;
   gitlab: GitlabServices;
   push: Omit<PushServices, "gitlab">;
+  /** The engine as the streaming sync drives it. */
+  stream: StreamEngine;
   failures: FailureState;
   /** The step lines of one image tag, through that image's logger. */
   steps: (logger: Logger) => StepReporter;
@@ -48,150 +49,6 @@ export interface DaemonServices {
   onCycle?: (summary: CycleSummary) => void;
   /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
   recordCycle?: (summary: CycleSummary) => Promise<void>;
-}
-
-/** An error as one log line: a SyncError with its hint, anything else as it describes itself. */
-function errorLine(err: unknown): string {
-  return err instanceof SyncError ? err.oneLine() : describeError(err);
-}
-
-type Stage = "download" | "prepare" | "push" | "clean" | "index";
-
-class StageError extends Error {
-  constructor(
-    readonly stage: Stage,
-    readonly original: unknown,
-  ) {
-    super(`${stage} failed: ${errorLine(original)}`, { cause: original });
-  }
-}
-
-async function stage<T>(name: Stage, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw new StageError(name, err);
-  }
-}
-
-interface ImageResult {
-  pushed: number;
-  uploadedBytes: number;
-}
-
-/** What an image moved, counted as it happens: an image that fails after its download still downloaded. */
-interface Counters {
-  downloadedBytes: number;
-}
-
-/**
- * Runs a stage whose failure may prove the artifact bad (a damaged zip, an image that does not
- * verify, a layer that does not match its diff-id): then, and only then, the tag's files go, so
- * the retry after the back-off downloads afresh. A full disk, a permission or a signal proves
- * nothing about the artifact, which is kept for the next try.
- */
-async function discardingBad<T>(
-  ctx: SyncContext,
-  settings: DaemonSettings,
-  image: MissingImage,
-  run: () => Promise<T>,
-): Promise<T> {
-  try {
-    return await run();
-  } catch (err) {
-    if (!ctx.signal.aborted && isDamagedInput(err)) {
-      const runIds = image.runs[0] ? [image.runs[0].id] : [];
-      const removed = await removeTargets(
-        await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
-      );
-      ctx.logger.warn(
-        { imageTag: image.imageTag, removed: removed.length },
-        `${image.imageTag}: the artifact is bad; removed it so the next try downloads it afresh`,
-      );
-    }
-    throw err;
-  }
-}
-
-/** download → prepare → push → clean for one image tag, as the original's daemon does. */
-async function syncImageTag(
-  ctx: SyncContext,
-  services: DaemonServices,
-  settings: DaemonSettings,
-  image: MissingImage,
-  counters: Counters,
-): Promise<ImageResult> {
-  const logger = ctx.logger.child({ imageTag: image.imageTag });
-  const steps = services.steps(logger);
-  const sub: SyncContext = { logger, signal: ctx.signal };
-  const layout = tagLayout(settings.downloadsDir, image.imageTag);
-  const run = image.runs[0];
-  const runIds = run ? [run.id] : [];
-
-  if ((await exists(layout.zip)) && (await exists(layout.metadata))) {
-    logger.info(`artifact already downloaded at ${layout.zip}; skipping download`);
-  } else {
-    const outcome = await stage("download", () =>
-      downloadImageTag(sub, services.github, steps, {
-        imageTag: image.imageTag,
-        downloadsDir: settings.downloadsDir,
-        force: false,
-        progress: services.progress(logger),
-        daemon: true,
-      }),
-    );
-    counters.downloadedBytes += outcome.fetched;
-  }
-
-  const prepared = await discardingBad(ctx, settings, image, () =>
-    stage("prepare", () =>
-      prepareImageTag(sub, steps, {
-        imageTag: image.imageTag,
-        downloadsDir: settings.downloadsDir,
-        clean: false,
-      }),
-    ),
-  );
-
-  const pushed = await discardingBad(ctx, settings, image, () =>
-    stage("push", () =>
-      pushImageTag(
-        sub,
-        steps,
-        { ...services.push, gitlab: services.gitlab },
-        {
-          imageTag: image.imageTag,
-          downloadsDir: settings.downloadsDir,
-          registry: settings.registry,
-          registryProject: settings.registryProject,
-          username: settings.username,
-          force: settings.forcePush,
-          skipLogin: settings.skipLogin,
-          retagAsLatest: settings.retagAsLatest,
-          images: prepared.images,
-          ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
-        },
-      ),
-    ),
-  );
-
-  await stage("clean", async () => {
-    const removed = await removeTargets(
-      await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
-    );
-    logger.info(
-      { removed: removed.length },
-      `cleaned ${removed.length} path(s) of ${image.imageTag}`,
-    );
-  });
-  // After the clean: the images are in, so a failing index leaves no download behind; the
-  // next cycles retry the index alone (see built.ts).
-  if (settings.multiarchIndex) {
-    await stage("index", () =>
-      indexBuild(sub, services.push.registryClient, steps, settings, image, pushed),
-    );
-  }
-  return { pushed: pushed.pushed.length, uploadedBytes: pushed.bytesUploaded };
 }
 
 /** Oldest run first, so builds reach GitLab in the order they were made; ties by tag. */
@@ -296,9 +153,9 @@ export async function runCycle(
       );
       continue;
     }
-    const counters: Counters = { downloadedBytes: 0 };
+    const counters: Counters = { downloadedBytes: 0, pushed: 0, uploadedBytes: 0 };
     try {
-      const result = await syncImageTag(ctx, services, settings, image, counters);
+      const result = await syncOne(ctx, services, settings, image, counters);
       summary.pushed += result.pushed;
       summary.synced += 1;
       summary.uploadedBytes += result.uploadedBytes;
@@ -306,6 +163,8 @@ export async function runCycle(
       summary.downloadedBytes += counters.downloadedBytes;
     } catch (err) {
       summary.downloadedBytes += counters.downloadedBytes;
+      summary.pushed += counters.pushed;
+      summary.uploadedBytes += counters.uploadedBytes;
       if (ctx.signal.aborted) break;
       const message = describeError(err);
       const entry = await services.failures.recordFailure(image.imageTag, message);

@@ -12,7 +12,7 @@ import type { WorkflowRun } from "../github/runs.js";
 import { progressTask, type ProgressListener, type StepReporter } from "../domain/events.js";
 import { SyncError, interrupted } from "../errors.js";
 import { formatMiB } from "../util/bytes.js";
-import { checkDownloaded, downloadFile } from "../workspace/download.js";
+import { checkDownloaded, downloadFile, type DownloadResult } from "../workspace/download.js";
 import { ensureDir, exists, writeJsonAtomic, type FreeBytes } from "../util/files.js";
 import { tagLayout, type MetadataFile, type TagLayout } from "../workspace/layout.js";
 import type { GithubServices, SyncContext } from "./context.js";
@@ -134,17 +134,36 @@ async function keepOrReplace(
   return undefined;
 }
 
-export async function downloadImageTag(
+/** The run that built a tag and its images artifact: what a download (or a sync) fetches. */
+export interface LocatedArtifact {
+  run: WorkflowRun;
+  metadata: RunMetadata;
+  artifact: RunArtifact;
+  layout: TagLayout;
+}
+
+/** Step numbers of the lines a locate prints: `[n/total]` for the run, then for the artifact. */
+export interface LocateSteps {
+  total: number;
+  run: number;
+  artifact: number;
+  /** The download directory made (download's own step; a sync makes it quietly). */
+  directory?: number;
+}
+
+/** Finds the newest successful run that built the tag, then its images artifact. */
+export async function locateArtifact(
   ctx: SyncContext,
   github: GithubServices,
   steps: StepReporter,
-  request: DownloadRequest,
-): Promise<DownloadOutcome> {
+  request: { imageTag: string; downloadsDir: string; artifactName?: string | undefined },
+  numbers: LocateSteps,
+): Promise<LocatedArtifact> {
   const { imageTag } = request;
   const layout = tagLayout(request.downloadsDir, imageTag);
   const repo = github.options.repo;
 
-  steps.step(1, 5, `Locating workflow run for image tag '${imageTag}' ...`);
+  steps.step(numbers.run, numbers.total, `Locating workflow run for image tag '${imageTag}' ...`);
   const { run, metadata, others } = await findRunForTag(ctx, github, imageTag);
   if (others.length > 0) {
     steps.warn(
@@ -157,17 +176,110 @@ export async function downloadImageTag(
       `Velox=${metadata["Velox ref"] ?? "?"}, platform=${metadata["Target platform"] ?? "?"}`,
   );
 
-  steps.step(2, 5, "Ensuring download directory exists ...");
+  if (numbers.directory !== undefined) {
+    steps.step(numbers.directory, numbers.total, "Ensuring download directory exists ...");
+  }
   await ensureDir(layout.dir);
 
-  steps.step(3, 5, "Retrieving artifact metadata from GitHub ...");
+  steps.step(numbers.artifact, numbers.total, "Retrieving artifact metadata from GitHub ...");
   const artifacts = await listRunArtifacts(github.client, { repo, runId: run.id });
   const artifact = chooseArtifact(artifacts, run.id, request.artifactName);
+  return { run, metadata, artifact, layout };
+}
 
-  const kept = await keepOrReplace(layout, artifact, request.force, steps);
-  if (request.force) await fs.rm(layout.zipPart, { force: true });
+/**
+ * The artifact already at its place, if it is usable (see {@link keepOrReplace}); with `force`,
+ * any earlier download, finished or partial, is discarded instead.
+ */
+export async function keptDownload(
+  located: LocatedArtifact,
+  force: boolean,
+  steps: StepReporter,
+): Promise<{ size: number; sha256: string; fetched: number } | undefined> {
+  const kept = await keepOrReplace(located.layout, located.artifact, force, steps);
+  if (force) await fs.rm(located.layout.zipPart, { force: true });
+  return kept;
+}
 
+/** Streams the artifact to `<tag>.zip.part`, resuming, verified and renamed when complete. */
+export function fetchArtifact(
+  ctx: SyncContext,
+  github: GithubServices,
+  located: LocatedArtifact,
+  options: {
+    progress: ProgressListener;
+    freeBytes?: FreeBytes | undefined;
+    /** Told of every write to the part file (the streaming sync reads behind it). */
+    onBytes?: (progress: { bytes: number; fetched: number }) => void;
+    signal?: AbortSignal;
+    /** The command to run again, for the line an interruption prints. */
+    command?: string;
+  },
+): Promise<DownloadResult> {
+  const { artifact, layout } = located;
+  const repo = github.options.repo;
   const task = `download ${artifact.name}`;
+  const signal = options.signal ?? ctx.signal;
+  return progressTask(options.progress, task, () =>
+    downloadFile({
+      resolveUrl: artifactUrlResolver(github.client, { repo, artifactId: artifact.id }),
+      // The blob host's fetch: the same transport as the API, never with the GitHub token.
+      get: github.client.blobs.get,
+      dest: layout.zip,
+      expectedSize: artifact.size_in_bytes,
+      digest: artifact.digest ?? undefined,
+      logger: ctx.logger,
+      signal,
+      freeBytes: options.freeBytes,
+      onProgress: ({ bytes, total, fetched }) => {
+        options.onBytes?.({ bytes, fetched });
+        options.progress({ kind: "bytes", task, bytes, total });
+      },
+    }),
+  ).catch((err: unknown) => {
+    if (!ctx.signal.aborted) throw err;
+    throw interrupted(
+      ctx.signal,
+      `the partial download ${layout.zipPart} is kept; run ${options.command ?? "download"} again to resume`,
+    );
+  });
+}
+
+/** metadata.json beside the finished download, as the original writes it. */
+export async function writeDownloadMetadata(
+  github: GithubServices,
+  located: LocatedArtifact,
+  daemon: boolean,
+): Promise<void> {
+  const { metadata, run, artifact, layout } = located;
+  await writeJsonAtomic(
+    layout.metadata,
+    metadataRecord(
+      metadata,
+      run,
+      github.options.repo,
+      { name: artifact.name, size: artifact.size_in_bytes },
+      `${layout.imageTag}.zip`,
+      { daemon },
+    ),
+  );
+}
+
+export async function downloadImageTag(
+  ctx: SyncContext,
+  github: GithubServices,
+  steps: StepReporter,
+  request: DownloadRequest,
+): Promise<DownloadOutcome> {
+  const located = await locateArtifact(ctx, github, steps, request, {
+    total: 5,
+    run: 1,
+    directory: 2,
+    artifact: 3,
+  });
+  const { artifact, layout, run, metadata } = located;
+  const kept = await keptDownload(located, request.force, steps);
+
   let result: { size: number; sha256: string; fetched: number };
   if (kept) {
     steps.step(4, 5, `Keeping artifact '${artifact.name}' already at ${layout.zip} ...`);
@@ -178,25 +290,9 @@ export async function downloadImageTag(
       5,
       `Downloading artifact '${artifact.name}' (~${formatMiB(artifact.size_in_bytes, 2)}) to ${layout.zip} ...`,
     );
-    result = await progressTask(request.progress, task, () =>
-      downloadFile({
-        resolveUrl: artifactUrlResolver(github.client, { repo, artifactId: artifact.id }),
-        // The blob host's fetch: the same transport as the API, never with the GitHub token.
-        get: github.client.blobs.get,
-        dest: layout.zip,
-        expectedSize: artifact.size_in_bytes,
-        digest: artifact.digest ?? undefined,
-        logger: ctx.logger,
-        signal: ctx.signal,
-        freeBytes: request.freeBytes,
-        onProgress: ({ bytes, total }) => request.progress({ kind: "bytes", task, bytes, total }),
-      }),
-    ).catch((err: unknown) => {
-      if (!ctx.signal.aborted) throw err;
-      throw interrupted(
-        ctx.signal,
-        `the partial download ${layout.zipPart} is kept; run download again to resume`,
-      );
+    result = await fetchArtifact(ctx, github, located, {
+      progress: request.progress,
+      freeBytes: request.freeBytes,
     });
     steps.detail(
       `saved ${layout.zip} (${formatMiB(result.size, 2)}, sha256:${result.sha256}` +
@@ -205,17 +301,7 @@ export async function downloadImageTag(
   }
 
   steps.step(5, 5, `Writing metadata to ${layout.metadata} ...`);
-  await writeJsonAtomic(
-    layout.metadata,
-    metadataRecord(
-      metadata,
-      run,
-      repo,
-      { name: artifact.name, size: artifact.size_in_bytes },
-      `${imageTag}.zip`,
-      { daemon: request.daemon === true },
-    ),
-  );
+  await writeDownloadMetadata(github, located, request.daemon === true);
   steps.text("Download complete.");
   return { run, metadata, zip: layout.zip, size: result.size, fetched: result.fetched };
 }

@@ -6,7 +6,7 @@
  */
 import path from "node:path";
 import { inspectImageTarball, type ImageTarballInfo } from "../archive/docker-save.js";
-import { DockerEngine, type RegistryAuth } from "../docker/engine.js";
+import { DockerEngine, type LoadedImages, type RegistryAuth } from "../docker/engine.js";
 import { isFinalStatus, taskProgress } from "../docker/progress.js";
 import { progressTask, type ProgressListener } from "../domain/events.js";
 import type { RegistryClient } from "../registry/client.js";
@@ -141,29 +141,13 @@ function registryPusher(options: PusherOptions): ImagePusher {
 
 function dockerPusher(options: PusherOptions): ImagePusher {
   const { logger, progress } = options;
-  let engine: DockerEngine | undefined;
-  const docker = (): DockerEngine =>
-    (engine ??= new DockerEngine({ logger, ...(options.env ? { env: options.env } : {}) }));
-  const auth = (): RegistryAuth => ({
-    username: options.username,
-    password: options.password ?? "",
-    serveraddress: options.registry.registry,
-  });
+  const side = new DockerSide(options);
   return {
     name: "docker",
-    async login() {
-      await docker().ping();
-      if (options.password === undefined) {
-        throw new SyncError(`No password for registry ${options.registry.registry}`, {
-          hint: "pass --registry-password, set GITLAB_REGISTRY_PASSWORD or GITLAB_TOKEN, or use --skip-login",
-        });
-      }
-      await docker().checkLogin(auth());
-    },
-    check: () => docker().ping(),
+    login: () => side.login(),
+    check: () => side.docker().ping(),
     async push(item, signal) {
       const started = Date.now();
-      const label = item.remoteRef;
       // Nothing unverified is published: without prepare's check of this very file (its record
       // is gone, or the file changed since), the tarball is checked here before the engine
       // loads it — every layer against its diff-id, as the registry engine does while it reads.
@@ -174,7 +158,7 @@ function dockerPusher(options: PusherOptions): ImagePusher {
         `loading ${item.localRef} into the Docker engine`,
       );
       const loaded = await progressTask(progress, loadTask, () =>
-        docker().loadImage(item.file, {
+        side.docker().loadImage(item.file, {
           signal,
           // The bytes the engine has read are the load's progress; its per-layer counts come
           // one layer at a time and would make the bar jump back.
@@ -184,74 +168,121 @@ function dockerPusher(options: PusherOptions): ImagePusher {
           },
         }),
       );
-      // The engine's reply names what it loaded; prefer the name the plan expects.
-      const source =
-        loaded.references.find(
-          (ref) => ref === item.localRef || ref.endsWith(`/${item.localRef}`),
-        ) ??
-        loaded.references[0] ??
-        loaded.imageIds[0];
-      if (!source) {
-        throw new SyncError(`The Docker engine loaded nothing from ${item.file}`, {
-          hint: "re-run prepare to verify the tarball, or use --engine registry",
-        });
-      }
-      if (!loaded.references.includes(item.localRef)) {
-        logger.warn(
-          { expected: item.localRef, loaded: loaded.references },
-          `${item.file} loaded as ${source}, not ${item.localRef}; pushing what was loaded`,
-        );
-      }
-      const repository = `${options.registry.registry}/${item.repository}`;
-      await docker().tagImage(source, repository, item.tag);
-      const pushTask = `push ${label}`;
-      const layers = new Map<string, { status: string; total?: number }>();
-      const pushed = await progressTask(progress, pushTask, () =>
-        docker().pushImage(label, options.password === undefined ? emptyAuth(auth()) : auth(), {
-          signal,
-          onProgress: (event) => {
-            if (event.id) {
-              const total = event.total ?? layers.get(event.id)?.total;
-              layers.set(event.id, { status: event.status, ...(total ? { total } : {}) });
-            }
-            progress(taskProgress(pushTask, event));
-          },
-        }),
-      );
-      if (options.removeAfterPush) {
-        for (const name of [label, source]) {
-          await docker()
-            .removeImage(name)
-            .catch((err: unknown) =>
-              logger.warn(
-                { image: name, err: describeError(err) },
-                `could not remove ${name} from the engine`,
-              ),
-            );
-        }
-      }
-      let sent = 0;
-      let reused = 0;
-      let bytes = 0;
-      for (const layer of layers.values()) {
-        if (layer.status === "Pushed") {
-          sent += 1;
-          bytes += layer.total ?? 0;
-        } else if (isFinalStatus(layer.status)) reused += 1;
-      }
-      return pushedItem(pushed.digest, {
-        sent,
-        reused,
-        bytes,
-        // The engine compresses as it sends and only counts the layer's own bytes.
-        bytesKind: "uncompressed",
-        seconds: (Date.now() - started) / 1000,
-      });
+      const source = side.loadedSource(loaded, item.localRef, item.file);
+      return side.publish(item, source, signal, started);
     },
   };
 }
 
-interface Moved {
+/** The Docker engine's half of a push, shared by the step-by-step push and the streaming sync. */
+export class DockerSide {
+  private engine: DockerEngine | undefined;
+
+  constructor(private readonly options: PusherOptions) {}
+
+  docker(): DockerEngine {
+    const { logger, env } = this.options;
+    return (this.engine ??= new DockerEngine({ logger, ...(env ? { env } : {}) }));
+  }
+
+  auth(): RegistryAuth {
+    const { username, password, registry } = this.options;
+    return { username, password: password ?? "", serveraddress: registry.registry };
+  }
+
+  async login(): Promise<void> {
+    await this.docker().ping();
+    if (this.options.password === undefined) {
+      throw new SyncError(`No password for registry ${this.options.registry.registry}`, {
+        hint: "pass --registry-password, set GITLAB_REGISTRY_PASSWORD or GITLAB_TOKEN, or use --skip-login",
+      });
+    }
+    await this.docker().checkLogin(this.auth());
+  }
+
+  /** The engine's reply names what it loaded; the name the plan expects is preferred. */
+  loadedSource(loaded: LoadedImages, localRef: string, file: string): string {
+    const source =
+      loaded.references.find((ref) => ref === localRef || ref.endsWith(`/${localRef}`)) ??
+      loaded.references[0] ??
+      loaded.imageIds[0];
+    if (!source) {
+      throw new SyncError(`The Docker engine loaded nothing from ${file}`, {
+        hint: "re-run prepare to verify the tarball, or use --engine registry",
+      });
+    }
+    if (!loaded.references.includes(localRef)) {
+      this.options.logger.warn(
+        { expected: localRef, loaded: loaded.references },
+        `${file} loaded as ${source}, not ${localRef}; pushing what was loaded`,
+      );
+    }
+    return source;
+  }
+
+  /** Tags the loaded image with its remote name and pushes it (then, for the daemon, removes it). */
+  async publish(
+    item: Pick<PushItem, "repository" | "tag" | "remoteRef">,
+    source: string,
+    signal: AbortSignal,
+    started: number,
+  ): Promise<PushedItem> {
+    const { options } = this;
+    const { progress } = options;
+    const label = item.remoteRef;
+    const repository = `${options.registry.registry}/${item.repository}`;
+    await this.docker().tagImage(source, repository, item.tag);
+    const pushTask = `push ${label}`;
+    const layers = new Map<string, { status: string; total?: number }>();
+    const auth = this.auth();
+    const pushed = await progressTask(progress, pushTask, () =>
+      this.docker().pushImage(label, options.password === undefined ? emptyAuth(auth) : auth, {
+        signal,
+        onProgress: (event) => {
+          if (event.id) {
+            const total = event.total ?? layers.get(event.id)?.total;
+            layers.set(event.id, { status: event.status, ...(total ? { total } : {}) });
+          }
+          progress(taskProgress(pushTask, event));
+        },
+      }),
+    );
+    if (options.removeAfterPush) await this.remove([label, source]);
+    let sent = 0;
+    let reused = 0;
+    let bytes = 0;
+    for (const layer of layers.values()) {
+      if (layer.status === "Pushed") {
+        sent += 1;
+        bytes += layer.total ?? 0;
+      } else if (isFinalStatus(layer.status)) reused += 1;
+    }
+    return pushedItem(pushed.digest, {
+      sent,
+      reused,
+      bytes,
+      // The engine compresses as it sends and only counts the layer's own bytes.
+      bytesKind: "uncompressed",
+      seconds: (Date.now() - started) / 1000,
+    });
+  }
+
+  /** Removes names from the engine; a failure is only worth a warning. */
+  async remove(names: string[]): Promise<void> {
+    for (const name of names) {
+      await this.docker()
+        .removeImage(name)
+        .catch((err: unknown) =>
+          this.options.logger.warn(
+            { image: name, err: describeError(err) },
+            `could not remove ${name} from the engine`,
+          ),
+        );
+    }
+  }
+}
+
+export interface Moved {
   sent: number;
   reused: number;
   bytes: number;
@@ -260,7 +291,7 @@ interface Moved {
 }
 
 /** What one push moved, in the words of the `pushed …` line: the same for both engines. */
-function pushedItem(digest: string, moved: Moved): PushedItem {
+export function pushedItem(digest: string, moved: Moved): PushedItem {
   const layers = `${moved.sent} layer${moved.sent === 1 ? "" : "s"} sent`;
   // The registry engine counts what went over the wire (configs too); the docker engine only
   // the layers' own bytes, before it compresses them.

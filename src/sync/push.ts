@@ -61,7 +61,7 @@ export type GitlabStatus =
   | "already present (push will overwrite the existing tag)"
   | "repository exists, tag missing"
   | "repository not found (will be created on push)";
-const PRESENT: GitlabStatus = "already present (push will overwrite the existing tag)";
+export const PRESENT: GitlabStatus = "already present (push will overwrite the existing tag)";
 
 export interface PlannedPush extends PushItem {
   gitlabTag: string;
@@ -139,7 +139,7 @@ async function planItems(
   return items;
 }
 
-function statusOf(gitlabTag: string, state: GitlabState): GitlabStatus {
+export function statusOf(gitlabTag: string, state: GitlabState): GitlabStatus {
   if (state.present.has(gitlabTag)) return PRESENT;
   const repoPath = parseGitlabTag(gitlabTag)?.repoPath ?? "";
   return state.repositories.has(repoPath)
@@ -173,7 +173,11 @@ function printPreview(steps: StepReporter, planned: PlannedPush[]): void {
 }
 
 /** The tags GitLab already has: skipped (the original's list), or overwritten under --force. */
-function printExisting(steps: StepReporter, existing: PlannedPush[], force: boolean): void {
+export function printExisting(
+  steps: StepReporter,
+  existing: Array<{ remoteRef: string }>,
+  force: boolean,
+): void {
   if (existing.length === 0) return;
   steps.text("");
   steps.text(
@@ -188,7 +192,7 @@ function printExisting(steps: StepReporter, existing: PlannedPush[], force: bool
 class NotListedYet extends SyncError {}
 
 /** Reads GitLab until it lists every pushed tag, asking again a few times with back-off. */
-async function verifyListed(
+export async function verifyListed(
   ctx: SyncContext,
   gitlab: GitlabServices,
   gitlabTags: string[],
@@ -338,17 +342,13 @@ export async function pushImageTag(
     pushed.push({ gitlabTag: item.gitlabTag, remoteRef: item.remoteRef, digest: result.digest });
     bytesUploaded += result.bytesUploaded;
     if (request.retagAsLatest) {
-      const latest = await retag({
-        client: services.registryClient,
-        sourceRepo: item.repository,
-        sourceRef: result.digest,
-        targetRepo: item.repository,
-        targetTag: "latest",
-        logger: ctx.logger,
-        signal: ctx.signal,
-      });
-      steps.text(
-        `  ${request.registry}/${item.repository}:latest → ${latest.digest}${latest.unchanged ? " (already)" : ""}`,
+      await retagLatest(
+        ctx,
+        services.registryClient,
+        steps,
+        request.registry,
+        item.repository,
+        result.digest,
       );
     }
   }
@@ -382,4 +382,27 @@ async function fileSize(file: string): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** `--retag-as-latest`: `<repo>:latest` pointed at the pushed manifest (a manifest copy). */
+export async function retagLatest(
+  ctx: SyncContext,
+  client: RegistryClient,
+  steps: StepReporter,
+  registry: string,
+  repository: string,
+  digest: string,
+): Promise<void> {
+  const latest = await retag({
+    client,
+    sourceRepo: repository,
+    sourceRef: digest,
+    targetRepo: repository,
+    targetTag: "latest",
+    logger: ctx.logger,
+    signal: ctx.signal,
+  });
+  steps.text(
+    `  ${registry}/${repository}:latest → ${latest.digest}${latest.unchanged ? " (already)" : ""}`,
+  );
 }

@@ -264,6 +264,9 @@ async function writeBody(
     writing = writeAll(file, buffers).then((bytes) => {
       written += bytes;
       part.hasher.advance(written);
+      // Told again once the bytes are on disk: a reader behind the writer (the streaming sync)
+      // wakes when there is something new to read, not only when something new arrived.
+      options.onProgress?.({ bytes: part.have, total: part.total, fetched: part.fetched });
     });
     writing.catch(() => undefined);
   };

@@ -288,7 +288,8 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
       const size = Math.ceil(64 + zipMiB * 1.5 + 1);
       execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}m`, "tmpfs", disk]);
       try {
-        const result = await daemonOnce(disk);
+        // The step-by-step path extracts; the streaming one (the default) writes no copy.
+        const result = await daemonOnce(disk, ["--no-stream"]);
         expect(result.code).toBe(1);
         const failures = JSON.parse(
           await readFile(path.join(disk, ".state", "failures.json"), "utf8"),
@@ -352,6 +353,13 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
           }),
           pusher,
         },
+        // The step-by-step path is under test (settings.stream is false): the streaming engine is never asked.
+        stream: {
+          name: "registry",
+          login: () => Promise.resolve(),
+          check: () => Promise.resolve(),
+          artifact: () => Promise.reject(new Error("the step-by-step path is under test")),
+        },
         // No back-off, so the second cycle tries again at once.
         failures: new FailureState(state, { baseSeconds: 0, maxSeconds: 0 }, logger),
         steps: logSteps,
@@ -367,6 +375,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
         registry: tb.gitlab.registryHost,
         registryProject: PROJECT_PATH,
         username: REGISTRY_USER,
+        stream: false,
       };
       const ctx = { logger, signal: new AbortController().signal };
       const health = new DaemonHealth();

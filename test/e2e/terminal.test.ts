@@ -75,7 +75,7 @@ describe.skipIf(gate.skip || term.skip)(
       for (const bar of bars) {
         expect(bar.length).toBeLessThan(80);
         expect(bar).toMatch(
-          /^(download presto-images-7301|push x86\/presto-[a-z…-]+) +\d+% (\[[=> ]+\] +)?[\d.]+\/[\d.]+ (KiB|MiB) +[\d.]+ (B|KiB|MiB)\/s ETA (\d+ s|\?)$/,
+          /^(download presto-images-7301|sync presto-images-7301|push x86\/presto-[a-z…-]+) +\d+% (\[[=> ]+\] +)?[\d.]+\/[\d.]+ (KiB|MiB) +[\d.]+ (B|KiB|MiB)\/s ETA (\d+ s|\?)$/,
         );
       }
       // Once it has moved for a moment: a rate and an ETA in seconds.
@@ -87,13 +87,13 @@ describe.skipIf(gate.skip || term.skip)(
       // Nothing of a bar is left once the transfer is over.
       expect(screen.filter((line) => PROGRESS.test(line))).toEqual([]);
       const index = (text: string) => screen.findIndex((line) => line.includes(text));
+      // The daemon streams by default: the push starts while the artifact downloads.
       const order = [
         "daemon: one cycle",
-        "Downloading artifact 'presto-images-7301'",
-        "saved ",
-        "Executing registry push sequence",
+        "Streaming artifact 'presto-images-7301'",
         "Pushing ",
-        "pushed sha256:",
+        "pushed ",
+        "Cleaning up ",
         "cycle 1 ok:",
       ].map(index);
       expect(

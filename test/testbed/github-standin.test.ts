@@ -173,6 +173,34 @@ describe("GitHub stand-in: blob host", () => {
     expect((await fetch(tampered)).status).toBe(403);
   });
 
+  it("paces the blob host at a set rate when asked (the benchmarks' link speed), until lifted", async () => {
+    gh.addRun(
+      await makeFixtureRun({
+        id: 1900,
+        metadata: makeMetadata({
+          prestoRef: "rate",
+          veloxRef: "v",
+          platform: "linux/amd64",
+          mode: "all",
+        }),
+        createdAt: "2025-10-09T10:00:00Z",
+        artifacts: [{ id: 5900, name: "presto-images-1900", bytes: Buffer.alloc(1 << 20, 7) }],
+      }),
+    );
+    const location = async () =>
+      (await api(`/repos/${REPO}/actions/artifacts/5900/zip`)).headers.get("location") ?? "";
+    // 2 MiB/s: the 1 MiB artifact takes about half a second.
+    gh.limitBlobRate(2 << 20);
+    const started = performance.now();
+    const paced = await (await fetch(await location())).arrayBuffer();
+    const ms = performance.now() - started;
+    gh.limitBlobRate(undefined);
+    expect(paced.byteLength).toBe(1 << 20);
+    expect(ms).toBeGreaterThan(400);
+    expect(ms).toBeLessThan(5_000);
+    gh.removeRun(1900);
+  });
+
   it("injects faults on either host, for a number of requests", async () => {
     gh.injectFault({ match: "/jobs", status: 502, times: 2 });
     expect((await api(`/repos/${REPO}/actions/runs/1000/jobs`)).status).toBe(502);

@@ -95,6 +95,8 @@ export interface GithubStandInOptions {
   workflows?: Array<{ repo: string; workflow: string }>;
   /** Lifetime of the signed blob URLs handed out in redirects. */
   signedUrlTtlMs?: number;
+  /** The blob host's link speed: every body it sends is paced at this rate (bytes per second). */
+  blobBytesPerSecond?: number;
 }
 
 export interface GithubStandIn {
@@ -110,6 +112,8 @@ export interface GithubStandIn {
   clearFaults(): void;
   /** Every signed URL handed out so far stops working, as GitHub's do after a few minutes. */
   expireSignedUrls(): void;
+  /** Limits the blob host to this many bytes per second from now on (undefined: unlimited). */
+  limitBlobRate(bytesPerSecond: number | undefined): void;
   close(): Promise<void>;
 }
 
@@ -127,11 +131,13 @@ class StandIn {
   faults: Array<Fault & { remaining: number }> = [];
   private readonly secret = randomBytes(16);
   private signingEpoch = 0;
+  blobRate: number | undefined;
   private used = 0;
   api!: ListeningServer;
   blob!: ListeningServer;
 
   constructor(readonly options: GithubStandInOptions) {
+    this.blobRate = options.blobBytesPerSecond;
     for (const { repo, workflow } of options.workflows ?? [
       { repo: "rapidsai/velox-testing", workflow: "presto-build-images.yml" },
     ]) {
@@ -562,7 +568,9 @@ class StandIn {
     });
     await streamBody(res, target.source, start, end, {
       ...(fault?.cutAfterBytes !== undefined ? { cutAfterBytes: fault.cutAfterBytes } : {}),
-      ...(fault?.bytesPerSecond !== undefined ? { bytesPerSecond: fault.bytesPerSecond } : {}),
+      ...((fault?.bytesPerSecond ?? this.blobRate) !== undefined
+        ? { bytesPerSecond: fault?.bytesPerSecond ?? this.blobRate }
+        : {}),
       onBytes: (sent) => {
         entry.bytesSent = sent;
       },
@@ -638,6 +646,9 @@ export async function startGithubStandIn(options: GithubStandInOptions): Promise
     },
     expireSignedUrls() {
       standIn.expireSignedUrls();
+    },
+    limitBlobRate(bytesPerSecond: number | undefined) {
+      standIn.blobRate = bytesPerSecond;
     },
     async close() {
       await Promise.all([standIn.api.close(), standIn.blob.close()]);

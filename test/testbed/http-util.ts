@@ -71,7 +71,7 @@ export function parseRange(header: string | undefined, size: number): RangeResul
 export interface BodyOptions {
   /** Destroy the connection once this many body bytes went out. */
   cutAfterBytes?: number;
-  /** Pace the body at about this rate. */
+  /** Pace the body at this rate (bytes per second, held against the clock). */
   bytesPerSecond?: number;
   /** Called as bytes go out, for the stand-in's request log. */
   onBytes?: (sent: number) => void;
@@ -116,6 +116,7 @@ export async function streamBody(
   options: BodyOptions = {},
 ): Promise<number> {
   let sent = 0;
+  const started = performance.now();
   for await (const chunk of chunksOf(source, start, end)) {
     if (res.destroyed) break;
     let piece = chunk;
@@ -130,7 +131,11 @@ export async function streamBody(
     const flushed = res.write(piece);
     sent += piece.length;
     options.onBytes?.(sent);
-    if (options.bytesPerSecond) await sleep((piece.length / options.bytesPerSecond) * 1000);
+    if (options.bytesPerSecond) {
+      // Paced against the clock, not chunk by chunk: the rate holds at tens of MiB/s too.
+      const ahead = started + (sent / options.bytesPerSecond) * 1000 - performance.now();
+      if (ahead >= 1) await sleep(ahead);
+    }
     // The pacing sleep may outlast the drain: wait only if the buffer is still full.
     if (!flushed && res.writableNeedDrain) await waitForDrainOrClose(res);
   }

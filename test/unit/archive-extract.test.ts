@@ -173,7 +173,9 @@ describe("extractZip", () => {
     await corruptZipEntry(zip, "image.tar.gz");
     const err = await rejection(extractZip(zip, path.join(root, "extracted"), { logger }));
     expect(err.message).toMatch(/entry "image\.tar\.gz" is damaged \(CRC-32 [0-9a-f]{8}/);
-    expect(err.hint).toBe("the artifact is damaged or hostile; re-run download --force");
+    expect(err.hint).toBe(
+      "the artifact is damaged or hostile; fetch it again with download --force (or sync --force)",
+    );
     expect(await tree(root)).toEqual(["a.zip"]);
   });
 
@@ -205,7 +207,9 @@ describe("extractZip", () => {
     ]);
     const err = await rejection(extractZip(zip, path.join(workdir, "extracted"), { logger }));
     expect(err.message).toBe(`${zip}: entry ${JSON.stringify(name)} ${reason}`);
-    expect(err.hint).toBe("the artifact is damaged or hostile; re-run download --force");
+    expect(err.hint).toBe(
+      "the artifact is damaged or hostile; fetch it again with download --force (or sync --force)",
+    );
     expect(await tree(root)).toEqual(["downloads", "downloads/tag", "downloads/tag/a.zip"]);
   });
 

@@ -7,7 +7,18 @@
  */
 import { execFileSync } from "node:child_process";
 import type { ServerResponse } from "node:http";
-import { copyFile, mkdir, readFile, readdir, statfs, symlink, writeFile } from "node:fs/promises";
+import {
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  rm,
+  statfs,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
@@ -44,13 +55,19 @@ async function serve(
 
 const endless = (res: ServerResponse): void => endlessBody(res, "application/octet-stream");
 
-/** A small file system of `size`, unmounted when the test ends; only as root. */
+/**
+ * A small file system of `size`, unmounted and removed when the test ends; only as root. Its
+ * directory is not `tempDir`'s: that one is removed by a hook that may run before the unmount,
+ * which leaves the mount point behind in /tmp.
+ */
 async function smallDisk(size: string): Promise<string> {
-  const dir = path.join(await tempDir("hostile-disk-"), "mnt");
+  const top = await mkdtemp(path.join(tmpdir(), "hostile-disk-"));
+  const dir = path.join(top, "mnt");
   await mkdir(dir);
   execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], { stdio: "ignore" });
   closers.push(async () => {
     execFileSync("umount", [dir]);
+    await rm(top, { recursive: true, force: true });
   });
   return dir;
 }

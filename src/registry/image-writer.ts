@@ -1,0 +1,143 @@
+import type { Logger } from "../report/logger.js";
+import type { RegistryClient } from "./client.js";
+import { imageManifest, type Descriptor } from "./image-manifest.js";
+import type { CachedLayer, LayerCache } from "./layer-cache.js";
+import { shortDigest } from "./media-types.js";
+
+/**
+ * What both registry-engine pushes share, whatever they read the image from (a tarball on disk,
+ * or the artifact as it streams in): finding a layer the registry can have without its bytes,
+ * naming what happened to each layer, and publishing the image with its manifest.
+ */
+
+export type LayerAction = "uploaded" | "exists" | "mounted";
+
+export interface PushedLayer {
+  diffId: string;
+  /** Digest of the compressed blob in the registry. */
+  digest: string;
+  size: number;
+  mediaType: string;
+  action: LayerAction;
+}
+
+/** One repository being written, and what is needed to talk about it. */
+export interface RepositoryTarget {
+  client: RegistryClient;
+  /** Full repository path, e.g. `hercules/veloxtesting/x86/presto-coordinator`. */
+  repository: string;
+  cache: LayerCache;
+  logger: Logger;
+  signal?: AbortSignal | undefined;
+  /** Repositories that may hold the same layers (the other images of a build): mount sources. */
+  siblings?: string[] | undefined;
+}
+
+/**
+ * Whether the registry can have the layer without its bytes: already in the repository, or
+ * mountable from a repository the cache (or the caller) names. Needs the compressed digest,
+ * which only the cache knows before the layer has been compressed.
+ */
+export async function findInRegistry(
+  target: RepositoryTarget,
+  diffId: string,
+): Promise<PushedLayer | undefined> {
+  const { client, cache, repository, signal } = target;
+  const cached = cache.get(diffId);
+  if (!cached) return undefined;
+  const registry = client.registry;
+  if (await client.blobExists(repository, cached.digest, signal)) {
+    cache.record(diffId, cached, registry, repository);
+    return pushedLayer(target, diffId, cached, "exists");
+  }
+  cache.forget(diffId, registry, repository);
+  const sources = [
+    ...new Set([...cache.repositoriesWith(diffId, registry), ...(target.siblings ?? [])]),
+  ];
+  for (const from of sources.filter((r) => r !== repository)) {
+    if (await client.mountBlob(repository, cached.digest, from, signal)) {
+      cache.record(diffId, cached, registry, repository);
+      return pushedLayer(target, diffId, cached, "mounted", from);
+    }
+    cache.forget(diffId, registry, from);
+  }
+  return undefined;
+}
+
+/** Mounts a blob from the first sibling repository that has it; its size, or undefined. */
+export async function mountFromSiblings(
+  target: RepositoryTarget,
+  digest: string,
+  sources: readonly string[] = target.siblings ?? [],
+): Promise<number | undefined> {
+  const { client, repository, signal } = target;
+  for (const from of sources.filter((r) => r !== repository)) {
+    if (await client.mountBlob(repository, digest, from, signal)) {
+      target.logger.info({ repository, digest, from }, `blob ${shortDigest(digest)} mounted`);
+      return client.blobSize(repository, digest, signal);
+    }
+  }
+  return undefined;
+}
+
+/** A layer's fate, logged at debug (at the default level each image is one line). */
+export function pushedLayer(
+  target: RepositoryTarget,
+  diffId: string,
+  layer: CachedLayer,
+  action: LayerAction,
+  from?: string,
+): PushedLayer {
+  target.logger.debug(
+    {
+      repository: target.repository,
+      diffId,
+      digest: layer.digest,
+      size: layer.size,
+      ...(from ? { from } : {}),
+    },
+    `layer ${shortDigest(layer.digest)} ${action}`,
+  );
+  return { diffId, digest: layer.digest, size: layer.size, mediaType: layer.mediaType, action };
+}
+
+/**
+ * The config blob, byte for byte (so the image ID stays what `docker load` shows): already
+ * there, mounted from a sibling when `tryMount` (the same image under a second name), or
+ * uploaded. Returns the bytes it uploaded (0 when none).
+ */
+export async function ensureConfig(
+  target: RepositoryTarget,
+  digest: string,
+  bytes: Buffer,
+  tryMount: boolean,
+): Promise<number> {
+  const { client, repository, signal } = target;
+  if ((await client.blobSize(repository, digest, signal)) !== undefined) return 0;
+  if (tryMount && (await mountFromSiblings(target, digest)) !== undefined) return 0;
+  await client.uploadBlob(repository, digest, bytes.length, () => bytes, signal);
+  return bytes.length;
+}
+
+/**
+ * Publishes the image: its manifest (image-manifest.ts, the one place a manifest is made) put
+ * under `tag`. Every blob it names must be in the repository by now.
+ */
+export async function putImage(
+  target: RepositoryTarget,
+  tag: string,
+  config: Descriptor,
+  layers: readonly PushedLayer[],
+  /** Provenance on the manifest (an OCI manifest then); the config stays as it is. */
+  annotations?: Readonly<Record<string, string>>,
+): Promise<{ digest: string; mediaType: string }> {
+  const { bytes, mediaType } = imageManifest(config, layers, annotations);
+  const digest = await target.client.putManifest(
+    target.repository,
+    tag,
+    bytes,
+    mediaType,
+    target.signal,
+  );
+  return { digest, mediaType };
+}

@@ -1,0 +1,229 @@
+/**
+ * One image tag of a daemon cycle: the streaming sync (the default), or `--no-stream`'s step by
+ * step download → prepare → push → clean; then, with `--multiarch-index`, its indexes. Each
+ * stage's failure is named by its stage, and one that proves the artifact bad removes it.
+ */
+import { SyncError, describeError, isDamagedInput } from "../errors.js";
+import { exists } from "../util/files.js";
+import { tagLayout } from "../workspace/layout.js";
+import { indexBuild } from "./built.js";
+import { cleanTargets, removeTargets } from "./clean.js";
+import type { SyncContext } from "./context.js";
+import type { DaemonServices, DaemonSettings } from "./daemon.js";
+import { downloadImageTag } from "./download.js";
+import { prepareImageTag } from "./prepare.js";
+import { pushImageTag } from "./push.js";
+import { syncImageTag } from "./stream.js";
+import type { MissingImage } from "./xref.js";
+
+/** An error as one log line: a SyncError with its hint, anything else as it describes itself. */
+export function errorLine(err: unknown): string {
+  return err instanceof SyncError ? err.oneLine() : describeError(err);
+}
+
+type Stage = "download" | "prepare" | "push" | "clean" | "sync" | "index";
+
+export class StageError extends Error {
+  constructor(
+    readonly stage: Stage,
+    readonly original: unknown,
+  ) {
+    super(`${stage} failed: ${errorLine(original)}`, { cause: original });
+  }
+}
+
+async function stage<T>(name: Stage, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new StageError(name, err);
+  }
+}
+
+interface ImageResult {
+  pushed: number;
+  uploadedBytes: number;
+}
+
+/**
+ * What an image moved, counted as it happens: an image that fails after its download still
+ * downloaded, and a streamed one whose tarball failed still pushed its siblings.
+ */
+export interface Counters {
+  downloadedBytes: number;
+  /** Tags published by an image tag that then failed (the streaming sync's siblings). */
+  pushed: number;
+  uploadedBytes: number;
+}
+
+/**
+ * Runs a stage whose failure may prove the artifact bad (a damaged zip, an image that does not
+ * verify, a layer that does not match its diff-id): then, and only then, the tag's files go, so
+ * the retry after the back-off downloads afresh. A full disk, a permission or a signal proves
+ * nothing about the artifact, which is kept for the next try.
+ */
+async function discardingBad<T>(
+  ctx: SyncContext,
+  settings: DaemonSettings,
+  image: MissingImage,
+  run: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (!ctx.signal.aborted && isDamagedInput(err)) {
+      const runIds = image.runs[0] ? [image.runs[0].id] : [];
+      const removed = await removeTargets(
+        await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
+      );
+      ctx.logger.warn(
+        { imageTag: image.imageTag, removed: removed.length },
+        `${image.imageTag}: the artifact is bad; removed it so the next try downloads it afresh`,
+      );
+    }
+    throw err;
+  }
+}
+
+/** One image tag: streamed (download, verify and push at once), or step by step. */
+export async function syncOne(
+  ctx: SyncContext,
+  services: DaemonServices,
+  settings: DaemonSettings,
+  image: MissingImage,
+  counters: Counters,
+): Promise<ImageResult> {
+  if (!settings.stream) return stepByStep(ctx, services, settings, image, counters);
+  const logger = ctx.logger.child({ imageTag: image.imageTag });
+  const sub: SyncContext = { logger, signal: ctx.signal };
+  const fetched = { fetched: 0, pushed: 0, uploadedBytes: 0 };
+  try {
+    const outcome = await discardingBad(ctx, settings, image, () =>
+      stage("sync", () =>
+        syncImageTag(
+          sub,
+          services.steps(logger),
+          {
+            github: services.github,
+            gitlab: services.gitlab,
+            registryClient: services.push.registryClient,
+            engine: services.stream,
+          },
+          {
+            imageTag: image.imageTag,
+            downloadsDir: settings.downloadsDir,
+            registry: settings.registry,
+            registryProject: settings.registryProject,
+            username: settings.username,
+            forceDownload: false,
+            forcePush: settings.forcePush,
+            skipLogin: settings.skipLogin,
+            retagAsLatest: settings.retagAsLatest,
+            daemon: true,
+            progress: services.progress(logger),
+            counters: fetched,
+          },
+        ),
+      ),
+    );
+    // After the sync's clean, as on the step-by-step path (see built.ts).
+    if (settings.multiarchIndex) {
+      await stage("index", () =>
+        indexBuild(
+          sub,
+          services.push.registryClient,
+          services.steps(logger),
+          settings,
+          image,
+          outcome,
+        ),
+      );
+    }
+    return { pushed: outcome.pushed.length, uploadedBytes: outcome.bytesUploaded };
+  } finally {
+    counters.downloadedBytes += fetched.fetched;
+    counters.pushed = fetched.pushed;
+    counters.uploadedBytes = fetched.uploadedBytes;
+  }
+}
+
+/** download → prepare → push → clean for one image tag, as the original's daemon does. */
+async function stepByStep(
+  ctx: SyncContext,
+  services: DaemonServices,
+  settings: DaemonSettings,
+  image: MissingImage,
+  counters: Counters,
+): Promise<ImageResult> {
+  const logger = ctx.logger.child({ imageTag: image.imageTag });
+  const steps = services.steps(logger);
+  const sub: SyncContext = { logger, signal: ctx.signal };
+  const layout = tagLayout(settings.downloadsDir, image.imageTag);
+  const run = image.runs[0];
+  const runIds = run ? [run.id] : [];
+
+  if ((await exists(layout.zip)) && (await exists(layout.metadata))) {
+    logger.info(`artifact already downloaded at ${layout.zip}; skipping download`);
+  } else {
+    const outcome = await stage("download", () =>
+      downloadImageTag(sub, services.github, steps, {
+        imageTag: image.imageTag,
+        downloadsDir: settings.downloadsDir,
+        force: false,
+        progress: services.progress(logger),
+        daemon: true,
+      }),
+    );
+    counters.downloadedBytes += outcome.fetched;
+  }
+
+  const prepared = await discardingBad(ctx, settings, image, () =>
+    stage("prepare", () =>
+      prepareImageTag(sub, steps, {
+        imageTag: image.imageTag,
+        downloadsDir: settings.downloadsDir,
+        clean: false,
+      }),
+    ),
+  );
+
+  const pushed = await discardingBad(ctx, settings, image, () =>
+    stage("push", () =>
+      pushImageTag(
+        sub,
+        steps,
+        { ...services.push, gitlab: services.gitlab },
+        {
+          imageTag: image.imageTag,
+          downloadsDir: settings.downloadsDir,
+          registry: settings.registry,
+          registryProject: settings.registryProject,
+          username: settings.username,
+          force: settings.forcePush,
+          skipLogin: settings.skipLogin,
+          retagAsLatest: settings.retagAsLatest,
+          images: prepared.images,
+          ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
+        },
+      ),
+    ),
+  );
+
+  await stage("clean", async () => {
+    const removed = await removeTargets(
+      await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
+    );
+    logger.info(
+      { removed: removed.length },
+      `cleaned ${removed.length} path(s) of ${image.imageTag}`,
+    );
+  });
+  // After the clean: the images are in, so a failing index leaves no download behind; the
+  // next cycles retry the index alone (see built.ts).
+  if (settings.multiarchIndex) {
+    await stage("index", () =>
+      indexBuild(sub, services.push.registryClient, steps, settings, image, pushed),
+    );
+  }
+  return { pushed: pushed.pushed.length, uploadedBytes: pushed.bytesUploaded };
+}
