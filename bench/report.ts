@@ -115,8 +115,11 @@ export function mergeResults(block: string, ids: string[], rows: Row[], note: st
   const fresh = table(rows).split("\n").slice(2);
   const number = (line: string) => Number(idOf(line).slice(1));
   const merged = [...kept, ...fresh].sort((a, b) => number(a) - number(b));
-  // A note of an earlier re-run of these same rows is replaced by this one.
-  const stale = (line: string) => line.startsWith(`${ids.join(", ")} re-measured on`);
+  // A note of an earlier re-run of these rows (or of some of them only) is replaced by this one.
+  const stale = (line: string) => {
+    const named = /^(B\d+(?:, B\d+)*) re-measured on/.exec(line)?.[1];
+    return named !== undefined && named.split(", ").every((id) => ids.includes(id));
+  };
   const notes = lines.filter(
     (line, i) => !isRow(line) && i >= 2 && line.trim() !== "" && !stale(line),
   );

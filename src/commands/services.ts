@@ -44,6 +44,7 @@ export function githubServices(ctx: CommandContext, raw: Record<string, unknown>
     logger: ctx.logger,
     signal: ctx.signal,
     fetch: ctx.http.fetch,
+    get: ctx.http.get,
   });
   return { options, client, cache: new MetadataCache(cacheDir, ctx.logger) };
 }

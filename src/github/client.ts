@@ -1,7 +1,7 @@
 import { Octokit } from "@octokit/rest";
 import { retry } from "@octokit/plugin-retry";
 import { throttling } from "@octokit/plugin-throttling";
-import type { FetchLike } from "../net/http.js";
+import { streamGetOf, type FetchLike, type StreamGet } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
 import { cancelled, guardedApiFetch, unwrapRefusal } from "./api-fetch.js";
 import { describeRead, toGithubError } from "./errors.js";
@@ -16,6 +16,8 @@ const GithubOctokit = Octokit.plugin(retry, throttling);
  */
 export interface BlobAccess {
   fetch: FetchLike;
+  /** The same transport's streaming GET, for bulk downloads (artifacts). */
+  get: StreamGet;
   signal: AbortSignal | undefined;
 }
 
@@ -39,6 +41,8 @@ export interface GithubClientOptions {
   signal?: AbortSignal;
   /** The command's HttpClient fetch (proxies, timeouts, safe redirects). */
   fetch: FetchLike;
+  /** The same client's streaming GET (`HttpClient.get`); a wrapper of `fetch` when not given. */
+  get?: StreamGet;
 }
 
 // Rate limits are the throttling plugin's job: letting plugin-retry also retry them would
@@ -135,5 +139,6 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
     throw toGithubError(unwrapRefusal(error), describeRead(method, url));
   });
 
-  return Object.assign(octokit, { blobs: { fetch, signal } });
+  const get = options.get ?? streamGetOf(fetch);
+  return Object.assign(octokit, { blobs: { fetch, get, signal } });
 }

@@ -1,3 +1,5 @@
+import { Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type * as Undici from "undici";
 import type { Dispatcher } from "undici";
 import {
@@ -46,6 +48,39 @@ const CREDENTIAL_HEADERS = ["authorization", "private-token", "job-token", "cook
 
 export type HttpInit = RequestInit;
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+/** A GET answer whose body is a Node stream: no web-stream layer on a multi-GiB download. */
+export interface StreamedResponse {
+  status: number;
+  headers: { get(name: string): string | null };
+  /** Destroy it to drop the rest (the connection is not reused then). */
+  body: Readable;
+}
+
+/**
+ * A GET for bulk bytes, under the same rules as {@link HttpClient.fetch} (proxy, timeouts,
+ * redirects), its body a Node Readable: undici's own request API, about a quarter faster than
+ * `fetch` + `Readable.fromWeb` on a loopback artifact download.
+ */
+export type StreamGet = (
+  url: string | URL,
+  init?: { headers?: Record<string, string>; signal?: AbortSignal | undefined },
+) => Promise<StreamedResponse>;
+
+/** A {@link StreamGet} over a plain fetch, for callers that were handed only one. */
+export function streamGetOf(fetch: FetchLike): StreamGet {
+  return async (url, init = {}) => {
+    const response = await fetch(url, {
+      headers: init.headers ?? {},
+      redirect: "follow",
+      ...(init.signal ? { signal: init.signal } : {}),
+    });
+    const body = response.body
+      ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)
+      : Readable.from([]);
+    return { status: response.status, headers: response.headers, body };
+  };
+}
 
 function proxyVariable(env: Env, name: string): string {
   return env[name.toLowerCase()] ?? env[name] ?? "";
@@ -106,17 +141,7 @@ export class HttpClient {
       const location = response.headers.get("location");
       if (manual || !isRedirect(response.status) || !location) return response;
       await response.body?.cancel().catch(() => undefined);
-      if (redirects >= this.maxRedirects) {
-        throw new SyncError(`${url.origin} redirected more than ${this.maxRedirects} times`, {
-          hint: "the server is misconfigured (a redirect loop); report it to its administrator",
-        });
-      }
-      const next = new URL(location, url);
-      if (!isHttp(next)) {
-        throw new SyncError(`${url.origin} redirected to a ${next.protocol} address; refused`, {
-          hint: "only http and https redirects are followed; check the server or its proxy",
-        });
-      }
+      const next = this.nextHop(url, location, redirects);
       if (next.origin !== url.origin) headers = withoutCredentials(headers);
       // 303, and 301/302 after a POST, turn into a GET without a body (what browsers and curl do).
       if (
@@ -136,10 +161,66 @@ export class HttpClient {
     }
   };
 
+  /** See {@link StreamGet}. */
+  readonly get: StreamGet = async (input, init = {}) => {
+    let url = new URL(input);
+    if (!isHttp(url)) {
+      throw new SyncError(`refused to fetch a ${url.protocol} address`, {
+        hint: "only http and https addresses are followed; check the server that named it",
+      });
+    }
+    let headers = new Headers(init.headers);
+    for (let redirects = 0; ; redirects += 1) {
+      const answer = await this.timed(() =>
+        this.dispatcher.request({
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: "GET",
+          headers: Object.fromEntries(headers),
+          signal: init.signal ?? null,
+          highWaterMark: STREAM_HIGH_WATER_MARK,
+        }),
+      );
+      // A body dropped with `destroy()` errors with "aborted"; whoever reads it still sees that.
+      answer.body.on("error", () => undefined);
+      const response: StreamedResponse = {
+        status: answer.statusCode,
+        headers: headersOf(answer.headers),
+        body: answer.body,
+      };
+      const location = response.headers.get("location");
+      if (!isRedirect(response.status) || !location) return response;
+      answer.body.destroy();
+      const next = this.nextHop(url, location, redirects);
+      if (next.origin !== url.origin) headers = withoutCredentials(headers);
+      url = next;
+    }
+  };
+
+  /** Where a redirect leads, refused past the redirect limit or to anything but http(s). */
+  private nextHop(url: URL, location: string, redirects: number): URL {
+    if (redirects >= this.maxRedirects) {
+      throw new SyncError(`${url.origin} redirected more than ${this.maxRedirects} times`, {
+        hint: "the server is misconfigured (a redirect loop); report it to its administrator",
+      });
+    }
+    const next = new URL(location, url);
+    if (!isHttp(next)) {
+      throw new SyncError(`${url.origin} redirected to a ${next.protocol} address; refused`, {
+        hint: "only http and https redirects are followed; check the server or its proxy",
+      });
+    }
+    return next;
+  }
+
   /** One exchange; a timeout comes out as an {@link HttpTimeoutError} saying how long it waited. */
-  private async send(url: URL, init: Parameters<typeof Undici.fetch>[1]): Promise<Response> {
+  private send(url: URL, init: Parameters<typeof Undici.fetch>[1]): Promise<Response> {
+    return this.timed(() => undici().fetch(url, init));
+  }
+
+  private async timed<T>(exchange: () => Promise<T>): Promise<T> {
     try {
-      return await undici().fetch(url, init);
+      return await exchange();
     } catch (err) {
       const code = errorCode(err);
       const waited = describeTimeout(code, this);
@@ -161,6 +242,21 @@ export function isHttp(url: URL): boolean {
 
 function isRedirect(status: number): boolean {
   return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
+}
+
+/** Body chunks buffered ahead of the reader: undici's 64 KiB default means more wake-ups. */
+const STREAM_HIGH_WATER_MARK = 1 << 20;
+
+/** undici's raw header record (lowercase names, repeated ones as arrays) as a `get`-able. */
+function headersOf(
+  raw: Record<string, string | string[] | undefined>,
+): StreamedResponse["headers"] {
+  return {
+    get: (name) => {
+      const value = raw[name.toLowerCase()];
+      return value === undefined ? null : Array.isArray(value) ? value.join(", ") : value;
+    },
+  };
 }
 
 function replayable(body: unknown): boolean {

@@ -59,7 +59,20 @@ export async function* deterministicGzip(
   let crc = 0;
   let size = 0;
   let previous: Buffer | undefined;
-  const inFlight: Array<Promise<Buffer>> = [];
+  const inFlight: Array<{ job: Promise<Buffer>; block: Buffer }> = [];
+  // Input blocks are reused, not allocated one per MiB: V8 gives a Buffer's memory back only at
+  // a major collection, so a fresh block each time piled up hundreds of MiB of them (B4). A block
+  // is free again once its own output is out and the next block, which reads its last 32 KiB as
+  // dictionary, is compressed too: at most `parallel` + 2 of them exist.
+  const free: Buffer[] = [];
+  let done: Buffer | undefined;
+  const output = async (): Promise<Buffer> => {
+    const { job, block } = inFlight.shift() as { job: Promise<Buffer>; block: Buffer };
+    const compressed = await job;
+    if (done) free.push(done);
+    done = block;
+    return compressed;
+  };
   const start = (block: Buffer): void => {
     crc = zlib.crc32(block, crc);
     size += block.length;
@@ -69,35 +82,34 @@ export async function* deterministicGzip(
     const job = compressBlock(block, level, dictionary);
     // Errors surface when the job is awaited in order; this only keeps Node from calling them unhandled.
     job.catch(() => undefined);
-    inFlight.push(job);
+    inFlight.push({ job, block });
     previous = block;
   };
 
   yield GZIP_HEADER;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+  // The block being filled: the input is copied in (the source may reuse its buffers, and the
+  // block outlives this iteration).
+  let current: Buffer | undefined;
+  let filled = 0;
   for await (const input of source) {
     let chunk = Buffer.isBuffer(input)
       ? input
       : Buffer.from(input.buffer, input.byteOffset, input.length);
     totals.size += chunk.length;
-    while (pendingBytes + chunk.length >= blockSize) {
-      const take = blockSize - pendingBytes;
-      pending.push(chunk.subarray(0, take));
-      // Copy: the source may reuse its buffers, and the block outlives this iteration.
-      start(Buffer.concat(pending, blockSize));
-      chunk = chunk.subarray(take);
-      pending = [];
-      pendingBytes = 0;
-      while (inFlight.length >= parallel) yield await (inFlight.shift() as Promise<Buffer>);
-    }
-    if (chunk.length > 0) {
-      pending.push(Buffer.from(chunk));
-      pendingBytes += chunk.length;
+    while (chunk.length > 0) {
+      current ??= free.pop() ?? Buffer.allocUnsafeSlow(blockSize);
+      const copied = chunk.copy(current, filled);
+      filled += copied;
+      chunk = chunk.subarray(copied);
+      if (filled < blockSize) break;
+      start(current);
+      current = undefined;
+      filled = 0;
+      while (inFlight.length >= parallel) yield await output();
     }
   }
-  if (pendingBytes > 0) start(Buffer.concat(pending, pendingBytes));
-  while (inFlight.length > 0) yield await (inFlight.shift() as Promise<Buffer>);
+  if (current && filled > 0) start(current.subarray(0, filled));
+  while (inFlight.length > 0) yield await output();
   yield FINAL_BLOCK;
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
@@ -116,13 +128,30 @@ async function compressBlock(
   dictionary: Buffer | undefined,
 ): Promise<Buffer> {
   const chosen = level > 0 && (await incompressible(block)) ? 0 : level;
-  return deflateRaw(block, {
+  return deflateWhole(block, {
     level: chosen,
     // One output buffer for the whole block: with zlib's default 16 KiB, Node would hop to the
     // thread pool and back once per 16 KiB, which costs more than the compressing.
     chunkSize: outputBound(block.length),
     finishFlush: zlib.constants.Z_SYNC_FLUSH,
     ...(dictionary && chosen > 0 ? { dictionary } : {}),
+  });
+}
+
+/**
+ * `zlib.deflateRaw` without its final copy: the one piece a block comes out as (the output
+ * buffer holds a whole block) is handed on as it is, instead of being copied into another.
+ */
+function deflateWhole(block: Buffer, options: zlib.ZlibOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const deflate = zlib.createDeflateRaw(options);
+    const pieces: Buffer[] = [];
+    deflate.on("data", (piece: Buffer) => pieces.push(piece));
+    deflate.once("error", reject);
+    deflate.once("end", () =>
+      resolve(pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces)),
+    );
+    deflate.end(block);
   });
 }
 

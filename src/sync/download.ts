@@ -224,7 +224,7 @@ export function fetchArtifact(
     downloadFile({
       resolveUrl: artifactUrlResolver(github.client, { repo, artifactId: artifact.id }),
       // The blob host's fetch: the same transport as the API, never with the GitHub token.
-      fetch: github.client.blobs.fetch,
+      get: github.client.blobs.get,
       dest: layout.zip,
       expectedSize: artifact.size_in_bytes,
       digest: artifact.digest ?? undefined,

@@ -1,17 +1,14 @@
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream, createWriteStream, promises as fs } from "node:fs";
-import { once } from "node:events";
+import { createReadStream, promises as fs } from "node:fs";
 import path from "node:path";
-import { Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { DISK_MARGIN } from "../config/limits.js";
 import { SyncError, describeError, errorCode } from "../errors.js";
-import type { FetchLike } from "../net/http.js";
+import type { StreamGet, StreamedResponse } from "../net/http.js";
 import { retry } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { MiB, formatBytes } from "../util/bytes.js";
 import { diskFullError, ensureDir, ensureFreeSpace, type FreeBytes } from "../util/files.js";
+import { FileHasher } from "./file-hasher.js";
 
 export interface DownloadProgress {
   /** Bytes of the file present so far (including what an earlier attempt left). */
@@ -37,8 +34,8 @@ export interface DownloadOptions {
   retryDelayMs?: number;
   /** Free bytes at a path; replaceable so tests can simulate a full disk. */
   freeBytes?: FreeBytes | undefined;
-  /** The HTTP client's `fetch`: no credentials, the URL is pre-signed. */
-  fetch: FetchLike;
+  /** The HTTP client's streaming GET (`HttpClient.get`): no credentials, the URL is pre-signed. */
+  get: StreamGet;
 }
 
 export interface DownloadResult {
@@ -109,11 +106,11 @@ class OversizeError extends Error {
   }
 }
 
-/** What is in `<dest>.part` so far, and the hash of exactly those bytes. */
+/** What is in `<dest>.part` so far, and the hash of exactly those bytes (as they land). */
 interface PartFile {
   path: string;
   have: number;
-  hash: Hash;
+  hasher: FileHasher;
   /** Bytes fetched over the network by this call. */
   fetched: number;
   /** The whole file's size: the artifact's, else learnt from the first Content-Length. */
@@ -152,11 +149,19 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
       },
     );
   } catch (err) {
+    // Its file closed before a failure removes the part file, so the space comes back at once.
+    await part.hasher.close();
     if (signal?.aborted) throw err;
     // A full disk needs room for the whole artifact again: its partial file is given back.
     throw await downloadFailure(err, attempts, part.path, path.dirname(dest), part.total);
   }
-  return finish(part.path, dest, part.have, part.hash.digest("hex"), {
+  const sha256 = await part.hasher.digest(part.have).catch((err: unknown) => {
+    throw new SyncError(`cannot hash the download ${part.path} (${describeError(err)})`, {
+      hint: "rerun download: the partial file is kept and checked again",
+      cause: err,
+    });
+  });
+  return finish(part.path, dest, part.have, sha256, {
     ...options,
     fetched: part.fetched,
     attempts,
@@ -186,88 +191,131 @@ async function openPart(file: string, options: DownloadOptions): Promise<PartFil
       freeBytes: options.freeBytes,
     });
   }
-  const hash = createHash("sha256");
+  // What an earlier run left is hashed on the hasher's thread while the rest arrives.
+  const hasher = new FileHasher(file);
   if (have > 0) {
     logger.info({ part: file, bytes: have }, "resuming partial download");
-    await hashFile(file, hash);
+    hasher.advance(have);
   }
-  return { path: file, have, hash, fetched: 0, total: expectedSize };
+  return { path: file, have, hasher, fetched: 0, total: expectedSize };
 }
 
 /** Re-hash what is really on disk: a cut may leave other than what was counted. */
 async function rehash(part: PartFile): Promise<void> {
   part.have = await sizeOf(part.path);
-  part.hash = createHash("sha256");
-  if (part.have > 0) await hashFile(part.path, part.hash);
+  await part.hasher.close();
+  part.hasher = new FileHasher(part.path);
+  part.hasher.advance(part.have);
 }
 
 /** One attempt: a fresh URL (signed ones expire), asked for the bytes after those on disk. */
 async function fetchInto(part: PartFile, options: DownloadOptions): Promise<void> {
   const { logger, signal, expectedSize } = options;
-  const fetch = options.fetch;
   const url = await options.resolveUrl();
   const headers: Record<string, string> = part.have > 0 ? { Range: `bytes=${part.have}-` } : {};
-  const response = await fetch(url, { headers, signal, redirect: "follow" });
+  const response = await options.get(url, { headers, signal });
   if (part.have > 0 && response.status === 200) {
     // The server ignored Range: this body is the whole file, so start the part file afresh.
     logger.warn("server does not resume (no 206); downloading from the start");
     part.have = 0;
-    part.hash = createHash("sha256");
+    await part.hasher.close();
+    part.hasher = new FileHasher(part.path);
   }
   if (response.status === 416 && expectedSize !== undefined && part.have === expectedSize) {
-    await response.body?.cancel();
+    response.body.destroy();
     return;
   }
   if (response.status !== 200 && response.status !== 206) {
-    await response.body?.cancel();
+    response.body.destroy();
     throw new HttpStatusError(response.status, url);
   }
   const length = Number(response.headers.get("content-length") ?? Number.NaN);
   if (part.total === undefined && Number.isFinite(length)) part.total = part.have + length;
-  if (!response.body) throw new Error("empty response body");
-  // Not one byte past the declared size reaches the disk, whatever the server goes on sending.
-  const limit = expectedSize ?? part.total;
-  const counter = new Transform({
-    highWaterMark: IO_CHUNK,
-    transform(chunk: Buffer, _enc, done) {
-      if (limit !== undefined && part.have + chunk.length > limit) {
-        const room = limit - part.have;
-        if (room > 0) {
-          const head = chunk.subarray(0, room);
-          part.hash.update(head);
-          part.have += room;
-          part.fetched += room;
-          this.push(head);
-        }
-        done(new OversizeError(limit));
-        return;
-      }
-      part.hash.update(chunk);
-      part.have += chunk.length;
-      part.fetched += chunk.length;
-      options.onProgress?.({ bytes: part.have, total: part.total, fetched: part.fetched });
-      done(null, chunk);
-    },
-  });
-  const sink = createWriteStream(part.path, {
-    flags: part.have > 0 ? "a" : "w",
-    highWaterMark: IO_CHUNK,
-  });
-  try {
-    await pipeline(
-      Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
-      counter,
-      sink,
-      { signal },
-    );
-  } catch (err) {
-    // A write still in flight when the pipeline failed lands after it: wait for the file to
-    // close, or the next attempt's size read (and append) would race it.
-    if (!sink.closed) await once(sink, "close").catch(() => undefined);
-    throw err;
-  }
+  await writeBody(part, response, expectedSize ?? part.total, options);
   if (part.total !== undefined && part.have < part.total)
     throw new Error(`connection closed at ${part.have} of ${part.total} bytes`);
+}
+
+/**
+ * The body to the end of the part file: counted chunk by chunk, gathered into `IO_CHUNK` writes
+ * with one in flight while the next fills, each handed to the hasher once it is on disk. Not one
+ * byte past `limit` (the declared size) reaches the disk, whatever the server goes on sending.
+ * Whatever ends it, the write in flight lands before this returns, so the next attempt's size
+ * read (and append) cannot race it.
+ */
+async function writeBody(
+  part: PartFile,
+  response: StreamedResponse,
+  limit: number | undefined,
+  options: DownloadOptions,
+): Promise<void> {
+  const file = await fs.open(part.path, part.have > 0 ? "a" : "w");
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let writing: Promise<unknown> = Promise.resolve();
+  let written = part.have;
+  const flush = async (): Promise<void> => {
+    await writing;
+    const buffers = pending;
+    pending = [];
+    pendingBytes = 0;
+    // Appended (the file is open with `a`, or fresh): no position to keep. A failure (a full
+    // disk) surfaces at the next flush, which awaits this first.
+    writing = writeAll(file, buffers).then((bytes) => {
+      written += bytes;
+      part.hasher.advance(written);
+      // Told again once the bytes are on disk: a reader behind the writer (the streaming sync)
+      // wakes when there is something new to read, not only when something new arrived.
+      options.onProgress?.({ bytes: part.have, total: part.total, fetched: part.fetched });
+    });
+    writing.catch(() => undefined);
+  };
+  const take = (chunk: Buffer): void => {
+    part.have += chunk.length;
+    part.fetched += chunk.length;
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+  };
+  try {
+    for await (const data of response.body) {
+      const chunk = data as Buffer;
+      if (limit !== undefined && part.have + chunk.length > limit) {
+        const room = limit - part.have;
+        if (room > 0) take(chunk.subarray(0, room));
+        response.body.destroy();
+        throw new OversizeError(limit);
+      }
+      take(chunk);
+      options.onProgress?.({ bytes: part.have, total: part.total, fetched: part.fetched });
+      if (pendingBytes >= IO_CHUNK) await flush();
+    }
+  } finally {
+    // What was received is written even when the body failed: it is what a resume starts from.
+    try {
+      if (pendingBytes > 0) await flush();
+      await writing;
+    } finally {
+      await file.close();
+    }
+  }
+}
+
+/** All of `buffers`, appended: a short write (a disk filling up) goes on with the rest. */
+async function writeAll(file: fs.FileHandle, buffers: Buffer[]): Promise<number> {
+  let rest = buffers;
+  let total = 0;
+  while (rest.length > 0) {
+    const { bytesWritten } = await file.writev(rest);
+    if (bytesWritten === 0) throw new Error(`no byte of ${rest.length} buffer(s) was written`);
+    total += bytesWritten;
+    let skip = bytesWritten;
+    while (rest.length > 0 && skip >= (rest[0]?.length ?? 0)) {
+      skip -= rest[0]?.length ?? 0;
+      rest = rest.slice(1);
+    }
+    if (skip > 0 && rest[0]) rest = [rest[0].subarray(skip), ...rest.slice(1)];
+  }
+  return total;
 }
 
 async function downloadFailure(

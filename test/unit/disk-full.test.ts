@@ -10,6 +10,7 @@ import { extractZip } from "../../src/archive/extract.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { writeJsonAtomic } from "../../src/util/files.js";
 import { downloadFile } from "../../src/workspace/download.js";
+import { streamGetOf } from "../../src/net/http.js";
 import { writeArtifactZip } from "../testbed/image-fixtures.js";
 import { failure, tempDir } from "./helpers.js";
 
@@ -66,7 +67,7 @@ describe.skipIf(!gate.ok)(`a full disk ${gate.reason}`, () => {
     const err = await failure(
       downloadFile({
         logger: silentLogger(),
-        fetch: globalThis.fetch,
+        get: streamGetOf(globalThis.fetch),
         resolveUrl: () => Promise.resolve(url),
         dest,
         expectedSize: BLOB.length,

@@ -3,9 +3,10 @@ import type { AddressInfo } from "node:net";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createHash } from "node:crypto";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { downloadFile } from "../../src/workspace/download.js";
 import { SyncError } from "../../src/errors.js";
+import { HttpClient } from "../../src/net/http.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { tempDir } from "./helpers.js";
 
@@ -31,11 +32,15 @@ afterEach(async () => {
   server = undefined;
 });
 
+// The transport the CLI downloads with: undici's streaming GET through the command's client.
+const http = new HttpClient();
+afterAll(() => http.close());
+
 const base = {
   logger: silentLogger(),
   retryDelayMs: 1,
   freeBytes: async () => 1 << 30,
-  fetch: globalThis.fetch,
+  get: http.get,
 };
 
 describe("downloadFile", () => {

@@ -30,6 +30,7 @@ import { fetchRunMetadata } from "../../src/github/metadata.js";
 import { HttpClient } from "../../src/net/http.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { downloadFile, type DownloadProgress } from "../../src/workspace/download.js";
+import { streamGetOf } from "../../src/net/http.js";
 import { writeArtifactZip } from "../testbed/image-fixtures.js";
 import { layerTar, sha256, writeHostileSave } from "../testbed/hostile-images.js";
 import { endlessBody, hostileServer } from "../testbed/hostile-http.js";
@@ -110,7 +111,7 @@ describe("downloads (issue 13, failure 2)", () => {
     const error = await failure(
       downloadFile({
         resolveUrl: async () => `${host.url}/a.zip`,
-        fetch: globalThis.fetch,
+        get: streamGetOf(globalThis.fetch),
         dest: path.join(dir, "a.zip"),
         expectedSize: MiB,
         logger,
@@ -135,7 +136,7 @@ describe("downloads (issue 13, failure 2)", () => {
     const error = await failure(
       downloadFile({
         resolveUrl: async () => `${host.url}/a.zip`,
-        fetch: globalThis.fetch,
+        get: streamGetOf(globalThis.fetch),
         dest,
         logger,
         retryDelayMs: 1,
@@ -157,7 +158,7 @@ describe("downloads (issue 13, failure 2)", () => {
       const capped = await failure(
         downloadFile({
           resolveUrl: async () => `${host.url}/a.zip`,
-          fetch: globalThis.fetch,
+          get: streamGetOf(globalThis.fetch),
           dest: path.join(disk, "capped.zip"),
           expectedSize: MiB,
           logger,
@@ -168,7 +169,7 @@ describe("downloads (issue 13, failure 2)", () => {
       const full = await failure(
         downloadFile({
           resolveUrl: async () => `${host.url}/a.zip`,
-          fetch: globalThis.fetch,
+          get: streamGetOf(globalThis.fetch),
           dest: path.join(disk, "full.zip"),
           logger,
           retryDelayMs: 1,

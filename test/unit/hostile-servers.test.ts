@@ -38,7 +38,8 @@ function json(res: ServerResponse, body: unknown, headers: Record<string, string
 }
 
 function github(baseUrl: string) {
-  return createGithubClient({ baseUrl, token: GH_TOKEN, logger, fetch: client().fetch });
+  const http = client();
+  return createGithubClient({ baseUrl, token: GH_TOKEN, logger, fetch: http.fetch, get: http.get });
 }
 
 const RUNS_PATH = "/repos/o/r/actions/workflows/w.yml/runs";
@@ -144,7 +145,7 @@ describe("blob hosts (artifact downloads)", () => {
     const dest = path.join(await tempDir("hostile-blob-"), "a.zip");
     const result = await downloadFile({
       resolveUrl: artifactUrlResolver(gh, { repo: "o/r", artifactId: 5 }),
-      fetch: gh.blobs.fetch,
+      get: gh.blobs.get,
       dest,
       expectedSize: body.length,
       logger,
@@ -167,7 +168,7 @@ describe("blob hosts (artifact downloads)", () => {
     const error = await failure(
       downloadFile({
         resolveUrl: artifactUrlResolver(gh, { repo: "o/r", artifactId: 5 }),
-        fetch: gh.blobs.fetch,
+        get: gh.blobs.get,
         dest: path.join(dir, "a.zip"),
         expectedSize: 22,
         logger,
@@ -190,7 +191,7 @@ describe("blob hosts (artifact downloads)", () => {
     const error = await failure(
       downloadFile({
         resolveUrl: async () => `${blob.url}/a.zip`,
-        fetch: client().fetch,
+        get: client().get,
         dest: path.join(await tempDir("hostile-scheme-"), "a.zip"),
         expectedSize: 2,
         logger,
