@@ -195,8 +195,12 @@ class NotListedYet extends SyncError {}
 export async function verifyListed(
   ctx: SyncContext,
   gitlab: GitlabServices,
+  steps: StepReporter,
   gitlabTags: string[],
 ): Promise<void> {
+  steps.detail(
+    `checking that GitLab project ${gitlab.options.gitlabProject} lists the pushed tags ...`,
+  );
   await retry(
     async () => {
       const { present } = await gitlabState(gitlab);
@@ -354,12 +358,10 @@ export async function pushImageTag(
   }
 
   steps.text("");
-  steps.detail(
-    `checking that GitLab project ${services.gitlab.options.gitlabProject} lists the pushed tags ...`,
-  );
   await verifyListed(
     ctx,
     services.gitlab,
+    steps,
     pushed.map((p) => p.gitlabTag),
   );
   steps.text(

@@ -427,12 +427,10 @@ async function publishAll(
     }
   }
   if (pushed.length > 0) {
-    steps.detail(
-      `checking that GitLab project ${services.gitlab.options.gitlabProject} lists the pushed tags ...`,
-    );
     await verifyListed(
       ctx,
       services.gitlab,
+      steps,
       pushed.map((p) => p.gitlabTag),
     );
   }
