@@ -31,14 +31,33 @@ export class Tee extends Writable {
     void Promise.all(waits).then(() => callback());
   }
 
+  /** Ends every writer and finishes once each has taken all it was given (or closed). */
   override _final(callback: () => void): void {
-    for (const target of this.targets) if (!target.destroyed) target.end();
-    callback();
+    const open = this.targets.filter((t) => !t.destroyed && !t.writableFinished);
+    for (const target of open) target.end();
+    void Promise.all(
+      open.map(
+        (t) =>
+          new Promise<void>((resolve) => {
+            if (t.writableFinished || t.destroyed) return resolve();
+            t.once("finish", () => resolve());
+            t.once("close", () => resolve());
+          }),
+      ),
+    ).then(() => callback());
   }
 
+  /**
+   * Destroys the writers only when the tee itself failed or was cut short. After a normal finish
+   * (Writable destroys itself then), a writer still handing its last bytes to a slow reader, such
+   * as `docker load`'s request body, must be left to finish: destroying it lost the end of the
+   * tarball and left the engine waiting for it.
+   */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    for (const target of this.targets)
-      if (!target.writableFinished) target.destroy(error ?? undefined);
+    if (error || !this.writableFinished) {
+      for (const target of this.targets)
+        if (!target.writableFinished) target.destroy(error ?? undefined);
+    }
     callback(error);
   }
 }

@@ -77,7 +77,7 @@ try {
   const steps: Array<[string, string[]]> = [
     ["What GitHub built that GitLab lacks", ["xref", ...downloads]],
     [
-      `The main job: one daemon cycle (download → prepare → push with the ${engine} engine → clean)`,
+      `The main job: one daemon cycle (the artifact streamed from GitHub, verified and pushed with the ${engine} engine, then cleaned)`,
       ["daemon", "--once", "--engine", engine, ...downloads],
     ],
     [
