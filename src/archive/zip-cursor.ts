@@ -1,6 +1,7 @@
 import { Writable } from "node:stream";
 import zlib from "node:zlib";
 import { DAMAGED_HINT, DamagedInputError } from "../errors.js";
+import { drainedOrClosed } from "../util/tee.js";
 import type { GrowingFile } from "./growing-file.js";
 import { zipIncomplete } from "./zip-vetting.js";
 
@@ -106,13 +107,7 @@ export class Meter extends Writable {
     const consumer = this.consumer;
     if (!consumer || consumer.destroyed || consumer.writableEnded) return callback();
     if (consumer.write(chunk)) return callback();
-    const resume = (): void => {
-      consumer.off("drain", resume);
-      consumer.off("close", resume);
-      callback();
-    };
-    consumer.on("drain", resume);
-    consumer.on("close", resume);
+    void drainedOrClosed(consumer).then(() => callback());
   }
 
   override _final(callback: (err?: Error) => void): void {

@@ -1,6 +1,22 @@
 import { Writable } from "node:stream";
 
 /**
+ * Resolves once `target` wants more (`drain`) or can take no more (`close`): what a writer that
+ * got `false` from `write()` waits for before it goes on.
+ */
+export function drainedOrClosed(target: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      target.off("drain", done);
+      target.off("close", done);
+      resolve();
+    };
+    target.on("drain", done);
+    target.on("close", done);
+  });
+}
+
+/**
  * One stream of bytes to several writers at the pace of the slowest. A writer that fails or
  * closes is left out from then on, and the others go on: each writer's owner reports its own
  * verdict (the check of a tarball must see every byte even when the engine loading it gave up).
@@ -15,18 +31,7 @@ export class Tee extends Writable {
     const waits = this.targets
       .filter((t) => !t.destroyed && !t.writableEnded)
       .filter((t) => !t.write(chunk))
-      .map(
-        (t) =>
-          new Promise<void>((resolve) => {
-            const done = (): void => {
-              t.off("drain", done);
-              t.off("close", done);
-              resolve();
-            };
-            t.on("drain", done);
-            t.on("close", done);
-          }),
-      );
+      .map(drainedOrClosed);
     if (waits.length === 0) return callback();
     void Promise.all(waits).then(() => callback());
   }
