@@ -8,7 +8,12 @@ import type { RunMetadata } from "../../src/domain/metadata.js";
 import { expectedImages } from "../../src/domain/images.js";
 import { LOCK_FILE } from "../../src/workspace/lock.js";
 import { addArtifactRun, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
-import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
+import {
+  daemonArgs as testbedDaemonArgs,
+  startTestbed,
+  testbedGate,
+  type Testbed,
+} from "../testbed/index.js";
 import {
   makeMetadata,
   type BundleMode,
@@ -103,21 +108,8 @@ describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
   let downloads: string;
   let state: string;
 
-  const daemonArgs = (extra: string[]) => [
-    "daemon",
-    ...tb.githubArgs,
-    ...tb.gitlabArgs,
-    ...tb.registryArgs,
-    "--engine",
-    "registry",
-    "--downloads-dir",
-    downloads,
-    "--limit",
-    "50",
-    "--log-format",
-    "json",
-    ...extra,
-  ];
+  const daemonArgs = (extra: string[]) =>
+    testbedDaemonArgs(tb, downloads, ["--limit", "50", ...extra]);
   const once = (extra: string[] = []) =>
     runBinary(daemonArgs(["--once", ...extra]), { env: tb.env, cwd: work, timeoutMs: 240_000 });
   const start = (extra: string[] = []): RunningCli =>

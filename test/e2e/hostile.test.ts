@@ -31,6 +31,7 @@ import { MetadataCache } from "../../src/workspace/state.js";
 import { addArtifactRun, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
 import { layerTar, sha256, writeHostileSave } from "../testbed/hostile-images.js";
 import {
+  daemonArgs as testbedDaemonArgs,
   PROJECT_PATH,
   REGISTRY_PASSWORD,
   REGISTRY_USER,
@@ -121,21 +122,8 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
     return dir;
   }
 
-  const daemonArgs = (downloads: string, extra: string[]) => [
-    "daemon",
-    ...tb.githubArgs,
-    ...tb.gitlabArgs,
-    ...tb.registryArgs,
-    "--engine",
-    "registry",
-    "--downloads-dir",
-    downloads,
-    "--limit",
-    "50",
-    "--log-format",
-    "json",
-    ...extra,
-  ];
+  const daemonArgs = (downloads: string, extra: string[]) =>
+    testbedDaemonArgs(tb, downloads, ["--limit", "50", ...extra]);
   const daemonOnce = (downloads: string, extra: string[] = []) =>
     cli(daemonArgs(downloads, ["--once", ...extra]));
   /** A daemon that runs a cycle, then waits an hour: it holds its locks until stopped. */

@@ -7,7 +7,12 @@ import type { RunMetadata } from "../../src/domain/metadata.js";
 import { expectedImages } from "../../src/domain/images.js";
 import { LOCK_FILE } from "../../src/workspace/lock.js";
 import { addArtifactRun, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
-import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
+import {
+  daemonArgs as testbedDaemonArgs,
+  startTestbed,
+  testbedGate,
+  type Testbed,
+} from "../testbed/index.js";
 import { makeMetadata, type Platform } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
@@ -60,23 +65,8 @@ describe.skipIf(gate.skip)(`status and daemon --retry-now on the testbed ${gate.
 
   const cli = (args: string[]) =>
     runBinary([...args, "--log-format", "json"], { env: tb.env, cwd: work, timeoutMs: 240_000 });
-  const daemonArgs = (extra: string[]) => [
-    "daemon",
-    ...tb.githubArgs,
-    ...tb.gitlabArgs,
-    ...tb.registryArgs,
-    "--engine",
-    "registry",
-    "--downloads-dir",
-    downloads,
-    "--limit",
-    "50",
-    "--retry-backoff",
-    "600",
-    "--log-format",
-    "json",
-    ...extra,
-  ];
+  const daemonArgs = (extra: string[]) =>
+    testbedDaemonArgs(tb, downloads, ["--limit", "50", "--retry-backoff", "600", ...extra]);
   const status = async (extra: string[] = []) => {
     const result = await cli(["status", "--downloads-dir", downloads, ...extra]);
     expect(result.code, result.stderr).toBe(0);

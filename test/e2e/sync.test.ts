@@ -24,6 +24,7 @@ import {
 } from "../testbed/artifacts.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
 import {
+  daemonArgs,
   PROJECT_PATH,
   REGISTRY_PASSWORD,
   REGISTRY_USER,
@@ -356,20 +357,7 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
 
   it("daemon --once --no-stream keeps the step-by-step path: download, prepare (an extracted copy), push, clean", async () => {
     const c = cases.noStream;
-    const result = await cli([
-      "daemon",
-      "--once",
-      "--no-stream",
-      "--engine",
-      "registry",
-      "--downloads-dir",
-      downloads,
-      "--limit",
-      "50",
-      ...tb.githubArgs,
-      ...tb.gitlabArgs,
-      ...tb.registryArgs,
-    ]);
+    const result = await cli(daemonArgs(tb, downloads, ["--once", "--no-stream", "--limit", "50"]));
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(
       new RegExp(`"msg":"Extracting ${tagOf(c)}\\.zip to \\S+/${tagOf(c)}/extracted \\.\\.\\."`),

@@ -80,15 +80,14 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
   };
 }
 
-/** `daemon --once` on the testbed with the registry engine, JSON logs, downloads in its directory. */
-export function daemonOnceArgs(tb: Testbed, extra: string[] = []): string[] {
+/** `daemon` on the testbed with the registry engine and JSON logs, downloading to `downloads`; `extra` last. */
+export function daemonArgs(tb: Testbed, downloads: string, extra: string[] = []): string[] {
   return [
     "daemon",
-    "--once",
     "--engine",
     "registry",
     "--downloads-dir",
-    path.join(tb.dir, "downloads"),
+    downloads,
     "--log-format",
     "json",
     ...tb.githubArgs,
@@ -96,6 +95,11 @@ export function daemonOnceArgs(tb: Testbed, extra: string[] = []): string[] {
     ...tb.registryArgs,
     ...extra,
   ];
+}
+
+/** `daemon --once` on the testbed, as `daemonArgs` has it, downloading to the testbed's directory. */
+export function daemonOnceArgs(tb: Testbed, extra: string[] = []): string[] {
+  return daemonArgs(tb, path.join(tb.dir, "downloads"), ["--once", ...extra]);
 }
 
 /**
