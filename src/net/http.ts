@@ -121,13 +121,7 @@ export class HttpClient {
     let body = init.body ?? (request ? await bodyOf(request) : undefined);
     const signal = init.signal ?? request?.signal ?? undefined;
     const manual = init.redirect === "manual";
-    // undici would read a `data:` address itself and fail a `file:` one as "fetch failed",
-    // which callers retry: neither is anything a server should hand out.
-    if (!isHttp(url)) {
-      throw new SyncError(`refused to fetch a ${url.protocol} address`, {
-        hint: "only http and https addresses are followed; check the server that named it",
-      });
-    }
+    refuseUnlessHttp(url);
     for (let redirects = 0; ; redirects += 1) {
       const response = await this.send(url, {
         ...(init as object),
@@ -164,11 +158,7 @@ export class HttpClient {
   /** See {@link StreamGet}. */
   readonly get: StreamGet = async (input, init = {}) => {
     let url = new URL(input);
-    if (!isHttp(url)) {
-      throw new SyncError(`refused to fetch a ${url.protocol} address`, {
-        hint: "only http and https addresses are followed; check the server that named it",
-      });
-    }
+    refuseUnlessHttp(url);
     let headers = new Headers(init.headers);
     for (let redirects = 0; ; redirects += 1) {
       const answer = await this.timed(() =>
@@ -238,6 +228,18 @@ export class HttpClient {
 /** Whether `url` is an address this client goes to: http or https, nothing else. */
 export function isHttp(url: URL): boolean {
   return url.protocol === "http:" || url.protocol === "https:";
+}
+
+/**
+ * Refuses an address that is not http(s) before anything is sent: undici would read a `data:`
+ * address itself and fail a `file:` one as "fetch failed", which callers retry — neither is
+ * anything a server should hand out.
+ */
+function refuseUnlessHttp(url: URL): void {
+  if (isHttp(url)) return;
+  throw new SyncError(`refused to fetch a ${url.protocol} address`, {
+    hint: "only http and https addresses are followed; check the server that named it",
+  });
 }
 
 function isRedirect(status: number): boolean {
