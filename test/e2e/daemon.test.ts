@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -63,6 +63,7 @@ const builds = {
     variant: "java",
     fixture: { layerBytes: 3 << 20 },
   },
+  farFuture: { id: 6030, platform: "linux/amd64", mode: "single", variant: "native_cpu" },
 } satisfies Record<string, Build>;
 
 function metadataOf(b: Build): RunMetadata {
@@ -342,4 +343,36 @@ describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
       daemon.child.kill("SIGKILL");
     }
   }, 150_000);
+
+  it("a next_retry decades ahead (a clock that jumped back) waits at most --retry-backoff-max, then the image is synced", async () => {
+    await add(builds.farFuture);
+    const tag = tagOf(builds.farFuture);
+    const file = path.join(state, "failures.json");
+    const recorded: Record<string, unknown> = existsSync(file) ? await failures() : {};
+    recorded[tag] = {
+      attempts: 1,
+      last_error: "push failed: registry down",
+      last_attempt: "2089-12-31T23:45:00.000Z",
+      next_retry: "2090-01-01T00:00:00.000Z",
+    };
+    await mkdir(state, { recursive: true });
+    await writeFile(file, JSON.stringify(recorded));
+    const timing = ["--retry-backoff", "1", "--retry-backoff-max", "2"];
+    const before = Date.now();
+    const first = await once(timing);
+    expect(first.code).toBe(1);
+    expect(summaries(first.stderr)[0]).toMatchObject({ deferred: 1, failed: 0 });
+    expect(first.stderr).toContain(
+      `${tag}: its failure record said to wait until 2090-01-01T00:00:00.000Z, longer than the longest back-off (2 s)`,
+    );
+    const bounded = Date.parse((await failures())[tag]?.next_retry ?? "");
+    expect(bounded).toBeGreaterThan(before);
+    expect(bounded).toBeLessThanOrEqual(Date.now() + 2000);
+
+    await until("the bounded back-off to run out", () => Date.now() > bounded + 100);
+    const second = await once(timing);
+    expect(second.code, second.stderr).toBe(0);
+    for (const t of gitlabTagsOf(builds.farFuture)) expect(await present()).toContain(t);
+    expect((await failures())[tag]).toBeUndefined();
+  });
 });
