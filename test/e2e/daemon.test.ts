@@ -64,6 +64,7 @@ const builds = {
     fixture: { layerBytes: 3 << 20 },
   },
   farFuture: { id: 6030, platform: "linux/amd64", mode: "single", variant: "native_cpu" },
+  deleted: { id: 6031, platform: "linux/amd64", mode: "single", variant: "java" },
 } satisfies Record<string, Build>;
 
 function metadataOf(b: Build): RunMetadata {
@@ -374,5 +375,24 @@ describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
     expect(second.code, second.stderr).toBe(0);
     for (const t of gitlabTagsOf(builds.farFuture)) expect(await present()).toContain(t);
     expect((await failures())[tag]).toBeUndefined();
+  });
+
+  it("an artifact GitHub deletes between listing and download: the image tag fails saying so, and leaves no tag directory", async () => {
+    await add(builds.deleted);
+    const tag = tagOf(builds.deleted);
+    // addArtifactRun numbers the run's one artifact ten times the run's id.
+    tb.github.deleteArtifactAfter(builds.deleted.id * 10, "listed");
+    try {
+      const cycle = await once();
+      expect(cycle.code).toBe(1);
+      expect(plainStderrLines(cycle.stderr).filter((l) => l.startsWith("Error: "))).toEqual([
+        expect.stringContaining(
+          `${tag}: sync failed: the artifact of run ${builds.deleted.id} is gone; GitHub deleted or expired it`,
+        ),
+      ]);
+      expect(existsSync(path.join(downloads, tag))).toBe(false);
+    } finally {
+      tb.github.removeRun(builds.deleted.id);
+    }
   });
 });

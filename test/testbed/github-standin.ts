@@ -114,6 +114,12 @@ export interface GithubStandIn {
   expireSignedUrls(): void;
   /** Limits the blob host to this many bytes per second from now on (undefined: unlimited). */
   limitBlobRate(bytesPerSecond: number | undefined): void;
+  /**
+   * The artifact is deleted (by hand or by retention) right after GitHub next lists it
+   * (`"listed"`: its zip address answers 404), or right after it next hands out its download
+   * address (`"redirected"`: the blob host answers 404 BlobNotFound).
+   */
+  deleteArtifactAfter(artifactId: number, when: "listed" | "redirected"): void;
   close(): Promise<void>;
 }
 
@@ -132,6 +138,8 @@ class StandIn {
   private readonly secret = randomBytes(16);
   private signingEpoch = 0;
   blobRate: number | undefined;
+  /** Artifacts to delete once listed or once their download address is handed out. */
+  readonly deleting = new Map<number, "listed" | "redirected">();
   private used = 0;
   api!: ListeningServer;
   blob!: ListeningServer;
@@ -342,15 +350,12 @@ class StandIn {
       if (rest.length === 3 && rest[2] === "artifacts") {
         const artifacts = fixture.artifacts ?? [];
         const { items, headers } = this.page(url, artifacts);
-        return {
-          kind: "json",
-          status: 200,
-          body: {
-            total_count: artifacts.length,
-            artifacts: items.map((a) => this.artifactJson(repo, fixture, a)),
-          },
-          headers,
+        const body = {
+          total_count: artifacts.length,
+          artifacts: items.map((a) => this.artifactJson(repo, fixture, a)),
         };
+        for (const a of items) this.deleteIfDue(fixture, a.id, "listed");
+        return { kind: "json", status: 200, body, headers };
       }
       return notFound;
     }
@@ -376,10 +381,17 @@ class StandIn {
             body: { message: "Artifact has expired", status: "410" },
           };
         }
+        this.deleteIfDue(found.run, found.artifact.id, "redirected");
         return { kind: "redirect", blobPath: `/artifacts/${found.artifact.id}.zip` };
       }
     }
     return notFound;
+  }
+
+  deleteIfDue(fixture: FixtureRun, artifactId: number, now: "listed" | "redirected"): void {
+    if (this.deleting.get(artifactId) !== now) return;
+    this.deleting.delete(artifactId);
+    fixture.artifacts = fixture.artifacts?.filter((a) => a.id !== artifactId);
   }
 
   findJob(repo: string, jobId: number): FixtureJob | undefined {
@@ -649,6 +661,9 @@ export async function startGithubStandIn(options: GithubStandInOptions): Promise
     },
     limitBlobRate(bytesPerSecond: number | undefined) {
       standIn.blobRate = bytesPerSecond;
+    },
+    deleteArtifactAfter(artifactId: number, when: "listed" | "redirected") {
+      standIn.deleting.set(artifactId, when);
     },
     async close() {
       await Promise.all([standIn.api.close(), standIn.blob.close()]);
