@@ -202,7 +202,9 @@ export class RegistryTransport {
     return retryTransient(
       async () => {
         let res = await this.request(call, scopes);
-        if (res.status === 401 && !reauthorised && this.reauthorise(res, scopes)) {
+        // A 401 from another origin is its own affair: it never gets our credentials anyway.
+        const own = this.isOwnOrigin(call.url);
+        if (res.status === 401 && own && !reauthorised && this.reauthorise(res, scopes)) {
           reauthorised = true;
           await discardBody(res);
           res = await this.request(call, scopes);
@@ -234,9 +236,21 @@ export class RegistryTransport {
     if (!ok) throw await statusError(this.asker, res, operation, repository);
   }
 
-  /** One HTTP exchange: the place every request to the registry leaves from. */
+  /**
+   * One HTTP exchange: the place every request to the registry leaves from. The registry's
+   * credentials go only to its own origin: an upload address on another one (a CDN or a second
+   * front, pre-signed with its own authority) gets none, and a plain-http one handed out by an
+   * https registry gets nothing at all.
+   */
   private async request(call: Call, scopes: string[]): Promise<Response> {
-    const authorization = await this.authorization(scopes, call.signal);
+    const own = this.isOwnOrigin(call.url);
+    if (!own && call.url.protocol === "http:" && this.base.startsWith("https:")) {
+      throw new RegistryError(
+        `registry ${this.registry} is https but handed out a plain-http address (${call.url.origin}) while ${call.operation}; refused, nothing sent`,
+        { hint: "its front or CDN is misconfigured; ask the registry's administrator" },
+      );
+    }
+    const authorization = own ? await this.authorization(scopes, call.signal) : undefined;
     const started = Date.now();
     let res: Response;
     try {
@@ -256,6 +270,10 @@ export class RegistryTransport {
       "registry request",
     );
     return res;
+  }
+
+  private isOwnOrigin(url: URL): boolean {
+    return url.origin === new URL(this.base).origin;
   }
 
   /**
