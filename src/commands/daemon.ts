@@ -133,6 +133,7 @@ export function registerDaemon(program: Command, run: Runner): void {
                 },
                 logger,
               ),
+              indexesWhole: new Set(),
               steps: logSteps,
               progress: ctx.progress,
               ...(health ? { onCycle: (summary) => health.record(summary) } : {}),

@@ -139,6 +139,29 @@ export async function writeImageIndex(options: ImageIndexOptions): Promise<Image
   });
 }
 
+/**
+ * The sources whose image under `tag` the index does not list by digest: what a writer stopped
+ * between pushing an image and writing the index leaves (the tag there, one platform short).
+ * Every source with an image counts when the tag holds no index; a source without one never.
+ */
+export async function unlistedSources(
+  options: Pick<ImageIndexOptions, "client" | "repository" | "tag" | "sources" | "signal">,
+): Promise<string[]> {
+  const { client, repository, tag, signal } = options;
+  const current = await client.getManifest(repository, tag, ANY_MANIFEST, signal);
+  const index =
+    current && !IMAGE_MANIFESTS.includes(current.mediaType)
+      ? indexSchema.safeParse(parseJson(current.bytes))
+      : undefined;
+  const listed = new Set(index?.success ? index.data.manifests.map((m) => m.digest) : []);
+  const unlisted: string[] = [];
+  for (const source of options.sources) {
+    const image = await client.manifestDigest(source.repository, tag, signal);
+    if (image !== undefined && !listed.has(image)) unlisted.push(source.repository);
+  }
+  return unlisted;
+}
+
 interface Candidate {
   entry: Entry;
   /** Set for an image this call copies in. */

@@ -41,6 +41,8 @@ export interface DaemonServices {
   /** The engine as the streaming sync drives it. */
   stream: StreamEngine;
   failures: FailureState;
+  /** Builds whose indexes were found whole since the start (see BuiltServices). */
+  indexesWhole?: Set<string>;
   /** The step lines of one image tag, through that image's logger. */
   steps: (logger: Logger) => StepReporter;
   /** Where the transfers of one image tag report how they move. */
@@ -184,7 +186,12 @@ export async function runCycle(
   if (!ctx.signal.aborted) {
     const built = await settleBuilt(
       ctx,
-      { ...services.push, failures: services.failures, steps: services.steps },
+      {
+        ...services.push,
+        failures: services.failures,
+        steps: services.steps,
+        ...(services.indexesWhole ? { indexesWhole: services.indexesWhole } : {}),
+      },
       { ...settings, multiarchIndex: settings.multiarchIndex === true, ignoreBackoff },
       { ...xref, missing: new Set(missing.map((m) => m.imageTag)) },
     );
