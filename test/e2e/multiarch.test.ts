@@ -10,7 +10,7 @@ import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { addArtifactRun, type ArtifactFixture } from "../testbed/artifacts.js";
-import { CuttingProxy } from "../testbed/cutting-proxy.js";
+import { CuttingProxy, registryErrorBody, type FrontRequest } from "../testbed/cutting-proxy.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
 import { inspectImageTarball } from "../../src/archive/docker-save.js";
 import {
@@ -466,6 +466,61 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       for (const b of [pair.x86, pair.arm]) tb.github.removeRun(b.id);
     }
   });
+
+  it.each([
+    ["DIGEST_INVALID", 7013],
+    ["MANIFEST_UNKNOWN", 7015],
+  ])(
+    "two daemons, one per platform, writing one index at once: the write the registry answers %s is read again and merged; both succeed",
+    async (code, id) => {
+      const pair = {
+        x86: { id, platform: "linux/amd64", refs: `multiarch-race-${id}` },
+        arm: { id: id + 1, platform: "linux/arm64", refs: `multiarch-race-${id}` },
+      } satisfies Record<string, Build>;
+      const tag = tagOf(pair.x86);
+      for (const b of [pair.x86, pair.arm]) await add(b);
+      const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
+      const front = new CuttingProxy({ host, port: Number(port) });
+      await front.start();
+      // The first index write (whichever daemon's) waits at the front until the other daemon's
+      // write of the same index arrives; the other goes through, and the first is answered as
+      // Distribution answers a write whose child it read while the other writer rewrote it.
+      const path = `/v2/${PROJECT_PATH}/presto-coordinator/manifests/${tag}`;
+      const isWrite = (r: FrontRequest) => r.method === "PUT" && r.path === path;
+      let first: FrontRequest | undefined;
+      let second: () => void = () => undefined;
+      front.hold({
+        match: isWrite,
+        release: new Promise<void>((resolve) => (second = resolve)),
+        onHeld: (r) => (first = r),
+      });
+      front.hold({ match: isWrite, release: Promise.resolve(), onHeld: () => second() });
+      front.intercept({
+        match: (r) => r === first,
+        answer: { status: 400, body: registryErrorBody(code, `${code} while rewritten`) },
+      });
+      try {
+        const viaFront = ["--registry", front.host];
+        const [x86, arm] = await Promise.all([
+          daemon("linux/amd64", viaFront),
+          daemon("linux/arm64", viaFront),
+        ]);
+        expect(front.intercepted.map((r) => r.path)).toEqual([path]);
+        expect(x86.code, x86.stderr).toBe(0);
+        expect(arm.code, arm.stderr).toBe(0);
+        expect(`${x86.stderr}${arm.stderr}`).toContain(
+          `presto-coordinator:${tag}: the registry answered ${code} while another writer may be at it; reading it again`,
+        );
+        for (const repo of REPOS) {
+          const both = await index(repo, tag);
+          expect(both?.manifests.map((m) => m.platform.architecture)).toEqual(["amd64", "arm64"]);
+        }
+      } finally {
+        await front.stop();
+        for (const b of [pair.x86, pair.arm]) tb.github.removeRun(b.id);
+      }
+    },
+  );
 
   it("retag copies an index with its manifests: latest and another repository point at both platforms", async () => {
     const source = await manifest("presto-coordinator", TAG);
