@@ -4,7 +4,7 @@ import { SyncError, describeError } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
-import { ensureDir } from "../util/files.js";
+import { ensureDir, localWriteFailure } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
 import { computeXref } from "./compare.js";
 import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
@@ -168,6 +168,17 @@ export async function runCycle(
       summary.pushed += counters.pushed;
       summary.uploadedBytes += counters.uploadedBytes;
       if (ctx.signal.aborted) break;
+      // The state or downloads directory refuses writes: no fault of this image, and every
+      // other would fail alike (its failure record too), so the cycle ends here, said once.
+      const local = localWriteFailure(err);
+      if (local) {
+        summary.result = "failed";
+        summary.error = local.oneLine();
+        summary.cause = local;
+        if (!settings.once)
+          ctx.logger.error({ err: summary.error }, `cycle ${cycle}: ${summary.error}`);
+        return finish();
+      }
       const message = describeError(err);
       const entry = await services.failures.recordFailure(image.imageTag, message);
       summary.failed += 1;
