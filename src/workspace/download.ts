@@ -7,7 +7,14 @@ import type { StreamGet, StreamedResponse } from "../net/http.js";
 import { retry } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { MiB, formatBytes } from "../util/bytes.js";
-import { diskFullError, ensureDir, ensureFreeSpace, type FreeBytes } from "../util/files.js";
+import {
+  LocalWriteError,
+  diskFullError,
+  ensureDir,
+  ensureFreeSpace,
+  refusedWriteCode,
+  type FreeBytes,
+} from "../util/files.js";
 import { FileHasher } from "./file-hasher.js";
 
 export interface DownloadProgress {
@@ -342,15 +349,18 @@ async function downloadFailure(
       cause: err,
     });
   }
-  if (errorCode(err) === "ENOSPC" || errorCode(err) === "EDQUOT") {
+  const refused = refusedWriteCode(err);
+  if (refused === "ENOSPC" || refused === "EDQUOT") {
     // A full disk is not left full: the partial file goes, and with it the space it took.
     await fs.rm(part.path, { force: true });
     const full = diskFullError(dir, part.total, err);
-    return new SyncError(`${full.message}; the partial download was removed`, {
-      hint: full.hint,
-      cause: err,
-    });
+    return new SyncError(
+      `${refused} writing ${part.path}: ${full.message}; the partial download was removed`,
+      { hint: full.hint, cause: err },
+    );
   }
+  // Read-only or forbidden: every other write there fails alike; the cycle ends, said once.
+  if (refused) return new LocalWriteError(refused, "writing", part.path, err);
   if (err instanceof HttpStatusError && (err.status === 404 || err.status === 410) && options.gone)
     return options.gone(err);
   const hint = part.kept ? `the partial file ${part.path} is kept; rerun to resume` : "rerun later";

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -58,7 +58,13 @@ describe.skipIf(gate.skip)(
     });
 
     /** A daemon cycle on the tmpfs whose download the disk turns read-only under. */
-    async function cycleTurnedReadOnly(id: number, layout: { downloads: string; state?: string }) {
+    async function cycleTurnedReadOnly(
+      id: number,
+      layout: { downloads: string; state?: string },
+      breakDisk: () => Promise<void> = async () => {
+        execFileSync("mount", ["-o", "remount,ro", disk]);
+      },
+    ) {
       const metadata = makeMetadata({
         prestoRef: ref(`state-dir-${id}`),
         veloxRef: ref(`state-dir-v-${id}`),
@@ -76,6 +82,7 @@ describe.skipIf(gate.skip)(
         fixture: { layerBytes: 3 << 20 },
       });
       // Slow enough that the file system turns read-only while the artifact is on its way.
+      tb.github.resetRequests();
       tb.github.injectFault({
         match: "/artifacts/",
         host: "blob",
@@ -102,7 +109,7 @@ describe.skipIf(gate.skip)(
             throw new Error(`the download never started: ${daemon.output().stderr}`);
           await sleep(50);
         }
-        execFileSync("mount", ["-o", "remount,ro", disk]);
+        await breakDisk();
         const result = await daemon.result;
         return { result, imageTag: metadata["Image tag"] ?? "" };
       } finally {
@@ -152,6 +159,81 @@ describe.skipIf(gate.skip)(
         expect(again.stderr).toContain(`"missing":["${imageTag}"]`);
       } finally {
         tb.github.removeRun(6101);
+      }
+    }, 180_000);
+
+    it("the state directory fills up mid-cycle: one line naming the file and the operation, no temporary file left, the lock released", async () => {
+      mount();
+      const state = path.join(disk, "state");
+      const downloads = path.join(work, "downloads-full");
+      const fill = async () => {
+        const filler = await open(path.join(disk, "filler"), "w");
+        try {
+          for (;;) await filler.write(Buffer.alloc(64 << 10));
+        } catch {
+          // Full.
+        } finally {
+          await filler.close();
+        }
+      };
+      try {
+        const { result } = await cycleTurnedReadOnly(6102, { downloads, state }, fill);
+        expect(result.code).toBe(1);
+        const errors = plainStderrLines(result.stderr).filter((l) => l.startsWith("Error: "));
+        expect(errors).toEqual([
+          expect.stringMatching(
+            new RegExp(
+              `^Error: daemon --once: cycle failed: ENOSPC writing ${state}/[a-z-]+\\.json: no space left on the disk \\([0-9.]+ [KM]?i?B needed\\) — free disk space under ${state} `,
+            ),
+          ),
+        ]);
+        expect(result.stderr).not.toMatch(/is not pushed|unexpected failure|Premature close/);
+        expect((await tree(state)).filter((f) => f.includes(".tmp-"))).toEqual([]);
+        expect(existsSync(path.join(state, "failures.json"))).toBe(false);
+        for (const dir of [state, downloads])
+          expect(existsSync(path.join(dir, LOCK_FILE))).toBe(false);
+      } finally {
+        tb.github.removeRun(6102);
+      }
+    }, 180_000);
+
+    it("the downloads directory (state inside it) turns read-only while a cut download waits to resume: one line naming the part file, the lock left clearly stale", async () => {
+      mount();
+      const downloads = path.join(disk, "downloads");
+      const cutAt = 1 << 20;
+      // The first transfer is cut; while the download waits to resume (its file closed), the
+      // file system turns read-only under it.
+      tb.github.injectFault({ match: "/artifacts/", host: "blob", cutAfterBytes: cutAt });
+      const readOnlyOnceCut = async () => {
+        const deadline = Date.now() + 30_000;
+        while (!tb.github.requests.some((r) => r.host === "blob" && r.bytesSent >= cutAt)) {
+          if (Date.now() > deadline) throw new Error("the transfer was never cut");
+          await sleep(20);
+        }
+        execFileSync("mount", ["-o", "remount,ro", disk]);
+      };
+      try {
+        const { result, imageTag } = await cycleTurnedReadOnly(
+          6103,
+          { downloads },
+          readOnlyOnceCut,
+        );
+        expect(result.code).toBe(1);
+        const part = `${downloads}/${imageTag}/${imageTag}.zip.part`;
+        const errors = plainStderrLines(result.stderr).filter((l) => l.startsWith("Error: "));
+        expect(errors).toEqual([
+          `Error: daemon --once: cycle failed: EROFS writing ${part}: the file system is read-only — make ${downloads}/${imageTag} writable (or point --state-dir/--downloads-dir elsewhere) and run again`,
+        ]);
+        expect(result.stderr).not.toMatch(/is not pushed|unexpected failure|Premature close/);
+        // What came before the cut is kept for the resume; nothing else of the image is there.
+        expect(await tree(path.join(downloads, imageTag))).toEqual([`${imageTag}.zip.part`]);
+        expect((await tree(downloads)).filter((f) => f.includes(".tmp-"))).toEqual([]);
+        const lock = JSON.parse(await readFile(path.join(downloads, LOCK_FILE), "utf8")) as {
+          pid: number;
+        };
+        expect(() => process.kill(lock.pid, 0)).toThrow();
+      } finally {
+        tb.github.removeRun(6103);
       }
     }, 180_000);
   },

@@ -78,7 +78,7 @@ describe.skipIf(!gate.ok)(`a full disk ${gate.reason}`, () => {
     );
     // The room the whole artifact needs: the partial file is given back, the disk left as it was.
     expect(err.message).toBe(
-      `no space left on the disk holding ${dir} (6.0 MiB needed); the partial download was removed`,
+      `ENOSPC writing ${dest}.part: no space left on the disk holding ${dir} (6.0 MiB needed); the partial download was removed`,
     );
     expect(err.hint).toContain("free disk space");
     expect(await readdir(dir)).toEqual([]);
