@@ -35,6 +35,19 @@ describe.skipIf(gate.skip)(
       execFileSync("mount", ["-t", "tmpfs", "-o", "size=96m", "tmpfs", disk]);
       mounted = true;
     };
+    /** `mount -o remount,ro`, tried again while a file open for writing makes it busy. */
+    const remountReadOnly = async () => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        try {
+          execFileSync("mount", ["-o", "remount,ro", disk], { stdio: "ignore" });
+          return;
+        } catch (err) {
+          if (Date.now() > deadline) throw err;
+          await sleep(5);
+        }
+      }
+    };
     const unmount = () => {
       if (!mounted) return;
       execFileSync("umount", [disk]);
@@ -57,13 +70,11 @@ describe.skipIf(gate.skip)(
       if (work) await rm(work, { recursive: true, force: true });
     });
 
-    /** A daemon cycle on the tmpfs whose download the disk turns read-only under. */
+    /** A daemon cycle with a directory on the tmpfs, which `breakDisk` spoils while the artifact downloads. */
     async function cycleTurnedReadOnly(
       id: number,
       layout: { downloads: string; state?: string },
-      breakDisk: () => Promise<void> = async () => {
-        execFileSync("mount", ["-o", "remount,ro", disk]);
-      },
+      breakDisk: () => Promise<void> = remountReadOnly,
     ) {
       const metadata = makeMetadata({
         prestoRef: ref(`state-dir-${id}`),
@@ -197,7 +208,7 @@ describe.skipIf(gate.skip)(
       }
     }, 180_000);
 
-    it("the downloads directory (state inside it) turns read-only while a cut download waits to resume: one line naming the part file, the lock left clearly stale", async () => {
+    it("the downloads directory turns read-only while a cut download waits to resume: one line naming the part file, the lock left clearly stale", async () => {
       mount();
       const downloads = path.join(disk, "downloads");
       const cutAt = 1 << 20;
@@ -210,12 +221,14 @@ describe.skipIf(gate.skip)(
           if (Date.now() > deadline) throw new Error("the transfer was never cut");
           await sleep(20);
         }
-        execFileSync("mount", ["-o", "remount,ro", disk]);
+        // The part file is closed a moment after the cut; until then the remount is refused.
+        await remountReadOnly();
       };
       try {
         const { result, imageTag } = await cycleTurnedReadOnly(
           6103,
-          { downloads },
+          // The state elsewhere: nothing but the download writes on this disk.
+          { downloads, state: path.join(work, "state-6103") },
           readOnlyOnceCut,
         );
         expect(result.code).toBe(1);
