@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FetchLike } from "../../src/net/http.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
-import { writeImageIndex } from "../../src/registry/image-index.js";
+import { unlistedSources, writeImageIndex } from "../../src/registry/image-index.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { pushTarball, type PushResult } from "../../src/registry/push.js";
@@ -271,6 +271,22 @@ describe.skipIf(gate.skip)(
       expect(platforms(await read("t3"))).toEqual(["linux/amd64", "linux/arm64"]);
       // Ours, overwritten, then ours again once the check found the other writer's.
       expect(sent.filter((r) => ours(r.method, r.url))).toHaveLength(2);
+    });
+
+    it("tells which platform's image an index whose tag is there does not list", async () => {
+      const tag = "short";
+      const x86 = await image("amd64", repo("x86/presto-coordinator"), tag);
+      const lookup = { client, repository: INDEX_REPO, tag, sources: SOURCES };
+      // No index yet: the image there is unlisted; a platform without one is not.
+      expect(await unlistedSources(lookup)).toEqual([repo("x86/presto-coordinator")]);
+      await writeImageIndex({ ...lookup, logger });
+      expect(await unlistedSources(lookup)).toEqual([]);
+      // The arm image pushed, and its writer stopped before the index: the index is short.
+      await image("arm64", repo("arm/presto-coordinator"), tag);
+      expect(await unlistedSources(lookup)).toEqual([repo("arm/presto-coordinator")]);
+      const both = await writeImageIndex({ ...lookup, logger });
+      expect(both.entries.map((e) => e.digest)).toContain(x86.manifestDigest);
+      expect(await unlistedSources(lookup)).toEqual([]);
     });
 
     describe("two writers at once", () => {
