@@ -96,7 +96,7 @@ export function artifactGone(runId: number, cause?: unknown): SyncError {
 }
 
 /** GitHub's answers for an artifact, or a download address, that no longer exists. */
-export function isGoneStatus(status: number | undefined): boolean {
+function isGoneStatus(status: number | undefined): boolean {
   return status === 404 || status === 410;
 }
 
