@@ -132,6 +132,31 @@ describe("listWorkflowRuns", () => {
     expect(all).toHaveLength(130);
   });
 
+  it("a run that arrives between two pages counts once, and the listing goes on to the limit", async () => {
+    const all = await listWorkflowRuns(client(), { repo: REPO, workflow: WORKFLOW, limit: 120 });
+    // A new run once page 1 is read: page 2 starts again with page 1's last run.
+    gh.insertRunAfterPage(
+      1,
+      await makeFixtureRun({
+        id: 2999,
+        metadata: makeMetadata({
+          prestoRef: "late",
+          veloxRef: "v",
+          platform: "linux/amd64",
+          mode: "all",
+        }),
+        createdAt: "2025-12-01T00:00:00Z",
+        noRunLogZip: true,
+      }),
+    );
+    try {
+      const runs = await listWorkflowRuns(client(), { repo: REPO, workflow: WORKFLOW, limit: 120 });
+      expect(runs.map((r) => r.id)).toEqual(all.map((r) => r.id));
+    } finally {
+      gh.removeRun(2999);
+    }
+  });
+
   it("filters by branch", async () => {
     const runs = await listWorkflowRuns(client(), {
       repo: REPO,
