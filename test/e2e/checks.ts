@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { expect } from "vitest";
 import type { Testbed } from "../testbed/index.js";
 import { plainStderrLines, runBinary, type CliResult } from "./run-cli.js";
@@ -22,29 +21,4 @@ export async function gitlabTags(tb: Testbed): Promise<Set<string>> {
     repositories: Array<{ name: string; tags: Array<{ name: string }> }>;
   };
   return new Set(json.repositories.flatMap((r) => r.tags.map((t) => `${r.name}:${t.name}`)));
-}
-
-/** pino JSON records on stderr. */
-export function records(stderr: string): Array<Record<string, unknown>> {
-  return stderr
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-export const summaries = (stderr: string) =>
-  records(stderr)
-    .map((r) => r.summary as Record<string, unknown> | undefined)
-    .filter((s): s is Record<string, unknown> => s !== undefined);
-
-export async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }

@@ -20,8 +20,16 @@ import {
   type WorkerVariant,
 } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
-import { gitlabTags, records, summaries, until } from "./checks.js";
-import { plainStderrLines, runBinary, startBinary, type RunningCli } from "./run-cli.js";
+import { gitlabTags } from "./checks.js";
+import {
+  plainStderrLines,
+  records,
+  runBinary,
+  startBinary,
+  summaries,
+  until,
+  type RunningCli,
+} from "./run-cli.js";
 
 const gate = testbedGate();
 

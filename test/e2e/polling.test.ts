@@ -16,8 +16,8 @@ import { addArtifactRun, runCreatedAt } from "../testbed/artifacts.js";
 import { daemonArgs, startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
 import { makeMetadata } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
-import { gitlabTags, records, summaries, until } from "./checks.js";
-import { runBinary, startBinary, type RunningCli } from "./run-cli.js";
+import { gitlabTags } from "./checks.js";
+import { records, runBinary, startBinary, summaries, until, type RunningCli } from "./run-cli.js";
 
 const gate = testbedGate();
 
