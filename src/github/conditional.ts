@@ -17,7 +17,9 @@ interface OctokitAnswer {
 }
 
 /** How many answers are kept: the daemon polls one address; listings a cycle reads are few. */
-const KEPT_ANSWERS = 64;
+const KEPT_ANSWERS = 32;
+/** A bigger answer is not kept (a runs page of 100 is about 1 MiB on github.com). */
+const KEPT_ANSWER_BYTES = 4 << 20;
 
 /** The client's answers with their ETags, newest last (a Map keeps insertion order). */
 export class EtagCache {
@@ -33,7 +35,9 @@ export class EtagCache {
   /** Keeps a 200 that carries an ETag and a parsed body (not a stream or a download). */
   remember(url: string, answer: OctokitAnswer): void {
     const etag = answer.headers.etag;
+    const size = Number(answer.headers["content-length"] ?? 0);
     if (answer.status !== 200 || typeof etag !== "string" || !isParsed(answer.data)) return;
+    if (!(size <= KEPT_ANSWER_BYTES)) return;
     this.answers.delete(url);
     // A copy: Octokit's paginator rewrites the body of the answer it is handed.
     this.answers.set(url, { etag, answer: structuredClone(answer) });

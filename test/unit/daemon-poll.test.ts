@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GithubApiTally } from "../../src/github/conditional.js";
+import { EtagCache, GithubApiTally } from "../../src/github/conditional.js";
 import type { WorkflowRun } from "../../src/github/runs.js";
 import {
   RATE_LIMIT_RESERVE,
@@ -70,5 +70,40 @@ describe("GithubApiTally", () => {
     expect(heard).toEqual(["200", "304", "error"]);
     expect(Object.fromEntries(tally.results)).toEqual({ "200": 1, "304": 1, error: 1 });
     expect(tally.rateLimit).toEqual({ remaining: 4999, limit: 5000, resetAt: 1_700_000_000_000 });
+  });
+});
+
+describe("EtagCache", () => {
+  const answer = (etag: string, data: unknown, size = 10) => ({
+    status: 200,
+    url: "u",
+    headers: { etag, "content-length": String(size) },
+    data,
+  });
+
+  it("keeps the newest answers, replays a copy with the 304's fresh x- headers, and skips what it cannot replay", () => {
+    const cache = new EtagCache(2);
+    cache.remember("a", answer('W/"a"', { n: 1 }));
+    cache.remember("b", answer('W/"b"', { n: 2 }));
+    expect(cache.replay("a", undefined)?.data).toEqual({ n: 1 }); // a is now the newest
+    cache.remember("c", answer('W/"c"', { n: 3 }));
+    expect(cache.etagFor("b")).toBeUndefined();
+    expect(cache.etagFor("a")).toBe('W/"a"');
+    const replayed = cache.replay("c", {
+      status: 304,
+      url: "c",
+      headers: { "x-ratelimit-remaining": "41", etag: 'W/"c"' },
+      data: undefined,
+    });
+    expect(replayed).toMatchObject({ status: 200, data: { n: 3 } });
+    expect(replayed?.headers["x-ratelimit-remaining"]).toBe("41");
+    // A copy: whoever rewrites the replayed body does not change the kept one.
+    (replayed?.data as { n: number }).n = 99;
+    expect(cache.replay("c", undefined)?.data).toEqual({ n: 3 });
+
+    cache.remember("big", answer('W/"big"', { n: 4 }, 64 << 20));
+    cache.remember("bytes", answer('W/"bytes"', new ArrayBuffer(4)));
+    cache.remember("untagged", { status: 200, url: "u", headers: {}, data: {} });
+    for (const url of ["big", "bytes", "untagged"]) expect(cache.etagFor(url)).toBeUndefined();
   });
 });
