@@ -1,6 +1,6 @@
 import type { CycleSummary } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, setupFaultOf } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
@@ -166,6 +166,17 @@ export async function runCycle(
       summary.pushed += counters.pushed;
       summary.uploadedBytes += counters.uploadedBytes;
       if (ctx.signal.aborted) break;
+      const fault = setupFaultOf(err);
+      if (fault !== undefined) {
+        // Not this image's fault: every image would fail the same way until the operator
+        // fixes it, and then the next run must not find them held back.
+        summary.result = "failed";
+        summary.error = errorLine(fault);
+        summary.cause = fault;
+        if (!settings.once)
+          ctx.logger.error({ err: summary.error }, `cycle ${cycle}: ${summary.error}`);
+        return finish();
+      }
       const message = describeError(err);
       const entry = await services.failures.recordFailure(image.imageTag, message);
       summary.failed += 1;
@@ -232,10 +243,11 @@ function onceFailure(outcome: CycleOutcome): SyncError | undefined {
   }
   if (outcome.notSynced.length === 0) return undefined;
   const each = outcome.notSynced.map((f) => `${f.imageTag}: ${f.error}`).join("; ");
+  const waiting = outcome.deferred > 0 ? "; --retry-now retries the ones backing off at once" : "";
   return new SyncError(
     `daemon --once: ${outcome.notSynced.length} image tag(s) not synced: ${each}`,
     {
-      hint: "failures and their back-off are kept in the state directory (failures.json)",
+      hint: `failures and their back-off are kept in the state directory (failures.json)${waiting}`,
     },
   );
 }

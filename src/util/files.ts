@@ -37,6 +37,7 @@ export function diskFullError(dir: string, needed: number | undefined, cause: un
   return new SyncError(`no space left on the disk holding ${dir}${amount}`, {
     hint: "free disk space (gh-gitlab-sync clean <tag> removes finished downloads) and run again",
     cause,
+    setupFault: true,
   });
 }
 
@@ -71,7 +72,7 @@ export async function ensureFreeSpace(
   if (free < needed + check.margin) {
     throw new SyncError(
       `not enough disk space in ${dir} for ${check.what}: ${formatBytes(needed)} needed (and ${formatBytes(check.margin)} to spare), ${formatBytes(free)} free`,
-      { hint: check.hint },
+      { hint: check.hint, setupFault: true },
     );
   }
 }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { parseOptions, registryOptionsSchema } from "../../src/config/options.js";
-import { UsageError } from "../../src/errors.js";
+import { DamagedInputError, SyncError, UsageError, setupFaultOf } from "../../src/errors.js";
+import { unreachable } from "../../src/docker/failures.js";
+import { diskFullError } from "../../src/util/files.js";
 import type { CycleSummary } from "../../src/domain/daemon.js";
 import { DaemonHealth, parseHealthAddress, startHealthServer } from "../../src/report/health.js";
 import { silentLogger } from "../../src/report/logger.js";
@@ -120,5 +122,20 @@ describe("daemon health", () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe("whose fault a failure is", () => {
+  it("the setup's (engine, disk), found under the stage's wrapping; the image's stays undefined", () => {
+    const engine = unreachable("unix:///var/run/docker.sock", "ENOENT");
+    const wrapped = new Error("sync failed", { cause: engine });
+    expect(setupFaultOf(wrapped)).toBe(engine);
+    const full = diskFullError("/srv", 10, Object.assign(new Error("write"), { code: "ENOSPC" }));
+    expect(setupFaultOf(new Error("push failed", { cause: full }))).toBe(full);
+    // A bare ENOSPC that no one worded is still the disk's.
+    const bare = Object.assign(new Error("EDQUOT: quota"), { code: "EDQUOT" });
+    expect(setupFaultOf(bare)).toBe(bare);
+    expect(setupFaultOf(new DamagedInputError("layer does not match"))).toBeUndefined();
+    expect(setupFaultOf(new SyncError("registry refused the manifest"))).toBeUndefined();
   });
 });
