@@ -25,7 +25,13 @@ import { printable } from "./util/text.js";
 import { HttpClient, type HttpSettings } from "./net/http.js";
 import { DEFAULT_CONNECT_TIMEOUT_SECONDS } from "./config/defaults.js";
 import { httpOptionsSchema, parseOptions } from "./config/options.js";
-import { httpTimeoutOption } from "./commands/options.js";
+import {
+  addGithubOptions,
+  addGitlabOptions,
+  addWorkspaceOptions,
+  httpTimeoutOption,
+} from "./commands/options.js";
+import { addFlagsPage, HELP } from "./commands/help.js";
 import type { Env } from "./config/tokens.js";
 import type { CommandContext } from "./commands/context.js";
 import { registerGhList } from "./commands/gh-list.js";
@@ -91,6 +97,7 @@ export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void):
         .default("auto"),
     )
     .showSuggestionAfterError()
+    .configureHelp(HELP)
     .exitOverride()
     .configureOutput({
       writeOut: (s) => deps.stdout.write(s),
@@ -100,12 +107,15 @@ export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void):
       "after",
       `
 Authentication:
-  GitHub: --gh-token, GH_TOKEN, GITHUB_TOKEN, or a logged-in gh CLI (gh auth login).
-  GitLab: --gitlab-token or GITLAB_TOKEN; registry: --registry-username/--registry-password.
+  GitHub: --gh-token, GH_TOKEN, GITHUB_TOKEN, or a logged-in gh CLI.
+  GitLab: --gitlab-token or GITLAB_TOKEN.
+  Registry: --registry-username/--registry-password (else the GitLab token).
 
 Network:
-  HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or their lowercase forms) apply to every request;
-  NODE_EXTRA_CA_CERTS=<ca.pem> trusts an in-house CA for GitLab, the registry or GitHub.`,
+  HTTPS_PROXY for https, HTTP_PROXY for plain http, NO_PROXY for both, as curl;
+  NODE_EXTRA_CA_CERTS=<ca.pem> trusts an in-house CA.
+
+The options many subcommands share: gh-gitlab-sync help flags`,
     );
 
   // The subcommand being run: its `--http-timeout` sets up the one HTTP client.
@@ -159,6 +169,12 @@ Network:
   registerDaemon(program, run);
   registerStatus(program, run);
   registerRetag(program, run);
+  addFlagsPage(program, (page) => {
+    addGithubOptions(page);
+    addGitlabOptions(page, true);
+    addWorkspaceOptions(page);
+    page.addOption(httpTimeoutOption());
+  });
   // Every subcommand inherits the parent's output and exit handling.
   for (const cmd of program.commands) {
     if (HTTP_COMMANDS.has(cmd.name())) cmd.addOption(httpTimeoutOption());

@@ -39,19 +39,14 @@ type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 export function registerDaemon(program: Command, run: Runner): void {
   const cmd = program
     .command("daemon")
-    .description(
-      "Every --interval seconds: xref, then sync each missing image tag (streaming; --no-stream: download, prepare, push, clean)",
-    )
+    .description("Every --interval seconds: xref, then sync each missing image tag")
     .option("--interval <seconds>", "seconds between cycles", String(DEFAULT_INTERVAL_SECONDS))
     .option("--once", "run one cycle and exit (non-zero when an image failed)", false)
     .option("--skip-login", "do not check the registry credentials first", false)
     .option("--force-push", "push tags that GitLab already has", false)
     .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
     .option("--verbose", "show each engine step", false)
-    .option(
-      "--no-stream",
-      "step by step, as before: download, then prepare (an extracted copy), then push and clean",
-    )
+    .option("--no-stream", "step by step: download, prepare (an extracted copy), push, clean")
     .option(
       "--retry-backoff <seconds>",
       "wait after an image's first failure; doubles with each further failure",
