@@ -105,10 +105,20 @@ export function isSyncError(err: unknown): err is SyncError {
   return err instanceof SyncError;
 }
 
-/** Best-effort text of an unknown thrown value, for wrapping into a SyncError. */
+/**
+ * Best-effort text of an unknown thrown value, for wrapping into a SyncError. undici's `fetch`
+ * says only "fetch failed" and keeps the reason (`connect ECONNREFUSED 10.0.0.5:443`, a DNS
+ * failure, a bad port) in its cause: that reason is added, or the line says nothing to act on.
+ */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
+  if (!(err instanceof Error)) return String(err);
+  if (err.message === "fetch failed" && err.cause !== undefined) {
+    const reason = describeError(err.cause);
+    const code = errorCode(err.cause);
+    const detail = code !== undefined && !reason.includes(code) ? `${code}: ${reason}` : reason;
+    return `${err.message}: ${detail}`;
+  }
+  return err.message;
 }
 
 /**

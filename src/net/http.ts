@@ -6,7 +6,7 @@ import {
   DEFAULT_CONNECT_TIMEOUT_SECONDS,
   DEFAULT_HTTP_TIMEOUT_SECONDS,
 } from "../config/defaults.js";
-import { SyncError, errorCode } from "../errors.js";
+import { SyncError, describeError, errorCode } from "../errors.js";
 import { lazyRequire } from "../lazy.js";
 import { formatBytes } from "../util/bytes.js";
 
@@ -438,5 +438,5 @@ export function networkReason(err: unknown): string {
   const code = errorCode(err);
   if (code === "UND_ERR_BODY_TIMEOUT")
     return "the answer stopped coming (idle timeout, --http-timeout)";
-  return code ?? (err instanceof Error ? err.message : String(err));
+  return code ?? describeError(err);
 }

@@ -1,8 +1,8 @@
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { errorCode } from "../../src/errors.js";
-import { HttpClient, readBody } from "../../src/net/http.js";
+import { describeError, errorCode } from "../../src/errors.js";
+import { HttpClient, networkReason, readBody } from "../../src/net/http.js";
 
 const servers: Server[] = [];
 const clients: HttpClient[] = [];
@@ -185,5 +185,30 @@ describe("the proxy variables, as curl and Go read them", () => {
     ).rejects.toThrow();
     expect(proxy.asked).toHaveLength(1);
     expect(target.direct()).toBe(1);
+  });
+});
+
+describe("a refused connection says why", () => {
+  it("names ECONNREFUSED, not only undici's 'fetch failed'", async () => {
+    const closed = await serve(() => undefined);
+    const url = closed.url;
+    await new Promise((resolve) => closed.server.close(resolve));
+    servers.splice(servers.indexOf(closed.server), 1);
+    const err = await client()
+      .fetch(`${url}/v2/`)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(describeError(err)).toMatch(/^fetch failed: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
+    expect(networkReason(err)).toBe("ECONNREFUSED");
+    // No code at all (a port fetch refuses to use): the reason in words.
+    const badPort = await client()
+      .fetch("http://127.0.0.1:1/")
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(networkReason(badPort)).toBe("fetch failed: bad port");
   });
 });
