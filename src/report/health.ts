@@ -45,7 +45,7 @@ export class DaemonHealth {
   });
   private readonly missing = new (prom().Gauge)({
     name: `${PREFIX}missing_images`,
-    help: "Image tags missing from GitLab at the last cycle",
+    help: "Image tags GitLab still lacks after the last cycle",
     registers: [this.registry],
   });
   private readonly lastCycle = new (prom().Gauge)({
@@ -70,7 +70,11 @@ export class DaemonHealth {
     this.failures.inc(summary.failed);
     this.downloaded.inc(summary.downloadedBytes);
     this.uploaded.inc(summary.uploadedBytes);
-    this.missing.set(summary.missing);
+    // What is still missing once the cycle is over, not what it set out to sync; a cycle whose
+    // cross-reference failed found nothing, and leaves the last count standing.
+    if (summary.result !== "failed" || summary.missing > 0) {
+      this.missing.set(Math.max(0, summary.missing - summary.synced));
+    }
     this.lastCycle.set(Date.now() / 1000);
     this.lastDuration.set(summary.seconds);
   }

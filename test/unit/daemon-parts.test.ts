@@ -125,6 +125,26 @@ describe("daemon health", () => {
   });
 });
 
+describe("missing_images in /metrics", () => {
+  const gauge = async (health: DaemonHealth) =>
+    /^gh_gitlab_sync_missing_images (\d+)$/m.exec(await health.registry.metrics())?.[1];
+
+  it("is what GitLab still lacks after the cycle: 0 once a cycle pushed them all", async () => {
+    const health = new DaemonHealth();
+    health.record(summary({ missing: 2, synced: 2 }));
+    expect(await gauge(health)).toBe("0");
+    health.record(
+      summary({ cycle: 2, result: "partial", missing: 3, synced: 1, failed: 1, deferred: 1 }),
+    );
+    expect(await gauge(health)).toBe("2");
+    // A cycle whose cross-reference failed knows nothing new: the last count stands.
+    health.record(
+      summary({ cycle: 3, result: "failed", missing: 0, synced: 0, error: "GitHub down" }),
+    );
+    expect(await gauge(health)).toBe("2");
+  });
+});
+
 describe("whose fault a failure is", () => {
   it("the setup's (engine, disk), found under the stage's wrapping; the image's stays undefined", () => {
     const engine = unreachable("unix:///var/run/docker.sock", "ENOENT");
