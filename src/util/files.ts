@@ -41,6 +41,14 @@ export function diskFullError(dir: string, needed: number | undefined, cause: un
   });
 }
 
+/**
+ * Removes `dir` when it is empty: a step that made it and then failed leaves no empty directory
+ * that looks like a download. A directory with anything in it (a kept `.part`) stays.
+ */
+export async function removeIfEmpty(dir: string): Promise<void> {
+  await fs.rmdir(dir).catch(() => undefined);
+}
+
 /** Bytes an unprivileged writer may still use on the file system holding `dir`. */
 export async function statfsFreeBytes(dir: string): Promise<number> {
   const stats = await fs.statfs(dir);
