@@ -130,7 +130,12 @@ export function registerDaemon(program: Command, run: Runner): void {
               ),
               steps: logSteps,
               progress: ctx.progress,
-              ...(health ? { onCycle: (summary) => health.record(summary) } : {}),
+              ...(health
+                ? {
+                    onCycle: (summary) => health.record(summary),
+                    onDownloaded: (bytes) => health.downloading(bytes),
+                  }
+                : {}),
               // A summary that cannot be kept costs a warning, never the daemon.
               recordCycle: (summary) =>
                 writeLastCycle(stateDir, summary).catch((err: unknown) =>

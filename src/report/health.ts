@@ -16,6 +16,8 @@ const prom = lazyRequire<typeof Prom>("prom-client");
 export class DaemonHealth {
   readonly registry: Prom.Registry = new (prom().Registry)();
   private last: CycleSummary | undefined;
+  /** Download bytes already counted by {@link downloading} since the last cycle's record. */
+  private countedThisCycle = 0;
   private readonly startedAt = new Date().toISOString();
   private readonly cycles = new (prom().Counter)({
     name: `${PREFIX}cycles_total`,
@@ -35,7 +37,7 @@ export class DaemonHealth {
   });
   private readonly downloaded = new (prom().Counter)({
     name: `${PREFIX}downloaded_bytes_total`,
-    help: "Artifact bytes downloaded from GitHub",
+    help: "Artifact bytes downloaded from GitHub (counted as they arrive)",
     registers: [this.registry],
   });
   private readonly uploaded = new (prom().Counter)({
@@ -63,12 +65,21 @@ export class DaemonHealth {
     prom().collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
   }
 
+  /** Bytes a download fetched, counted as they arrive rather than when the cycle ends. */
+  downloading(bytes: number): void {
+    if (bytes <= 0) return;
+    this.downloaded.inc(bytes);
+    this.countedThisCycle += bytes;
+  }
+
   record(summary: CycleSummary): void {
     this.last = summary;
     this.cycles.inc({ result: summary.result });
     this.pushed.inc(summary.pushed);
     this.failures.inc(summary.failed);
-    this.downloaded.inc(summary.downloadedBytes);
+    // What the cycle downloaded and was not told of as it came (the step-by-step path).
+    this.downloaded.inc(Math.max(0, summary.downloadedBytes - this.countedThisCycle));
+    this.countedThisCycle = 0;
     this.uploaded.inc(summary.uploadedBytes);
     // What is still missing once the cycle is over, not what it set out to sync; a cycle whose
     // cross-reference failed found nothing, and leaves the last count standing.

@@ -45,6 +45,8 @@ export interface DaemonServices {
   steps: (logger: Logger) => StepReporter;
   /** Where the transfers of one image tag report how they move. */
   progress: (logger: Logger) => ProgressListener;
+  /** Told of artifact bytes as a download fetches them (the metrics), before its cycle ends. */
+  onDownloaded?: (bytes: number) => void;
   /** Told of each finished cycle (the health endpoint and metrics). */
   onCycle?: (summary: CycleSummary) => void;
   /** Keeps each finished cycle's summary where `status` reads it; must not throw. */

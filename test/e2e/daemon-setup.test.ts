@@ -8,13 +8,15 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedImages } from "../../src/domain/images.js";
 import { addMissingBuild, singleBuild } from "../testbed/demo-data.js";
 import { daemonArgs, startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
+import { freePort } from "../testbed/registry.js";
 import { metadataOf } from "../testbed/scenario.js";
 import { gitlabTags } from "./checks.js";
-import { plainStderrLines, runBinary } from "./run-cli.js";
+import { plainStderrLines, runBinary, startBinary } from "./run-cli.js";
 
 const gate = testbedGate();
 
@@ -81,6 +83,54 @@ describe.skipIf(gate.skip)(`a setup mistake, then its fix ${gate.reason}`, () =>
     const fixed = await once([]);
     expect(fixed.code, fixed.stderr).toBe(0);
     expect(await pushedAll(7502)).toBe(true);
+  });
+
+  it("/metrics: downloaded_bytes_total moves during a download, missing_images is 0 once pushed", async () => {
+    await addMissingBuild(tb, singleBuild(7504, "setup-7504"), 3, { layerBytes: 3 << 20 });
+    tb.github.injectFault({
+      match: "/artifacts/",
+      host: "blob",
+      bytesPerSecond: 512 * 1024,
+      times: Infinity,
+    });
+    const port = await freePort();
+    const daemon = startBinary(
+      daemonArgs(tb, downloads, ["--interval", "3600", "--health-port", String(port)]),
+      { env: tb.env, cwd: work, timeoutMs: 240_000 },
+    );
+    const metric = async (name: string) => {
+      const text = await fetch(`http://127.0.0.1:${port}/metrics`)
+        .then((r) => r.text())
+        .catch(() => "");
+      const value = new RegExp(`^gh_gitlab_sync_${name} (\\d+)$`, "m").exec(text)?.[1];
+      return value === undefined ? undefined : Number(value);
+    };
+    try {
+      let during: number | undefined;
+      for (let waited = 0; waited < 60_000; waited += 100) {
+        if (daemon.output().stderr.includes('"summary"')) break;
+        const bytes = await metric("downloaded_bytes_total");
+        if (bytes !== undefined && bytes > 0) {
+          during = bytes;
+          break;
+        }
+        await sleep(100);
+      }
+      // Counted while the cycle still ran, before its summary.
+      expect(during, daemon.output().stderr).toBeGreaterThan(0);
+      expect(daemon.output().stderr).not.toContain('"summary"');
+      tb.github.clearFaults();
+      while (!daemon.output().stderr.includes('"summary"')) {
+        if (daemon.child.exitCode !== null) break;
+        await sleep(100);
+      }
+      expect(await metric("missing_images")).toBe(0);
+      expect(await pushedAll(7504)).toBe(true);
+    } finally {
+      tb.github.clearFaults();
+      daemon.child.kill("SIGTERM");
+      await daemon.result;
+    }
   });
 
   it("an image skipped for its back-off: the closing line names --retry-now", async () => {

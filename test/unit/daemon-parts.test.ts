@@ -145,6 +145,23 @@ describe("missing_images in /metrics", () => {
   });
 });
 
+describe("downloaded_bytes_total in /metrics", () => {
+  const counter = async (health: DaemonHealth) =>
+    /^gh_gitlab_sync_downloaded_bytes_total (\d+)$/m.exec(await health.registry.metrics())?.[1];
+
+  it("moves while a download runs, and the cycle's end does not count those bytes twice", async () => {
+    const health = new DaemonHealth();
+    health.downloading(1000);
+    expect(await counter(health)).toBe("1000");
+    health.downloading(500);
+    health.record(summary({ downloadedBytes: 1500 }));
+    expect(await counter(health)).toBe("1500");
+    // A cycle nobody told of its bytes as they came (step by step): counted at its end.
+    health.record(summary({ cycle: 2, downloadedBytes: 300 }));
+    expect(await counter(health)).toBe("1800");
+  });
+});
+
 describe("whose fault a failure is", () => {
   it("the setup's (engine, disk), found under the stage's wrapping; the image's stays undefined", () => {
     const engine = unreachable("unix:///var/run/docker.sock", "ENOENT");
