@@ -96,7 +96,19 @@ export async function syncOne(
   if (!settings.stream) return stepByStep(ctx, services, settings, image, counters);
   const logger = ctx.logger.child({ imageTag: image.imageTag });
   const sub: SyncContext = { logger, signal: ctx.signal };
-  const fetched = { fetched: 0, pushed: 0, uploadedBytes: 0 };
+  // The download's count as it grows, passed on (the metrics move during a download).
+  let seen = 0;
+  const fetched = {
+    get fetched(): number {
+      return seen;
+    },
+    set fetched(total: number) {
+      services.onDownloaded?.(total - seen);
+      seen = total;
+    },
+    pushed: 0,
+    uploadedBytes: 0,
+  };
   try {
     const outcome = await discardingBad(ctx, settings, image, () =>
       stage("sync", () =>

@@ -1,9 +1,9 @@
 import type { CycleSummary, Published } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, setupFaultOf } from "../errors.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
-import { ensureDir, localWriteFailure } from "../util/files.js";
+import { ensureDir } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
 import { computeXref } from "./compare.js";
 import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
@@ -51,6 +51,8 @@ export interface DaemonServices {
   steps: (logger: Logger) => StepReporter;
   /** Where the transfers of one image tag report how they move. */
   progress: (logger: Logger) => ProgressListener;
+  /** Told of artifact bytes as a download fetches them (the metrics), before its cycle ends. */
+  onDownloaded?: (bytes: number) => void;
   /** Told of each finished cycle (the health endpoint and metrics). */
   onCycle?: (summary: CycleSummary) => void;
   /** Told of each image tag published, with its lag behind its run's completion. */
@@ -181,13 +183,13 @@ export async function runCycle(
       summary.pushed += counters.pushed;
       summary.uploadedBytes += counters.uploadedBytes;
       if (ctx.signal.aborted) break;
-      // The state or downloads directory refuses writes: no fault of this image, and every
-      // other would fail alike (its failure record too), so the cycle ends here, said once.
-      const local = localWriteFailure(err);
-      if (local) {
+      const fault = setupFaultOf(err);
+      if (fault !== undefined) {
+        // Not this image's fault: every image would fail the same way until the operator
+        // fixes it, and then the next run must not find them held back.
         summary.result = "failed";
-        summary.error = local.oneLine();
-        summary.cause = local;
+        summary.error = errorLine(fault);
+        summary.cause = fault;
         if (!settings.once)
           ctx.logger.error({ err: summary.error }, `cycle ${cycle}: ${summary.error}`);
         return finish();
@@ -290,10 +292,11 @@ function onceFailure(outcome: CycleOutcome): SyncError | undefined {
   }
   if (outcome.notSynced.length === 0) return undefined;
   const each = outcome.notSynced.map((f) => `${f.imageTag}: ${f.error}`).join("; ");
+  const waiting = outcome.deferred > 0 ? "; --retry-now retries the ones backing off at once" : "";
   return new SyncError(
     `daemon --once: ${outcome.notSynced.length} image tag(s) not synced: ${each}`,
     {
-      hint: "failures and their back-off are kept in the state directory (failures.json)",
+      hint: `failures and their back-off are kept in the state directory (failures.json)${waiting}`,
     },
   );
 }

@@ -14,7 +14,13 @@ import { progressTask, type ProgressListener, type StepReporter } from "../domai
 import { SyncError, interrupted } from "../errors.js";
 import { formatMiB } from "../util/bytes.js";
 import { checkDownloaded, downloadFile, type DownloadResult } from "../workspace/download.js";
-import { ensureDir, exists, writeJsonAtomic, type FreeBytes } from "../util/files.js";
+import {
+  ensureDir,
+  exists,
+  removeIfEmpty,
+  writeJsonAtomic,
+  type FreeBytes,
+} from "../util/files.js";
 import { tagLayout, type MetadataFile, type TagLayout } from "../workspace/layout.js";
 import type { GithubServices, SyncContext } from "./context.js";
 import { findRunForTag } from "./runs.js";
@@ -183,9 +189,14 @@ export async function locateArtifact(
   await ensureDir(layout.dir);
 
   steps.step(numbers.artifact, numbers.total, "Retrieving artifact metadata from GitHub ...");
-  const artifacts = await listRunArtifacts(github.client, { repo, runId: run.id });
-  const artifact = chooseArtifact(artifacts, run.id, request.artifactName);
-  return { run, metadata, artifact, layout };
+  try {
+    const artifacts = await listRunArtifacts(github.client, { repo, runId: run.id });
+    const artifact = chooseArtifact(artifacts, run.id, request.artifactName);
+    return { run, metadata, artifact, layout };
+  } catch (err) {
+    await removeIfEmpty(layout.dir);
+    throw err;
+  }
 }
 
 /**
@@ -304,6 +315,10 @@ export async function downloadImageTag(
     result = await fetchArtifact(ctx, github, located, {
       progress: request.progress,
       freeBytes: request.freeBytes,
+    }).catch(async (err: unknown) => {
+      // A kept `.part` keeps the directory; a download that left nothing leaves no directory.
+      await removeIfEmpty(layout.dir);
+      throw err;
     });
     steps.detail(
       `saved ${layout.zip} (${formatMiB(result.size, 2)}, sha256:${result.sha256}` +

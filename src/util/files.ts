@@ -37,6 +37,7 @@ export function diskFullError(dir: string, needed: number | undefined, cause: un
   return new SyncError(`no space left on the disk holding ${dir}${amount}`, {
     hint: "free disk space (gh-gitlab-sync clean <tag> removes finished downloads) and run again",
     cause,
+    setupFault: true,
   });
 }
 
@@ -71,6 +72,8 @@ export class LocalWriteError extends SyncError {
           ? `free disk space under ${dir} (gh-gitlab-sync clean <tag> removes finished downloads) and run again`
           : `make ${dir} writable (or point --state-dir/--downloads-dir elsewhere) and run again`,
       cause,
+      // Not the image's fault: the daemon ends its cycle on it and holds no image back.
+      setupFault: true,
     });
     this.name = "LocalWriteError";
   }
@@ -90,6 +93,14 @@ export function localWriteFailure(err: unknown): LocalWriteError | undefined {
     current = current.cause;
   }
   return undefined;
+}
+
+/**
+ * Removes `dir` when it is empty: a step that made it and then failed leaves no empty directory
+ * that looks like a download. A directory with anything in it (a kept `.part`) stays.
+ */
+export async function removeIfEmpty(dir: string): Promise<void> {
+  await fs.rmdir(dir).catch(() => undefined);
 }
 
 /** Bytes an unprivileged writer may still use on the file system holding `dir`. */
@@ -123,7 +134,7 @@ export async function ensureFreeSpace(
   if (free < needed + check.margin) {
     throw new SyncError(
       `not enough disk space in ${dir} for ${check.what}: ${formatBytes(needed)} needed (and ${formatBytes(check.margin)} to spare), ${formatBytes(free)} free`,
-      { hint: check.hint },
+      { hint: check.hint, setupFault: true },
     );
   }
 }

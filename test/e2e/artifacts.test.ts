@@ -266,13 +266,14 @@ describe.skipIf(gate.skip)(`download, prepare and clean on the testbed ${gate.re
     expect(await listTree(tagDir(c))).not.toContain(`${tagOf(c)}.zip.part`);
   });
 
-  it("an expired artifact is refused with the reason", async () => {
+  it("an expired artifact is refused with the reason, leaving no tag directory", async () => {
     const c = cases.expired;
     expectOneLineError(
       await download(c),
       /artifact 'presto-images-3004' of run 3004 has expired.*re-run the build workflow/,
     );
-    expect(await listTree(tagDir(c))).toEqual([]);
+    // Not even an empty directory named after the tag.
+    expect(existsSync(tagDir(c))).toBe(false);
   });
 
   it.each([
@@ -290,10 +291,11 @@ describe.skipIf(gate.skip)(`download, prepare and clean on the testbed ${gate.re
     },
   );
 
-  it("a digest mismatch leaves no zip behind", async () => {
+  it("a digest mismatch leaves no zip behind, nor an empty tag directory", async () => {
     const c = cases.digest;
     expectOneLineError(await download(c), /digest mismatch/);
-    expect(await listTree(tagDir(c))).toEqual([]);
+    // Not even an empty directory named after the tag.
+    expect(existsSync(tagDir(c))).toBe(false);
   });
 
   const badPrepare: Array<[keyof typeof cases, RegExp]> = [

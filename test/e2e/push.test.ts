@@ -25,7 +25,7 @@ import {
 import type { AccessLogEntry } from "../testbed/registry.js";
 import { makeMetadata } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
-import { runBinary, startBinary } from "./run-cli.js";
+import { plainStderrLines, runBinary, startBinary } from "./run-cli.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 
 const gate = testbedGate();
@@ -490,7 +490,9 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
         console.log(`stop time: docker-engine push (SIGINT) ${Math.round(ms)} ms`);
         expect(result.code, result.stderr).toBe(130);
         expect(ms).toBeLessThan(2_000);
-        expect(result.stderr).toMatch(/^Interrupted by SIGINT; push stopped/m);
+        expect(plainStderrLines(result.stderr).join("\n")).toMatch(
+          /^Interrupted by SIGINT; push stopped/m,
+        );
         expect(result.stderr).not.toContain("unexpected failure");
         expect(existsSync(path.join(downloads, LOCK_FILE))).toBe(false);
       } finally {
