@@ -8,13 +8,52 @@ import { exists } from "../util/files.js";
 import { tagLayout } from "../workspace/layout.js";
 import { indexBuild } from "./built.js";
 import { cleanTargets, removeTargets } from "./clean.js";
-import type { SyncContext } from "./context.js";
-import type { DaemonServices, DaemonSettings } from "./daemon.js";
+import type { CycleSummary } from "../domain/daemon.js";
+import type { ProgressListener, StepReporter } from "../domain/events.js";
+import type { Logger } from "../report/logger.js";
+import type { FailureState } from "../workspace/failures.js";
+import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
 import { downloadImageTag } from "./download.js";
 import { prepareImageTag } from "./prepare.js";
-import { pushImageTag } from "./push.js";
+import { pushImageTag, type PushServices } from "./push.js";
 import { syncImageTag } from "./stream.js";
 import type { MissingImage } from "./xref.js";
+
+export interface DaemonSettings {
+  downloadsDir: string;
+  intervalSeconds: number;
+  once: boolean;
+  skipLogin: boolean;
+  forcePush: boolean;
+  retagAsLatest: boolean;
+  registry: string;
+  registryProject: string;
+  username: string;
+  /** The streaming sync (default); false is `--no-stream`: download → prepare → push → clean. */
+  stream: boolean;
+  /** `--platform`: only the builds of this platform. */
+  platform?: string;
+  /** `--multiarch-index`: each build's repositories get their index (see sync/multiarch). */
+  multiarchIndex?: boolean;
+  /** `--retry-now`: the first cycle of this start does not wait out any back-off. */
+  retryNow?: boolean;
+}
+
+export interface DaemonServices {
+  github: GithubServices;
+  gitlab: GitlabServices;
+  /** The registry, and the sink every image goes into (streamed, or step by step). */
+  push: Omit<PushServices, "gitlab">;
+  failures: FailureState;
+  /** The step lines of one image tag, through that image's logger. */
+  steps: (logger: Logger) => StepReporter;
+  /** Where the transfers of one image tag report how they move. */
+  progress: (logger: Logger) => ProgressListener;
+  /** Told of each finished cycle (the health endpoint and metrics). */
+  onCycle?: (summary: CycleSummary) => void;
+  /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
+  recordCycle?: (summary: CycleSummary) => Promise<void>;
+}
 
 /** An error as one log line: a SyncError with its hint, anything else as it describes itself. */
 export function errorLine(err: unknown): string {
@@ -107,7 +146,7 @@ export async function syncOne(
             github: services.github,
             gitlab: services.gitlab,
             registryClient: services.push.registryClient,
-            engine: services.stream,
+            sink: services.push.sink,
           },
           {
             imageTag: image.imageTag,

@@ -1,55 +1,22 @@
 import type { CycleSummary } from "../domain/daemon.js";
-import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { SyncError, describeError } from "../errors.js";
 import { sleep } from "../net/retry.js";
-import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
 import { ensureDir } from "../util/files.js";
-import type { FailureState } from "../workspace/failures.js";
 import { computeXref } from "./compare.js";
-import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
-import type { PushServices } from "./push.js";
+import type { SyncContext } from "./context.js";
 import { backingOff, settleBuilt } from "./built.js";
 import type { MissingImage } from "./xref.js";
-import type { StreamEngine } from "./stream-engines.js";
-import { StageError, errorLine, syncOne, type Counters } from "./daemon-image.js";
+import {
+  StageError,
+  errorLine,
+  syncOne,
+  type Counters,
+  type DaemonServices,
+  type DaemonSettings,
+} from "./daemon-image.js";
 
-export interface DaemonSettings {
-  downloadsDir: string;
-  intervalSeconds: number;
-  once: boolean;
-  skipLogin: boolean;
-  forcePush: boolean;
-  retagAsLatest: boolean;
-  registry: string;
-  registryProject: string;
-  username: string;
-  /** The streaming sync (default); false is `--no-stream`: download → prepare → push → clean. */
-  stream: boolean;
-  /** `--platform`: only the builds of this platform. */
-  platform?: string;
-  /** `--multiarch-index`: each build's repositories get their index (see sync/multiarch). */
-  multiarchIndex?: boolean;
-  /** `--retry-now`: the first cycle of this start does not wait out any back-off. */
-  retryNow?: boolean;
-}
-
-export interface DaemonServices {
-  github: GithubServices;
-  gitlab: GitlabServices;
-  push: Omit<PushServices, "gitlab">;
-  /** The engine as the streaming sync drives it. */
-  stream: StreamEngine;
-  failures: FailureState;
-  /** The step lines of one image tag, through that image's logger. */
-  steps: (logger: Logger) => StepReporter;
-  /** Where the transfers of one image tag report how they move. */
-  progress: (logger: Logger) => ProgressListener;
-  /** Told of each finished cycle (the health endpoint and metrics). */
-  onCycle?: (summary: CycleSummary) => void;
-  /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
-  recordCycle?: (summary: CycleSummary) => Promise<void>;
-}
+export type { DaemonServices, DaemonSettings } from "./daemon-image.js";
 
 /** Oldest run first, so builds reach GitLab in the order they were made; ties by tag. */
 function oldestFirst(a: MissingImage, b: MissingImage): number {
@@ -276,7 +243,7 @@ export async function runDaemon(
     const { failedTags: _tags, ...record } = forMonitor;
     ctx.logger.info(
       { summary: record },
-      summaryLine(record, services.push.pusher.name === "registry"),
+      summaryLine(record, services.push.sink.name === "registry"),
     );
     if (ctx.signal.aborted) break;
     if (settings.once) {

@@ -36,18 +36,18 @@
  * - Progress is events: the download's bytes, and the stream's position in the zip.
  */
 import { open, rm, stat } from "node:fs/promises";
-import { openEntry, readZipStream, type StreamedEntry } from "../archive/zip-stream.js";
+import { entrySource, type ImageWrite } from "../archive/image-source.js";
+import { readZipStream } from "../archive/zip-stream.js";
 import { GrowingFile } from "../archive/growing-file.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
-import { DamagedInputError, describeError, interrupted } from "../errors.js";
-import type { RegistryClient } from "../registry/client.js";
+import { expectedImages, parseGitlabTag } from "../domain/images.js";
+import { interrupted } from "../errors.js";
 import { formatMiB } from "../util/bytes.js";
 import { exists, parseJsonFile, type FreeBytes } from "../util/files.js";
 import type { DownloadResult } from "../workspace/download.js";
 import { metadataFileSchema } from "../workspace/layout.js";
 import { cleanTargets, removeTargets } from "./clean.js";
-import { gitlabState } from "./compare.js";
-import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
+import type { GithubServices, SyncContext } from "./context.js";
 import {
   fetchArtifact,
   keptDownload,
@@ -55,11 +55,24 @@ import {
   writeDownloadMetadata,
   type LocatedArtifact,
 } from "./download.js";
-import { PRESENT, printExisting, retagLatest, statusOf, verifyListed } from "./push.js";
-import type { PublishableImage, StreamEngine, StreamedImage } from "./stream-engines.js";
-import { notAllPushed, planItems, printPlan, type Planned } from "./stream-plan.js";
+import { provenanceOfRun } from "./image-provenance.js";
+import {
+  ImageLines,
+  loginStep,
+  notAllPushed,
+  notInArtifact,
+  planStep,
+  publishOne,
+  verifyListed,
+  withSiblings,
+  type Failure,
+  type PlanItem,
+  type Planned,
+  type PublishOutcome,
+  type PublishRequest,
+  type PublishServices,
+} from "./publish.js";
 import { indexBuild } from "./built.js";
-import type { WrittenIndex } from "./multiarch.js";
 import { runRef } from "./xref.js";
 
 export interface SyncRequest {
@@ -93,30 +106,61 @@ export interface SyncRequest {
   multiarchIndex?: boolean;
 }
 
-export interface SyncServices {
+export interface SyncServices extends PublishServices {
   github: GithubServices;
-  gitlab: GitlabServices;
-  registryClient: RegistryClient;
-  engine: StreamEngine;
 }
 
-export interface SyncOutcome {
-  pushed: Array<{ gitlabTag: string; remoteRef: string; digest: string }>;
-  skipped: string[];
-  aborted: boolean;
-  bytesUploaded: number;
-  run: { id: number; title: string };
-  /** With `multiarchIndex`: each index as it now stands. */
-  indexes?: WrittenIndex[];
-}
+export type SyncOutcome = PublishOutcome & { run: { id: number; title: string } };
 
 const TOTAL = 7;
 
-/** One image while the artifact streams: its engine's side, and how its tarball ended. */
+/** The sync's request as the shared middle reads it. */
+function publishing(request: SyncRequest): PublishRequest {
+  const { counters, confirm } = request;
+  return {
+    registry: request.registry,
+    username: request.username,
+    force: request.forcePush,
+    skipLogin: request.skipLogin,
+    retagAsLatest: request.retagAsLatest,
+    ...(confirm ? { confirm } : {}),
+    ...(counters ? { counters } : {}),
+  };
+}
+
+/** One image while the artifact streams: its sink's side, and how its tarball ended. */
 interface ImageRun {
   item: Planned;
-  image: StreamedImage;
-  ready?: Promise<PublishableImage>;
+  write: ImageWrite;
+  ready?: Promise<Awaited<ReturnType<ImageWrite["ready"]>>>;
+}
+
+/** The images the run promises, each with its tarball's name in the zip and where it goes. */
+function planItems(request: SyncRequest, located: LocatedArtifact): PlanItem[] {
+  const images = expectedImages({ ...located.metadata, "Image tag": request.imageTag });
+  // The manifests carry the build's provenance, as push writes them.
+  const provenance = provenanceOfRun(located.metadata, {
+    id: located.run.id,
+    htmlUrl: located.run.html_url,
+  });
+  return withSiblings(
+    images.map((image) => {
+      const parsed = parseGitlabTag(image.gitlabTag);
+      const tag = parsed?.tag ?? request.imageTag;
+      const repository = `${request.registryProject}/${parsed?.repoPath ?? image.repo}`;
+      return {
+        gitlabTag: image.gitlabTag,
+        label: image.tarball,
+        tarballLine: `Tarball      : ${image.tarball} (streamed from ${located.artifact.name})`,
+        localRef: `${image.repo}:${request.imageTag}`,
+        repository,
+        tag,
+        remoteRef: `${request.registry}/${repository}:${tag}`,
+        siblings: [],
+        annotations: provenance(image.gitlabTag),
+      };
+    }),
+  );
 }
 
 export async function syncImageTag(
@@ -131,35 +175,14 @@ export async function syncImageTag(
     artifact: 2,
   });
   const run = { id: located.run.id, title: runRef(located.run).title };
-  const engine = services.engine;
-  if (request.skipLogin) {
-    steps.step(
-      3,
-      TOTAL,
-      `Skipping docker login for registry ${request.registry} (user requested); checking the ${engine.name} engine ...`,
-    );
-    await engine.check(ctx.signal);
-  } else {
-    steps.step(
-      3,
-      TOTAL,
-      `Logging into Docker registry ${request.registry} as ${request.username} (${engine.name} engine) ...`,
-    );
-    await engine.login(ctx.signal);
-  }
-
-  steps.step(4, TOTAL, "Gathering GitLab registry state ...");
-  const state = await gitlabState(services.gitlab);
-  steps.step(5, TOTAL, "Building push plan ...");
-  const planned = planItems(request, located).map((item) => ({
-    ...item,
-    status: statusOf(item.gitlabTag, state),
-  }));
-  printPlan(steps, planned, located.artifact.name);
-  const existing = planned.filter((p) => p.status === PRESENT);
-  printExisting(steps, existing, request.forcePush);
-  const toPush = request.forcePush ? planned : planned.filter((p) => p.status !== PRESENT);
-  const skipped = request.forcePush ? [] : existing.map((p) => p.gitlabTag);
+  await loginStep(ctx, steps, services.sink, publishing(request), [3, TOTAL]);
+  const { toPush, skipped } = await planStep(
+    steps,
+    services.gitlab,
+    planItems(request, located),
+    request.forcePush,
+    [4, TOTAL],
+  );
   // As push does: the indexes are written even when every image was there already.
   const indexes = async (pushed: SyncOutcome["pushed"]) => {
     if (!request.multiarchIndex) return {};
@@ -213,7 +236,7 @@ export async function syncImageTag(
 interface Streamed {
   pushed: SyncOutcome["pushed"];
   bytesUploaded: number;
-  failures: Array<{ item: Planned; error: unknown }>;
+  failures: Failure[];
 }
 
 /** Step 6: the artifact, downloading or on disk, read through once; the verified images published. */
@@ -232,8 +255,8 @@ async function streamArtifact(
     6,
     TOTAL,
     onDisk
-      ? `Reading artifact '${artifact.name}' already at ${layout.zip} into the registry (${services.engine.name} engine) ...`
-      : `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) from GitHub into the registry (${services.engine.name} engine), downloading to ${layout.zipPart} ...`,
+      ? `Reading artifact '${artifact.name}' already at ${layout.zip} into the registry (${services.sink.name} engine) ...`
+      : `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) from GitHub into the registry (${services.sink.name} engine), downloading to ${layout.zipPart} ...`,
   );
   const file = await GrowingFile.open(
     onDisk ? layout.zip : await partFile(located),
@@ -260,16 +283,17 @@ async function streamArtifact(
     );
   }
   const runs = new Map<string, ImageRun>();
+  const lines = new ImageLines(steps);
   try {
-    await readArtifact(ctx, steps, services, request, located, file, toPush, runs);
+    await readArtifact(ctx, services, request, located, file, toPush, runs, lines);
     const result = await download;
     if (result && request.counters) request.counters.fetched = result.fetched;
     await writeDownloadMetadata(services.github, located, request.daemon === true);
-    return await publishAll(ctx, steps, services, request, toPush, runs);
+    return await publishAll(ctx, steps, services, request, toPush, runs, lines);
   } catch (err) {
     stop.abort(err);
     await download.catch(() => undefined);
-    for (const entry of runs.values()) await entry.image.discard();
+    for (const entry of runs.values()) await entry.write.discard();
     if (ctx.signal.aborted) {
       throw interrupted(
         ctx.signal,
@@ -325,19 +349,19 @@ async function partFile(located: LocatedArtifact): Promise<string> {
   return zipPart;
 }
 
-/** Reads the zip through, handing each planned tarball to the engine as it comes. */
+/** Reads the zip through, handing each planned tarball to the sink as it comes. */
 async function readArtifact(
   ctx: SyncContext,
-  steps: StepReporter,
   services: SyncServices,
   request: SyncRequest,
   located: LocatedArtifact,
   file: GrowingFile,
   toPush: Planned[],
   runs: Map<string, ImageRun>,
+  lines: ImageLines,
 ): Promise<void> {
-  const artifact = await services.engine.artifact(ctx.signal);
-  const byEntry = new Map(toPush.map((item) => [item.entry, item]));
+  const batch = await services.sink.batch(ctx.signal);
+  const byEntry = new Map(toPush.map((item) => [item.label, item]));
   const task = `sync ${located.artifact.name}`;
   // One image at a time, in the zip's order: the next tarball starts once the last is read.
   let previous: Promise<unknown> = Promise.resolve();
@@ -353,16 +377,17 @@ async function readArtifact(
         const item = byEntry.get(entry.name);
         if (!item) return undefined;
         await previous;
-        steps.status(`Pushing ${item.remoteRef} ...`);
-        const image = artifact.begin(item);
-        runs.set(entry.name, { item, image });
-        previous = image.parsed;
-        return image.sink;
+        // Its size is known only once it is read: the bar counts up without a total.
+        lines.start(item, `${entry.name} (streamed from ${located.artifact.name})`, undefined);
+        const write = batch.begin(item);
+        runs.set(entry.name, { item, write });
+        previous = write.parsed;
+        return write.sink;
       },
       onEntryEnd: (entry, problem) => {
         const run = runs.get(entry.name);
         if (!run) return;
-        run.ready = problem ? Promise.reject(problem) : run.image.ready(entrySource(file, entry));
+        run.ready = problem ? Promise.reject(problem) : run.write.ready(entrySource(file, entry));
         run.ready.catch(() => undefined);
       },
     });
@@ -370,10 +395,6 @@ async function readArtifact(
   } finally {
     request.progress({ kind: "end", task, ok });
   }
-}
-
-function entrySource(file: GrowingFile, entry: StreamedEntry) {
-  return { label: entry.name, open: () => openEntry(file, entry) };
 }
 
 /** Every verified image published, in the plan's order; the others said why. */
@@ -384,55 +405,30 @@ async function publishAll(
   request: SyncRequest,
   toPush: Planned[],
   runs: Map<string, ImageRun>,
+  lines: ImageLines,
 ): Promise<Streamed> {
-  const ready: Array<{ item: Planned; image: PublishableImage }> = [];
-  const failures: Streamed["failures"] = [];
+  const done = { pushed: [] as SyncOutcome["pushed"], bytesUploaded: 0 };
+  const failures: Failure[] = [];
   for (const item of toPush) {
-    const run = runs.get(item.entry);
+    const run = runs.get(item.label);
     try {
-      if (!run?.ready) {
-        throw new DamagedInputError(`the artifact holds no ${item.entry}`, {
-          hint: "the artifact lacks an image its metadata promises; check the build run",
-        });
-      }
-      ready.push({ item, image: await run.ready });
+      if (!run?.ready) throw notInArtifact(item.label);
+      const image = await run.ready;
+      await publishOne(ctx, lines, services, publishing(request), item, image, done);
     } catch (error) {
       if (ctx.signal.aborted) throw error;
       failures.push({ item, error });
-      steps.warn(`${item.entry} is not pushed: ${describeError(error)}`);
-      await run?.image.discard();
+      lines.notPushed(item, error);
+      await run?.write.discard();
     }
   }
-  const pushed: SyncOutcome["pushed"] = [];
-  let bytesUploaded = 0;
-  for (const { item, image } of ready) {
-    ctx.signal.throwIfAborted();
-    const result = await image.publish();
-    steps.status(`  pushed ${item.remoteRef} ${result.digest}: ${result.summary}`);
-    pushed.push({ gitlabTag: item.gitlabTag, remoteRef: item.remoteRef, digest: result.digest });
-    bytesUploaded += result.bytesUploaded;
-    if (request.counters) {
-      request.counters.pushed = pushed.length;
-      request.counters.uploadedBytes = bytesUploaded;
-    }
-    if (request.retagAsLatest) {
-      await retagLatest(
-        ctx,
-        services.registryClient,
-        steps,
-        request.registry,
-        item.repository,
-        result.digest,
-      );
-    }
-  }
-  if (pushed.length > 0) {
+  if (done.pushed.length > 0) {
     await verifyListed(
       ctx,
       services.gitlab,
       steps,
-      pushed.map((p) => p.gitlabTag),
+      done.pushed.map((p) => p.gitlabTag),
     );
   }
-  return { pushed, bytesUploaded, failures };
+  return { ...done, failures };
 }
