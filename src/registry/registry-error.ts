@@ -76,6 +76,14 @@ export function refusedError(asker: Asker, status: number): RegistryError {
   );
 }
 
+/** An https registry named a plain-http address (an upload `Location`) on another origin. */
+export function plainHttpAddressError(asker: Asker, url: URL, operation: string): RegistryError {
+  return new RegistryError(
+    `registry ${asker.registry} is https but handed out a plain-http address (${url.origin}) while ${operation}; refused, nothing sent`,
+    { hint: "its front or CDN is misconfigured; ask the registry's administrator" },
+  );
+}
+
 /** The request never got an answer (refused, reset, timed out). */
 export function unreachableError(
   asker: Asker,

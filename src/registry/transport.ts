@@ -19,6 +19,7 @@ import {
   RegistryError,
   codeOf,
   isTransient,
+  plainHttpAddressError,
   refusedError,
   statusError,
   unreachableError,
@@ -71,18 +72,14 @@ export interface TransientRetryOptions {
   policy: RetryPolicy;
   signal?: AbortSignal | undefined;
   onRetry?: (info: RetryInfo) => void;
-  /**
-   * The caller starts a larger sequence over after a transient failure, so what still fails
-   * here stays marked retryable for it; otherwise it is made final.
-   */
+  /** The caller starts a larger sequence over after a transient failure: keep it retryable. */
   handOver?: boolean;
 }
 
 /**
  * The one retry of the registry code, through net/retry: `operation` again after a transient
- * {@link RegistryError}, waiting what the registry asked for when it said. The single requests
- * of `send`, the ping, the token fetch and the multi-request sequences (an upload, a pass over a
- * tarball) all go through here.
+ * {@link RegistryError}, waiting what the registry asked for when it said (single requests,
+ * the ping, the token fetch and multi-request sequences alike).
  */
 export async function retryTransient<T>(
   operation: (attempt: number) => Promise<T>,
@@ -202,7 +199,9 @@ export class RegistryTransport {
     return retryTransient(
       async () => {
         let res = await this.request(call, scopes);
-        if (res.status === 401 && !reauthorised && this.reauthorise(res, scopes)) {
+        // A 401 from another origin is its own affair: it never gets our credentials anyway.
+        const own = call.url.origin === new URL(this.base).origin;
+        if (res.status === 401 && own && !reauthorised && this.reauthorise(res, scopes)) {
           reauthorised = true;
           await discardBody(res);
           res = await this.request(call, scopes);
@@ -234,9 +233,16 @@ export class RegistryTransport {
     if (!ok) throw await statusError(this.asker, res, operation, repository);
   }
 
-  /** One HTTP exchange: the place every request to the registry leaves from. */
+  /**
+   * One HTTP exchange: the place every request to the registry leaves from. Credentials go only
+   * to the registry's own origin: an upload address on another (a CDN, pre-signed) gets none.
+   */
   private async request(call: Call, scopes: string[]): Promise<Response> {
-    const authorization = await this.authorization(scopes, call.signal);
+    const own = call.url.origin === new URL(this.base).origin;
+    if (!own && call.url.protocol === "http:" && this.base.startsWith("https:")) {
+      throw plainHttpAddressError(this.asker, call.url, call.operation);
+    }
+    const authorization = own ? await this.authorization(scopes, call.signal) : undefined;
     const started = Date.now();
     let res: Response;
     try {

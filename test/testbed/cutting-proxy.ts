@@ -5,7 +5,41 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
+import type { IncomingHttpHeaders } from "node:http";
 import type { Socket } from "node:net";
+
+/** A request as the front received it, body whole: what an interception rule looks at. */
+export interface FrontRequest {
+  method: string;
+  /** Path and query, as the client sent them. */
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** The front's own answer to a request it does not forward. */
+export interface FrontAnswer {
+  status: number;
+  headers?: Record<string, string>;
+  /** A JSON body is sent as `application/json`. */
+  body?: string | Record<string, unknown>;
+}
+
+/**
+ * A request the front answers itself instead of forwarding it, as a real front or registry
+ * misbehaves: a PATCH answered 404 (the session lost) or 416, a manifest refused, a body over a
+ * size limit. Spent after `times` matches (default 1; `Infinity` for always).
+ */
+export interface Interception {
+  match: (request: FrontRequest) => boolean;
+  answer: FrontAnswer | ((request: FrontRequest) => FrontAnswer);
+  times?: number;
+}
+
+/** The registry's error body, as Distribution words one. */
+export function registryErrorBody(code: string, message: string, detail?: unknown) {
+  return { errors: [{ code, message, ...(detail === undefined ? {} : { detail }) }] };
+}
 
 /**
  * An HTTP proxy in front of the registry as nginx sits in front of GitLab's: each request is
@@ -26,6 +60,10 @@ export class CuttingProxy {
   private cuts: number[] = [];
   private failNext = 0;
   private failAfterCut = 0;
+  private interceptions: Array<Interception & { remaining: number }> = [];
+  private locationOrigin: string | undefined;
+  /** Requests the front answered itself, in order. */
+  readonly intercepted: FrontRequest[] = [];
   /** Requests cut so far. */
   cutCount = 0;
   port = 0;
@@ -53,6 +91,19 @@ export class CuttingProxy {
     this.cuts = [...points].sort((a, b) => a - b);
     this.failAfterCut = thenFail;
     this.failNext = 0;
+  }
+
+  /** Answers matching requests itself from now on (see {@link Interception}). */
+  intercept(rule: Interception): void {
+    this.interceptions.push({ ...rule, remaining: rule.times ?? 1 });
+  }
+
+  /**
+   * Puts every upload `Location` the registry answers with on `origin` instead (a CDN or a
+   * second front, as GitLab behind a CDN hands out); `undefined` stops it.
+   */
+  moveLocationsTo(origin: string | undefined): void {
+    this.locationOrigin = origin;
   }
 
   resetCounts(): void {
@@ -106,6 +157,18 @@ export class CuttingProxy {
     req.on("end", () => {
       if (cut) return;
       const body = Buffer.concat(chunks);
+      const request: FrontRequest = {
+        method: req.method ?? "GET",
+        path: req.url ?? "/",
+        headers: req.headers,
+        body,
+      };
+      const rule = this.takeInterception(request);
+      if (rule) {
+        this.intercepted.push(request);
+        sendAnswer(res, typeof rule.answer === "function" ? rule.answer(request) : rule.answer);
+        return;
+      }
       const headers = { ...req.headers };
       // The body is sent whole: its length is known now, however it came in.
       delete headers["transfer-encoding"];
@@ -119,6 +182,11 @@ export class CuttingProxy {
           headers,
         },
         (answer) => {
+          const location = answer.headers.location;
+          if (this.locationOrigin && location) {
+            const moved = new URL(location, `http://${this.host}`);
+            answer.headers.location = `${this.locationOrigin}${moved.pathname}${moved.search}`;
+          }
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           answer.pipe(res);
         },
@@ -128,10 +196,90 @@ export class CuttingProxy {
     });
   }
 
+  private takeInterception(request: FrontRequest): Interception | undefined {
+    const rule = this.interceptions.find((r) => r.match(request));
+    if (!rule) return undefined;
+    rule.remaining -= 1;
+    if (rule.remaining <= 0) this.interceptions = this.interceptions.filter((r) => r !== rule);
+    return rule;
+  }
+
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
     for (const socket of this.sockets) socket.destroy();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+function sendAnswer(res: ServerResponse, answer: FrontAnswer): void {
+  const body = answer.body;
+  const text = body === undefined ? "" : typeof body === "string" ? body : JSON.stringify(body);
+  const type = typeof body === "string" ? "text/plain" : "application/json";
+  res.writeHead(answer.status, {
+    ...(body === undefined ? {} : { "content-type": type }),
+    "content-length": String(Buffer.byteLength(text)),
+    ...answer.headers,
+  });
+  res.end(text);
+}
+
+/** One request as it reached the CDN: which headers came with it. */
+export interface CdnRequest {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+}
+
+/**
+ * The "CDN" a front hands upload addresses out on: another origin, which logs which headers
+ * reached it and forwards each request to the registry. A pre-signed address carries its own
+ * authority, so the CDN authorises the forwarded request itself (`authorize` gives the header
+ * for a path): the client must send it no credentials.
+ */
+export class CdnServer {
+  private server: Server | undefined;
+  readonly requests: CdnRequest[] = [];
+  port = 0;
+
+  constructor(
+    private readonly target: { host: string; port: number },
+    private readonly authorize: (path: string) => string | undefined,
+  ) {}
+
+  get origin(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => {
+      const path = req.url ?? "/";
+      this.requests.push({ method: req.method ?? "GET", path, headers: req.headers });
+      const headers = { ...req.headers, host: `127.0.0.1:${this.port}` };
+      delete headers.authorization;
+      const authorization = this.authorize(path);
+      if (authorization) headers.authorization = authorization;
+      const upstream = httpRequest(
+        { host: this.target.host, port: this.target.port, method: req.method, path, headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      upstream.on("error", () => res.destroy());
+      req.pipe(upstream);
+    });
+    server.requestTimeout = 0;
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const address = server.address();
+    this.port = typeof address === "object" && address ? address.port : 0;
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    server?.closeAllConnections();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
