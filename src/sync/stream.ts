@@ -1,39 +1,12 @@
 /**
- * `sync <image-tag>`: download → verify → push → clean in one streaming pass (issue 15).
- *
- * Design.
- * - One copy on disk. The artifact downloads to `<tag>.zip.part` exactly as `download` does
- *   (resumable with `Range`, size and GitHub's digest checked, renamed when complete), and the
- *   sync reads that file a little behind the download (archive/growing-file.ts). Nothing is
- *   extracted: each tarball is inflated from the zip as its bytes arrive (archive/zip-stream.ts)
- *   and handed, as a stream, to the engine. Peak disk is the artifact, 1.0×. The download never
- *   waits for the push: when compressing falls behind, the part file simply runs ahead.
- * - The image abstraction (archive/image-stream.ts) reads each `docker save` tarball once: gzip
- *   trailer, tar, layout (legacy or OCI), config against its digest, every layer against its
- *   diff-id, then RepoTags against `<repo>:<image tag>`. The registry engine takes each layer's
- *   bytes while they pass, compressing and uploading them (registry/stream-push.ts); a layer
- *   whose identity is known before it is read (OCI names it; the layer cache remembers legacy
- *   paths) and that another image of the artifact already sends, or that the registry already
- *   has, is only checked: the shared base is compressed and sent once. The docker engine gets
- *   the tarball's bytes streamed into `docker load` while they are checked alongside.
- * - Publication waits for the whole artifact. Blobs are content-addressed and publish nothing;
- *   the manifest PUT (registry engine) or `docker push` (docker engine) is the publication, and
- *   it happens only once the zip's central directory has been read, vetted as `prepare` vets it
- *   and found to agree with every entry the stream read, and the download's size and digest have
- *   checked out. Then what is published is exactly the artifact GitHub holds, not merely a set of
- *   self-consistent tarballs. For the registry engine that costs only the manifest PUTs at the
- *   end (the blobs went up during the stream); the docker engine's pushes wait for the end too.
- * - A tarball that fails its checks fails alone: nothing is pushed under its tag, the others
- *   are, and the sync ends with one line naming it. A zip whose structure breaks (a bad header,
- *   damaged deflate data, a directory that disagrees) publishes nothing.
- * - Resume. A cut download is resumed by the downloader while the reader waits. After a stop or
- *   a restart the part file is kept; the next sync resumes the download and reads the part file
- *   from its start at disk speed; layers the registry holds are recognised before they are read
- *   (by name, or by the legacy path the layer cache learnt) and not compressed or sent again,
- *   and uploads left half-way are taken up where the registry stands (layer cache). A layer
- *   whose upload a cut ended, or whose identity was guessed wrong, is read again from the
- *   artifact on disk once its image is verified (the part file is the one copy kept).
- * - Progress is events: the download's bytes, and the stream's position in the zip.
+ * `sync <image-tag>` (and the daemon by default): download → verify → push → clean in one
+ * streaming pass. The source is the artifact itself: it downloads to `<tag>.zip.part` as
+ * `download` writes it, and each tarball is read out of the zip a little behind the download
+ * (archive/growing-file.ts, zip-stream.ts) straight into the sink, checked on the way; nothing is
+ * extracted. Publication waits for the whole artifact: the zip's directory vetted and agreeing
+ * with every entry read, the download's size and digest checked. A stopped sync keeps the part
+ * file; the next resumes it. The rest — plan, lines, publication — is the shared middle
+ * (publish.ts); ARCHITECTURE.md draws the whole path.
  */
 import { open, rm, stat } from "node:fs/promises";
 import { entrySource, type ImageWrite } from "../archive/image-source.js";
