@@ -69,6 +69,7 @@ class DockerSide {
     return {
       parsed: Promise.resolve(),
       ready: async (source: ImageSource) => {
+        assertRepoTag(info, target.localRef, target.label);
         const loadTask = `load ${target.localRef}`;
         logger.info(
           { image: target.localRef, file: source.label },

@@ -94,6 +94,8 @@ function begin(
     return {
       parsed: Promise.resolve(),
       async ready(source) {
+        // Whichever source: the image must be the one the plan names (prepare checked it too).
+        assertRepoTag(known, target.localRef, target.label);
         const image = await push.complete({ info: known }, source, {
           planned(event) {
             toRead = event.bytesToRead;

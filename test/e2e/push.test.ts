@@ -23,8 +23,8 @@ import {
   type Testbed,
 } from "../testbed/index.js";
 import type { AccessLogEntry } from "../testbed/registry.js";
-import { makeMetadata } from "../testbed/run-fixtures.js";
-import { ref } from "../testbed/scenario.js";
+import * as builds from "../testbed/builds.js";
+import { blobCommits } from "../testbed/builds.js";
 import { runBinary, startBinary } from "./run-cli.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 
@@ -44,20 +44,10 @@ const cases = {
   daemon: { id: 4005 },
 } satisfies Record<string, Case>;
 
-function metadataOf(c: Case): RunMetadata {
-  return makeMetadata({
-    prestoRef: ref(`push-${c.id}`),
-    veloxRef: ref(`push-v-${c.id}`),
-    platform: "linux/amd64",
-    mode: "all_native",
-  });
-}
-const tagOf = (c: Case): string => metadataOf(c)["Image tag"] ?? "";
-const gitlabTagOf = (c: Case): string => tagOf(c).replace(/-linux-amd64$/, "");
+const metadataOf = (c: Case): RunMetadata => builds.metadataOf("push", c);
+const tagOf = (c: Case): string => builds.tagOf(metadataOf(c));
+const gitlabTagOf = (c: Case): string => builds.gitlabTagOf(metadataOf(c));
 
-/** Blob bytes that reached the registry: a blob upload is committed by a PUT naming its digest. */
-const blobCommits = (log: AccessLogEntry[]) =>
-  log.filter((e) => e.method === "PUT" && decodeURIComponent(e.path).includes("digest=sha256:"));
 const layerBytesMoved = (log: AccessLogEntry[]) =>
   log.filter(
     (e) =>
@@ -186,9 +176,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     const base = manifests[0]?.layers[0]?.digest ?? "";
     expect(manifests.every((m) => m.layers[0]?.digest === base)).toBe(true);
     const log = accessLog().slice(before);
-    expect(blobCommits(log).filter((e) => decodeURIComponent(e.path).includes(base))).toHaveLength(
-      1,
-    );
+    expect(blobCommits(log, base)).toHaveLength(1);
 
     // Second push: every tag is present, nothing is sent.
     const beforeAgain = accessLog().length;

@@ -32,9 +32,8 @@ import {
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
-import type { AccessLogEntry } from "../testbed/registry.js";
-import { makeMetadata } from "../testbed/run-fixtures.js";
-import { ref } from "../testbed/scenario.js";
+import * as builds from "../testbed/builds.js";
+import { blobCommits, manifestPuts } from "../testbed/builds.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 import { runBinary, startBinary } from "./run-cli.js";
 
@@ -71,21 +70,9 @@ const cases = {
   index: { id: 5107 },
 } satisfies Record<string, Case>;
 
-function metadataOf(c: Case): RunMetadata {
-  return makeMetadata({
-    prestoRef: ref(`sync-${c.id}`),
-    veloxRef: ref(`sync-v-${c.id}`),
-    platform: "linux/amd64",
-    mode: "all_native",
-  });
-}
-const tagOf = (c: Case): string => metadataOf(c)["Image tag"] ?? "";
-const gitlabTagOf = (c: Case): string => tagOf(c).replace(/-linux-amd64$/, "");
-
-const blobCommits = (log: AccessLogEntry[]) =>
-  log.filter((e) => e.method === "PUT" && decodeURIComponent(e.path).includes("digest=sha256:"));
-const manifestPuts = (log: AccessLogEntry[], repo: string) =>
-  log.filter((e) => e.method === "PUT" && e.path.includes(`/x86/${repo}/manifests/`));
+const metadataOf = (c: Case): RunMetadata => builds.metadataOf("sync", c);
+const tagOf = (c: Case): string => builds.tagOf(metadataOf(c));
+const gitlabTagOf = (c: Case): string => builds.gitlabTagOf(metadataOf(c));
 
 describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
   let tb: Testbed;
@@ -186,9 +173,7 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
     const base = manifests[0]?.layers[0] ?? "";
     expect(manifests.every((m) => m.layers[0] === base)).toBe(true);
     const log = accessLog().slice(before);
-    expect(blobCommits(log).filter((e) => decodeURIComponent(e.path).includes(base))).toHaveLength(
-      1,
-    );
+    expect(blobCommits(log, base)).toHaveLength(1);
     // Download, push and clean in one pass: the tag's directory is gone, no extracted copy made.
     expect(existsSync(path.join(downloads, tagOf(c)))).toBe(false);
     expect(result.stderr).not.toContain("extracted");
