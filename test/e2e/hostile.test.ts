@@ -33,9 +33,9 @@ import { layerTar, sha256, writeHostileSave } from "../testbed/hostile-images.js
 import {
   daemonArgs as testbedDaemonArgs,
   PROJECT_PATH,
-  REGISTRY_PASSWORD,
   REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -177,11 +177,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
 
     it("the registry engine itself checks every layer before the manifest: no inspection, a stale one, or a good compressed layer", async () => {
       const dir = await freshDir("engine-check");
-      const client = new RegistryClient({
-        fetch: globalThis.fetch,
-        registry: tb.gitlab.registryHost,
-        username: REGISTRY_USER,
-        password: REGISTRY_PASSWORD,
+      const client = testbedRegistryClient(tb, {
         logger,
         retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 },
       });

@@ -6,7 +6,6 @@ import Dockerode from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunMetadata } from "../../src/domain/metadata.js";
 import { expectedImages } from "../../src/domain/images.js";
-import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { addArtifactRun, type ArtifactFixture } from "../testbed/artifacts.js";
@@ -17,6 +16,7 @@ import {
   REGISTRY_PASSWORD,
   REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -192,13 +192,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
   beforeAll(async () => {
     tb = await startTestbed();
     work = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-multiarch-"));
-    registry = new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: tb.gitlab.registryHost,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger: silentLogger(),
-    });
+    registry = testbedRegistryClient(tb);
     for (const b of [builds.x86, builds.arm]) await add(b);
   });
   afterAll(async () => {

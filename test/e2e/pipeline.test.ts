@@ -11,8 +11,6 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedImages } from "../../src/domain/images.js";
 import type { RunMetadata } from "../../src/domain/metadata.js";
-import { silentLogger } from "../../src/report/logger.js";
-import { RegistryClient } from "../../src/registry/client.js";
 import {
   addRunServing,
   makeArtifactZip,
@@ -24,9 +22,8 @@ import { CuttingProxy } from "../testbed/cutting-proxy.js";
 import {
   daemonArgs,
   PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -109,13 +106,7 @@ describe.skipIf(gate.skip)(`one pipeline, every way in ${gate.reason}`, () => {
           expect(result.code, `${way}: ${args[0]}: ${result.stderr}`).toBe(0);
           outputs[way] = result.stdout + result.stderr;
         }
-        const client = new RegistryClient({
-          fetch: globalThis.fetch,
-          registry: tb.gitlab.registryHost,
-          username: REGISTRY_USER,
-          password: REGISTRY_PASSWORD,
-          logger: silentLogger(),
-        });
+        const client = testbedRegistryClient(tb);
         digests[way] = {};
         for (const image of images) {
           const [repoPath, tag] = image.gitlabTag.split(":") as [string, string];

@@ -19,6 +19,7 @@ import {
   REGISTRY_PASSWORD,
   REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -112,13 +113,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     work = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-push-"));
     downloads = path.join(work, "downloads");
     home = path.join(work, "home");
-    registry = new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: tb.gitlab.registryHost,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger: silentLogger(),
-    });
+    registry = testbedRegistryClient(tb);
     for (const c of Object.values(cases) as Case[]) {
       await addArtifactRun(tb.github, {
         id: c.id,

@@ -13,7 +13,6 @@ import zlib from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inspectImageTarball } from "../../src/archive/docker-save.js";
 import type { RunMetadata } from "../../src/domain/metadata.js";
-import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { LOCK_FILE } from "../../src/workspace/lock.js";
@@ -27,8 +26,8 @@ import {
   daemonArgs,
   PROJECT_PATH,
   REGISTRY_PASSWORD,
-  REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -132,13 +131,7 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
     work = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-sync-"));
     downloads = path.join(work, "downloads");
     home = path.join(work, "home");
-    registry = new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: tb.gitlab.registryHost,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger: silentLogger(),
-    });
+    registry = testbedRegistryClient(tb);
     for (const c of Object.values(cases) as Case[]) {
       const made = await addArtifactRun(tb.github, {
         id: c.id,

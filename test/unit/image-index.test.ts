@@ -11,9 +11,8 @@ import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { pushTarball, type PushResult } from "../testbed/push-tarball.js";
 import {
   PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -100,11 +99,8 @@ describe.skipIf(gate.skip)(
     beforeAll(async () => {
       tb = await startTestbed();
       dir = await mkdtemp(path.join(tmpdir(), "image-index-test-"));
-      client = new RegistryClient({
+      client = testbedRegistryClient(tb, {
         fetch,
-        registry: tb.gitlab.registryHost,
-        username: REGISTRY_USER,
-        password: REGISTRY_PASSWORD,
         logger,
         retry: { attempts: 2, baseDelayMs: 20, maxDelayMs: 50 },
       });
@@ -212,13 +208,7 @@ describe.skipIf(gate.skip)(
       const arm = await image("arm64", repo("arm/presto-coordinator"), "t3");
       // The other platform's daemon, which read the index before we wrote it and writes it after
       // us: its index holds only its own entry.
-      const other = new RegistryClient({
-        fetch: globalThis.fetch,
-        registry: tb.gitlab.registryHost,
-        username: REGISTRY_USER,
-        password: REGISTRY_PASSWORD,
-        logger,
-      });
+      const other = testbedRegistryClient(tb, { logger });
       const armManifest = await other.getManifest(repo("arm/presto-coordinator"), "t3");
       const theirs = Buffer.from(
         JSON.stringify({

@@ -36,6 +36,7 @@ import {
   REGISTRY_PASSWORD,
   REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -57,13 +58,7 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
   beforeAll(async () => {
     tb = await startTestbed();
     dir = await mkdtemp(path.join(tmpdir(), "sinks-test-"));
-    client = new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: tb.gitlab.registryHost,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger: silentLogger(),
-    });
+    client = testbedRegistryClient(tb);
     image = await writeDockerSaveTarball(path.join(dir, entry), {
       repoTag: "presto-coordinator:nightly",
       layout: "legacy",
