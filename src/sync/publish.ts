@@ -13,6 +13,7 @@ import { parseGitlabTag } from "../domain/images.js";
 import { DamagedInputError, SyncError, describeError, isDamagedInput } from "../errors.js";
 import { retry } from "../net/retry.js";
 import type { RegistryClient } from "../registry/client.js";
+import { RegistryError } from "../registry/registry-error.js";
 import { retag } from "../registry/retag.js";
 import { formatMiB } from "../util/bytes.js";
 import { gitlabState, type GitlabState } from "./compare.js";
@@ -213,6 +214,18 @@ export class ImageLines {
 export interface Failure {
   item: Planned;
   error: unknown;
+}
+
+/**
+ * Whether a failure is this image's own, so that its siblings go on: its tarball is damaged, or
+ * the registry refused something of it (a manifest it finds invalid or too large, a blob it will
+ * not take). A registry that is down, failing (5xx) or refusing the credentials fails every
+ * image alike: the run stops at the first, as it always did.
+ */
+export function failsAlone(error: unknown): boolean {
+  if (isDamagedInput(error)) return true;
+  if (!(error instanceof RegistryError) || error.status === undefined) return false;
+  return error.status >= 400 && error.status < 500 && ![401, 403, 429].includes(error.status);
 }
 
 /**

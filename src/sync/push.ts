@@ -18,6 +18,7 @@ import { resolvePushRun, type RunSource } from "./run-provenance.js";
 import { readProvenance } from "./image-provenance.js";
 import { writeMultiarchIndexes, type WrittenIndex } from "./multiarch.js";
 import {
+  failsAlone,
   ImageLines,
   loginStep,
   notAllPushed,
@@ -214,7 +215,7 @@ export async function pushImageTag(
       const ready = await write.ready(image.source);
       await publishOne(ctx, lines, services, request, item, ready, done);
     } catch (error) {
-      if (ctx.signal.aborted) throw error;
+      if (ctx.signal.aborted || !failsAlone(error)) throw error;
       failures.push({ item, error });
       lines.notPushed(item, error);
       await write?.discard();

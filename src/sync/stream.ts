@@ -30,6 +30,7 @@ import {
 } from "./download.js";
 import { provenanceOfRun } from "./image-provenance.js";
 import {
+  failsAlone,
   ImageLines,
   loginStep,
   notAllPushed,
@@ -389,7 +390,7 @@ async function publishAll(
       const image = await run.ready;
       await publishOne(ctx, lines, services, publishing(request), item, image, done);
     } catch (error) {
-      if (ctx.signal.aborted) throw error;
+      if (ctx.signal.aborted || !failsAlone(error)) throw error;
       failures.push({ item, error });
       lines.notPushed(item, error);
       await run?.write.discard();

@@ -5,7 +5,8 @@
 import { describe, expect, it } from "vitest";
 import type { StepReporter } from "../../src/domain/events.js";
 import { DamagedInputError, SyncError } from "../../src/errors.js";
-import { ImageLines, notAllPushed, type Planned } from "../../src/sync/publish.js";
+import { RegistryError } from "../../src/registry/registry-error.js";
+import { failsAlone, ImageLines, notAllPushed, type Planned } from "../../src/sync/publish.js";
 
 function recorder(): { steps: StepReporter; lines: string[] } {
   const lines: string[] = [];
@@ -90,5 +91,21 @@ describe("notAllPushed", () => {
       "2 of 2 image(s) not pushed: registry r answered 400 (MANIFEST_INVALID: manifest invalid); a.tar.gz is cut short",
     );
     expect(both.hint).toBe("rerun with --log-level debug");
+  });
+});
+
+describe("failsAlone", () => {
+  it("an image's own failure lets its siblings go on; a registry down, failing or refusing the user stops the run", () => {
+    const answered = (status: number) =>
+      new RegistryError(`registry r answered ${status}`, { status });
+    expect(failsAlone(new DamagedInputError("a.tar.gz is cut short"))).toBe(true);
+    expect(failsAlone(answered(400))).toBe(true);
+    expect(failsAlone(answered(413))).toBe(true);
+    for (const status of [401, 403, 429, 500, 503])
+      expect(failsAlone(answered(status))).toBe(false);
+    expect(failsAlone(new RegistryError("registry r unreachable", { retryable: true }))).toBe(
+      false,
+    );
+    expect(failsAlone(new SyncError("no space left on the disk"))).toBe(false);
   });
 });
