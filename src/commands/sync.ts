@@ -88,7 +88,7 @@ export function registerSync(program: Command, run: Runner): void {
               registryProject: registry.project,
               username: registry.credentials.username,
               forceDownload: raw.force === true,
-              forcePush: raw.force === true,
+              force: raw.force === true,
               skipLogin: raw.skipLogin === true,
               retagAsLatest: raw.retagAsLatest === true,
               multiarchIndex,

@@ -185,7 +185,7 @@ export function printExisting(
 export class ImageLines {
   private last: string | undefined;
 
-  constructor(private readonly steps: StepReporter) {}
+  constructor(readonly steps: StepReporter) {}
 
   start(item: PlanItem, label: string, size: number | undefined): void {
     this.steps.text("");
@@ -228,31 +228,72 @@ export function failsAlone(error: unknown): boolean {
   return error.status >= 400 && error.status < 500 && ![401, 403, 429].includes(error.status);
 }
 
+/** How a front hands its images to {@link publishEach}. */
+export interface Readying {
+  /** The image read, verified and all in the sink: ready to publish. */
+  ready(item: Planned): Promise<PublishableImage>;
+  /** It will not be published: whatever of it sits in the sink is let go. */
+  discard(item: Planned): Promise<void>;
+}
+
 /**
- * Publishes one image whose every part is in place: its manifest (or `docker push`), the line
- * saying what moved, `:latest` when asked. A failure (a refused manifest) fails this image alone.
+ * Each image of the plan, in its order: made ready by the front, then published — its manifest
+ * (or `docker push`), the line saying what moved, `:latest` when asked. An image's own failure
+ * fails it alone (see {@link failsAlone}); afterwards GitLab must list every tag pushed.
  */
-export async function publishOne(
+export async function publishEach(
   ctx: SyncContext,
   lines: ImageLines,
   services: PublishServices,
   request: PublishRequest,
-  item: Planned,
-  image: PublishableImage,
-  into: { pushed: Pushed[]; bytesUploaded: number },
-): Promise<void> {
-  ctx.signal.throwIfAborted();
-  const result = await image.publish();
-  lines.pushed(item, result.digest, result.summary);
-  into.pushed.push({ gitlabTag: item.gitlabTag, remoteRef: item.remoteRef, digest: result.digest });
-  into.bytesUploaded += result.bytesUploaded;
-  if (request.counters) {
-    request.counters.pushed = into.pushed.length;
-    request.counters.uploadedBytes = into.bytesUploaded;
+  toPush: Planned[],
+  front: Readying,
+): Promise<{ pushed: Pushed[]; bytesUploaded: number; failures: Failure[] }> {
+  const done = { pushed: [] as Pushed[], bytesUploaded: 0 };
+  const failures: Failure[] = [];
+  for (const item of toPush) {
+    try {
+      ctx.signal.throwIfAborted();
+      const image = await front.ready(item);
+      const result = await image.publish();
+      lines.pushed(item, result.digest, result.summary);
+      done.pushed.push({
+        gitlabTag: item.gitlabTag,
+        remoteRef: item.remoteRef,
+        digest: result.digest,
+      });
+      done.bytesUploaded += result.bytesUploaded;
+      if (request.counters) {
+        request.counters.pushed = done.pushed.length;
+        request.counters.uploadedBytes = done.bytesUploaded;
+      }
+      if (request.retagAsLatest) {
+        await retagLatest(
+          ctx,
+          services.registryClient,
+          lines,
+          request.registry,
+          item,
+          result.digest,
+        );
+      }
+    } catch (error) {
+      if (ctx.signal.aborted || !failsAlone(error)) throw error;
+      failures.push({ item, error });
+      lines.notPushed(item, error);
+      await front.discard(item);
+    }
   }
-  if (request.retagAsLatest) {
-    await retagLatest(ctx, services.registryClient, lines, request.registry, item, result.digest);
+  lines.after("");
+  if (done.pushed.length > 0) {
+    await verifyListed(
+      ctx,
+      services.gitlab,
+      lines.steps,
+      done.pushed.map((p) => p.gitlabTag),
+    );
   }
+  return { ...done, failures };
 }
 
 /** `--retag-as-latest`: `<repo>:latest` pointed at the pushed manifest (a manifest copy). */

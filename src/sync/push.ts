@@ -4,7 +4,7 @@
  */
 import { stat } from "node:fs/promises";
 import path from "node:path";
-import { knownFile } from "../archive/image-source.js";
+import { knownFile, type ImageWrite } from "../archive/image-source.js";
 import type { ImageTarballInfo } from "../archive/docker-save.js";
 import { SyncError } from "../errors.js";
 import { exists, readJsonFile } from "../util/files.js";
@@ -18,15 +18,12 @@ import { resolvePushRun, type RunSource } from "./run-provenance.js";
 import { readProvenance } from "./image-provenance.js";
 import { writeMultiarchIndexes, type WrittenIndex } from "./multiarch.js";
 import {
-  failsAlone,
   ImageLines,
   loginStep,
   notAllPushed,
   planStep,
-  publishOne,
-  verifyListed,
+  publishEach,
   withSiblings,
-  type Failure,
   type PlanItem,
   type Planned,
   type PublishOutcome,
@@ -36,7 +33,7 @@ import {
 
 export type { RunInfo, RunSource } from "./run-provenance.js";
 
-export interface PushRequest extends Omit<PublishRequest, "counters"> {
+export interface PushRequest extends PublishRequest {
   imageTag: string;
   downloadsDir: string;
   /** Project path inside the registry, `hercules/veloxtesting`. */
@@ -193,44 +190,27 @@ export async function pushImageTag(
   steps.step(5, TOTAL, `Executing ${services.sink.name} push sequence ...`);
   const batch = await services.sink.batch(ctx.signal);
   const lines = new ImageLines(steps);
-  const done = { pushed: [] as PushOutcome["pushed"], bytesUploaded: 0 };
-  const failures: Failure[] = [];
-  for (const item of toPush) {
-    ctx.signal.throwIfAborted();
-    // The tarball may have gone since the plan was read (a clean, a full disk clean-up).
-    const size = await stat(item.label).then(
-      (s) => s.size,
-      () => undefined,
-    );
-    if (size === undefined) {
-      throw new SyncError(`Image tarball ${item.label} disappeared before it could be pushed`, {
-        hint: `${REPREPARE}, then push again (tags already pushed are skipped)`,
-      });
-    }
-    lines.start(item, item.label, size);
-    let write: ReturnType<typeof batch.begin> | undefined;
-    try {
+  const writes = new Map<Planned, ImageWrite>();
+  const { failures, ...done } = await publishEach(ctx, lines, services, request, toPush, {
+    async ready(item) {
+      // The tarball may have gone since the plan was read (a clean, a full disk clean-up).
+      const size = await stat(item.label).then(
+        (s) => s.size,
+        () => undefined,
+      );
+      if (size === undefined) {
+        throw new SyncError(`Image tarball ${item.label} disappeared before it could be pushed`, {
+          hint: `${REPREPARE}, then push again (tags already pushed are skipped)`,
+        });
+      }
+      lines.start(item, item.label, size);
       const image = await knownFile(item.label, item.known, ctx.signal);
-      write = batch.begin({ ...item, size }, image.info);
-      const ready = await write.ready(image.source);
-      await publishOne(ctx, lines, services, request, item, ready, done);
-    } catch (error) {
-      if (ctx.signal.aborted || !failsAlone(error)) throw error;
-      failures.push({ item, error });
-      lines.notPushed(item, error);
-      await write?.discard();
-    }
-  }
-
-  steps.text("");
-  if (done.pushed.length > 0) {
-    await verifyListed(
-      ctx,
-      services.gitlab,
-      steps,
-      done.pushed.map((p) => p.gitlabTag),
-    );
-  }
+      const write = batch.begin({ ...item, size }, image.info);
+      writes.set(item, write);
+      return write.ready(image.source);
+    },
+    discard: async (item) => writes.get(item)?.discard(),
+  });
   if (failures.length > 0) throw notAllPushed(failures, toPush.length);
   steps.text(
     `Push complete: ${done.pushed.length} pushed${skipped.length ? `, ${skipped.length} already present` : ""}.`,

@@ -30,14 +30,12 @@ import {
 } from "./download.js";
 import { provenanceOfRun } from "./image-provenance.js";
 import {
-  failsAlone,
   ImageLines,
   loginStep,
   notAllPushed,
   notInArtifact,
   planStep,
-  publishOne,
-  verifyListed,
+  publishEach,
   withSiblings,
   type Failure,
   type PlanItem,
@@ -49,21 +47,13 @@ import {
 import { indexBuild } from "./built.js";
 import { runRef } from "./xref.js";
 
-export interface SyncRequest {
+export interface SyncRequest extends PublishRequest {
   imageTag: string;
   downloadsDir: string;
-  registry: string;
   registryProject: string;
-  username: string;
-  /** Download the artifact afresh, discarding any earlier download. */
+  /** Download the artifact afresh, discarding any earlier download (`force` pushes tags GitLab has). */
   forceDownload: boolean;
-  /** Push tags GitLab already has. */
-  forcePush: boolean;
-  skipLogin: boolean;
-  retagAsLatest: boolean;
   artifactName?: string | undefined;
-  /** Asks before pushing; absent means "yes" (--yes, the daemon). */
-  confirm?: (question: string) => Promise<boolean>;
   /** The daemon's sync: metadata.json gets its keys, the lines name it. */
   daemon?: boolean;
   progress: ProgressListener;
@@ -87,20 +77,6 @@ export interface SyncServices extends PublishServices {
 export type SyncOutcome = PublishOutcome & { run: { id: number; title: string } };
 
 const TOTAL = 7;
-
-/** The sync's request as the shared middle reads it. */
-function publishing(request: SyncRequest): PublishRequest {
-  const { counters, confirm } = request;
-  return {
-    registry: request.registry,
-    username: request.username,
-    force: request.forcePush,
-    skipLogin: request.skipLogin,
-    retagAsLatest: request.retagAsLatest,
-    ...(confirm ? { confirm } : {}),
-    ...(counters ? { counters } : {}),
-  };
-}
 
 /** One image while the artifact streams: its sink's side, and how its tarball ended. */
 interface ImageRun {
@@ -149,12 +125,12 @@ export async function syncImageTag(
     artifact: 2,
   });
   const run = { id: located.run.id, title: runRef(located.run).title };
-  await loginStep(ctx, steps, services.sink, publishing(request), [3, TOTAL]);
+  await loginStep(ctx, steps, services.sink, request, [3, TOTAL]);
   const { toPush, skipped } = await planStep(
     steps,
     services.gitlab,
     planItems(request, located),
-    request.forcePush,
+    request.force,
     [4, TOTAL],
   );
   // As push does: the indexes are written even when every image was there already.
@@ -263,7 +239,11 @@ async function streamArtifact(
     const result = await download;
     if (result && request.counters) request.counters.fetched = result.fetched;
     await writeDownloadMetadata(services.github, located, request.daemon === true);
-    return await publishAll(ctx, steps, services, request, toPush, runs, lines);
+    // Every verified image published, in the plan's order; the others said why.
+    return await publishEach(ctx, lines, services, request, toPush, {
+      ready: (item) => runs.get(item.label)?.ready ?? Promise.reject(notInArtifact(item.label)),
+      discard: async (item) => runs.get(item.label)?.write.discard(),
+    });
   } catch (err) {
     stop.abort(err);
     await download.catch(() => undefined);
@@ -369,40 +349,4 @@ async function readArtifact(
   } finally {
     request.progress({ kind: "end", task, ok });
   }
-}
-
-/** Every verified image published, in the plan's order; the others said why. */
-async function publishAll(
-  ctx: SyncContext,
-  steps: StepReporter,
-  services: SyncServices,
-  request: SyncRequest,
-  toPush: Planned[],
-  runs: Map<string, ImageRun>,
-  lines: ImageLines,
-): Promise<Streamed> {
-  const done = { pushed: [] as SyncOutcome["pushed"], bytesUploaded: 0 };
-  const failures: Failure[] = [];
-  for (const item of toPush) {
-    const run = runs.get(item.label);
-    try {
-      if (!run?.ready) throw notInArtifact(item.label);
-      const image = await run.ready;
-      await publishOne(ctx, lines, services, publishing(request), item, image, done);
-    } catch (error) {
-      if (ctx.signal.aborted || !failsAlone(error)) throw error;
-      failures.push({ item, error });
-      lines.notPushed(item, error);
-      await run?.write.discard();
-    }
-  }
-  if (done.pushed.length > 0) {
-    await verifyListed(
-      ctx,
-      services.gitlab,
-      steps,
-      done.pushed.map((p) => p.gitlabTag),
-    );
-  }
-  return { ...done, failures };
 }
