@@ -8,7 +8,7 @@ import { exists } from "../util/files.js";
 import { tagLayout } from "../workspace/layout.js";
 import { indexBuild } from "./built.js";
 import { cleanTargets, removeTargets } from "./clean.js";
-import type { CycleSummary } from "../domain/daemon.js";
+import type { CycleSummary, Published } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
 import type { Logger } from "../report/logger.js";
 import type { FailureState } from "../workspace/failures.js";
@@ -21,7 +21,10 @@ import type { MissingImage } from "./xref.js";
 
 export interface DaemonSettings {
   downloadsDir: string;
+  /** The full cycle: GitHub and GitLab listed in full, at least this often. */
   intervalSeconds: number;
+  /** `--poll-interval`: between full cycles, a conditional look for finished runs; 0 is none. */
+  pollIntervalSeconds: number;
   once: boolean;
   skipLogin: boolean;
   forcePush: boolean;
@@ -51,6 +54,8 @@ export interface DaemonServices {
   progress: (logger: Logger) => ProgressListener;
   /** Told of each finished cycle (the health endpoint and metrics). */
   onCycle?: (summary: CycleSummary) => void;
+  /** Told of each image tag published, with its lag behind its run's completion. */
+  onPublished?: (published: Published) => void;
   /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
   recordCycle?: (summary: CycleSummary) => Promise<void>;
 }

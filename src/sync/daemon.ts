@@ -1,6 +1,5 @@
-import type { CycleSummary } from "../domain/daemon.js";
+import type { CycleSummary, Published } from "../domain/daemon.js";
 import { SyncError, describeError } from "../errors.js";
-import { sleep } from "../net/retry.js";
 import { formatBytes } from "../util/bytes.js";
 import { ensureDir } from "../util/files.js";
 import { computeXref } from "./compare.js";
@@ -15,6 +14,8 @@ import {
   type DaemonServices,
   type DaemonSettings,
 } from "./daemon-image.js";
+import { handledOf, untilNextCycle, type HandledRuns } from "./daemon-poll.js";
+import type { WorkflowRun } from "../github/runs.js";
 
 export type { DaemonServices, DaemonSettings } from "./daemon-image.js";
 
@@ -51,6 +52,7 @@ export async function runCycle(
   };
   const finish = (): CycleOutcome => ({
     ...summary,
+    ...rateLimitOf(services),
     failedTags: summary.notSynced.map((f) => f.imageTag),
     seconds: Math.round((Date.now() - started) / 100) / 10,
   });
@@ -64,6 +66,7 @@ export async function runCycle(
       platform: settings.platform,
     });
     summary.runs = xref.runs;
+    summary.listed = xref.listed;
     summary.logBytes = xref.logBytes;
     missing = [...xref.result.missing].sort(oldestFirst);
     summary.missing = missing.length;
@@ -123,6 +126,11 @@ export async function runCycle(
     const counters: Counters = { downloadedBytes: 0, pushed: 0, uploadedBytes: 0 };
     try {
       const result = await syncOne(ctx, services, settings, image, counters);
+      const published = publishedNow(image, xref.listed);
+      if (published) {
+        summary.lastPublish = published;
+        services.onPublished?.(published);
+      }
       summary.pushed += result.pushed;
       summary.synced += 1;
       summary.uploadedBytes += result.uploadedBytes;
@@ -165,8 +173,35 @@ export async function runCycle(
   return finish();
 }
 
+/** GitHub's rate limit left after the cycle, when an answer told it. */
+function rateLimitOf(services: DaemonServices): Pick<CycleSummary, "githubRateLimitRemaining"> {
+  const remaining = services.github.client.tally.rateLimit?.remaining;
+  return remaining === undefined ? {} : { githubRateLimitRemaining: remaining };
+}
+
+/**
+ * The publish of an image tag just synced, timed from its newest run's completion (the
+ * `updated_at` of a completed run; a clock behind GitHub's counts as no lag at all).
+ */
+function publishedNow(image: MissingImage, listed: readonly WorkflowRun[]): Published | undefined {
+  const runId = image.runs[0]?.id;
+  const run = listed.find((r) => r.id === runId);
+  if (!run || run.status !== "completed") return undefined;
+  const finished = Date.parse(run.updated_at);
+  if (!Number.isFinite(finished)) return undefined;
+  const now = Date.now();
+  return {
+    imageTag: image.imageTag,
+    runId: run.id,
+    lagSeconds: Math.max(0, (now - finished) / 1000),
+    at: new Date(now).toISOString(),
+  };
+}
+
 /** A cycle's summary, and what the daemon needs of it beyond the figures it reports. */
 type CycleOutcome = CycleSummary & {
+  /** Every run the cycle listed, for the polls that follow (absent when listing failed). */
+  listed?: WorkflowRun[];
   /** Each image tag not synced, with why (`failedTags` names them). */
   notSynced: Array<{ imageTag: string; error: string }>;
   /** What made the cycle fail as a whole. */
@@ -226,8 +261,13 @@ export async function runDaemon(
     },
     settings.once
       ? "daemon: one cycle"
-      : `daemon started: a cycle every ${settings.intervalSeconds} s`,
+      : `daemon started: a full cycle every ${settings.intervalSeconds} s` +
+          (settings.pollIntervalSeconds > 0
+            ? `, a look for finished runs every ${settings.pollIntervalSeconds} s`
+            : ""),
   );
+  let handled: HandledRuns | undefined;
+  let lastPublish: Published | undefined;
   for (let cycle = 1; ; cycle += 1) {
     let summary;
     try {
@@ -236,7 +276,11 @@ export async function runDaemon(
       if (ctx.signal.aborted) break;
       throw err;
     }
-    const { notSynced: _notSynced, cause: _cause, ...forMonitor } = summary;
+    // The latest publish is told until a newer one replaces it, not only by its own cycle.
+    lastPublish = summary.lastPublish ?? lastPublish;
+    if (lastPublish) summary.lastPublish = lastPublish;
+    if (summary.listed) handled = handledOf(summary.listed);
+    const { notSynced: _notSynced, cause: _cause, listed: _listed, ...forMonitor } = summary;
     // The monitor is told which tags are not synced; the log says so per image already.
     services.onCycle?.(forMonitor);
     await services.recordCycle?.(forMonitor);
@@ -252,7 +296,14 @@ export async function runDaemon(
       return;
     }
     try {
-      await sleep(settings.intervalSeconds * 1000, ctx.signal);
+      const wake = await untilNextCycle(ctx, services.github, settings, handled);
+      handled = wake.handled;
+      if (wake.reason === "change") {
+        ctx.logger.info(
+          { runs: wake.finished.map((r) => r.id) },
+          `run(s) ${wake.finished.map((r) => r.id).join(", ")} finished: a cycle now`,
+        );
+      }
     } catch (err) {
       if (ctx.signal.aborted) break;
       throw err;
