@@ -19,18 +19,12 @@ import {
 } from "../testbed/artifacts.js";
 import { blobCommits, gitlabTagOf, metadataOf, tagOf } from "../testbed/builds.js";
 import { CuttingProxy } from "../testbed/cutting-proxy.js";
-import {
-  daemonArgs,
-  PROJECT_PATH,
-  startTestbed,
-  testbedRegistryClient,
-  testbedGate,
-  type Testbed,
-} from "../testbed/index.js";
+import * as testbed from "../testbed/index.js";
+import type { Testbed } from "../testbed/index.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 import { runBinary, type CliResult } from "./run-cli.js";
 
-const gate = testbedGate();
+const gate = testbed.testbedGate();
 
 /** The java worker is the coordinator re-tagged; one worker saved in the OCI layout. */
 const BUILD = { id: 6101, mode: "all" as const };
@@ -81,9 +75,9 @@ describe.skipIf(gate.skip)(`one pipeline, every way in ${gate.reason}`, () => {
     sync: (tb, downloads) => [
       ["sync", tagOf(metadata), ...pushing(tb, downloads), "--log-level", "debug"],
     ],
-    daemon: (tb, downloads) => [daemonArgs(tb, downloads, ["--once", "--limit", "50"])],
+    daemon: (tb, downloads) => [testbed.daemonArgs(tb, downloads, ["--once", "--limit", "50"])],
     "daemon --no-stream": (tb, downloads) => [
-      daemonArgs(tb, downloads, ["--once", "--no-stream", "--limit", "50"]),
+      testbed.daemonArgs(tb, downloads, ["--once", "--no-stream", "--limit", "50"]),
     ],
   };
 
@@ -93,7 +87,7 @@ describe.skipIf(gate.skip)(`one pipeline, every way in ${gate.reason}`, () => {
     const digests: Record<string, Record<string, string | undefined>> = {};
     const outputs: Record<string, string> = {};
     for (const [way, commands] of Object.entries(ways)) {
-      const tb = await startTestbed();
+      const tb = await testbed.startTestbed();
       try {
         await addRunServing(
           tb.github,
@@ -106,12 +100,12 @@ describe.skipIf(gate.skip)(`one pipeline, every way in ${gate.reason}`, () => {
           expect(result.code, `${way}: ${args[0]}: ${result.stderr}`).toBe(0);
           outputs[way] = result.stdout + result.stderr;
         }
-        const client = testbedRegistryClient(tb);
+        const client = testbed.testbedRegistryClient(tb);
         digests[way] = {};
         for (const image of images) {
           const [repoPath, tag] = image.gitlabTag.split(":") as [string, string];
           digests[way][image.gitlabTag] = await client.manifestDigest(
-            `${PROJECT_PATH}/${repoPath}`,
+            `${testbed.PROJECT_PATH}/${repoPath}`,
             tag,
           );
         }
@@ -136,7 +130,7 @@ describe.skipIf(gate.skip)(`one pipeline, every way in ${gate.reason}`, () => {
     for (const way of ["push after prepare", "sync"]) {
       const output = outputs[way] ?? "";
       for (const image of images) {
-        const remote = `${PROJECT_PATH}/${image.gitlabTag}`;
+        const remote = `${testbed.PROJECT_PATH}/${image.gitlabTag}`;
         expect(output, way).toContain(`Pushing `);
         expect(output, way).toMatch(new RegExp(`Pushing \\S+/${remote} \\.\\.\\.\\n  archive: `));
         expect(output, way).toContain(`"task":"push ${remote}"`);
@@ -146,7 +140,7 @@ describe.skipIf(gate.skip)(`one pipeline, every way in ${gate.reason}`, () => {
   });
 
   it("a manifest the registry refuses fails its image alone, pushed from disk or streamed; the line carries the registry's reason", async () => {
-    const tb = await startTestbed();
+    const tb = await testbed.startTestbed();
     const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
     const front = new CuttingProxy({ host, port: Number(port) });
     await front.start();
@@ -198,7 +192,7 @@ describe.skipIf(gate.skip)(`one pipeline, every way in ${gate.reason}`, () => {
         expectOneLineError(
           result,
           new RegExp(
-            `1 of 3 image\\(s\\) not pushed \\(the others were\\): .*answered 400 \\(MANIFEST_INVALID: manifest invalid: manifest size 262145 exceeds the limit of 262144 bytes\\) while writing manifest ${PROJECT_PATH}/x86/${refused}:`,
+            `1 of 3 image\\(s\\) not pushed \\(the others were\\): .*answered 400 \\(MANIFEST_INVALID: manifest invalid: manifest size 262145 exceeds the limit of 262144 bytes\\) while writing manifest ${testbed.PROJECT_PATH}/x86/${refused}:`,
           ),
         );
         const present = await gitlabTags(tb);

@@ -22,21 +22,14 @@ import {
   type ArtifactFixtureOptions,
 } from "../testbed/artifacts.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
-import {
-  daemonArgs,
-  PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  startTestbed,
-  testbedRegistryClient,
-  testbedGate,
-  type Testbed,
-} from "../testbed/index.js";
+import * as testbed from "../testbed/index.js";
+import type { Testbed } from "../testbed/index.js";
 import * as builds from "../testbed/builds.js";
 import { blobCommits, manifestPuts } from "../testbed/builds.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 import { runBinary, startBinary } from "./run-cli.js";
 
-const gate = testbedGate();
+const gate = testbed.testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
 const REPOS = ["presto-coordinator", "presto-native-worker-cpu", "presto-native-worker-gpu"];
 
@@ -114,7 +107,10 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
     for (const repo of repos) {
       expect(present).toContain(`x86/${repo}:${gitlabTagOf(c)}`);
       const info = await inspectImageTarball(tarballOf(c, repo));
-      const manifest = await registry.getManifest(`${PROJECT_PATH}/x86/${repo}`, gitlabTagOf(c));
+      const manifest = await registry.getManifest(
+        `${testbed.PROJECT_PATH}/x86/${repo}`,
+        gitlabTagOf(c),
+      );
       const parsed = JSON.parse(manifest?.bytes.toString() ?? "{}") as {
         config: { digest: string };
         layers: Array<{ digest: string }>;
@@ -127,11 +123,11 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
   }
 
   beforeAll(async () => {
-    tb = await startTestbed();
+    tb = await testbed.startTestbed();
     work = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-sync-"));
     downloads = path.join(work, "downloads");
     home = path.join(work, "home");
-    registry = testbedRegistryClient(tb);
+    registry = testbed.testbedRegistryClient(tb);
     for (const c of Object.values(cases) as Case[]) {
       const made = await addArtifactRun(tb.github, {
         id: c.id,
@@ -160,7 +156,7 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
       `Tarball      : presto-coordinator-${tagOf(c)}.tar.gz (streamed from presto-images-${c.id})`,
     );
     expect(result.stdout).toContain("Sync complete: 3 pushed.");
-    expect(result.stdout + result.stderr).not.toContain(REGISTRY_PASSWORD);
+    expect(result.stdout + result.stderr).not.toContain(testbed.REGISTRY_PASSWORD);
     const manifests = await expectPublished(c);
     // The base layer is one blob in all three images, committed once.
     const base = manifests[0]?.layers[0] ?? "";
@@ -194,7 +190,10 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
     );
     await expectPublished(c);
     for (const repo of REPOS) {
-      const image = await registry.getManifest(`${PROJECT_PATH}/x86/${repo}`, gitlabTagOf(c));
+      const image = await registry.getManifest(
+        `${testbed.PROJECT_PATH}/x86/${repo}`,
+        gitlabTagOf(c),
+      );
       expect(image?.mediaType).toBe(OCI_MANIFEST);
       const annotations = (
         JSON.parse(image?.bytes.toString() ?? "{}") as {
@@ -204,7 +203,7 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
       expect(annotations?.["org.opencontainers.image.url"]).toBe(
         `https://github.com/rapidsai/velox-testing/actions/runs/${c.id}`,
       );
-      const index = await registry.getManifest(`${PROJECT_PATH}/${repo}`, gitlabTagOf(c));
+      const index = await registry.getManifest(`${testbed.PROJECT_PATH}/${repo}`, gitlabTagOf(c));
       expect(index?.mediaType).toBe(OCI_INDEX);
       const listed = JSON.parse(index?.bytes.toString() ?? "{}") as {
         manifests: Array<{ digest: string; platform: { os: string; architecture: string } }>;
@@ -335,7 +334,9 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
 
   it("daemon --once --no-stream keeps the step-by-step path: download, prepare (an extracted copy), push, clean", async () => {
     const c = cases.noStream;
-    const result = await cli(daemonArgs(tb, downloads, ["--once", "--no-stream", "--limit", "50"]));
+    const result = await cli(
+      testbed.daemonArgs(tb, downloads, ["--once", "--no-stream", "--limit", "50"]),
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(
       new RegExp(`"msg":"Extracting ${tagOf(c)}\\.zip to \\S+/${tagOf(c)}/extracted \\.\\.\\."`),

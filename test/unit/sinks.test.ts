@@ -31,17 +31,10 @@ import { registrySink, type SinkOptions } from "../../src/registry/sink.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
 import { writeArtifactZip, writeDockerSaveTarball } from "../testbed/image-fixtures.js";
 import type { WrittenImage } from "../testbed/image-fixtures.js";
-import {
-  PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  REGISTRY_USER,
-  startTestbed,
-  testbedRegistryClient,
-  testbedGate,
-  type Testbed,
-} from "../testbed/index.js";
+import * as testbed from "../testbed/index.js";
+import type { Testbed } from "../testbed/index.js";
 
-const gate = testbedGate();
+const gate = testbed.testbedGate();
 const dockerGate = gate.skip ? gate : dockerdGate();
 
 type SourceName = "known file" | "streamed file" | "zip entry";
@@ -56,9 +49,9 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
   const entry = "presto-coordinator-nightly.tar.gz";
 
   beforeAll(async () => {
-    tb = await startTestbed();
+    tb = await testbed.startTestbed();
     dir = await mkdtemp(path.join(tmpdir(), "sinks-test-"));
-    client = testbedRegistryClient(tb);
+    client = testbed.testbedRegistryClient(tb);
     image = await writeDockerSaveTarball(path.join(dir, entry), {
       repoTag: "presto-coordinator:nightly",
       layout: "legacy",
@@ -83,8 +76,8 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
   ): SinkOptions => ({
     logger: silentLogger(),
     registry: client,
-    username: REGISTRY_USER,
-    password: REGISTRY_PASSWORD,
+    username: testbed.REGISTRY_USER,
+    password: testbed.REGISTRY_PASSWORD,
     stateDir,
     progress: (event) => events.push(event),
     ...(env ? { env } : {}),
@@ -92,9 +85,9 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
 
   const targetOf = (repository: string, localRef = "presto-coordinator:nightly"): ImageTarget => ({
     localRef,
-    repository: `${PROJECT_PATH}/${repository}`,
+    repository: `${testbed.PROJECT_PATH}/${repository}`,
     tag: "nightly",
-    remoteRef: `${tb.gitlab.registryHost}/${PROJECT_PATH}/${repository}:nightly`,
+    remoteRef: `${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/${repository}:nightly`,
     siblings: [],
     label: entry,
   });
@@ -136,7 +129,7 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
   }
 
   async function manifestOf(repository: string) {
-    const manifest = await client.getManifest(`${PROJECT_PATH}/${repository}`, "nightly");
+    const manifest = await client.getManifest(`${testbed.PROJECT_PATH}/${repository}`, "nightly");
     const parsed = JSON.parse(manifest?.bytes.toString() ?? "{}") as {
       config?: { digest: string };
       layers?: unknown[];
@@ -161,7 +154,7 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
       expect(ready.info.configDigest, source).toBe(image.configDigest);
       // Nothing is published before publish(): the blobs are in, the tag is not.
       expect(
-        await client.manifestDigest(`${PROJECT_PATH}/${repository}`, "nightly"),
+        await client.manifestDigest(`${testbed.PROJECT_PATH}/${repository}`, "nightly"),
         source,
       ).toBeUndefined();
       const pushed = await ready.publish();
@@ -176,7 +169,7 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
       });
       digests.add(pushed.digest);
       // One push bar per image, opened and closed.
-      const task = `push ${PROJECT_PATH}/${repository}:nightly`;
+      const task = `push ${testbed.PROJECT_PATH}/${repository}:nightly`;
       expect(
         events.filter((e) => e.task === task).map((e) => e.kind),
         source,
@@ -203,7 +196,7 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
         `${entry} does not hold presto-coordinator:other (its RepoTags: presto-coordinator:nightly)`,
       );
       expect(
-        await client.manifestDigest(`${PROJECT_PATH}/${repository}`, "nightly"),
+        await client.manifestDigest(`${testbed.PROJECT_PATH}/${repository}`, "nightly"),
       ).toBeUndefined();
     }
   });
@@ -244,7 +237,7 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
       ).catch((err: unknown) => err);
       expect(refused).toBeInstanceOf(DamagedInputError);
       expect(
-        await client.manifestDigest(`${PROJECT_PATH}/sinks/docker-refused`, "nightly"),
+        await client.manifestDigest(`${testbed.PROJECT_PATH}/sinks/docker-refused`, "nightly"),
       ).toBeUndefined();
     });
   });
