@@ -26,13 +26,7 @@ import {
   registryProjectOption,
   withExamples,
 } from "./options.js";
-import {
-  githubServices,
-  gitlabServices,
-  imagePusher,
-  registryServices,
-  streamEngine,
-} from "./services.js";
+import { githubServices, gitlabServices, imageSink, registryServices } from "./services.js";
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 
@@ -98,13 +92,7 @@ export function registerDaemon(program: Command, run: Runner): void {
       const gitlab = gitlabServices(ctx, raw, registry.project);
       const stateDir = stateDirFor(workspace);
       // The daemon removes what it pushed from the Docker engine, or its disk would fill up.
-      const pusher = imagePusher(ctx, registry, {
-        logger,
-        stateDir,
-        removeAfterPush: true,
-        progress: ctx.progress(logger),
-      });
-      const stream = streamEngine(ctx, registry, {
+      const sink = imageSink(ctx, registry, {
         logger,
         stateDir,
         removeAfterPush: true,
@@ -123,8 +111,7 @@ export function registerDaemon(program: Command, run: Runner): void {
             {
               github,
               gitlab,
-              push: { registryClient: registry.client, pusher },
-              stream,
+              push: { registryClient: registry.client, sink },
               failures: new FailureState(
                 stateDir,
                 {

@@ -1,65 +1,23 @@
 import type { CycleSummary, Published } from "../domain/daemon.js";
-import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { SyncError, describeError, setupFaultOf } from "../errors.js";
-import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
 import { ensureDir } from "../util/files.js";
-import type { FailureState } from "../workspace/failures.js";
 import { computeXref } from "./compare.js";
-import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
-import type { PushServices } from "./push.js";
+import type { SyncContext } from "./context.js";
 import { backingOff, settleBuilt } from "./built.js";
 import type { MissingImage } from "./xref.js";
-import type { StreamEngine } from "./stream-engines.js";
-import { StageError, errorLine, syncOne, type Counters } from "./daemon-image.js";
+import {
+  StageError,
+  errorLine,
+  syncOne,
+  type Counters,
+  type DaemonServices,
+  type DaemonSettings,
+} from "./daemon-image.js";
 import { handledOf, untilNextCycle, type HandledRuns } from "./daemon-poll.js";
 import type { WorkflowRun } from "../github/runs.js";
 
-export interface DaemonSettings {
-  downloadsDir: string;
-  /** The full cycle: GitHub and GitLab listed in full, at least this often. */
-  intervalSeconds: number;
-  /** `--poll-interval`: between full cycles, a conditional look for finished runs; 0 is none. */
-  pollIntervalSeconds: number;
-  once: boolean;
-  skipLogin: boolean;
-  forcePush: boolean;
-  retagAsLatest: boolean;
-  registry: string;
-  registryProject: string;
-  username: string;
-  /** The streaming sync (default); false is `--no-stream`: download → prepare → push → clean. */
-  stream: boolean;
-  /** `--platform`: only the builds of this platform. */
-  platform?: string;
-  /** `--multiarch-index`: each build's repositories get their index (see sync/multiarch). */
-  multiarchIndex?: boolean;
-  /** `--retry-now`: the first cycle of this start does not wait out any back-off. */
-  retryNow?: boolean;
-}
-
-export interface DaemonServices {
-  github: GithubServices;
-  gitlab: GitlabServices;
-  push: Omit<PushServices, "gitlab">;
-  /** The engine as the streaming sync drives it. */
-  stream: StreamEngine;
-  failures: FailureState;
-  /** Builds whose indexes were found whole since the start (see BuiltServices). */
-  indexesWhole?: Set<string>;
-  /** The step lines of one image tag, through that image's logger. */
-  steps: (logger: Logger) => StepReporter;
-  /** Where the transfers of one image tag report how they move. */
-  progress: (logger: Logger) => ProgressListener;
-  /** Told of artifact bytes as a download fetches them (the metrics), before its cycle ends. */
-  onDownloaded?: (bytes: number) => void;
-  /** Told of each finished cycle (the health endpoint and metrics). */
-  onCycle?: (summary: CycleSummary) => void;
-  /** Told of each image tag published, with its lag behind its run's completion. */
-  onPublished?: (published: Published) => void;
-  /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
-  recordCycle?: (summary: CycleSummary) => Promise<void>;
-}
+export type { DaemonServices, DaemonSettings } from "./daemon-image.js";
 
 /** Oldest run first, so builds reach GitLab in the order they were made; ties by tag. */
 function oldestFirst(a: MissingImage, b: MissingImage): number {
@@ -346,7 +304,7 @@ export async function runDaemon(
     const { failedTags: _tags, ...record } = forMonitor;
     ctx.logger.info(
       { summary: record },
-      summaryLine(record, services.push.pusher.name === "registry"),
+      summaryLine(record, services.push.sink.name === "registry"),
     );
     if (ctx.signal.aborted) break;
     if (settings.once) {

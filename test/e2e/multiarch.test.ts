@@ -6,27 +6,20 @@ import Dockerode from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunMetadata } from "../../src/domain/metadata.js";
 import { expectedImages } from "../../src/domain/images.js";
-import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { addArtifactRun, type ArtifactFixture } from "../testbed/artifacts.js";
 import { CuttingProxy, registryErrorBody, type FrontRequest } from "../testbed/cutting-proxy.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
 import { inspectImageTarball } from "../../src/archive/docker-save.js";
-import {
-  PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  REGISTRY_USER,
-  startTestbed,
-  testbedGate,
-  type Testbed,
-} from "../testbed/index.js";
+import * as testbed from "../testbed/index.js";
+import type { Testbed } from "../testbed/index.js";
 import { makeMetadata, type Platform, type WorkerVariant } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { gitlabTags } from "./checks.js";
 import { runBinary, startBinary } from "./run-cli.js";
 
-const gate = testbedGate();
+const gate = testbed.testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
 
 interface Build {
@@ -77,8 +70,8 @@ const runUrl = (b: Build) => `https://github.com/rapidsai/velox-testing/actions/
 /** `docker pull --platform`, and what the engine then has under the name. */
 async function pullAs(docker: Dockerode, reference: string, platform: Platform, registry: string) {
   const authconfig = {
-    username: REGISTRY_USER,
-    password: REGISTRY_PASSWORD,
+    username: testbed.REGISTRY_USER,
+    password: testbed.REGISTRY_PASSWORD,
     serveraddress: registry,
   };
   const stream = await docker.pull(reference, { platform, authconfig });
@@ -141,7 +134,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
     ...tb.registryArgs,
   ];
   const manifest = async (repo: string, reference: string) => {
-    const got = await registry.getManifest(`${PROJECT_PATH}/${repo}`, reference);
+    const got = await registry.getManifest(`${testbed.PROJECT_PATH}/${repo}`, reference);
     return (
       got && { ...got, json: JSON.parse(got.bytes.toString("utf8")) as Record<string, unknown> }
     );
@@ -191,15 +184,9 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
   };
 
   beforeAll(async () => {
-    tb = await startTestbed();
+    tb = await testbed.startTestbed();
     work = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-multiarch-"));
-    registry = new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: tb.gitlab.registryHost,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger: silentLogger(),
-    });
+    registry = testbed.testbedRegistryClient(tb);
     for (const b of [builds.x86, builds.arm]) await add(b);
   });
   afterAll(async () => {
@@ -349,7 +336,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
     const pushed = await pushByHand(late.arm, "registry");
     expect(pushed.stdout).toContain("Writing multi-arch indexes ...");
     expect(pushed.stdout).toContain(
-      `  multi-arch ${tb.gitlab.registryHost}/${PROJECT_PATH}/presto-coordinator:${lateTag}: linux/amd64, linux/arm64\n    index sha256:`,
+      `  multi-arch ${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/presto-coordinator:${lateTag}: linux/amd64, linux/arm64\n    index sha256:`,
     );
     for (const repo of REPOS) {
       const both = await index(repo, lateTag);
@@ -426,7 +413,9 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       expect((await daemon("linux/amd64")).code).toBe(0);
       // The arm daemon goes through a front that holds its first index write: it is killed
       // there, its images pushed and the index still x86 alone.
-      const indexWrite = new RegExp(`^/v2/${PROJECT_PATH}/presto-[a-z-]+/manifests/${tag}$`);
+      const indexWrite = new RegExp(
+        `^/v2/${testbed.PROJECT_PATH}/presto-[a-z-]+/manifests/${tag}$`,
+      );
       let reached: () => void = () => undefined;
       const held = new Promise<void>((resolve) => (reached = resolve));
       front.hold({
@@ -485,7 +474,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       // The first index write (whichever daemon's) waits at the front until the other daemon's
       // write of the same index arrives; the other goes through, and the first is answered as
       // Distribution answers a write whose child it read while the other writer rewrote it.
-      const path = `/v2/${PROJECT_PATH}/presto-coordinator/manifests/${tag}`;
+      const path = `/v2/${testbed.PROJECT_PATH}/presto-coordinator/manifests/${tag}`;
       const isWrite = (r: FrontRequest) => r.method === "PUT" && r.path === path;
       let first: FrontRequest | undefined;
       let second: () => void = () => undefined;
@@ -564,7 +553,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       const docker = new Dockerode({ socketPath: dockerd.socket });
       for (const b of [builds.arm, builds.x86]) {
         for (const repo of REPOS) {
-          const reference = `${tb.gitlab.registryHost}/${PROJECT_PATH}/${repo}:${TAG}`;
+          const reference = `${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/${repo}:${TAG}`;
           const pulled = await pullAs(docker, reference, b.platform, tb.gitlab.registryHost);
           expect(pulled.Id).toBe(await configOf(b, repo));
           expect(`${pulled.Os}/${pulled.Architecture}`).toBe(b.platform);
@@ -592,7 +581,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
         runUrl(pair.x86),
       );
       const docker = new Dockerode({ socketPath: dockerd.socket });
-      const reference = `${tb.gitlab.registryHost}/${PROJECT_PATH}/presto-coordinator:${tagOf(pair.x86)}`;
+      const reference = `${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/presto-coordinator:${tagOf(pair.x86)}`;
       for (const b of [pair.arm, pair.x86]) {
         const pulled = await pullAs(docker, reference, b.platform, tb.gitlab.registryHost);
         expect(pulled.Id).toBe(await configOf(b, "presto-coordinator"));
