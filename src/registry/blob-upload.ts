@@ -68,8 +68,10 @@ class UploadLostError extends RegistryError {
     super(message, { hint: "rerun; the blob is uploaded again from its start", status });
   }
 
+  /** At once: nothing is wrong with the link, and the registry did not ask for a pause. */
   startAgain(): RegistryError {
-    return new RegistryError(this.message, { hint: this.hint, cause: this, retryable: true });
+    const { hint } = this;
+    return new RegistryError(this.message, { hint, cause: this, retryable: true, retryAfterMs: 0 });
   }
 }
 
@@ -235,6 +237,7 @@ export class BlobUploader {
           body: () => bytes,
           attempts: 1,
         });
+        if (res.status === 404 || res.status === 416) throw await this.refused(res, session);
         await this.transport.expectStatus(res, [202], operation, session.repository);
         await discardBody(res);
         session.location = this.locationOf(res, operation);
@@ -257,6 +260,19 @@ export class BlobUploader {
           ),
       },
     );
+  }
+
+  /**
+   * A chunk the registry would not take. 404: the upload is gone, and the bytes before this
+   * chunk are no longer in memory, so the blob starts over. 416: the registry disputes the
+   * offset; the next attempt, at once, reads where it stands and goes on from there.
+   */
+  private async refused(res: Response, session: UploadSession): Promise<RegistryError> {
+    await discardBody(res);
+    const what = `registry ${this.transport.registry} answered ${res.status} to the chunk at byte ${session.offset} of an upload to ${session.repository}`;
+    if (res.status === 404) return new UploadLostError(`${what} (the upload is gone)`, 404);
+    const hint = "the registry disputes the upload's offset; rerun to resume";
+    return new RegistryError(what, { hint, status: 416, retryable: true, retryAfterMs: 0 });
   }
 
   /**

@@ -1,14 +1,26 @@
 /**
  * The registry behind a front that behaves as real ones do (issue 21): upload addresses handed
  * out on another origin (a CDN, a second front), which must never see the registry's
- * credentials. Library-level, against the real registry of the testbed.
+ * credentials; upload chunks answered 404 (the session gone) or 416 (the offset disputed).
+ * Library-level, against the real registry of the testbed.
  */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/report/logger.js";
 import { RegistryClient, sha256Digest } from "../../src/registry/client.js";
+import { LayerCache } from "../../src/registry/layer-cache.js";
+import { pushTarball } from "../../src/registry/push.js";
 import { RegistryError } from "../../src/registry/registry-error.js";
-import { CdnServer, CuttingProxy } from "../testbed/cutting-proxy.js";
+import {
+  CdnServer,
+  CuttingProxy,
+  registryErrorBody,
+  type FrontRequest,
+} from "../testbed/cutting-proxy.js";
+import { writeDockerSaveTarball } from "../testbed/image-fixtures.js";
 import {
   PROJECT_PATH,
   REGISTRY_PASSWORD,
@@ -27,13 +39,33 @@ function repositoryOf(path: string): string {
   return /^\/v2\/(.+)\/blobs\//.exec(path)?.[1] ?? "";
 }
 
+/** The `n`th chunk (from 1) of an upload to `repository`, by its `Content-Range` start. */
+function nthPatch(repository: string, n: number, chunk: number) {
+  return (r: FrontRequest) =>
+    r.method === "PATCH" &&
+    r.path.startsWith(`/v2/${repository}/blobs/uploads/`) &&
+    r.headers["content-range"] === `${(n - 1) * chunk}-${n * chunk - 1}`;
+}
+
 describe.skipIf(gate.skip)(`a registry front on the real registry ${gate.reason}`, () => {
   let tb: Testbed;
   let front: CuttingProxy;
   let cdn: CdnServer;
+  let dir: string;
+
+  const frontClient = (logger = createLogger({ level: "silent" })) =>
+    new RegistryClient({
+      fetch: globalThis.fetch,
+      registry: front.host,
+      username: REGISTRY_USER,
+      password: REGISTRY_PASSWORD,
+      logger,
+      retry: FAST_RETRY,
+    });
 
   beforeAll(async () => {
     tb = await startTestbed();
+    dir = await mkdtemp(path.join(tmpdir(), "registry-front-test-"));
     const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
     const target = { host, port: Number(port) };
     front = new CuttingProxy(target);
@@ -52,6 +84,7 @@ describe.skipIf(gate.skip)(`a registry front on the real registry ${gate.reason}
     await cdn?.stop();
     await front?.stop();
     await tb?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it("sends an upload whose Location names another origin there without the registry's credentials", async () => {
@@ -88,6 +121,72 @@ describe.skipIf(gate.skip)(`a registry front on the real registry ${gate.reason}
     } finally {
       front.moveLocationsTo(undefined);
     }
+  });
+
+  it("goes on after a chunk answered 416, from the offset the upload's address gives", async () => {
+    const repository = `${PROJECT_PATH}/x86/presto-416`;
+    const chunk = 64 << 10;
+    const blob = Buffer.alloc(5 * chunk + 1000, 3);
+    front.intercept({
+      match: nthPatch(repository, 3, chunk),
+      answer: {
+        status: 416,
+        body: registryErrorBody("BLOB_UPLOAD_INVALID", "blob upload invalid", "bad range"),
+      },
+    });
+    const mark = tb.gitlab.registry.accessLog().length;
+    front.resetCounts();
+    const streamed = await frontClient().uploadBlobStream(repository, Readable.from([blob]), {
+      chunkSize: chunk,
+    });
+    expect(streamed.digest).toBe(sha256Digest(blob));
+    expect(front.intercepted.filter((r) => r.method === "PATCH")).toHaveLength(1);
+    const log = tb.gitlab.registry.accessLog().slice(mark);
+    // One session throughout: its offset was asked for (GET → 204), and only the refused chunk
+    // went again.
+    expect(log.filter((e) => e.method === "POST")).toHaveLength(1);
+    expect(log.filter((e) => e.method === "GET" && e.status === 204)).toHaveLength(1);
+    expect(front.bodyBytes).toBe(blob.length + chunk);
+    expect(await frontClient().blobSize(repository, streamed.digest)).toBe(blob.length);
+  });
+
+  it("starts a layer again at once when a chunk is answered 404 (the upload gone), and publishes the image", async () => {
+    const repository = `${PROJECT_PATH}/x86/presto-404`;
+    const chunk = 256 << 10;
+    const image = await writeDockerSaveTarball(path.join(dir, "lost.tar.gz"), {
+      repoTag: "lost:nightly",
+      layout: "legacy",
+      gzip: true,
+      layers: [{ sizeBytes: 1 << 20, seed: 21 }],
+    });
+    front.intercept({
+      match: nthPatch(repository, 2, chunk),
+      answer: {
+        status: 404,
+        body: registryErrorBody("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"),
+      },
+    });
+    const mark = tb.gitlab.registry.accessLog().length;
+    const pushed = await pushTarball({
+      client: frontClient(),
+      tarball: image.file,
+      repository,
+      tag: "v1",
+      cache: LayerCache.inMemory(),
+      logger: createLogger({ level: "silent" }),
+      chunkSize: chunk,
+    });
+    expect(
+      front.intercepted.filter((r) => r.method === "PATCH" && r.path.includes(repository)),
+    ).toHaveLength(1);
+    const uploads = tb.gitlab.registry
+      .accessLog()
+      .slice(mark)
+      .filter((e) => e.method === "POST" && e.path.startsWith(`/v2/${repository}/blobs/uploads/`));
+    // The layer's upload twice (the lost one, then the new one), the config's once.
+    expect(uploads).toHaveLength(3);
+    const manifest = await frontClient().getManifest(repository, "v1");
+    expect(manifest?.digest).toBe(pushed.manifestDigest);
   });
 });
 
