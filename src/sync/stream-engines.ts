@@ -9,7 +9,7 @@
  */
 import path from "node:path";
 import { PassThrough, type Writable } from "node:stream";
-import { assertRepoTag, type ImageTarballInfo } from "../archive/docker-save.js";
+import { assertPlatform, assertRepoTag, type ImageTarballInfo } from "../archive/docker-save.js";
 import { createImageStream } from "../archive/image-stream.js";
 import { taskProgress } from "../docker/progress.js";
 import { progressTask } from "../domain/events.js";
@@ -38,6 +38,8 @@ export interface StreamItem {
   siblings: string[];
   /** Provenance for the manifest (registry engine; the Docker engine writes its own manifest). */
   annotations?: Record<string, string> | undefined;
+  /** The build's target platform, which the image's config must match. */
+  platform?: string | undefined;
 }
 
 export interface PublishableImage {
@@ -98,6 +100,7 @@ function registryStream(options: PusherOptions): StreamEngine {
             async ready(source) {
               const saved = await stream.result;
               assertRepoTag(saved.info, item.localRef, item.entry);
+              assertPlatform(saved.info, item.platform, item.entry);
               const image = await push.complete(saved, source);
               return {
                 info: saved.info,
@@ -155,6 +158,7 @@ function dockerStream(options: PusherOptions): StreamEngine {
             async ready() {
               const saved = await check.result;
               assertRepoTag(saved.info, item.localRef, item.entry);
+              assertPlatform(saved.info, item.platform, item.entry);
               const source = side.loadedSource(await load, item.localRef, item.entry);
               return {
                 info: saved.info,

@@ -38,6 +38,7 @@ export function planItems(
       remoteRef: `${request.registry}/${repository}:${tag}`,
       siblings: [] as string[],
       annotations: provenance(image.gitlabTag),
+      platform: image.platform,
     };
   });
   for (const item of items) {

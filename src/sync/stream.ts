@@ -39,6 +39,7 @@ import { open, rm, stat } from "node:fs/promises";
 import { openEntry, readZipStream, type StreamedEntry } from "../archive/zip-stream.js";
 import { GrowingFile } from "../archive/growing-file.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
+import { platformOddity } from "../domain/platform.js";
 import { DamagedInputError, describeError, interrupted } from "../errors.js";
 import type { RegistryClient } from "../registry/client.js";
 import { formatMiB } from "../util/bytes.js";
@@ -151,6 +152,8 @@ export async function syncImageTag(
   steps.step(4, TOTAL, "Gathering GitLab registry state ...");
   const state = await gitlabState(services.gitlab);
   steps.step(5, TOTAL, "Building push plan ...");
+  const odd = platformOddity(located.metadata["Target platform"]);
+  if (odd) steps.warn(odd);
   const planned = planItems(request, located).map((item) => ({
     ...item,
     status: statusOf(item.gitlabTag, state),
