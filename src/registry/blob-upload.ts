@@ -4,6 +4,7 @@ import { discardBody } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
 import { MiB } from "../util/bytes.js";
 import { pushScope } from "./auth.js";
+import { chunkBody, heldBy } from "./chunk-body.js";
 import { shortDigest } from "./media-types.js";
 import { RegistryError, isTransient } from "./registry-error.js";
 import { retryTransient, type Call, type RegistryTransport } from "./transport.js";
@@ -19,6 +20,8 @@ import { retryTransient, type Call, type RegistryTransport } from "./transport.j
  * compression regenerates the same bytes, the first N are hashed but not sent. Where the
  * registry has lost the upload (Distribution discards one whose `PATCH` reached it only in
  * part, as happens with nothing buffering in front of it), the blob starts again from byte 0.
+ * A stop never does that: it ends the chunk in flight early and whole (chunk-body.ts), and the
+ * upload is left for the next push to take up.
  *
  * Chunk size: a cut re-sends up to one chunk, and each chunk is one round trip. Layers pick
  * theirs by size (layer-upload.ts: a 64th of the layer, 4–16 MiB); 4 MiB is what a blob of
@@ -196,6 +199,7 @@ export class BlobUploader {
       next = iterator.next();
       next.catch(() => undefined);
       await this.patch(session, result.value, operation, options.signal);
+      options.signal?.throwIfAborted();
     }
     if (size < skip) {
       throw new UploadLostError(
@@ -226,22 +230,27 @@ export class BlobUploader {
           if (held === end) return;
         }
         const from = session.offset - piece.start;
-        const bytes = piece.bytes.subarray(from);
-        const res = await this.onSession(session, operation, signal, {
-          method: "PATCH",
-          headers: {
-            "content-type": "application/octet-stream",
-            "content-range": `${session.offset}-${end - 1}`,
-            "content-length": String(bytes.length),
-          },
-          body: () => bytes,
-          attempts: 1,
-        });
-        if (res.status === 404 || res.status === 416) throw await this.refused(res, session);
-        await this.transport.expectStatus(res, [202], operation, session.repository);
-        await discardBody(res);
-        session.location = this.locationOf(res, operation);
-        session.offset = end;
+        // A stop ends the body early rather than cutting it (chunk-body.ts): the upload stays.
+        const chunk = chunkBody(piece.bytes.subarray(from), signal);
+        try {
+          const res = await this.onSession(session, operation, chunk.signal, {
+            method: "PATCH",
+            headers: {
+              "content-type": "application/octet-stream",
+              "content-range": `${session.offset}-${end - 1}`,
+            },
+            body: chunk.body,
+            attempts: 1,
+          });
+          if (res.status === 404 || res.status === 416) throw await this.refused(res, session);
+          await this.transport.expectStatus(res, [202], operation, session.repository);
+          await discardBody(res);
+          session.location = this.locationOf(res, operation);
+          // Ended early: what the registry holds is in the new address; the next push asks.
+          session.offset = chunk.cut ? (heldBy(res) ?? session.offset) : end;
+        } finally {
+          chunk.dispose();
+        }
       },
       {
         policy: this.transport.retryPolicy,
@@ -286,8 +295,8 @@ export class BlobUploader {
   ): Promise<number> {
     const res = await this.onSession(session, operation, signal, { method: "GET", attempts: 1 });
     await discardBody(res);
-    const range = /^(?:bytes=)?0-(\d+)$/.exec(res.headers.get("range")?.trim() ?? "");
-    if (res.status !== 204 || !range) {
+    const held = heldBy(res);
+    if (res.status !== 204 || held === undefined) {
       throw new UploadLostError(
         `registry ${this.transport.registry} lost the upload to ${session.repository} (${res.status}) while ${operation}`,
         res.status,
@@ -295,10 +304,7 @@ export class BlobUploader {
     }
     const location = res.headers.get("location");
     if (location) session.location = this.transport.url(location);
-    // Distribution answers `0-0` both for nothing yet and for one byte. Only whole chunks
-    // ever reach it (a chunk that arrived in part loses the upload), so `0-0` means nothing.
-    const last = Number(range[1]);
-    return last === 0 ? 0 : last + 1;
+    return held;
   }
 
   /** An earlier attempt's upload, if the registry still has it; `undefined` means start afresh. */
