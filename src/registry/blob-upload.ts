@@ -4,7 +4,7 @@ import { discardBody } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
 import { MiB } from "../util/bytes.js";
 import { pushScope } from "./auth.js";
-import { chunkBody, heldBy } from "./chunk-body.js";
+import { Link, chunkBody, heldBy } from "./chunk-body.js";
 import { shortDigest } from "./media-types.js";
 import { RegistryError, isTransient } from "./registry-error.js";
 import { retryTransient, type Call, type RegistryTransport } from "./transport.js";
@@ -20,8 +20,7 @@ import { retryTransient, type Call, type RegistryTransport } from "./transport.j
  * compression regenerates the same bytes, the first N are hashed but not sent. Where the
  * registry has lost the upload (Distribution discards one whose `PATCH` reached it only in
  * part, as happens with nothing buffering in front of it), the blob starts again from byte 0.
- * A stop never does that: it ends the chunk in flight early and whole (chunk-body.ts), and the
- * upload is left for the next push to take up.
+ * A stop never cuts one: it ends the chunk in flight early and whole (chunk-body.ts).
  *
  * Chunk size: a cut re-sends up to one chunk, and each chunk is one round trip. Layers pick
  * theirs by size (layer-upload.ts: a 64th of the layer, 4–16 MiB); 4 MiB is what a blob of
@@ -85,6 +84,9 @@ interface Piece {
 }
 
 export class BlobUploader {
+  /** The link's rate, which a stop's wait for the chunks on their way is measured by. */
+  private readonly link = new Link();
+
   constructor(
     private readonly transport: RegistryTransport,
     private readonly logger: Logger,
@@ -230,8 +232,7 @@ export class BlobUploader {
           if (held === end) return;
         }
         const from = session.offset - piece.start;
-        // A stop ends the body early rather than cutting it (chunk-body.ts): the upload stays.
-        const chunk = chunkBody(piece.bytes.subarray(from), signal);
+        const chunk = chunkBody(piece.bytes.subarray(from), signal, this.link, this.logger);
         try {
           const res = await this.onSession(session, operation, chunk.signal, {
             method: "PATCH",
@@ -248,6 +249,7 @@ export class BlobUploader {
           session.location = this.locationOf(res, operation);
           // Ended early: what the registry holds is in the new address; the next push asks.
           session.offset = chunk.cut ? (heldBy(res) ?? session.offset) : end;
+          chunk.delivered();
         } finally {
           chunk.dispose();
         }

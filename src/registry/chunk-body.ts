@@ -1,4 +1,5 @@
 import { Readable } from "node:stream";
+import type { Logger } from "../report/logger.js";
 
 /**
  * The body of one upload chunk's `PATCH`, made so that a stop (Ctrl-C, SIGTERM) never cuts it
@@ -7,8 +8,13 @@ import { Readable } from "node:stream";
  * push would start the blob again. Instead, once `stop` aborts, the body ends cleanly after the
  * slice on its way (it goes chunked, its length unstated, so a shorter body is a whole request);
  * the registry keeps what arrived and answers with the upload's new address, which the next push
- * takes up. Only a registry that does not answer within {@link ANSWER_GRACE_MS} of the stop has
- * the request cut, so a stop stays prompt.
+ * takes up.
+ *
+ * What was handed to the socket before the stop still has to cross the link: the request is
+ * given the time that takes at the rate earlier chunks went (the {@link Link}), plus
+ * {@link ANSWER_GRACE_MS} for the answer, and is cut only after that — so a registry that does
+ * not answer at all still has the stop end within about a second, and a slow link at most
+ * {@link MAX_DRAIN_MS} later. A second Ctrl-C ends the process at once (cli.ts).
  */
 export interface ChunkBody {
   /** A fresh stream of the chunk's bytes per call (a request sent again re-reads them). */
@@ -17,27 +23,56 @@ export interface ChunkBody {
   signal: AbortSignal;
   /** The body was ended before its last byte: the registry holds less than the chunk. */
   readonly cut: boolean;
+  /** The registry took the request: unless it was cut, its time measures the link. */
+  delivered(): void;
   /** Ends the grace timer; call once the request is over. */
   dispose(): void;
 }
 
+/** The link to one registry, as the chunks sent over it measured it. */
+export class Link {
+  /** Bytes per millisecond of the last whole chunk; undefined before the first. */
+  rate: number | undefined;
+  /** Whether the operator was told that a stop waits for chunks on their way. */
+  told = false;
+}
+
 /** Small enough that a stop ends the body soon; large enough that a slice costs no overhead. */
 const SLICE = 256 << 10;
-/** How long a stopped upload waits for the registry to answer the chunk it ended. */
+/** How long a stopped upload waits for the registry to answer once its bytes should be there. */
 export const ANSWER_GRACE_MS = 1_000;
+/** The longest a stop waits for a chunk's bytes to cross a slow link. */
+export const MAX_DRAIN_MS = 30_000;
 
-export function chunkBody(bytes: Buffer, stop: AbortSignal | undefined): ChunkBody {
+export function chunkBody(
+  bytes: Buffer,
+  stop: AbortSignal | undefined,
+  link: Link,
+  logger: Logger,
+): ChunkBody {
   const request = new AbortController();
+  const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
   let cut = false;
+  let handed = 0;
   const onStop = () => {
-    timer = setTimeout(() => request.abort(stop?.reason), ANSWER_GRACE_MS);
+    // When the bytes already handed over should have crossed, at the rate the link went so far.
+    const due = link.rate ? started + handed / link.rate : Date.now();
+    const drain = Math.min(MAX_DRAIN_MS, Math.max(0, due - Date.now()));
+    if (drain > ANSWER_GRACE_MS && !link.told) {
+      link.told = true;
+      logger.warn(
+        `finishing the upload chunk on its way (about ${Math.ceil(drain / 1000)} s) so that the next run resumes it; interrupt again to stop at once`,
+      );
+    }
+    timer = setTimeout(() => request.abort(stop?.reason), drain + ANSWER_GRACE_MS);
   };
   if (stop?.aborted) onStop();
   else stop?.addEventListener("abort", onStop, { once: true });
   return {
     body() {
       let at = 0;
+      handed = 0;
       // One slice per read: nothing is queued ahead, so a stop ends the body where it stands.
       return new Readable({
         highWaterMark: 0,
@@ -49,6 +84,7 @@ export function chunkBody(bytes: Buffer, stop: AbortSignal | undefined): ChunkBo
           }
           const slice = bytes.subarray(at, at + SLICE);
           at += slice.length;
+          handed = at;
           this.push(slice);
         },
       });
@@ -56,6 +92,10 @@ export function chunkBody(bytes: Buffer, stop: AbortSignal | undefined): ChunkBo
     signal: request.signal,
     get cut() {
       return cut;
+    },
+    delivered() {
+      const ms = Date.now() - started;
+      if (!cut && ms > 0) link.rate = bytes.length / ms;
     },
     dispose() {
       clearTimeout(timer);

@@ -10,7 +10,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/report/logger.js";
-import { RegistryClient, sha256Digest } from "../../src/registry/client.js";
+import { RegistryClient, sha256Digest, type UploadSession } from "../../src/registry/client.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
 import { pushTarball } from "../../src/registry/push.js";
 import { RegistryError } from "../../src/registry/registry-error.js";
@@ -20,7 +20,8 @@ import {
   registryErrorBody,
   type FrontRequest,
 } from "../testbed/cutting-proxy.js";
-import { writeDockerSaveTarball } from "../testbed/image-fixtures.js";
+import { FlakyProxy } from "../testbed/flaky-proxy.js";
+import { pseudoRandom, writeDockerSaveTarball } from "../testbed/image-fixtures.js";
 import {
   PROJECT_PATH,
   REGISTRY_PASSWORD,
@@ -187,6 +188,86 @@ describe.skipIf(gate.skip)(`a registry front on the real registry ${gate.reason}
     expect(uploads).toHaveLength(3);
     const manifest = await frontClient().getManifest(repository, "v1");
     expect(manifest?.digest).toBe(pushed.manifestDigest);
+  });
+});
+
+describe.skipIf(gate.skip)(`an upload stopped mid-chunk on a slow link ${gate.reason}`, () => {
+  let tb: Testbed;
+  let link: FlakyProxy;
+
+  beforeAll(async () => {
+    tb = await startTestbed();
+    const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
+    link = new FlakyProxy({ host, port: Number(port) });
+    await link.start();
+  });
+  afterAll(async () => {
+    await link?.stop();
+    await tb?.stop();
+  });
+
+  it("ends the chunk in flight early and whole: the registry keeps what arrived, and the next upload sends only the rest", async () => {
+    const first = capturingLogger();
+    const client = new RegistryClient({
+      fetch: globalThis.fetch,
+      registry: link.host,
+      username: REGISTRY_USER,
+      password: REGISTRY_PASSWORD,
+      logger: first.logger,
+      retry: FAST_RETRY,
+    });
+    const repository = `${PROJECT_PATH}/x86/presto-stopped`;
+    const chunk = 16 << 20;
+    const blob = Buffer.concat(await pseudoRandom(40 << 20, 5).toArray());
+    // Slow enough that the second chunk is still on its way when the stop comes, and fast
+    // enough that what the sockets buffer of it arrives within the stop's grace.
+    link.throttle(8 << 20);
+    link.resetCounts();
+    const stop = new AbortController();
+    let session: UploadSession | undefined;
+    const watch = setInterval(() => {
+      if (link.bytesUp > chunk + (2 << 20)) stop.abort(new Error("stopped"));
+    }, 5);
+    const stopped = await client
+      .uploadBlobStream(repository, Readable.from([blob]), {
+        chunkSize: chunk,
+        signal: stop.signal,
+        // Kept up to date chunk by chunk, as the layer cache records it.
+        onSession: (s) => (session = s),
+      })
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      )
+      .finally(() => clearInterval(watch));
+    expect(stopped).toBe(stop.signal.reason);
+    expect(session).toBeDefined();
+
+    // The upload is there, holding more than the first chunk and less than two: the second
+    // ended early rather than cut (a cut would have lost the whole upload).
+    link.throttle(Infinity);
+    link.resetCounts();
+    const log = capturingLogger();
+    const resumed = new RegistryClient({
+      fetch: globalThis.fetch,
+      registry: link.host,
+      username: REGISTRY_USER,
+      password: REGISTRY_PASSWORD,
+      logger: log.logger,
+      retry: FAST_RETRY,
+    });
+    const streamed = await resumed.uploadBlobStream(repository, Readable.from([blob]), {
+      chunkSize: chunk,
+      session,
+    });
+    expect(streamed.digest).toBe(sha256Digest(blob));
+    const at = /resuming an upload to \S+ at byte (\d+)/.exec(log.lines.join("\n"))?.[1];
+    const held = Number(at);
+    expect(held).toBeGreaterThan(chunk);
+    expect(held).toBeLessThan(2 * chunk);
+    // Only the rest went again, plus the requests' headers.
+    expect(link.bytesUp).toBeLessThan(blob.length - held + (64 << 10));
+    expect(await resumed.blobSize(repository, streamed.digest)).toBe(blob.length);
   });
 });
 
