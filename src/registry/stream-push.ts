@@ -231,6 +231,11 @@ export class ImagePush {
     };
   }
 
+  /** Once this image's uploads are over: a stopped one ends its chunk whole (chunk-body.ts). */
+  settled(): Promise<unknown> {
+    return Promise.allSettled(this.uploads.values());
+  }
+
   /** An upload an earlier run of this sync left (a stop, a restart), kept in the layer cache. */
   private resumable(key: string): UploadSession | undefined {
     const { cache, client } = this.bundle.options;

@@ -117,8 +117,9 @@ function registryStream(options: PusherOptions): StreamEngine {
                 },
               };
             },
-            // Blobs publish nothing, and a later push may use them: nothing to take back.
-            discard: () => Promise.resolve(),
+            // Blobs publish nothing, and a later push may use them: nothing to take back. Its
+            // uploads are waited for, so that a stopped one is left for the next run to take up.
+            discard: () => push.settled().then(() => undefined),
           };
         },
       };

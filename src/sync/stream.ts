@@ -272,6 +272,8 @@ async function streamArtifact(
   } catch (err) {
     stop.abort(err);
     await download.catch(() => undefined);
+    // Each image's work ends first: a stopped upload finishes its chunk in flight whole.
+    for (const entry of runs.values()) await entry.ready?.catch(() => undefined);
     for (const entry of runs.values()) await entry.image.discard();
     if (ctx.signal.aborted) {
       throw interrupted(

@@ -1,6 +1,15 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { expect } from "vitest";
+import type { RegistryClient } from "../../src/registry/client.js";
+import type { FlakyProxy } from "../testbed/flaky-proxy.js";
 import type { Testbed } from "../testbed/index.js";
-import { plainStderrLines, runBinary, type CliResult } from "./run-cli.js";
+import {
+  plainStderrLines,
+  runBinary,
+  startBinary,
+  type CliResult,
+  type RunOptions,
+} from "./run-cli.js";
 
 /** One clear line on stderr, no stack trace: what every failure must look like to an operator. */
 export function expectOneLineError(result: CliResult, pattern: RegExp, code = 1): void {
@@ -21,4 +30,59 @@ export async function gitlabTags(tb: Testbed): Promise<Set<string>> {
     repositories: Array<{ name: string; tags: Array<{ name: string }> }>;
   };
   return new Set(json.repositories.flatMap((r) => r.tags.map((t) => `${r.name}:${t.name}`)));
+}
+
+/**
+ * What a person does to a registry-engine `push` or `sync` (`args`, whose `--registry` is
+ * `link`): Ctrl-C once two upload chunks are in the registry, with the link slowed down so that
+ * another chunk is on its way then, and the same command again at full speed. The link buffers
+ * nothing, so a chunk cut on the way reaches the registry cut, as with a registry reached
+ * directly. Returns the bytes each run sent over the link, and the rerun's result.
+ */
+export async function stopMidUploadAndRerun(
+  tb: Testbed,
+  link: FlakyProxy,
+  args: string[],
+  options: RunOptions,
+): Promise<{ sentBefore: number; sentByRerun: number; rerun: CliResult }> {
+  link.throttle(6 << 20);
+  link.resetCounts();
+  const mark = tb.gitlab.registry.accessLog().length;
+  const first = startBinary(args, options);
+  const chunksIn = () =>
+    tb.gitlab.registry
+      .accessLog()
+      .slice(mark)
+      .filter((e) => e.method === "PATCH" && e.status === 202).length;
+  for (const deadline = Date.now() + 60_000; chunksIn() < 2; await sleep(20)) {
+    if (Date.now() > deadline) throw new Error(`no chunk went up: ${first.output().stderr}`);
+  }
+  first.child.kill("SIGINT");
+  const stopped = await first.result;
+  expect(stopped.code, stopped.stderr).toBe(130);
+  expect(stopped.stderr).toContain("Interrupted by SIGINT");
+  const sentBefore = link.bytesUp;
+  link.throttle(Infinity);
+  link.resetCounts();
+  const rerun = await runBinary(args, options);
+  expect(rerun.code, rerun.stderr).toBe(0);
+  return { sentBefore, sentByRerun: link.bytesUp, rerun };
+}
+
+/** Bytes of the blobs (configs and layers) of the images `repositories:tag`, each blob once. */
+export async function blobBytes(
+  registry: RegistryClient,
+  repositories: string[],
+  tag: string,
+): Promise<number> {
+  const blobs = new Map<string, number>();
+  for (const repository of repositories) {
+    const manifest = await registry.getManifest(repository, tag);
+    const parsed = JSON.parse(manifest?.bytes.toString() ?? "{}") as {
+      config: { digest: string; size: number };
+      layers: Array<{ digest: string; size: number }>;
+    };
+    for (const blob of [parsed.config, ...parsed.layers]) blobs.set(blob.digest, blob.size);
+  }
+  return [...blobs.values()].reduce((sum, size) => sum + size, 0);
 }

@@ -26,7 +26,7 @@ import type { AccessLogEntry } from "../testbed/registry.js";
 import { makeMetadata } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { runBinary, startBinary } from "./run-cli.js";
-import { expectOneLineError, gitlabTags } from "./checks.js";
+import { blobBytes, expectOneLineError, gitlabTags, stopMidUploadAndRerun } from "./checks.js";
 
 const gate = testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
@@ -376,53 +376,20 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     const c = cases.interrupted;
     await ready(c);
     const [host, port] = tb.gitlab.registryHost.split(":");
-    // Nothing buffers in between: a chunk cut on the way reaches the registry cut, as with a
-    // registry reached directly. Slowed down, so that a chunk is on its way when Ctrl-C comes.
-    const proxy = new FlakyProxy({ host: host ?? "127.0.0.1", port: Number(port) });
-    await proxy.start();
+    const link = new FlakyProxy({ host: host ?? "127.0.0.1", port: Number(port) });
+    await link.start();
     try {
-      const viaProxy = ["--engine", "registry", "--registry", proxy.host];
-      proxy.throttle(6 << 20);
-      proxy.resetCounts();
-      const mark = accessLog().length;
-      const first = startBinary([...pushArgs(c, viaProxy), "--log-format", "json"], {
-        env: { ...tb.env, HOME: home, DOCKER_HOST: undefined },
-        cwd: work,
-        timeoutMs: 120_000,
-      });
-      const chunksIn = () =>
-        accessLog()
-          .slice(mark)
-          .filter((e) => e.method === "PATCH" && e.status === 202).length;
-      for (const deadline = Date.now() + 60_000; chunksIn() < 2;) {
-        if (Date.now() > deadline) throw new Error(`no chunk went up: ${first.output().stderr}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      first.child.kill("SIGINT");
-      const stopped = await first.result;
-      expect(stopped.code, stopped.stderr).toBe(130);
-      expect(stopped.stderr).toContain("Interrupted by SIGINT");
-      const sentBefore = proxy.bytesUp;
-
-      proxy.throttle(Infinity);
-      proxy.resetCounts();
-      const rerun = await push(c, viaProxy);
-      expect(rerun.code, rerun.stderr).toBe(0);
+      const args = pushArgs(c, ["--engine", "registry", "--registry", link.host]);
+      const { sentBefore, sentByRerun, rerun } = await stopMidUploadAndRerun(
+        tb,
+        link,
+        [...args, "--log-format", "json"],
+        { env: { ...tb.env, HOME: home, DOCKER_HOST: undefined }, cwd: work, timeoutMs: 120_000 },
+      );
       expect(rerun.stderr).toContain("resuming an upload");
       expect(rerun.stderr).not.toContain("the registry lost the upload");
-      const sentByRerun = proxy.bytesUp;
-
-      // What the images take in the registry: every blob once (the shared base is mounted).
-      const blobs = new Map<string, number>();
-      for (const repo of REPOS) {
-        const manifest = await registry.getManifest(`${PROJECT_PATH}/x86/${repo}`, gitlabTagOf(c));
-        const parsed = JSON.parse(manifest?.bytes.toString() ?? "{}") as {
-          config: { digest: string; size: number };
-          layers: Array<{ digest: string; size: number }>;
-        };
-        for (const blob of [parsed.config, ...parsed.layers]) blobs.set(blob.digest, blob.size);
-      }
-      const total = [...blobs.values()].reduce((sum, size) => sum + size, 0);
+      const repositories = REPOS.map((repo) => `${PROJECT_PATH}/x86/${repo}`);
+      const total = await blobBytes(registry, repositories, gitlabTagOf(c));
       console.log(
         `push stopped by SIGINT: ${sentBefore} bytes sent before, ${sentByRerun} by the rerun, ${total} bytes of blobs in all`,
       );
@@ -430,7 +397,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       expect(sentByRerun).toBeLessThan(total - (4 << 20));
       expect(sentBefore + sentByRerun).toBeLessThan(total + (1 << 20));
     } finally {
-      await proxy.stop();
+      await link.stop();
     }
   });
 

@@ -35,7 +35,8 @@ import {
 import type { AccessLogEntry } from "../testbed/registry.js";
 import { makeMetadata } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
-import { expectOneLineError, gitlabTags } from "./checks.js";
+import { blobBytes, expectOneLineError, gitlabTags, stopMidUploadAndRerun } from "./checks.js";
+import { FlakyProxy } from "../testbed/flaky-proxy.js";
 import { runBinary, startBinary } from "./run-cli.js";
 
 const gate = testbedGate();
@@ -69,6 +70,7 @@ const cases = {
   docker: { id: 5105, fixture: { ociRepos: ["presto-coordinator"] } },
   noStream: { id: 5106 },
   index: { id: 5107 },
+  uploadStopped: { id: 5108, fixture: { layerBytes: 24 << 20 } },
 } satisfies Record<string, Case>;
 
 function metadataOf(c: Case): RunMetadata {
@@ -328,6 +330,33 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
     await expectPublished(c, ["presto-coordinator", "presto-native-worker-cpu"]);
     expect(await gitlabTags(tb)).not.toContain(`x86/presto-native-worker-gpu:${gitlabTagOf(c)}`);
     expect(manifestPuts(accessLog().slice(mark), "presto-native-worker-gpu")).toEqual([]);
+  });
+
+  it("SIGINT while a layer goes up keeps its upload; the next sync resumes it and sends only the rest", async () => {
+    const c = cases.uploadStopped;
+    const [host, port] = tb.gitlab.registryHost.split(":");
+    const link = new FlakyProxy({ host: host ?? "127.0.0.1", port: Number(port) });
+    await link.start();
+    try {
+      const args = syncArgs(c, ["--engine", "registry", "--registry", link.host]);
+      const { sentBefore, sentByRerun, rerun } = await stopMidUploadAndRerun(
+        tb,
+        link,
+        [...args, "--log-format", "json"],
+        { env: { ...tb.env, HOME: home, DOCKER_HOST: undefined }, cwd: work, timeoutMs: 120_000 },
+      );
+      expect(rerun.stderr).toContain("resuming an upload");
+      expect(rerun.stderr).not.toContain("the registry lost the upload");
+      const repositories = REPOS.map((repo) => `${PROJECT_PATH}/x86/${repo}`);
+      const total = await blobBytes(registry, repositories, gitlabTagOf(c));
+      console.log(
+        `sync stopped by SIGINT: ${sentBefore} bytes sent before, ${sentByRerun} by the rerun, ${total} bytes of blobs in all`,
+      );
+      expect(sentByRerun).toBeLessThan(total - (4 << 20));
+      expect(sentBefore + sentByRerun).toBeLessThan(total + (1 << 20));
+    } finally {
+      await link.stop();
+    }
   });
 
   describe.skipIf(dockerGate.skip)(`through a real dockerd ${dockerGate.reason}`, () => {
