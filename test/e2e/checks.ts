@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { expect } from "vitest";
 import type { RegistryClient } from "../../src/registry/client.js";
-import type { FlakyProxy } from "../testbed/flaky-proxy.js";
+import { FlakyProxy } from "../testbed/flaky-proxy.js";
 import type { Testbed } from "../testbed/index.js";
 import {
   plainStderrLines,
@@ -33,44 +33,59 @@ export async function gitlabTags(tb: Testbed): Promise<Set<string>> {
 }
 
 /**
- * What a person does to a registry-engine `push` or `sync` (`args`, whose `--registry` is
- * `link`): Ctrl-C once two upload chunks are in the registry, with the link slowed down so that
- * another chunk is on its way then, and the same command again at full speed. The link buffers
- * nothing, so a chunk cut on the way reaches the registry cut, as with a registry reached
- * directly. Returns the bytes each run sent over the link, and the rerun's result.
+ * What a person does to a registry-engine `push` or `sync` (`command(registry)` its arguments):
+ * Ctrl-C once two upload chunks are in the registry, and the same command again. It goes through
+ * a link that buffers nothing, so that a chunk cut on the way reaches the registry cut, as with
+ * a registry reached directly, slowed down so that another chunk is on its way at the Ctrl-C.
+ * Checks that the rerun took the upload up and that nothing went twice: both runs together sent
+ * the blobs of `repositories:tag` once, plus the requests' headers. Returns what each sent.
  */
-export async function stopMidUploadAndRerun(
+export async function expectResumedAfterStop(
   tb: Testbed,
-  link: FlakyProxy,
-  args: string[],
+  registry: RegistryClient,
+  command: (registry: string) => string[],
   options: RunOptions,
-): Promise<{ sentBefore: number; sentByRerun: number; rerun: CliResult }> {
-  link.throttle(6 << 20);
-  link.resetCounts();
-  const mark = tb.gitlab.registry.accessLog().length;
-  const first = startBinary(args, options);
-  const chunksIn = () =>
-    tb.gitlab.registry
-      .accessLog()
-      .slice(mark)
-      .filter((e) => e.method === "PATCH" && e.status === 202).length;
-  for (const deadline = Date.now() + 60_000; chunksIn() < 2; await sleep(20)) {
-    if (Date.now() > deadline) throw new Error(`no chunk went up: ${first.output().stderr}`);
+  images: { repositories: string[]; tag: string },
+): Promise<{ sentBefore: number; sentByRerun: number; total: number }> {
+  const [host, port] = tb.gitlab.registryHost.split(":");
+  const link = new FlakyProxy({ host: host ?? "127.0.0.1", port: Number(port) });
+  await link.start();
+  try {
+    const args = [...command(link.host), "--log-format", "json"];
+    link.throttle(6 << 20);
+    const mark = tb.gitlab.registry.accessLog().length;
+    const first = startBinary(args, options);
+    const chunksIn = () =>
+      tb.gitlab.registry
+        .accessLog()
+        .slice(mark)
+        .filter((e) => e.method === "PATCH" && e.status === 202).length;
+    for (const deadline = Date.now() + 60_000; chunksIn() < 2; await sleep(20)) {
+      if (Date.now() > deadline) throw new Error(`no chunk went up: ${first.output().stderr}`);
+    }
+    first.child.kill("SIGINT");
+    const stopped = await first.result;
+    expect(stopped.code, stopped.stderr).toBe(130);
+    expect(stopped.stderr).toContain("Interrupted by SIGINT");
+    const sentBefore = link.bytesUp;
+    link.throttle(Infinity);
+    link.resetCounts();
+    const rerun = await runBinary(args, options);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(rerun.stderr).toContain("resuming an upload");
+    expect(rerun.stderr).not.toContain("the registry lost the upload");
+    const sentByRerun = link.bytesUp;
+    const total = await blobBytes(registry, images.repositories, images.tag);
+    expect(sentByRerun).toBeLessThan(total - (4 << 20));
+    expect(sentBefore + sentByRerun).toBeLessThan(total + (1 << 20));
+    return { sentBefore, sentByRerun, total };
+  } finally {
+    await link.stop();
   }
-  first.child.kill("SIGINT");
-  const stopped = await first.result;
-  expect(stopped.code, stopped.stderr).toBe(130);
-  expect(stopped.stderr).toContain("Interrupted by SIGINT");
-  const sentBefore = link.bytesUp;
-  link.throttle(Infinity);
-  link.resetCounts();
-  const rerun = await runBinary(args, options);
-  expect(rerun.code, rerun.stderr).toBe(0);
-  return { sentBefore, sentByRerun: link.bytesUp, rerun };
 }
 
 /** Bytes of the blobs (configs and layers) of the images `repositories:tag`, each blob once. */
-export async function blobBytes(
+async function blobBytes(
   registry: RegistryClient,
   repositories: string[],
   tag: string,
