@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { describeError } from "../errors.js";
-import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
+import { DEFAULT_INTERVAL_SECONDS, DEFAULT_POLL_INTERVAL_SECONDS } from "../config/defaults.js";
 import {
   daemonOptionsSchema,
   envFlag,
@@ -40,9 +40,18 @@ export function registerDaemon(program: Command, run: Runner): void {
   const cmd = program
     .command("daemon")
     .description(
-      "Every --interval seconds: xref, then sync each missing image tag (streaming; --no-stream: download, prepare, push, clean)",
+      "Every --interval seconds, and as soon as a run finishes (a free look every --poll-interval): xref, then sync each missing image tag (streaming; --no-stream: download, prepare, push, clean)",
     )
-    .option("--interval <seconds>", "seconds between cycles", String(DEFAULT_INTERVAL_SECONDS))
+    .option(
+      "--interval <seconds>",
+      "seconds between full cycles (GitHub and GitLab listed in full)",
+      String(DEFAULT_INTERVAL_SECONDS),
+    )
+    .option(
+      "--poll-interval <seconds>",
+      "seconds between looks for finished runs (conditional requests: free while nothing changed; 0: none)",
+      String(DEFAULT_POLL_INTERVAL_SECONDS),
+    )
     .option("--once", "run one cycle and exit (non-zero when an image failed)", false)
     .option("--skip-login", "do not check the registry credentials first", false)
     .option("--force-push", "push tags that GitLab already has", false)
@@ -112,6 +121,7 @@ export function registerDaemon(program: Command, run: Runner): void {
         progress: ctx.progress(logger),
       });
       const health = healthAddress ? new DaemonHealth() : undefined;
+      health?.watchGithub(github.client.tally);
       await withWorkspaceLocks(workspace, "daemon", async () => {
         const server =
           health && healthAddress
@@ -133,9 +143,15 @@ export function registerDaemon(program: Command, run: Runner): void {
                 },
                 logger,
               ),
+              indexesWhole: new Set(),
               steps: logSteps,
               progress: ctx.progress,
-              ...(health ? { onCycle: (summary) => health.record(summary) } : {}),
+              ...(health
+                ? {
+                    onCycle: (summary) => health.record(summary),
+                    onPublished: (published) => health.published(published),
+                  }
+                : {}),
               // A summary that cannot be kept costs a warning, never the daemon.
               recordCycle: (summary) =>
                 writeLastCycle(stateDir, summary).catch((err: unknown) =>
@@ -145,6 +161,7 @@ export function registerDaemon(program: Command, run: Runner): void {
             {
               downloadsDir: workspace.downloadsDir,
               intervalSeconds: timing.interval,
+              pollIntervalSeconds: timing.pollInterval,
               once: raw.once === true,
               skipLogin: raw.skipLogin === true,
               forcePush: raw.forcePush === true,

@@ -1,10 +1,9 @@
-import type { CycleSummary } from "../domain/daemon.js";
+import type { CycleSummary, Published } from "../domain/daemon.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { SyncError, describeError } from "../errors.js";
-import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
-import { ensureDir } from "../util/files.js";
+import { ensureDir, localWriteFailure } from "../util/files.js";
 import type { FailureState } from "../workspace/failures.js";
 import { computeXref } from "./compare.js";
 import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
@@ -13,10 +12,15 @@ import { backingOff, settleBuilt } from "./built.js";
 import type { MissingImage } from "./xref.js";
 import type { StreamEngine } from "./stream-engines.js";
 import { StageError, errorLine, syncOne, type Counters } from "./daemon-image.js";
+import { handledOf, untilNextCycle, type HandledRuns } from "./daemon-poll.js";
+import type { WorkflowRun } from "../github/runs.js";
 
 export interface DaemonSettings {
   downloadsDir: string;
+  /** The full cycle: GitHub and GitLab listed in full, at least this often. */
   intervalSeconds: number;
+  /** `--poll-interval`: between full cycles, a conditional look for finished runs; 0 is none. */
+  pollIntervalSeconds: number;
   once: boolean;
   skipLogin: boolean;
   forcePush: boolean;
@@ -41,12 +45,16 @@ export interface DaemonServices {
   /** The engine as the streaming sync drives it. */
   stream: StreamEngine;
   failures: FailureState;
+  /** Builds whose indexes were found whole since the start (see BuiltServices). */
+  indexesWhole?: Set<string>;
   /** The step lines of one image tag, through that image's logger. */
   steps: (logger: Logger) => StepReporter;
   /** Where the transfers of one image tag report how they move. */
   progress: (logger: Logger) => ProgressListener;
   /** Told of each finished cycle (the health endpoint and metrics). */
   onCycle?: (summary: CycleSummary) => void;
+  /** Told of each image tag published, with its lag behind its run's completion. */
+  onPublished?: (published: Published) => void;
   /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
   recordCycle?: (summary: CycleSummary) => Promise<void>;
 }
@@ -84,6 +92,7 @@ export async function runCycle(
   };
   const finish = (): CycleOutcome => ({
     ...summary,
+    ...rateLimitOf(services),
     failedTags: summary.notSynced.map((f) => f.imageTag),
     seconds: Math.round((Date.now() - started) / 100) / 10,
   });
@@ -97,6 +106,7 @@ export async function runCycle(
       platform: settings.platform,
     });
     summary.runs = xref.runs;
+    summary.listed = xref.listed;
     summary.logBytes = xref.logBytes;
     missing = [...xref.result.missing].sort(oldestFirst);
     summary.missing = missing.length;
@@ -156,6 +166,11 @@ export async function runCycle(
     const counters: Counters = { downloadedBytes: 0, pushed: 0, uploadedBytes: 0 };
     try {
       const result = await syncOne(ctx, services, settings, image, counters);
+      const published = publishedNow(image, xref.listed);
+      if (published) {
+        summary.lastPublish = published;
+        services.onPublished?.(published);
+      }
       summary.pushed += result.pushed;
       summary.synced += 1;
       summary.uploadedBytes += result.uploadedBytes;
@@ -166,6 +181,17 @@ export async function runCycle(
       summary.pushed += counters.pushed;
       summary.uploadedBytes += counters.uploadedBytes;
       if (ctx.signal.aborted) break;
+      // The state or downloads directory refuses writes: no fault of this image, and every
+      // other would fail alike (its failure record too), so the cycle ends here, said once.
+      const local = localWriteFailure(err);
+      if (local) {
+        summary.result = "failed";
+        summary.error = local.oneLine();
+        summary.cause = local;
+        if (!settings.once)
+          ctx.logger.error({ err: summary.error }, `cycle ${cycle}: ${summary.error}`);
+        return finish();
+      }
       const message = describeError(err);
       const entry = await services.failures.recordFailure(image.imageTag, message);
       summary.failed += 1;
@@ -184,7 +210,12 @@ export async function runCycle(
   if (!ctx.signal.aborted) {
     const built = await settleBuilt(
       ctx,
-      { ...services.push, failures: services.failures, steps: services.steps },
+      {
+        ...services.push,
+        failures: services.failures,
+        steps: services.steps,
+        ...(services.indexesWhole ? { indexesWhole: services.indexesWhole } : {}),
+      },
       { ...settings, multiarchIndex: settings.multiarchIndex === true, ignoreBackoff },
       { ...xref, missing: new Set(missing.map((m) => m.imageTag)) },
     );
@@ -198,8 +229,35 @@ export async function runCycle(
   return finish();
 }
 
+/** GitHub's rate limit left after the cycle, when an answer told it. */
+function rateLimitOf(services: DaemonServices): Pick<CycleSummary, "githubRateLimitRemaining"> {
+  const remaining = services.github.client.tally.rateLimit?.remaining;
+  return remaining === undefined ? {} : { githubRateLimitRemaining: remaining };
+}
+
+/**
+ * The publish of an image tag just synced, timed from its newest run's completion (the
+ * `updated_at` of a completed run; a clock behind GitHub's counts as no lag at all).
+ */
+function publishedNow(image: MissingImage, listed: readonly WorkflowRun[]): Published | undefined {
+  const runId = image.runs[0]?.id;
+  const run = listed.find((r) => r.id === runId);
+  if (!run || run.status !== "completed") return undefined;
+  const finished = Date.parse(run.updated_at);
+  if (!Number.isFinite(finished)) return undefined;
+  const now = Date.now();
+  return {
+    imageTag: image.imageTag,
+    runId: run.id,
+    lagSeconds: Math.max(0, (now - finished) / 1000),
+    at: new Date(now).toISOString(),
+  };
+}
+
 /** A cycle's summary, and what the daemon needs of it beyond the figures it reports. */
 type CycleOutcome = CycleSummary & {
+  /** Every run the cycle listed, for the polls that follow (absent when listing failed). */
+  listed?: WorkflowRun[];
   /** Each image tag not synced, with why (`failedTags` names them). */
   notSynced: Array<{ imageTag: string; error: string }>;
   /** What made the cycle fail as a whole. */
@@ -259,8 +317,13 @@ export async function runDaemon(
     },
     settings.once
       ? "daemon: one cycle"
-      : `daemon started: a cycle every ${settings.intervalSeconds} s`,
+      : `daemon started: a full cycle every ${settings.intervalSeconds} s` +
+          (settings.pollIntervalSeconds > 0
+            ? `, a look for finished runs every ${settings.pollIntervalSeconds} s`
+            : ""),
   );
+  let handled: HandledRuns | undefined;
+  let lastPublish: Published | undefined;
   for (let cycle = 1; ; cycle += 1) {
     let summary;
     try {
@@ -269,7 +332,11 @@ export async function runDaemon(
       if (ctx.signal.aborted) break;
       throw err;
     }
-    const { notSynced: _notSynced, cause: _cause, ...forMonitor } = summary;
+    // The latest publish is told until a newer one replaces it, not only by its own cycle.
+    lastPublish = summary.lastPublish ?? lastPublish;
+    if (lastPublish) summary.lastPublish = lastPublish;
+    if (summary.listed) handled = handledOf(summary.listed);
+    const { notSynced: _notSynced, cause: _cause, listed: _listed, ...forMonitor } = summary;
     // The monitor is told which tags are not synced; the log says so per image already.
     services.onCycle?.(forMonitor);
     await services.recordCycle?.(forMonitor);
@@ -285,7 +352,14 @@ export async function runDaemon(
       return;
     }
     try {
-      await sleep(settings.intervalSeconds * 1000, ctx.signal);
+      const wake = await untilNextCycle(ctx, services.github, settings, handled);
+      handled = wake.handled;
+      if (wake.reason === "change") {
+        ctx.logger.info(
+          { runs: wake.finished.map((r) => r.id) },
+          `run(s) ${wake.finished.map((r) => r.id).join(", ")} finished: a cycle now`,
+        );
+      }
     } catch (err) {
       if (ctx.signal.aborted) break;
       throw err;

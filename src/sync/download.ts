@@ -1,6 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import {
+  artifactGone,
   artifactUrlResolver,
   chooseArtifact,
   listRunArtifacts,
@@ -222,7 +223,13 @@ export function fetchArtifact(
   const signal = options.signal ?? ctx.signal;
   return progressTask(options.progress, task, () =>
     downloadFile({
-      resolveUrl: artifactUrlResolver(github.client, { repo, artifactId: artifact.id }),
+      resolveUrl: artifactUrlResolver(github.client, {
+        repo,
+        artifactId: artifact.id,
+        runId: located.run.id,
+      }),
+      // Deleted after its address was handed out: the blob host no longer has it.
+      gone: (cause) => artifactGone(located.run.id, cause),
       // The blob host's fetch: the same transport as the API, never with the GitHub token.
       get: github.client.blobs.get,
       dest: layout.zip,
@@ -236,8 +243,12 @@ export function fetchArtifact(
         options.progress({ kind: "bytes", task, bytes, total });
       },
     }),
-  ).catch((err: unknown) => {
-    if (!ctx.signal.aborted) throw err;
+  ).catch(async (err: unknown) => {
+    if (!ctx.signal.aborted) {
+      // A tag directory that holds nothing (no partial download to resume) is not left behind.
+      await fs.rmdir(layout.dir).catch(() => undefined);
+      throw err;
+    }
     throw interrupted(
       ctx.signal,
       `the partial download ${layout.zipPart} is kept; run ${options.command ?? "download"} again to resume`,

@@ -43,7 +43,7 @@ import { platformOddity } from "../domain/platform.js";
 import { DamagedInputError, describeError, interrupted } from "../errors.js";
 import type { RegistryClient } from "../registry/client.js";
 import { formatMiB } from "../util/bytes.js";
-import { exists, parseJsonFile, type FreeBytes } from "../util/files.js";
+import { exists, localWriteFailure, parseJsonFile, type FreeBytes } from "../util/files.js";
 import type { DownloadResult } from "../workspace/download.js";
 import { metadataFileSchema } from "../workspace/layout.js";
 import { cleanTargets, removeTargets } from "./clean.js";
@@ -402,7 +402,8 @@ async function publishAll(
       }
       ready.push({ item, image: await run.ready });
     } catch (error) {
-      if (ctx.signal.aborted) throw error;
+      // A state directory refusing writes is no fault of this tarball (nor the next): said once.
+      if (ctx.signal.aborted || localWriteFailure(error)) throw error;
       failures.push({ item, error });
       steps.warn(`${item.entry} is not pushed: ${describeError(error)}`);
       await run?.image.discard();

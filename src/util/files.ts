@@ -40,6 +40,58 @@ export function diskFullError(dir: string, needed: number | undefined, cause: un
   });
 }
 
+/** Why a file system refuses writes, in words, by errno. */
+const REFUSALS: Record<string, string> = {
+  EROFS: "the file system is read-only",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ENOSPC: "no space left on the disk",
+  EDQUOT: "the disk quota is used up",
+};
+
+/**
+ * A file this tool keeps (state, cache, lock, metadata) could not be written because the disk
+ * under its directory refuses writes: read-only, full or forbidden. Every other write there
+ * would fail the same way, so it ends the cycle, named once, rather than being blamed on the
+ * image or tarball being worked on at the time.
+ */
+export class LocalWriteError extends SyncError {
+  constructor(
+    readonly code: string,
+    readonly operation: "writing" | "removing",
+    readonly file: string,
+    cause: unknown,
+    needed?: number,
+  ) {
+    const dir = path.dirname(file);
+    const amount = needed !== undefined ? ` (${formatBytes(needed)} needed)` : "";
+    super(`${code} ${operation} ${file}: ${REFUSALS[code] ?? code}${amount}`, {
+      hint:
+        code === "ENOSPC" || code === "EDQUOT"
+          ? `free disk space under ${dir} (gh-gitlab-sync clean <tag> removes finished downloads) and run again`
+          : `make ${dir} writable (or point --state-dir/--downloads-dir elsewhere) and run again`,
+      cause,
+    });
+    this.name = "LocalWriteError";
+  }
+}
+
+/** The errno of a write the disk refuses (see {@link LocalWriteError}), else undefined. */
+export function refusedWriteCode(err: unknown): string | undefined {
+  const code = errorCode(err);
+  return code !== undefined && code in REFUSALS ? code : undefined;
+}
+
+/** The {@link LocalWriteError} behind `err`, however deep it is wrapped (as a cause), if any. */
+export function localWriteFailure(err: unknown): LocalWriteError | undefined {
+  let current: unknown = err;
+  for (let depth = 0; current instanceof Error && depth < 6; depth += 1) {
+    if (current instanceof LocalWriteError) return current;
+    current = current.cause;
+  }
+  return undefined;
+}
+
 /** Bytes an unprivileged writer may still use on the file system holding `dir`. */
 export async function statfsFreeBytes(dir: string): Promise<number> {
   const stats = await fs.statfs(dir);
@@ -81,15 +133,18 @@ export async function ensureFreeSpace(
  * temporary name is unique per writer, so concurrent writers never share one.
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const dir = path.dirname(file);
-  await ensureDir(dir);
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   try {
+    await ensureDir(path.dirname(file));
     await fs.writeFile(tmp, data);
     await fs.rename(tmp, file);
   } catch (err) {
-    await fs.rm(tmp, { force: true });
-    if (errorCode(err) === "ENOSPC") throw diskFullError(dir, Buffer.byteLength(data), err);
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    const code = refusedWriteCode(err);
+    if (code === "ENOSPC") {
+      throw new LocalWriteError(code, "writing", file, err, Buffer.byteLength(data));
+    }
+    if (code) throw new LocalWriteError(code, "writing", file, err);
     throw err;
   }
 }

@@ -356,6 +356,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
       const settings: DaemonSettings = {
         downloadsDir: downloads,
         intervalSeconds: 3600,
+        pollIntervalSeconds: 0,
         once: true,
         skipLogin: true,
         forcePush: false,
