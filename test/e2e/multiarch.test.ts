@@ -387,8 +387,8 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
 
   it("an index that cannot be written fails the build with one clear line; the next cycles retry the index alone, with back-off", async () => {
     const unwritable = {
-      x86: { id: 7011, platform: "linux/amd64", refs: "multiarch-unwritable" },
-      arm: { id: 7012, platform: "linux/arm64", refs: "multiarch-unwritable" },
+      x86: { id: 7017, platform: "linux/amd64", refs: "multiarch-unwritable" },
+      arm: { id: 7018, platform: "linux/arm64", refs: "multiarch-unwritable" },
     } satisfies Record<string, Build>;
     for (const b of [unwritable.x86, unwritable.arm]) await add(b);
     try {
