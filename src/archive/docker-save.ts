@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { platformMismatch } from "../domain/platform.js";
 import { canonicalName } from "../domain/reference.js";
 import { DamagedInputError, SyncError, describeError } from "../errors.js";
 import { GUNZIP_CHUNK } from "./gzip-check.js";
@@ -70,4 +71,33 @@ export function assertRepoTag(info: ImageTarballInfo, expected: string, file: st
     });
   }
   return match;
+}
+
+/**
+ * The image a sink is about to take is the one its plan names: the RepoTag it must carry and,
+ * when the build names one, its platform (see {@link assertRepoTag}, {@link assertPlatform}).
+ */
+export function assertImageOf(
+  info: ImageTarballInfo,
+  target: { localRef: string; platform?: string | undefined; label: string },
+): void {
+  assertRepoTag(info, target.localRef, target.label);
+  assertPlatform(info, target.platform, target.label);
+}
+
+/**
+ * Checks that the image is of the platform its build names (`Target platform`): its path in
+ * GitLab (`arm/…`, `x86/…`) comes from the build, so an image whose config says otherwise would
+ * be published under an architecture it is not. Damaged input, as a wrong RepoTag is.
+ */
+export function assertPlatform(
+  info: ImageTarballInfo,
+  platform: string | undefined,
+  file: string,
+): void {
+  const mismatch = platformMismatch(info, platform);
+  if (mismatch === undefined) return;
+  throw new DamagedInputError(`${file} is not an image of its build: ${mismatch}`, {
+    hint: "the build saved an image of another architecture; check the workflow's platform and rebuild",
+  });
 }

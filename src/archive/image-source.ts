@@ -73,6 +73,8 @@ export interface ImageTarget {
   tag: string;
   /** `<registry>/<repository>:<tag>`. */
   remoteRef: string;
+  /** The build's `Target platform` (`linux/arm64`), which the image's config must match. */
+  platform?: string | undefined;
   /** Other repositories of the same build, which may already hold shared blobs. */
   siblings: string[];
   /** Names the tarball in messages. */

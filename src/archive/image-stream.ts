@@ -40,6 +40,7 @@ export interface ImageTarballInfo {
   diffIds: string[];
   architecture?: string;
   os?: string;
+  variant?: string;
 }
 
 /** A layer candidate as it starts to stream past. */
@@ -103,6 +104,7 @@ const manifestSchema = z
 const configSchema = z.object({
   architecture: z.string().optional(),
   os: z.string().optional(),
+  variant: z.string().optional(),
   rootfs: z.object({ type: z.string(), diff_ids: z.array(z.string()) }),
 });
 
@@ -322,6 +324,7 @@ class TarCollector {
       diffIds,
       ...(parsed.architecture !== undefined ? { architecture: parsed.architecture } : {}),
       ...(parsed.os !== undefined ? { os: parsed.os } : {}),
+      ...(parsed.variant !== undefined ? { variant: parsed.variant } : {}),
     };
     return { info, configBytes };
   }

@@ -79,8 +79,7 @@ export async function readSavedEntries(
   try {
     await pipeline(options.open(), magic, gunzip, extract, { signal });
   } catch (err) {
-    if (!allSeen && failure === undefined) {
-      options.signal?.throwIfAborted();
+    if (!allSeen && failure === undefined && !options.signal?.aborted) {
       failure =
         gzipFailure(options.label, err) ??
         new SyncError(`cannot read ${options.label} (${describeError(err)})`, {
@@ -89,9 +88,11 @@ export async function readSavedEntries(
         });
     }
   }
+  // Handlers are waited for after a stop too: an upload ends its chunk in flight whole, so that
+  // the registry keeps the upload for the next run (registry/chunk-body.ts).
   await Promise.allSettled(jobs);
-  if (failure !== undefined) throw failure;
   options.signal?.throwIfAborted();
+  if (failure !== undefined) throw failure;
   if (wanted.size > 0) {
     throw new DamagedInputError(
       `${options.label} changed since it was checked: ${[...wanted].join(", ")} is gone`,

@@ -177,7 +177,11 @@ class ZipStreamReader {
         consumed = await this.copy(meter, size);
       }
     } catch (err) {
-      if (consumer && !consumer.destroyed) consumer.destroy(err as Error);
+      if (consumer && !consumer.destroyed) {
+        // The failure is told by what this throws; the consumer's own 'error' is no news.
+        consumer.on("error", () => undefined);
+        consumer.destroy(err as Error);
+      }
       throw this.options.signal?.aborted ? err : dataFailure(this.options.label, entry.name, err);
     }
     const declared = described

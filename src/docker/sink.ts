@@ -5,7 +5,7 @@
  * disk before) is loaded from its file. An image that is not published is removed again.
  */
 import { PassThrough } from "node:stream";
-import { assertRepoTag } from "../archive/docker-save.js";
+import { assertImageOf } from "../archive/docker-save.js";
 import type {
   ImageSink,
   ImageSource,
@@ -69,7 +69,7 @@ class DockerSide {
     return {
       parsed: Promise.resolve(),
       ready: async (source: ImageSource) => {
-        assertRepoTag(info, target.localRef, target.label);
+        assertImageOf(info, target);
         const loadTask = `load ${target.localRef}`;
         logger.info(
           { image: target.localRef, file: source.label },
@@ -119,7 +119,7 @@ class DockerSide {
       parsed: check.result.catch(() => undefined),
       ready: async () => {
         const saved = await check.result;
-        assertRepoTag(saved.info, target.localRef, target.label);
+        assertImageOf(saved.info, target);
         return this.publishable(target, saved.info, await load, signal, started);
       },
       discard: async () => this.forget(await load.catch(() => undefined)),

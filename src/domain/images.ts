@@ -36,6 +36,8 @@ export interface ExpectedImage {
   /** Tag in GitLab: the image tag without its platform suffix. */
   tag: string;
   arch: Arch;
+  /** The build's `Target platform` (`linux/arm64`), which the image's config must match. */
+  platform: string | undefined;
   repo: ImageRepo;
   /** The GitHub image tag the image was built under: `presto-A-velox-B-linux-amd64`. */
   imageTag: string;
@@ -97,6 +99,7 @@ export function expectedImages(metadata: RunMetadata): ExpectedImage[] {
       repoPath,
       tag,
       arch,
+      platform,
       repo,
       imageTag,
       tarball: `${repo}-${imageTag}.tar.gz`,

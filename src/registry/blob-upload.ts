@@ -4,6 +4,7 @@ import { discardBody } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
 import { MiB } from "../util/bytes.js";
 import { pushScope } from "./auth.js";
+import { Link, chunkBody, heldBy } from "./chunk-body.js";
 import { shortDigest } from "./media-types.js";
 import { RegistryError, isTransient } from "./registry-error.js";
 import { retryTransient, type Call, type RegistryTransport } from "./transport.js";
@@ -19,6 +20,7 @@ import { retryTransient, type Call, type RegistryTransport } from "./transport.j
  * compression regenerates the same bytes, the first N are hashed but not sent. Where the
  * registry has lost the upload (Distribution discards one whose `PATCH` reached it only in
  * part, as happens with nothing buffering in front of it), the blob starts again from byte 0.
+ * A stop never cuts one: it ends the chunk in flight early and whole (chunk-body.ts).
  *
  * Chunk size: a cut re-sends up to one chunk, and each chunk is one round trip. Layers pick
  * theirs by size (layer-upload.ts: a 64th of the layer, 4–16 MiB); 4 MiB is what a blob of
@@ -68,8 +70,10 @@ class UploadLostError extends RegistryError {
     super(message, { hint: "rerun; the blob is uploaded again from its start", status });
   }
 
+  /** At once: nothing is wrong with the link, and the registry did not ask for a pause. */
   startAgain(): RegistryError {
-    return new RegistryError(this.message, { hint: this.hint, cause: this, retryable: true });
+    const { hint } = this;
+    return new RegistryError(this.message, { hint, cause: this, retryable: true, retryAfterMs: 0 });
   }
 }
 
@@ -80,6 +84,9 @@ interface Piece {
 }
 
 export class BlobUploader {
+  /** The link's rate, which a stop's wait for the chunks on their way is measured by. */
+  private readonly link = new Link();
+
   constructor(
     private readonly transport: RegistryTransport,
     private readonly logger: Logger,
@@ -194,6 +201,7 @@ export class BlobUploader {
       next = iterator.next();
       next.catch(() => undefined);
       await this.patch(session, result.value, operation, options.signal);
+      options.signal?.throwIfAborted();
     }
     if (size < skip) {
       throw new UploadLostError(
@@ -224,21 +232,27 @@ export class BlobUploader {
           if (held === end) return;
         }
         const from = session.offset - piece.start;
-        const bytes = piece.bytes.subarray(from);
-        const res = await this.onSession(session, operation, signal, {
-          method: "PATCH",
-          headers: {
-            "content-type": "application/octet-stream",
-            "content-range": `${session.offset}-${end - 1}`,
-            "content-length": String(bytes.length),
-          },
-          body: () => bytes,
-          attempts: 1,
-        });
-        await this.transport.expectStatus(res, [202], operation, session.repository);
-        await discardBody(res);
-        session.location = this.locationOf(res, operation);
-        session.offset = end;
+        const chunk = chunkBody(piece.bytes.subarray(from), signal, this.link, this.logger);
+        try {
+          const res = await this.onSession(session, operation, chunk.signal, {
+            method: "PATCH",
+            headers: {
+              "content-type": "application/octet-stream",
+              "content-range": `${session.offset}-${end - 1}`,
+            },
+            body: chunk.body,
+            attempts: 1,
+          });
+          if (res.status === 404 || res.status === 416) throw await this.refused(res, session);
+          await this.transport.expectStatus(res, [202], operation, session.repository);
+          await discardBody(res);
+          session.location = this.locationOf(res, operation);
+          // Ended early: what the registry holds is in the new address; the next push asks.
+          session.offset = chunk.cut ? (heldBy(res) ?? session.offset) : end;
+          chunk.delivered();
+        } finally {
+          chunk.dispose();
+        }
       },
       {
         policy: this.transport.retryPolicy,
@@ -260,6 +274,19 @@ export class BlobUploader {
   }
 
   /**
+   * A chunk the registry would not take. 404: the upload is gone, and the bytes before this
+   * chunk are no longer in memory, so the blob starts over. 416: the registry disputes the
+   * offset; the next attempt, at once, reads where it stands and goes on from there.
+   */
+  private async refused(res: Response, session: UploadSession): Promise<RegistryError> {
+    await discardBody(res);
+    const what = `registry ${this.transport.registry} answered ${res.status} to the chunk at byte ${session.offset} of an upload to ${session.repository}`;
+    if (res.status === 404) return new UploadLostError(`${what} (the upload is gone)`, 404);
+    const hint = "the registry disputes the upload's offset; rerun to resume";
+    return new RegistryError(what, { hint, status: 416, retryable: true, retryAfterMs: 0 });
+  }
+
+  /**
    * Bytes the registry holds of the upload (`GET` → 204 with `Range: 0-<last byte>`), with the
    * address refreshed from its answer. An upload it no longer knows is lost.
    */
@@ -270,8 +297,8 @@ export class BlobUploader {
   ): Promise<number> {
     const res = await this.onSession(session, operation, signal, { method: "GET", attempts: 1 });
     await discardBody(res);
-    const range = /^(?:bytes=)?0-(\d+)$/.exec(res.headers.get("range")?.trim() ?? "");
-    if (res.status !== 204 || !range) {
+    const held = heldBy(res);
+    if (res.status !== 204 || held === undefined) {
       throw new UploadLostError(
         `registry ${this.transport.registry} lost the upload to ${session.repository} (${res.status}) while ${operation}`,
         res.status,
@@ -279,10 +306,7 @@ export class BlobUploader {
     }
     const location = res.headers.get("location");
     if (location) session.location = this.transport.url(location);
-    // Distribution answers `0-0` both for nothing yet and for one byte. Only whole chunks
-    // ever reach it (a chunk that arrived in part loses the upload), so `0-0` means nothing.
-    const last = Number(range[1]);
-    return last === 0 ? 0 : last + 1;
+    return held;
   }
 
   /** An earlier attempt's upload, if the registry still has it; `undefined` means start afresh. */

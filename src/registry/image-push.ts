@@ -82,6 +82,11 @@ export class ImagePush {
     this.onLayer = this.streamed.onLayer;
   }
 
+  /** Once this image's uploads are over: a stopped one ends its chunk whole (chunk-body.ts). */
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.streamed.uploads.values());
+  }
+
   /**
    * The image is verified (streamed through the checks, or known from before): every blob it
    * names is made to be in its repository, reading `source` again for those nothing else

@@ -6,7 +6,7 @@
  */
 import path from "node:path";
 import { Writable } from "node:stream";
-import { assertRepoTag } from "../archive/docker-save.js";
+import { assertImageOf } from "../archive/docker-save.js";
 import type { ImageSink, ImageTarget, ImageWrite } from "../archive/image-source.js";
 import { createImageStream, type ImageTarballInfo } from "../archive/image-stream.js";
 import type { ProgressListener } from "../domain/events.js";
@@ -84,10 +84,11 @@ function begin(
       });
     },
   });
-  // Blobs publish nothing, and a later push may use them: nothing to take back.
-  const discard = () => {
+  // Blobs publish nothing, and a later push may use them: nothing to take back. Its uploads
+  // are waited for, so that a stopped one is left for the next run to take up.
+  const discard = async () => {
     end(false);
-    return Promise.resolve();
+    await push.settled();
   };
   if (known) {
     let toRead = 0;
@@ -95,7 +96,7 @@ function begin(
       parsed: Promise.resolve(),
       async ready(source) {
         // Whichever source: the image must be the one the plan names (prepare checked it too).
-        assertRepoTag(known, target.localRef, target.label);
+        assertImageOf(known, target);
         const image = await push.complete({ info: known }, source, {
           planned(event) {
             toRead = event.bytesToRead;
@@ -127,7 +128,7 @@ function begin(
     parsed: stream.result.catch(() => undefined),
     async ready(source) {
       const saved = await stream.result;
-      assertRepoTag(saved.info, target.localRef, target.label);
+      assertImageOf(saved.info, target);
       return publishable(saved.info, await push.complete(saved, source));
     },
     discard,

@@ -3,6 +3,7 @@ import path from "node:path";
 import {
   createImageTarballInspector,
   inspectImageTarball,
+  assertPlatform,
   assertRepoTag,
   type ImageTarballInfo,
 } from "../archive/docker-save.js";
@@ -20,6 +21,7 @@ import {
 import type { StepReporter } from "../domain/events.js";
 import type { SyncContext } from "./context.js";
 import { expectedImages, isImageTag, type ExpectedImage } from "../domain/images.js";
+import { platformOddity } from "../domain/platform.js";
 
 export interface PrepareRequest {
   imageTag: string;
@@ -97,6 +99,7 @@ async function verifyTarball(
 ): Promise<ImageTarballInfo> {
   const info = await (inspected ?? inspectImageTarball(file, { signal }));
   assertRepoTag(info, `${image.repo}:${image.imageTag}`, file);
+  assertPlatform(info, image.platform, file);
   return info;
 }
 
@@ -160,6 +163,8 @@ export async function prepareImageTag(
   const runMetadata = pickMetadata(metadata);
   const imageTag = artifactImageTag(runMetadata, request.imageTag, layout.metadata, steps);
   const images = expectedImages({ ...runMetadata, "Image tag": imageTag });
+  const odd = platformOddity(runMetadata["Target platform"]);
+  if (odd) steps.warn(odd);
   // A plan from an earlier run must not outlive a prepare that fails now.
   await fs.rm(layout.plan, { force: true });
   await fs.rm(path.join(layout.dir, IMAGE_INFO_FILE), { force: true });

@@ -69,10 +69,10 @@ async function planItems(
   request: PushRequest,
   planPath: string,
   extracted: string,
-  artifacts: PlanArtifact[],
+  plan: { platform?: string | null | undefined; artifacts: PlanArtifact[] },
 ): Promise<PlanItem[]> {
   const items: PlanItem[] = [];
-  for (const [index, entry] of artifacts.entries()) {
+  for (const [index, entry] of plan.artifacts.entries()) {
     const parsed = parseGitlabTag(entry.gitlab_tag);
     if (!parsed) {
       throw new SyncError(
@@ -96,6 +96,7 @@ async function planItems(
       tag: parsed.tag,
       remoteRef: `${request.registry}/${repository}:${parsed.tag}`,
       siblings: [],
+      platform: plan.platform ?? undefined,
       known: request.images?.get(entry.gitlab_tag),
     });
   }
@@ -143,9 +144,9 @@ export async function pushImageTag(
   // What prepare learnt of the tarballs spares the sinks a full read of each.
   const images = request.images ?? (await loadImageInfo(layout.dir, ctx.logger));
   const provenance = await readProvenance(layout.metadata, ctx.logger);
-  const items = (
-    await planItems({ ...request, images }, layout.plan, layout.extracted, plan.artifacts)
-  ).map((item) => ({ ...item, annotations: provenance(item.gitlabTag) }));
+  const items = (await planItems({ ...request, images }, layout.plan, layout.extracted, plan)).map(
+    (item) => ({ ...item, annotations: provenance(item.gitlabTag) }),
+  );
   const indexes = async (): Promise<{ indexes?: WrittenIndex[] }> => {
     if (!request.multiarchIndex) return {};
     steps.text("");

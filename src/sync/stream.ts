@@ -15,6 +15,7 @@ import { GrowingFile } from "../archive/growing-file.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
 import { expectedImages, parseGitlabTag } from "../domain/images.js";
 import { interrupted } from "../errors.js";
+import { platformOddity } from "../domain/platform.js";
 import { formatMiB } from "../util/bytes.js";
 import { exists, parseJsonFile, type FreeBytes } from "../util/files.js";
 import type { DownloadResult } from "../workspace/download.js";
@@ -108,6 +109,7 @@ function planItems(request: SyncRequest, located: LocatedArtifact): PlanItem[] {
         remoteRef: `${request.registry}/${repository}:${tag}`,
         siblings: [],
         annotations: provenance(image.gitlabTag),
+        platform: image.platform,
       };
     }),
   );
@@ -126,6 +128,8 @@ export async function syncImageTag(
   });
   const run = { id: located.run.id, title: runRef(located.run).title };
   await loginStep(ctx, steps, services.sink, request, [3, TOTAL]);
+  const odd = platformOddity(located.metadata["Target platform"]);
+  if (odd) steps.warn(odd);
   const { toPush, skipped } = await planStep(
     steps,
     services.gitlab,
@@ -247,6 +251,8 @@ async function streamArtifact(
   } catch (err) {
     stop.abort(err);
     await download.catch(() => undefined);
+    // Each image's work ends first: a stopped upload finishes its chunk in flight whole.
+    for (const entry of runs.values()) await entry.ready?.catch(() => undefined);
     for (const entry of runs.values()) await entry.write.discard();
     if (ctx.signal.aborted) {
       throw interrupted(

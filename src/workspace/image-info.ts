@@ -22,6 +22,7 @@ const infoSchema = z.object({
   diffIds: z.array(z.string().regex(DIGEST_PATTERN)),
   architecture: z.string().optional(),
   os: z.string().optional(),
+  variant: z.string().optional(),
 });
 
 const fileSchema = z.record(

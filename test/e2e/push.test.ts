@@ -20,7 +20,7 @@ import type { AccessLogEntry } from "../testbed/registry.js";
 import * as builds from "../testbed/builds.js";
 import { blobCommits } from "../testbed/builds.js";
 import { plainStderrLines, runBinary, startBinary } from "./run-cli.js";
-import { expectOneLineError, gitlabTags } from "./checks.js";
+import { expectOneLineError, expectResumedAfterStop, gitlabTags } from "./checks.js";
 
 const gate = testbed.testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
@@ -36,6 +36,7 @@ const cases = {
   bad: { id: 4003 },
   down: { id: 4004, fixture: { layerBytes: 4 << 20 } },
   daemon: { id: 4005 },
+  interrupted: { id: 4006, fixture: { layerBytes: 24 << 20 } },
 } satisfies Record<string, Case>;
 
 const metadataOf = (c: Case): RunMetadata => builds.metadataOf("push", c);
@@ -62,23 +63,21 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       cwd: work,
       timeoutMs: 240_000,
     });
+  const pushArgs = (c: Case, extra: string[] = []) => [
+    "push",
+    tagOf(c),
+    "--downloads-dir",
+    downloads,
+    ...tb.githubArgs,
+    ...tb.gitlabArgs,
+    ...tb.registryArgs,
+    "--limit",
+    "50",
+    "--yes",
+    ...extra,
+  ];
   const push = (c: Case, extra: string[] = [], env: Record<string, string | undefined> = {}) =>
-    cli(
-      [
-        "push",
-        tagOf(c),
-        "--downloads-dir",
-        downloads,
-        ...tb.githubArgs,
-        ...tb.gitlabArgs,
-        ...tb.registryArgs,
-        "--limit",
-        "50",
-        "--yes",
-        ...extra,
-      ],
-      env,
-    );
+    cli(pushArgs(c, extra), env);
   const accessLog = () => tb.gitlab.registry.accessLog();
   const tagDir = (c: Case) => path.join(downloads, tagOf(c));
   const tarball = (c: Case, repo: string) =>
@@ -355,6 +354,24 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     } finally {
       await proxy.stop();
     }
+  });
+
+  it("Ctrl-C in the middle of a registry-engine push keeps its upload, and the rerun sends only the rest", async () => {
+    const c = cases.interrupted;
+    await ready(c);
+    const { sentBefore, sentByRerun, total } = await expectResumedAfterStop(
+      tb,
+      registry,
+      (registryHost) => pushArgs(c, ["--engine", "registry", "--registry", registryHost]),
+      { env: { ...tb.env, HOME: home, DOCKER_HOST: undefined }, cwd: work, timeoutMs: 120_000 },
+      {
+        repositories: REPOS.map((repo) => `${testbed.PROJECT_PATH}/x86/${repo}`),
+        tag: gitlabTagOf(c),
+      },
+    );
+    console.log(
+      `push stopped by SIGINT: ${sentBefore} bytes sent before, ${sentByRerun} by the rerun, ${total} bytes of blobs in all`,
+    );
   });
 
   describe.skipIf(dockerGate.skip)(`through a real dockerd ${dockerGate.reason}`, () => {

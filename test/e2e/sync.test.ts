@@ -26,7 +26,7 @@ import * as testbed from "../testbed/index.js";
 import type { Testbed } from "../testbed/index.js";
 import * as builds from "../testbed/builds.js";
 import { blobCommits, manifestPuts } from "../testbed/builds.js";
-import { expectOneLineError, gitlabTags } from "./checks.js";
+import { expectOneLineError, expectResumedAfterStop, gitlabTags } from "./checks.js";
 import { plainStderrLines, runBinary, startBinary } from "./run-cli.js";
 
 const gate = testbed.testbedGate();
@@ -60,6 +60,7 @@ const cases = {
   docker: { id: 5105, fixture: { ociRepos: ["presto-coordinator"] } },
   noStream: { id: 5106 },
   index: { id: 5107 },
+  uploadStopped: { id: 5108, fixture: { layerBytes: 24 << 20 } },
 } satisfies Record<string, Case>;
 
 const metadataOf = (c: Case): RunMetadata => builds.metadataOf("sync", c);
@@ -307,6 +308,23 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
     await expectPublished(c, ["presto-coordinator", "presto-native-worker-cpu"]);
     expect(await gitlabTags(tb)).not.toContain(`x86/presto-native-worker-gpu:${gitlabTagOf(c)}`);
     expect(manifestPuts(accessLog().slice(mark), "presto-native-worker-gpu")).toEqual([]);
+  });
+
+  it("SIGINT while a layer goes up keeps its upload; the next sync resumes it and sends only the rest", async () => {
+    const c = cases.uploadStopped;
+    const { sentBefore, sentByRerun, total } = await expectResumedAfterStop(
+      tb,
+      registry,
+      (registryHost) => syncArgs(c, ["--engine", "registry", "--registry", registryHost]),
+      { env: { ...tb.env, HOME: home, DOCKER_HOST: undefined }, cwd: work, timeoutMs: 120_000 },
+      {
+        repositories: REPOS.map((repo) => `${testbed.PROJECT_PATH}/x86/${repo}`),
+        tag: gitlabTagOf(c),
+      },
+    );
+    console.log(
+      `sync stopped by SIGINT: ${sentBefore} bytes sent before, ${sentByRerun} by the rerun, ${total} bytes of blobs in all`,
+    );
   });
 
   describe.skipIf(dockerGate.skip)(`through a real dockerd ${dockerGate.reason}`, () => {

@@ -47,6 +47,8 @@ export interface ArtifactFixtureOptions {
   zipCompressionLevel?: number;
   /** The images' architecture, when it is not the build's platform (a build that went wrong). */
   architecture?: string;
+  /** One image's architecture, when it alone is not the build's platform: repo → architecture. */
+  repoArchitecture?: Record<string, string>;
   /** Damage a tarball after it is written (cut it, replace it) before it is zipped. */
   mutateTarball?: (repo: string, file: string) => Promise<void>;
   /** Entries with names a zip library refuses to write (`../../x`), added raw. */
@@ -106,6 +108,9 @@ export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<
       // The build's platform, in the config as `docker build --platform` records it.
       ...platformOf(options.metadata),
       ...(options.architecture ? { architecture: options.architecture } : {}),
+      ...(options.repoArchitecture?.[image.repo]
+        ? { architecture: options.repoArchitecture[image.repo] }
+        : {}),
       layout: options.ociRepos?.includes(image.repo) ? "oci" : "legacy",
       layers: [options.baseLayer ?? BASE_LAYER, own],
       gzip: true,

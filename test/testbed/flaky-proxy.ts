@@ -2,7 +2,9 @@ import { createServer, type Server, type Socket, connect } from "node:net";
 
 /**
  * A TCP proxy in front of the registry that can drop dead mid-request and come back on the same
- * port: a registry going away and being restarted, without touching the real one.
+ * port: a registry going away and being restarted, without touching the real one. It buffers
+ * nothing (a request cut on the client's side reaches the registry cut), and can slow the
+ * client's bytes to a link's rate, so that a request is still under way when a test acts.
  */
 export class FlakyProxy {
   private server: Server | undefined;
@@ -10,6 +12,7 @@ export class FlakyProxy {
   private cutAfter = Infinity;
   private forwarded = 0;
   private comeBackAfterMs: number | undefined;
+  private bytesPerSecond = Infinity;
   port = 0;
   /** Bytes through the proxy, each way, since the last resetCounts(): what went over the wire. */
   bytesUp = 0;
@@ -40,6 +43,11 @@ export class FlakyProxy {
           return;
         }
         upstream.write(chunk);
+        if (this.bytesPerSecond < Infinity) {
+          // The client waits as on a slow link: its next bytes are read only after these went.
+          client.pause();
+          setTimeout(() => client.resume(), (chunk.length / this.bytesPerSecond) * 1000);
+        }
       });
       upstream.on("data", (chunk: Buffer) => (this.bytesDown += chunk.length));
       upstream.pipe(client);
@@ -60,6 +68,11 @@ export class FlakyProxy {
     this.forwarded = 0;
     this.cutAfter = bytes;
     this.comeBackAfterMs = comeBackAfterMs;
+  }
+
+  /** Forwards the clients' bytes at most this fast from now on (`Infinity`: as they come). */
+  throttle(bytesPerSecond: number): void {
+    this.bytesPerSecond = bytesPerSecond;
   }
 
   resetCounts(): void {

@@ -35,6 +35,8 @@ export interface DockerSaveOptions {
   gzipLevel?: number;
   architecture?: string;
   os?: string;
+  /** The config's `variant` (`v7` of `linux/arm/v7`); none unless given. */
+  variant?: string;
 }
 
 export interface WrittenImage {
@@ -70,6 +72,7 @@ export async function writeDockerSaveTarball(
   const configBytes = json({
     architecture: options.architecture ?? "amd64",
     os: options.os ?? "linux",
+    ...(options.variant ? { variant: options.variant } : {}),
     created: CREATED,
     config: {
       Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],

@@ -8,12 +8,13 @@ import zlib from "node:zlib";
 import tar from "tar-stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  assertPlatform,
   assertRepoTag,
   inspectImageTarball,
   type ImageTarballInfo,
 } from "../../src/archive/docker-save.js";
 import { canonicalName } from "../../src/domain/reference.js";
-import { SyncError } from "../../src/errors.js";
+import { DamagedInputError, SyncError } from "../../src/errors.js";
 import { truncateFile, writeDockerSaveTarball, type LayerSpec } from "../testbed/image-fixtures.js";
 
 const TAG = "presto-92865fbce0d2-velox-65797d572e0a-linux-amd64";
@@ -77,6 +78,7 @@ describe.each(["legacy", "oci"] as const)("inspectImageTarball on a %s docker sa
       diffIds: written.diffIds,
       architecture: "amd64",
       os: "linux",
+      variant: undefined,
     } satisfies Record<keyof ImageTarballInfo, unknown>);
     if (layout === "legacy") expect(info.config).toBe(`${written.configDigest.slice(7)}.json`);
     else expect(info.layers[0]).toMatch(/^blobs\/sha256\/[0-9a-f]{64}$/);
@@ -86,6 +88,34 @@ describe.each(["legacy", "oci"] as const)("inspectImageTarball on a %s docker sa
     info.layers.forEach((layer, i) => expect(digests.get(layer)).toBe(info.diffIds[i]));
     expect(digests.get(info.config)).toBe(info.configDigest);
     expect(assertRepoTag(info, REPO_TAG, file)).toBe(REPO_TAG);
+    expect(() => assertPlatform(info, "linux/amd64", file)).not.toThrow();
+  });
+
+  it("refuses an image whose config's architecture is not the build's platform, naming both", async () => {
+    const file = path.join(root, "arm.tar.gz");
+    await writeDockerSaveTarball(file, {
+      repoTag: REPO_TAG,
+      layout,
+      layers: [BASE],
+      gzip: true,
+      architecture: "arm",
+      variant: "v7",
+    });
+    const info = await inspectImageTarball(file);
+    expect(info.variant).toBe("v7");
+    expect(() => assertPlatform(info, "linux/arm/v7", file)).not.toThrow();
+    const error = (() => {
+      try {
+        assertPlatform(info, "linux/arm64", file);
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(DamagedInputError);
+    expect((error as DamagedInputError).message).toBe(
+      `${file} is not an image of its build: its config says linux/arm/v7 but the build's target platform is linux/arm64`,
+    );
   });
 
   it("reports a tar cut short inside a complete gzip stream", async () => {
