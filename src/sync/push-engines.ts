@@ -11,6 +11,7 @@ import { isFinalStatus, taskProgress } from "../docker/progress.js";
 import { progressTask, type ProgressListener } from "../domain/events.js";
 import type { RegistryClient } from "../registry/client.js";
 import { LayerCache, LAYER_CACHE_FILE } from "../registry/layer-cache.js";
+import { learnFromRegistry } from "../registry/layer-learning.js";
 import { pushTarball } from "../registry/push.js";
 import { SyncError, describeError } from "../errors.js";
 import type { Logger } from "../report/logger.js";
@@ -90,10 +91,19 @@ function registryPusher(options: PusherOptions): ImagePusher {
     login: (signal) => registry.login(signal),
     check: () => Promise.resolve(),
     async push(item, signal) {
-      const layers = (cache ??= await LayerCache.open(
-        path.join(options.stateDir, LAYER_CACHE_FILE),
-        logger,
-      ));
+      if (!cache) {
+        cache = await LayerCache.open(path.join(options.stateDir, LAYER_CACHE_FILE), logger);
+        const repositories = [item.repository, ...item.siblings];
+        await learnFromRegistry({
+          client: registry,
+          cache,
+          logger,
+          repositories,
+          tag: item.tag,
+          signal,
+        });
+      }
+      const layers = cache;
       const started = Date.now();
       const task = `push ${item.repository}:${item.tag}`;
       let toRead = 0;

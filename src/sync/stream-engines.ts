@@ -14,6 +14,7 @@ import { createImageStream } from "../archive/image-stream.js";
 import { taskProgress } from "../docker/progress.js";
 import { progressTask } from "../domain/events.js";
 import { LayerCache, LAYER_CACHE_FILE } from "../registry/layer-cache.js";
+import { learnFromRegistry } from "../registry/layer-learning.js";
 import type { TarballSource } from "../registry/push.js";
 import { BundlePush } from "../registry/stream-push.js";
 import { Tee } from "../util/tee.js";
@@ -65,7 +66,7 @@ export interface StreamEngine {
   login(signal: AbortSignal): Promise<void>;
   check(signal: AbortSignal): Promise<void>;
   /** The images of one artifact, handed over in the order they come. */
-  artifact(signal: AbortSignal): Promise<ArtifactPush>;
+  artifact(signal: AbortSignal, items: readonly StreamItem[]): Promise<ArtifactPush>;
 }
 
 export function createStreamEngine(engine: EngineName, options: PusherOptions): StreamEngine {
@@ -78,8 +79,11 @@ function registryStream(options: PusherOptions): StreamEngine {
     name: "registry",
     login: (signal) => registry.login(signal),
     check: () => Promise.resolve(),
-    async artifact(signal) {
+    async artifact(signal, items) {
       const cache = await LayerCache.open(path.join(options.stateDir, LAYER_CACHE_FILE), logger);
+      const repositories = [...new Set(items.map((item) => item.repository))];
+      const tag = items[0]?.tag ?? "";
+      await learnFromRegistry({ client: registry, cache, logger, repositories, tag, signal });
       const bundle = new BundlePush({ client: registry, cache, logger, signal });
       return {
         begin(item) {

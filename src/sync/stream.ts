@@ -336,7 +336,7 @@ async function readArtifact(
   toPush: Planned[],
   runs: Map<string, ImageRun>,
 ): Promise<void> {
-  const artifact = await services.engine.artifact(ctx.signal);
+  const artifact = await services.engine.artifact(ctx.signal, toPush);
   const byEntry = new Map(toPush.map((item) => [item.entry, item]));
   const task = `sync ${located.artifact.name}`;
   // One image at a time, in the zip's order: the next tarball starts once the last is read.
