@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: B1–B10 of BENCH.md, ours against the peers on the testbed, and the tables of
+ * `npm run bench`: B1–B11 of BENCH.md, ours against the peers on the testbed, and the tables of
  * BENCHMARKS.md rewritten. `--quick` runs small sizes as a smoke test (fails on a broken
  * benchmark, never on a slow one) and leaves BENCHMARKS.md alone; `--only B2,B4` picks rows and
  * replaces just those in BENCHMARKS.md (`--no-write` leaves it alone).
@@ -14,6 +14,7 @@ import { dockerdAvailability, startDockerd } from "../test/testbed/dockerd.js";
 import { testbedGate } from "../test/testbed/index.js";
 import { benchDownload } from "./cases/download.js";
 import { benchIdleDaemon, benchMetadata } from "./cases/metadata.js";
+import { benchPublishLag } from "./cases/poll.js";
 import { benchPrepare } from "./cases/prepare.js";
 import { benchDockerPush, benchRegistryPush } from "./cases/push.js";
 import { benchResume } from "./cases/resume.js";
@@ -36,6 +37,7 @@ const CASES: Array<[string, (ctx: BenchContext) => Promise<Row[]>]> = [
   ["B8", benchSync],
   ["B9", benchResume],
   ["B10", benchColdHost],
+  ["B11", benchPublishLag],
 ];
 
 const { values } = parseArgs({

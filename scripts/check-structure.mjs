@@ -2,12 +2,17 @@
 /**
  * Keeps the shape of src/ as STYLE.md draws it: arrows only point down.
  *
- *   cli → commands → {sync, report} → {github, gitlab, registry, docker, archive, workspace}
+ *   cli → commands → {sync, report} → {github, gitlab, registry, docker, workspace} → archive
  *       → net → {config, report/logger} → {domain, util} → {errors, lazy}
  *
+ * archive/ (the file formats, and the image interface between sources and sinks) sits below the
+ * systems that read and write images: the registry and Docker sinks and the workspace use it,
+ * never the other way round.
+ *
  * Fails (exit 1, one line per finding) on an import that points up or sideways across that
- * order, on a cycle between folders, and on a file in src/ longer than MAX_LINES lines.
- * Modules of the same rank may use each other as long as no cycle forms.
+ * order, on a cycle between folders, on a cycle between files of one folder, and on a file in
+ * src/ longer than MAX_LINES lines. Modules of the same rank may use each other as long as no
+ * cycle forms. `node scripts/check-structure.mjs <dir>` checks another tree (its tests do).
  */
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -15,7 +20,7 @@ import { fileURLToPath } from "node:url";
 
 const MAX_LINES = 450;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const src = path.join(root, process.argv[2] ?? "src");
+const src = path.resolve(root, process.argv[2] ?? "src");
 
 /** Rank of each module: an import must go to a lower rank, or stay within its rank. */
 const RANKS = new Map([
@@ -26,16 +31,16 @@ const RANKS = new Map([
   ["config", 2],
   ["report/logger", 2],
   ["net", 3],
-  ["github", 4],
-  ["gitlab", 4],
-  ["registry", 4],
-  ["docker", 4],
   ["archive", 4],
-  ["workspace", 4],
-  ["sync", 5],
-  ["report", 5],
-  ["commands", 6],
-  ["cli", 7],
+  ["github", 5],
+  ["gitlab", 5],
+  ["registry", 5],
+  ["docker", 5],
+  ["workspace", 5],
+  ["sync", 6],
+  ["report", 6],
+  ["commands", 7],
+  ["cli", 8],
 ]);
 /** Same-rank pairs that must not meet at all: the pipeline never draws, the drawing never runs it. */
 const APART = [["sync", "report"]];
@@ -74,6 +79,8 @@ function importsOf(file, text) {
 
 const problems = [];
 const edges = new Map();
+/** Imports between files of one folder: file → file → where. */
+const fileEdges = new Map();
 for (const file of files(src)) {
   const text = readFileSync(file, "utf8");
   const rel = path.relative(root, file);
@@ -87,6 +94,10 @@ for (const file of files(src)) {
   }
   for (const { target, line } of importsOf(file, text)) {
     const to = moduleOf(target);
+    if (path.dirname(target) === path.dirname(file)) {
+      if (!fileEdges.has(file)) fileEdges.set(file, new Map());
+      if (!fileEdges.get(file).has(target)) fileEdges.get(file).set(target, `${rel}:${line}`);
+    }
     if (to === from) continue;
     const toRank = RANKS.get(to);
     if (toRank === undefined) continue;
@@ -99,22 +110,28 @@ for (const file of files(src)) {
   }
 }
 
-// Cycles between modules: a depth-first walk that reports each cycle once, by its first edge.
-const state = new Map();
-const stack = [];
-function visit(node) {
-  state.set(node, "open");
-  stack.push(node);
-  for (const [next, where] of edges.get(node) ?? []) {
-    if (state.get(next) === "open") {
-      const cycle = [...stack.slice(stack.indexOf(next)), next];
-      problems.push(`${where}: import cycle between folders: ${cycle.join(" → ")}`);
-    } else if (!state.has(next)) visit(next);
+/** Reports each cycle of a graph once, by its first edge, as `kind: a → b → a`. */
+function findCycles(graph, kind, name) {
+  const state = new Map();
+  const stack = [];
+  function visit(node) {
+    state.set(node, "open");
+    stack.push(node);
+    for (const [next, where] of graph.get(node) ?? []) {
+      if (state.get(next) === "open") {
+        const cycle = [...stack.slice(stack.indexOf(next)), next];
+        problems.push(`${where}: ${kind}: ${cycle.map(name).join(" → ")}`);
+      } else if (!state.has(next)) visit(next);
+    }
+    stack.pop();
+    state.set(node, "done");
   }
-  stack.pop();
-  state.set(node, "done");
+  for (const node of graph.keys()) if (!state.has(node)) visit(node);
 }
-for (const node of edges.keys()) if (!state.has(node)) visit(node);
+findCycles(edges, "import cycle between folders", (m) => m);
+// A cycle between two files of one folder is a knot the folder rank cannot see: one of them
+// should hold what both need, or the two be one.
+findCycles(fileEdges, "import cycle between files", (f) => path.relative(src, f));
 
 if (problems.length > 0) {
   for (const problem of problems) console.error(problem);

@@ -7,11 +7,12 @@
 #   tinyproxy        a real HTTP proxy, for the tests that send everything through HTTPS_PROXY
 #   jq               the README's walkthrough pipes --json output through it, and its test runs it
 #   tmux             a real terminal for the tests that read what a person sees (bars, order)
+#   prometheus       its promtool checks and unit-tests deploy/'s alert rules
 # Extra packages can be named as arguments (the benchmarks add curl, unzip, skopeo, time).
 set -euo pipefail
 
-packages=(docker-registry docker.io openssl python3 tinyproxy jq tmux "$@")
-declare -A binary_of=([docker-registry]=/usr/bin/docker-registry [docker.io]=/usr/sbin/dockerd [openssl]=/usr/bin/openssl [python3]=/usr/bin/python3 [tinyproxy]=/usr/bin/tinyproxy [jq]=/usr/bin/jq [tmux]=/usr/bin/tmux [curl]=/usr/bin/curl [unzip]=/usr/bin/unzip [skopeo]=/usr/bin/skopeo [time]=/usr/bin/time)
+packages=(docker-registry docker.io openssl python3 tinyproxy jq tmux prometheus "$@")
+declare -A binary_of=([docker-registry]=/usr/bin/docker-registry [docker.io]=/usr/sbin/dockerd [openssl]=/usr/bin/openssl [python3]=/usr/bin/python3 [tinyproxy]=/usr/bin/tinyproxy [jq]=/usr/bin/jq [tmux]=/usr/bin/tmux [prometheus]=/usr/bin/promtool [curl]=/usr/bin/curl [unzip]=/usr/bin/unzip [skopeo]=/usr/bin/skopeo [time]=/usr/bin/time)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -17,7 +17,7 @@ import {
 } from "../../test/testbed/index.js";
 import { addRunServing } from "../../test/testbed/artifacts.js";
 import { settle, type BenchContext } from "../context.js";
-import { q, type ImageArtifact } from "../data.js";
+import { q } from "../data.js";
 import {
   alternate,
   BrokenBenchmark,

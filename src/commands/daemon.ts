@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { describeError } from "../errors.js";
-import { DEFAULT_INTERVAL_SECONDS } from "../config/defaults.js";
+import { DEFAULT_INTERVAL_SECONDS, DEFAULT_POLL_INTERVAL_SECONDS } from "../config/defaults.js";
 import {
   daemonOptionsSchema,
   envFlag,
@@ -26,13 +26,7 @@ import {
   registryProjectOption,
   withExamples,
 } from "./options.js";
-import {
-  githubServices,
-  gitlabServices,
-  imagePusher,
-  registryServices,
-  streamEngine,
-} from "./services.js";
+import { githubServices, gitlabServices, imageSink, registryServices } from "./services.js";
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 
@@ -40,9 +34,18 @@ export function registerDaemon(program: Command, run: Runner): void {
   const cmd = program
     .command("daemon")
     .description(
-      "Every --interval seconds: xref, then sync each missing image tag (streaming; --no-stream: download, prepare, push, clean)",
+      "Every --interval seconds, and as soon as a run finishes (a free look every --poll-interval): xref, then sync each missing image tag (streaming; --no-stream: download, prepare, push, clean)",
     )
-    .option("--interval <seconds>", "seconds between cycles", String(DEFAULT_INTERVAL_SECONDS))
+    .option(
+      "--interval <seconds>",
+      "seconds between full cycles (GitHub and GitLab listed in full)",
+      String(DEFAULT_INTERVAL_SECONDS),
+    )
+    .option(
+      "--poll-interval <seconds>",
+      "seconds between looks for finished runs (conditional requests: free while nothing changed; 0: none)",
+      String(DEFAULT_POLL_INTERVAL_SECONDS),
+    )
     .option("--once", "run one cycle and exit (non-zero when an image failed)", false)
     .option("--skip-login", "do not check the registry credentials first", false)
     .option("--force-push", "push tags that GitLab already has", false)
@@ -99,19 +102,14 @@ export function registerDaemon(program: Command, run: Runner): void {
       const gitlab = gitlabServices(ctx, raw, registry.project);
       const stateDir = stateDirFor(workspace);
       // The daemon removes what it pushed from the Docker engine, or its disk would fill up.
-      const pusher = imagePusher(ctx, registry, {
-        logger,
-        stateDir,
-        removeAfterPush: true,
-        progress: ctx.progress(logger),
-      });
-      const stream = streamEngine(ctx, registry, {
+      const sink = imageSink(ctx, registry, {
         logger,
         stateDir,
         removeAfterPush: true,
         progress: ctx.progress(logger),
       });
       const health = healthAddress ? new DaemonHealth() : undefined;
+      health?.watchGithub(github.client.tally);
       await withWorkspaceLocks(workspace, "daemon", async () => {
         const server =
           health && healthAddress
@@ -123,8 +121,7 @@ export function registerDaemon(program: Command, run: Runner): void {
             {
               github,
               gitlab,
-              push: { registryClient: registry.client, pusher },
-              stream,
+              push: { registryClient: registry.client, sink },
               failures: new FailureState(
                 stateDir,
                 {
@@ -135,7 +132,12 @@ export function registerDaemon(program: Command, run: Runner): void {
               ),
               steps: logSteps,
               progress: ctx.progress,
-              ...(health ? { onCycle: (summary) => health.record(summary) } : {}),
+              ...(health
+                ? {
+                    onCycle: (summary) => health.record(summary),
+                    onPublished: (published) => health.published(published),
+                  }
+                : {}),
               // A summary that cannot be kept costs a warning, never the daemon.
               recordCycle: (summary) =>
                 writeLastCycle(stateDir, summary).catch((err: unknown) =>
@@ -145,6 +147,7 @@ export function registerDaemon(program: Command, run: Runner): void {
             {
               downloadsDir: workspace.downloadsDir,
               intervalSeconds: timing.interval,
+              pollIntervalSeconds: timing.pollInterval,
               once: raw.once === true,
               skipLogin: raw.skipLogin === true,
               forcePush: raw.forcePush === true,

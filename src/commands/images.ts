@@ -27,7 +27,7 @@ import {
   dockerAuth,
   githubRunLookup,
   gitlabServices,
-  imagePusher,
+  imageSink,
   registryServices,
 } from "./services.js";
 
@@ -68,7 +68,7 @@ export function registerPush(program: Command, run: Runner): void {
       // --registry-project names the GitLab project too, as the newest original has it.
       const gitlab = gitlabServices(ctx, raw, registry.project);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
-      const pusher = imagePusher(ctx, registry, {
+      const sink = imageSink(ctx, registry, {
         logger,
         stateDir: stateDirFor(workspace),
         progress: ctx.progress(logger),
@@ -77,7 +77,7 @@ export function registerPush(program: Command, run: Runner): void {
         await pushImageTag(
           { logger, signal: ctx.signal },
           outputSteps(ctx.out),
-          { gitlab, registryClient: registry.client, pusher },
+          { gitlab, registryClient: registry.client, sink },
           {
             imageTag,
             downloadsDir: workspace.downloadsDir,

@@ -20,10 +20,9 @@ import {
 } from "../config/tokens.js";
 import { MetadataCache } from "../workspace/state.js";
 import type { RegistryAuth } from "../docker/engine.js";
-import type { ProgressListener } from "../domain/events.js";
-import type { Logger } from "../report/logger.js";
-import { createPusher, type ImagePusher, type PusherOptions } from "../sync/push-engines.js";
-import { createStreamEngine, type StreamEngine } from "../sync/stream-engines.js";
+import type { ImageSink } from "../archive/image-source.js";
+import { dockerSink } from "../docker/sink.js";
+import { registrySink, type SinkOptions } from "../registry/sink.js";
 import type { RunSource } from "../sync/run-provenance.js";
 import { findRunForTag } from "../sync/runs.js";
 import { runRef } from "../sync/xref.js";
@@ -123,39 +122,23 @@ export function registryServices(
   return { options, credentials, project, client };
 }
 
-/** The engine a push goes through, with the registry's credentials and the state directory's layer cache. */
-export function imagePusher(
+/**
+ * The sink every image goes into (push, sync and the daemon alike), with the registry's
+ * credentials and the state directory's layer cache.
+ */
+export function imageSink(
   ctx: CommandContext,
   registry: RegistryServices,
-  options: {
-    logger: Logger;
-    stateDir: string;
-    progress: ProgressListener;
-    removeAfterPush?: boolean;
-  },
-): ImagePusher {
-  return createPusher(registry.options.engine, {
+  options: Pick<SinkOptions, "logger" | "stateDir" | "progress" | "removeAfterPush">,
+): ImageSink {
+  const settings: SinkOptions = {
     ...options,
     registry: registry.client,
     username: registry.credentials.username,
     password: registry.credentials.password,
     env: ctx.env,
-  });
-}
-
-/** The same engine as the streaming sync drives it (sync, and the daemon by default). */
-export function streamEngine(
-  ctx: CommandContext,
-  registry: RegistryServices,
-  options: Pick<PusherOptions, "logger" | "stateDir" | "progress" | "removeAfterPush">,
-): StreamEngine {
-  return createStreamEngine(registry.options.engine, {
-    ...options,
-    registry: registry.client,
-    username: registry.credentials.username,
-    password: registry.credentials.password,
-    env: ctx.env,
-  });
+  };
+  return registry.options.engine === "registry" ? registrySink(settings) : dockerSink(settings);
 }
 
 /** The credentials as the Docker engine takes them with each call. */

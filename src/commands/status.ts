@@ -67,6 +67,8 @@ function jsonStatus(s: DaemonStatus) {
           backing_off: s.lastCycle.backing_off,
           bytes_downloaded: s.lastCycle.bytes_downloaded,
           error: s.lastCycle.error,
+          last_publish: s.lastCycle.last_publish ?? null,
+          github_rate_limit_remaining: s.lastCycle.github_rate_limit_remaining ?? null,
         }
       : null,
     failures: s.failures.map((f) => ({
@@ -100,6 +102,13 @@ function shortTime(iso: string): string {
   return Number.isNaN(ms) ? printable(iso) : new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
+/** A publish lag: seconds up to two minutes, then minutes, then hours. */
+function lagText(seconds: number): string {
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
 /** Lines that fit 80 columns: a person reads this on a terminal. */
 function lockLines(lock: LockStatus | null, downloadsDir: string, now: Date): string[] {
   if (!lock) return [`Lock        : free (nothing is working on ${downloadsDir})`];
@@ -123,6 +132,17 @@ function cycleLines(cycle: LastCycle | null, now: Date): string[] {
     `              ${formatBytes(cycle.bytes_downloaded)} downloaded in ${cycle.seconds} s`,
   ];
   if (cycle.error) lines.push(`              error: ${printable(cycle.error)}`);
+  const publish = cycle.last_publish;
+  if (publish) {
+    lines.push(
+      `Last publish: ${printable(publish.image_tag)}`,
+      `              ${lagText(publish.lag_seconds)} after run ${publish.run_id} finished, at ${shortTime(publish.published_at)}`,
+    );
+  }
+  const remaining = cycle.github_rate_limit_remaining;
+  if (remaining !== null && remaining !== undefined) {
+    lines.push(`GitHub      : ${remaining} API requests left in the rate limit`);
+  }
   return lines;
 }
 

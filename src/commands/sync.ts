@@ -22,7 +22,7 @@ import {
   registryProjectOption,
   withExamples,
 } from "./options.js";
-import { githubServices, gitlabServices, registryServices, streamEngine } from "./services.js";
+import { githubServices, gitlabServices, imageSink, registryServices } from "./services.js";
 
 type Runner = (action: (ctx: CommandContext) => Promise<void>) => Promise<void>;
 const TAG_EXAMPLE = "presto-92865fbce0d2-velox-65797d572e0a-linux-amd64";
@@ -68,7 +68,7 @@ export function registerSync(program: Command, run: Runner): void {
       const gitlab = gitlabServices(ctx, raw, registry.project);
       const logger = raw.verbose === true ? ctx.logger.child({}, { level: "debug" }) : ctx.logger;
       const progress = ctx.progress(logger);
-      const engine = streamEngine(ctx, registry, {
+      const sink = imageSink(ctx, registry, {
         logger,
         stateDir: stateDirFor(workspace),
         progress,
@@ -80,7 +80,7 @@ export function registerSync(program: Command, run: Runner): void {
           syncImageTag(
             { logger, signal: ctx.signal },
             outputSteps(ctx.out),
-            { github, gitlab, registryClient: registry.client, engine },
+            { github, gitlab, registryClient: registry.client, sink },
             {
               imageTag,
               downloadsDir: workspace.downloadsDir,
@@ -88,7 +88,7 @@ export function registerSync(program: Command, run: Runner): void {
               registryProject: registry.project,
               username: registry.credentials.username,
               forceDownload: raw.force === true,
-              forcePush: raw.force === true,
+              force: raw.force === true,
               skipLogin: raw.skipLogin === true,
               retagAsLatest: raw.retagAsLatest === true,
               multiarchIndex,

@@ -9,6 +9,8 @@ export const DEFAULT_DOWNLOADS_DIR = "downloads";
 export const DEFAULT_LIMIT = 20;
 export const MAX_LIMIT = 1000;
 export const DEFAULT_INTERVAL_SECONDS = 900;
+/** Between full cycles the daemon asks GitHub "anything new?" this often (conditionally: free). */
+export const DEFAULT_POLL_INTERVAL_SECONDS = 30;
 export const STATE_SUBDIR = ".state";
 /** The folder under the user's cache directory ($XDG_CACHE_HOME) for the listings' metadata cache. */
 export const CACHE_SUBDIR = "gh-gitlab-sync";

@@ -96,6 +96,12 @@ const seconds = wholeNumber(
 /** The daemon's timing: every wait is whole seconds, from one second to a week. */
 export const daemonOptionsSchema = z.object({
   interval: seconds,
+  /** 0 turns polling off: only the full cycle every --interval. */
+  pollInterval: wholeNumber(
+    0,
+    WEEK_SECONDS,
+    `must be a whole number of seconds from 0 (no polling) to a week (${WEEK_SECONDS})`,
+  ),
   retryBackoff: seconds,
   retryBackoffMax: seconds,
 });

@@ -21,4 +21,18 @@ export interface CycleSummary {
   error?: string;
   /** The image tags that failed this cycle or are backing off after earlier failures. */
   failedTags?: string[];
+  /** The daemon's latest publish, this cycle or an earlier one. */
+  lastPublish?: Published;
+  /** GitHub's rate limit left, as its last answer said. */
+  githubRateLimitRemaining?: number;
+}
+
+/** An image tag published: how long after its run finished its last manifest went up. */
+export interface Published {
+  imageTag: string;
+  runId: number;
+  /** From the run's completion (its `updated_at`) to the image tag's last manifest pushed. */
+  lagSeconds: number;
+  /** When the last manifest was pushed (ISO 8601). */
+  at: string;
 }

@@ -41,7 +41,12 @@ export function cancelled(err: unknown, signal: AbortSignal | null | undefined):
 
 const NULL_BODY = new Set([204, 205, 304]);
 
-export function guardedApiFetch(fetch: FetchLike, baseUrl: string): FetchLike {
+/** `observe` hears of every request sent to the API: its status, or undefined when none came. */
+export function guardedApiFetch(
+  fetch: FetchLike,
+  baseUrl: string,
+  observe?: (status: number | undefined, headers?: Headers) => void,
+): FetchLike {
   const home = new URL(baseUrl).origin;
   return async (input, init) => {
     const url = new URL(input instanceof Request ? input.url : input.toString());
@@ -56,7 +61,11 @@ export function guardedApiFetch(fetch: FetchLike, baseUrl: string): FetchLike {
     let response: Response;
     let body: Buffer;
     try {
-      response = await fetch(input, init);
+      response = await fetch(input, init).catch((err: unknown) => {
+        observe?.(undefined);
+        throw err;
+      });
+      observe?.(response.status, response.headers);
       body = await readBody(
         response,
         API_BODY_LIMIT,

@@ -4,9 +4,11 @@ import { throttling } from "@octokit/plugin-throttling";
 import { streamGetOf, type FetchLike, type StreamGet } from "../net/http.js";
 import type { Logger } from "../report/logger.js";
 import { cancelled, guardedApiFetch, unwrapRefusal } from "./api-fetch.js";
+import { EtagCache, GithubApiTally, notModified } from "./conditional.js";
 import { describeRead, toGithubError } from "./errors.js";
 
 export { toGithubError, NoMetadataError, redactUrl } from "./errors.js";
+export type { GithubApiTally, RateLimit } from "./conditional.js";
 
 const GithubOctokit = Octokit.plugin(retry, throttling);
 
@@ -21,7 +23,11 @@ export interface BlobAccess {
   signal: AbortSignal | undefined;
 }
 
-export type GithubClient = InstanceType<typeof GithubOctokit> & { readonly blobs: BlobAccess };
+export type GithubClient = InstanceType<typeof GithubOctokit> & {
+  readonly blobs: BlobAccess;
+  /** What GitHub's answers said: counts by status, the rate limit left, x-poll-interval. */
+  readonly tally: GithubApiTally;
+};
 
 export const DEFAULT_GITHUB_API_URL = "https://api.github.com";
 
@@ -98,11 +104,15 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
     };
 
   const baseUrl = (options.baseUrl ?? DEFAULT_GITHUB_API_URL).replace(/\/+$/, "");
+  const tally = new GithubApiTally();
+  const etags = new EtagCache();
   const octokit = new GithubOctokit({
     baseUrl,
     ...(options.token ? { auth: options.token } : {}),
     userAgent: options.userAgent ?? "gh-gitlab-sync",
-    request: { fetch: guardedApiFetch(fetch, baseUrl) },
+    request: {
+      fetch: guardedApiFetch(fetch, baseUrl, (status, headers) => tally.observe(status, headers)),
+    },
     log: {
       debug: (message: string) => logger.debug(message),
       // Octokit logs every request at info; that is debugging detail for an operator.
@@ -117,6 +127,26 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
       onRateLimit: onLimit("rate limit"),
       onSecondaryRateLimit: onLimit("secondary rate limit"),
     },
+  });
+
+  // Every GET asks conditionally when an answer with an ETag is kept; `@octokit/request` throws
+  // the 304 as a RequestError, answered here (inside the error hook) with the kept body.
+  octokit.hook.wrap("request", async (request, options) => {
+    const { method, url } = octokit.request.endpoint.parse(options);
+    if (method !== "GET") return request(options);
+    const etag = etags.etagFor(url);
+    // In place: the hooks inside this one were bound to this very options object. A fresh
+    // headers object, since the one there may be shared.
+    if (etag) options.headers = { ...options.headers, "if-none-match": etag };
+    try {
+      const answer = await request(options);
+      etags.remember(url, answer);
+      return answer;
+    } catch (err) {
+      const replayed = notModified(err) && etags.replay(url, notModified(err));
+      if (replayed) return replayed as Awaited<ReturnType<typeof request>>;
+      throw err;
+    }
   });
 
   if (signal) {
@@ -140,5 +170,5 @@ export function createGithubClient(options: GithubClientOptions): GithubClient {
   });
 
   const get = options.get ?? streamGetOf(fetch);
-  return Object.assign(octokit, { blobs: { fetch, get, signal } });
+  return Object.assign(octokit, { blobs: { fetch, get, signal }, tally });
 }

@@ -116,8 +116,18 @@ export async function listWorkflowRuns(
       ...(options.status ? { status: options.status } : {}),
     },
   );
+  // Pages are numbered, so a run that starts while we page through pushes every later page down
+  // by one and the previous page's last run comes again: kept once (in its place, with the
+  // newer copy's fields), and the listing reads on until it has `limit` distinct runs.
+  const at = new Map<number, number>();
   for await (const page of pages) {
     for (const run of page.data) {
+      const seen = at.get(run.id);
+      if (seen !== undefined) {
+        runs[seen] = toWorkflowRun(run);
+        continue;
+      }
+      at.set(run.id, runs.length);
       runs.push(toWorkflowRun(run));
       if (runs.length >= options.limit) return runs;
     }

@@ -5,9 +5,9 @@ import type { CachedLayer, LayerCache } from "./layer-cache.js";
 import { shortDigest } from "./media-types.js";
 
 /**
- * What both registry-engine pushes share, whatever they read the image from (a tarball on disk,
- * or the artifact as it streams in): finding a layer the registry can have without its bytes,
- * naming what happened to each layer, and publishing the image with its manifest.
+ * The registry writer's dealings with one repository (image-push.ts): finding a layer the
+ * registry can have without its bytes, naming what happened to each blob, and publishing the
+ * image with its manifest.
  */
 
 export type LayerAction = "uploaded" | "exists" | "mounted";
@@ -90,22 +90,6 @@ function sizeHolds(
   return false;
 }
 
-/** Mounts a blob from the first sibling repository that has it; its size, or undefined. */
-export async function mountFromSiblings(
-  target: RepositoryTarget,
-  digest: string,
-  sources: readonly string[] = target.siblings ?? [],
-): Promise<number | undefined> {
-  const { client, repository, signal } = target;
-  for (const from of sources.filter((r) => r !== repository)) {
-    if (await client.mountBlob(repository, digest, from, signal)) {
-      target.logger.info({ repository, digest, from }, `blob ${shortDigest(digest)} mounted`);
-      return client.blobSize(repository, digest, signal);
-    }
-  }
-  return undefined;
-}
-
 /** A layer's fate, logged at debug (at the default level each image is one line). */
 export function pushedLayer(
   target: RepositoryTarget,
@@ -126,24 +110,6 @@ export function pushedLayer(
   );
   const { digest, size, mediaType } = layer;
   return { diffId, digest, size, mediaType, action, ...(layer.learned ? { learned: true } : {}) };
-}
-
-/**
- * The config blob, byte for byte (so the image ID stays what `docker load` shows): already
- * there, mounted from a sibling when `tryMount` (the same image under a second name), or
- * uploaded. Returns the bytes it uploaded (0 when none).
- */
-export async function ensureConfig(
-  target: RepositoryTarget,
-  digest: string,
-  bytes: Buffer,
-  tryMount: boolean,
-): Promise<number> {
-  const { client, repository, signal } = target;
-  if ((await client.blobSize(repository, digest, signal)) !== undefined) return 0;
-  if (tryMount && (await mountFromSiblings(target, digest)) !== undefined) return 0;
-  await client.uploadBlob(repository, digest, bytes.length, () => bytes, signal);
-  return bytes.length;
 }
 
 /**

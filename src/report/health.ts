@@ -6,11 +6,15 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type * as Prom from "prom-client";
 import { lazyRequire } from "../lazy.js";
-import type { CycleSummary } from "../domain/daemon.js";
+import type { CycleSummary, Published } from "../domain/daemon.js";
+import type { GithubApiTally } from "../github/client.js";
 import { SyncError, UsageError } from "../errors.js";
 import type { Logger } from "./logger.js";
 
 const PREFIX = "gh_gitlab_sync_";
+
+/** Publish lag buckets (seconds): the poll's half-minute steps up to the full cycle's quarter hour and past it. */
+const LAG_BUCKETS = [5, 10, 15, 30, 45, 60, 90, 120, 300, 600, 900, 1800, 3600, 7200];
 const prom = lazyRequire<typeof Prom>("prom-client");
 
 export class DaemonHealth {
@@ -59,8 +63,44 @@ export class DaemonHealth {
     registers: [this.registry],
   });
 
+  private readonly publishLag = new (prom().Histogram)({
+    name: `${PREFIX}publish_lag_seconds`,
+    help: "From a run's completion to the last manifest of its image tag published",
+    buckets: LAG_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly githubRequests = new (prom().Counter)({
+    name: `${PREFIX}github_requests_total`,
+    help: "GitHub API requests, by answer (200, 304: free, 4xx, 5xx, error: none came)",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  private tally: GithubApiTally | undefined;
+
   constructor() {
     prom().collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    const remaining = () => this.tally?.rateLimit?.remaining;
+    new (prom().Gauge)({
+      name: `${PREFIX}github_rate_limit_remaining`,
+      help: "GitHub API requests left in the rate limit's window, as its last answer said",
+      registers: [this.registry],
+      // Read when scraped: the client's tally always has the last answer's headers.
+      collect() {
+        const left = remaining();
+        if (left !== undefined) this.set(left);
+      },
+    });
+  }
+
+  /** Counts every GitHub API answer of this client from now on, and serves its rate limit. */
+  watchGithub(tally: GithubApiTally): void {
+    this.tally = tally;
+    for (const [result, count] of tally.results) this.githubRequests.inc({ result }, count);
+    tally.onResult((result) => this.githubRequests.inc({ result }));
+  }
+
+  published(publish: Published): void {
+    this.publishLag.observe(publish.lagSeconds);
   }
 
   record(summary: CycleSummary): void {

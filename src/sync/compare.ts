@@ -1,3 +1,4 @@
+import type { WorkflowRun } from "../github/runs.js";
 import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
 import { runsWithMetadata } from "./runs.js";
 import { archForPlatform } from "../domain/images.js";
@@ -36,10 +37,12 @@ export async function computeXref(
   runs: number;
   expected: ExpectedTags;
   present: Set<string>;
+  /** Every run listed, as GitHub gave them. */
+  listed: WorkflowRun[];
 }> {
   const { platform } = options;
   // Both sides are independent: ask GitLab while the run logs are being read.
-  const [{ seen, logBytes }, { present }] = await Promise.all([
+  const [{ seen, logBytes, listed }, { present }] = await Promise.all([
     runsWithMetadata(ctx, github, { includeFailed: false, platform }),
     gitlabState(gitlab),
   ]);
@@ -55,5 +58,6 @@ export async function computeXref(
     runs: seen.length,
     expected,
     present,
+    listed,
   };
 }

@@ -8,13 +8,57 @@ import { exists } from "../util/files.js";
 import { tagLayout } from "../workspace/layout.js";
 import { indexBuild } from "./built.js";
 import { cleanTargets, removeTargets } from "./clean.js";
-import type { SyncContext } from "./context.js";
-import type { DaemonServices, DaemonSettings } from "./daemon.js";
+import type { CycleSummary, Published } from "../domain/daemon.js";
+import type { ProgressListener, StepReporter } from "../domain/events.js";
+import type { Logger } from "../report/logger.js";
+import type { FailureState } from "../workspace/failures.js";
+import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
 import { downloadImageTag } from "./download.js";
 import { prepareImageTag } from "./prepare.js";
-import { pushImageTag } from "./push.js";
+import { pushImageTag, type PushOutcome, type PushRequest, type PushServices } from "./push.js";
 import { syncImageTag } from "./stream.js";
 import type { MissingImage } from "./xref.js";
+
+export interface DaemonSettings {
+  downloadsDir: string;
+  /** The full cycle: GitHub and GitLab listed in full, at least this often. */
+  intervalSeconds: number;
+  /** `--poll-interval`: between full cycles, a conditional look for finished runs; 0 is none. */
+  pollIntervalSeconds: number;
+  once: boolean;
+  skipLogin: boolean;
+  forcePush: boolean;
+  retagAsLatest: boolean;
+  registry: string;
+  registryProject: string;
+  username: string;
+  /** The streaming sync (default); false is `--no-stream`: download → prepare → push → clean. */
+  stream: boolean;
+  /** `--platform`: only the builds of this platform. */
+  platform?: string;
+  /** `--multiarch-index`: each build's repositories get their index (see sync/multiarch). */
+  multiarchIndex?: boolean;
+  /** `--retry-now`: the first cycle of this start does not wait out any back-off. */
+  retryNow?: boolean;
+}
+
+export interface DaemonServices {
+  github: GithubServices;
+  gitlab: GitlabServices;
+  /** The registry, and the sink every image goes into (streamed, or step by step). */
+  push: Omit<PushServices, "gitlab">;
+  failures: FailureState;
+  /** The step lines of one image tag, through that image's logger. */
+  steps: (logger: Logger) => StepReporter;
+  /** Where the transfers of one image tag report how they move. */
+  progress: (logger: Logger) => ProgressListener;
+  /** Told of each finished cycle (the health endpoint and metrics). */
+  onCycle?: (summary: CycleSummary) => void;
+  /** Told of each image tag published, with its lag behind its run's completion. */
+  onPublished?: (published: Published) => void;
+  /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
+  recordCycle?: (summary: CycleSummary) => Promise<void>;
+}
 
 /** An error as one log line: a SyncError with its hint, anything else as it describes itself. */
 export function errorLine(err: unknown): string {
@@ -85,7 +129,11 @@ async function discardingBad<T>(
   }
 }
 
-/** One image tag: streamed (download, verify and push at once), or step by step. */
+/**
+ * One image tag: read from its source — the artifact streamed (download, verify and push at
+ * once), or step by step (download, prepare, then the prepared tarballs) — into the sink; then,
+ * with `--multiarch-index`, its indexes.
+ */
 export async function syncOne(
   ctx: SyncContext,
   services: DaemonServices,
@@ -93,80 +141,72 @@ export async function syncOne(
   image: MissingImage,
   counters: Counters,
 ): Promise<ImageResult> {
-  if (!settings.stream) return stepByStep(ctx, services, settings, image, counters);
   const logger = ctx.logger.child({ imageTag: image.imageTag });
   const sub: SyncContext = { logger, signal: ctx.signal };
-  const fetched = { fetched: 0, pushed: 0, uploadedBytes: 0 };
+  const steps = services.steps(logger);
+  const moved = { fetched: 0, pushed: 0, uploadedBytes: 0 };
+  const request = {
+    imageTag: image.imageTag,
+    downloadsDir: settings.downloadsDir,
+    registry: settings.registry,
+    registryProject: settings.registryProject,
+    username: settings.username,
+    force: settings.forcePush,
+    skipLogin: settings.skipLogin,
+    retagAsLatest: settings.retagAsLatest,
+    counters: moved,
+  };
+  const publish = { ...services.push, gitlab: services.gitlab };
   try {
-    const outcome = await discardingBad(ctx, settings, image, () =>
-      stage("sync", () =>
-        syncImageTag(
-          sub,
-          services.steps(logger),
-          {
-            github: services.github,
-            gitlab: services.gitlab,
-            registryClient: services.push.registryClient,
-            engine: services.stream,
-          },
-          {
-            imageTag: image.imageTag,
-            downloadsDir: settings.downloadsDir,
-            registry: settings.registry,
-            registryProject: settings.registryProject,
-            username: settings.username,
-            forceDownload: false,
-            forcePush: settings.forcePush,
-            skipLogin: settings.skipLogin,
-            retagAsLatest: settings.retagAsLatest,
-            daemon: true,
-            progress: services.progress(logger),
-            counters: fetched,
-          },
-        ),
-      ),
-    );
-    // After the sync's clean, as on the step-by-step path (see built.ts).
+    const outcome = settings.stream
+      ? await discardingBad(ctx, settings, image, () =>
+          stage("sync", () =>
+            syncImageTag(
+              sub,
+              steps,
+              { ...publish, github: services.github },
+              {
+                ...request,
+                forceDownload: false,
+                daemon: true,
+                progress: services.progress(logger),
+              },
+            ),
+          ),
+        )
+      : await stepByStep(sub, services, settings, image, request);
+    // After the clean: the images are in, so a failing index leaves no download behind; the
+    // next cycles retry the index alone (see built.ts).
     if (settings.multiarchIndex) {
       await stage("index", () =>
-        indexBuild(
-          sub,
-          services.push.registryClient,
-          services.steps(logger),
-          settings,
-          image,
-          outcome,
-        ),
+        indexBuild(sub, services.push.registryClient, steps, settings, image, outcome),
       );
     }
     return { pushed: outcome.pushed.length, uploadedBytes: outcome.bytesUploaded };
   } finally {
-    counters.downloadedBytes += fetched.fetched;
-    counters.pushed = fetched.pushed;
-    counters.uploadedBytes = fetched.uploadedBytes;
+    counters.downloadedBytes += moved.fetched;
+    counters.pushed = moved.pushed;
+    counters.uploadedBytes = moved.uploadedBytes;
   }
 }
 
-/** download → prepare → push → clean for one image tag, as the original's daemon does. */
+/** `--no-stream`: download → prepare → push → clean, as the original's daemon does. */
 async function stepByStep(
   ctx: SyncContext,
   services: DaemonServices,
   settings: DaemonSettings,
   image: MissingImage,
-  counters: Counters,
-): Promise<ImageResult> {
-  const logger = ctx.logger.child({ imageTag: image.imageTag });
+  request: PushRequest & { counters: { fetched: number } },
+): Promise<PushOutcome> {
+  const { logger } = ctx;
   const steps = services.steps(logger);
-  const sub: SyncContext = { logger, signal: ctx.signal };
   const layout = tagLayout(settings.downloadsDir, image.imageTag);
   const run = image.runs[0];
-  const runIds = run ? [run.id] : [];
-
   if ((await exists(layout.zip)) && (await exists(layout.metadata))) {
     logger.info(`artifact already downloaded at ${layout.zip}; skipping download`);
   } else {
     const outcome = await stage("download", () =>
-      downloadImageTag(sub, services.github, steps, {
+      downloadImageTag(ctx, services.github, steps, {
         imageTag: image.imageTag,
         downloadsDir: settings.downloadsDir,
         force: false,
@@ -174,56 +214,39 @@ async function stepByStep(
         daemon: true,
       }),
     );
-    counters.downloadedBytes += outcome.fetched;
+    request.counters.fetched = outcome.fetched;
   }
-
   const prepared = await discardingBad(ctx, settings, image, () =>
     stage("prepare", () =>
-      prepareImageTag(sub, steps, {
+      prepareImageTag(ctx, steps, {
         imageTag: image.imageTag,
         downloadsDir: settings.downloadsDir,
         clean: false,
       }),
     ),
   );
-
   const pushed = await discardingBad(ctx, settings, image, () =>
     stage("push", () =>
       pushImageTag(
-        sub,
+        ctx,
         steps,
         { ...services.push, gitlab: services.gitlab },
         {
-          imageTag: image.imageTag,
-          downloadsDir: settings.downloadsDir,
-          registry: settings.registry,
-          registryProject: settings.registryProject,
-          username: settings.username,
-          force: settings.forcePush,
-          skipLogin: settings.skipLogin,
-          retagAsLatest: settings.retagAsLatest,
+          ...request,
           images: prepared.images,
           ...(run ? { run: { kind: "cached", run: { id: run.id, title: run.title } } } : {}),
         },
       ),
     ),
   );
-
   await stage("clean", async () => {
     const removed = await removeTargets(
-      await cleanTargets(settings.downloadsDir, image.imageTag, runIds),
+      await cleanTargets(settings.downloadsDir, image.imageTag, run ? [run.id] : []),
     );
     logger.info(
       { removed: removed.length },
       `cleaned ${removed.length} path(s) of ${image.imageTag}`,
     );
   });
-  // After the clean: the images are in, so a failing index leaves no download behind; the
-  // next cycles retry the index alone (see built.ts).
-  if (settings.multiarchIndex) {
-    await stage("index", () =>
-      indexBuild(sub, services.push.registryClient, steps, settings, image, pushed),
-    );
-  }
-  return { pushed: pushed.pushed.length, uploadedBytes: pushed.bytesUploaded };
+  return pushed;
 }

@@ -1,55 +1,23 @@
-import type { CycleSummary } from "../domain/daemon.js";
-import type { ProgressListener, StepReporter } from "../domain/events.js";
+import type { CycleSummary, Published } from "../domain/daemon.js";
 import { SyncError, describeError } from "../errors.js";
-import { sleep } from "../net/retry.js";
-import type { Logger } from "../report/logger.js";
 import { formatBytes } from "../util/bytes.js";
 import { ensureDir } from "../util/files.js";
-import type { FailureState } from "../workspace/failures.js";
 import { computeXref } from "./compare.js";
-import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
-import type { PushServices } from "./push.js";
+import type { SyncContext } from "./context.js";
 import { backingOff, settleBuilt } from "./built.js";
 import type { MissingImage } from "./xref.js";
-import type { StreamEngine } from "./stream-engines.js";
-import { StageError, errorLine, syncOne, type Counters } from "./daemon-image.js";
+import {
+  StageError,
+  errorLine,
+  syncOne,
+  type Counters,
+  type DaemonServices,
+  type DaemonSettings,
+} from "./daemon-image.js";
+import { handledOf, untilNextCycle, type HandledRuns } from "./daemon-poll.js";
+import type { WorkflowRun } from "../github/runs.js";
 
-export interface DaemonSettings {
-  downloadsDir: string;
-  intervalSeconds: number;
-  once: boolean;
-  skipLogin: boolean;
-  forcePush: boolean;
-  retagAsLatest: boolean;
-  registry: string;
-  registryProject: string;
-  username: string;
-  /** The streaming sync (default); false is `--no-stream`: download → prepare → push → clean. */
-  stream: boolean;
-  /** `--platform`: only the builds of this platform. */
-  platform?: string;
-  /** `--multiarch-index`: each build's repositories get their index (see sync/multiarch). */
-  multiarchIndex?: boolean;
-  /** `--retry-now`: the first cycle of this start does not wait out any back-off. */
-  retryNow?: boolean;
-}
-
-export interface DaemonServices {
-  github: GithubServices;
-  gitlab: GitlabServices;
-  push: Omit<PushServices, "gitlab">;
-  /** The engine as the streaming sync drives it. */
-  stream: StreamEngine;
-  failures: FailureState;
-  /** The step lines of one image tag, through that image's logger. */
-  steps: (logger: Logger) => StepReporter;
-  /** Where the transfers of one image tag report how they move. */
-  progress: (logger: Logger) => ProgressListener;
-  /** Told of each finished cycle (the health endpoint and metrics). */
-  onCycle?: (summary: CycleSummary) => void;
-  /** Keeps each finished cycle's summary where `status` reads it; must not throw. */
-  recordCycle?: (summary: CycleSummary) => Promise<void>;
-}
+export type { DaemonServices, DaemonSettings } from "./daemon-image.js";
 
 /** Oldest run first, so builds reach GitLab in the order they were made; ties by tag. */
 function oldestFirst(a: MissingImage, b: MissingImage): number {
@@ -84,6 +52,7 @@ export async function runCycle(
   };
   const finish = (): CycleOutcome => ({
     ...summary,
+    ...rateLimitOf(services),
     failedTags: summary.notSynced.map((f) => f.imageTag),
     seconds: Math.round((Date.now() - started) / 100) / 10,
   });
@@ -97,6 +66,7 @@ export async function runCycle(
       platform: settings.platform,
     });
     summary.runs = xref.runs;
+    summary.listed = xref.listed;
     summary.logBytes = xref.logBytes;
     missing = [...xref.result.missing].sort(oldestFirst);
     summary.missing = missing.length;
@@ -156,6 +126,11 @@ export async function runCycle(
     const counters: Counters = { downloadedBytes: 0, pushed: 0, uploadedBytes: 0 };
     try {
       const result = await syncOne(ctx, services, settings, image, counters);
+      const published = publishedNow(image, xref.listed);
+      if (published) {
+        summary.lastPublish = published;
+        services.onPublished?.(published);
+      }
       summary.pushed += result.pushed;
       summary.synced += 1;
       summary.uploadedBytes += result.uploadedBytes;
@@ -198,8 +173,35 @@ export async function runCycle(
   return finish();
 }
 
+/** GitHub's rate limit left after the cycle, when an answer told it. */
+function rateLimitOf(services: DaemonServices): Pick<CycleSummary, "githubRateLimitRemaining"> {
+  const remaining = services.github.client.tally.rateLimit?.remaining;
+  return remaining === undefined ? {} : { githubRateLimitRemaining: remaining };
+}
+
+/**
+ * The publish of an image tag just synced, timed from its newest run's completion (the
+ * `updated_at` of a completed run; a clock behind GitHub's counts as no lag at all).
+ */
+function publishedNow(image: MissingImage, listed: readonly WorkflowRun[]): Published | undefined {
+  const runId = image.runs[0]?.id;
+  const run = listed.find((r) => r.id === runId);
+  if (!run || run.status !== "completed") return undefined;
+  const finished = Date.parse(run.updated_at);
+  if (!Number.isFinite(finished)) return undefined;
+  const now = Date.now();
+  return {
+    imageTag: image.imageTag,
+    runId: run.id,
+    lagSeconds: Math.max(0, (now - finished) / 1000),
+    at: new Date(now).toISOString(),
+  };
+}
+
 /** A cycle's summary, and what the daemon needs of it beyond the figures it reports. */
 type CycleOutcome = CycleSummary & {
+  /** Every run the cycle listed, for the polls that follow (absent when listing failed). */
+  listed?: WorkflowRun[];
   /** Each image tag not synced, with why (`failedTags` names them). */
   notSynced: Array<{ imageTag: string; error: string }>;
   /** What made the cycle fail as a whole. */
@@ -259,8 +261,13 @@ export async function runDaemon(
     },
     settings.once
       ? "daemon: one cycle"
-      : `daemon started: a cycle every ${settings.intervalSeconds} s`,
+      : `daemon started: a full cycle every ${settings.intervalSeconds} s` +
+          (settings.pollIntervalSeconds > 0
+            ? `, a look for finished runs every ${settings.pollIntervalSeconds} s`
+            : ""),
   );
+  let handled: HandledRuns | undefined;
+  let lastPublish: Published | undefined;
   for (let cycle = 1; ; cycle += 1) {
     let summary;
     try {
@@ -269,14 +276,18 @@ export async function runDaemon(
       if (ctx.signal.aborted) break;
       throw err;
     }
-    const { notSynced: _notSynced, cause: _cause, ...forMonitor } = summary;
+    // The latest publish is told until a newer one replaces it, not only by its own cycle.
+    lastPublish = summary.lastPublish ?? lastPublish;
+    if (lastPublish) summary.lastPublish = lastPublish;
+    if (summary.listed) handled = handledOf(summary.listed);
+    const { notSynced: _notSynced, cause: _cause, listed: _listed, ...forMonitor } = summary;
     // The monitor is told which tags are not synced; the log says so per image already.
     services.onCycle?.(forMonitor);
     await services.recordCycle?.(forMonitor);
     const { failedTags: _tags, ...record } = forMonitor;
     ctx.logger.info(
       { summary: record },
-      summaryLine(record, services.push.pusher.name === "registry"),
+      summaryLine(record, services.push.sink.name === "registry"),
     );
     if (ctx.signal.aborted) break;
     if (settings.once) {
@@ -285,7 +296,14 @@ export async function runDaemon(
       return;
     }
     try {
-      await sleep(settings.intervalSeconds * 1000, ctx.signal);
+      const wake = await untilNextCycle(ctx, services.github, settings, handled);
+      handled = wake.handled;
+      if (wake.reason === "change") {
+        ctx.logger.info(
+          { runs: wake.finished.map((r) => r.id) },
+          `run(s) ${wake.finished.map((r) => r.id).join(", ")} finished: a cycle now`,
+        );
+      }
     } catch (err) {
       if (ctx.signal.aborted) break;
       throw err;

@@ -133,6 +133,8 @@ export interface RunsSeen {
   seen: RunWithMetadata[];
   /** Log bytes fetched to learn the metadata (0 when all came from the cache). */
   logBytes: number;
+  /** Every run the listing gave, whatever its result or platform (what the daemon's poll compares). */
+  listed: WorkflowRun[];
 }
 
 /**
@@ -180,7 +182,8 @@ export async function runsWithMetadata(
     { runs: runs.length, inspected: wanted.length, fromCache, logBytes },
     `metadata of ${wanted.length} run(s): ${fromCache} from the cache, ${formatBytes(logBytes)} of logs read`,
   );
-  return platform ? ofPlatform({ runs, seen, logBytes }, platform) : { runs, seen, logBytes };
+  const all = { runs, seen, logBytes, listed: runs };
+  return platform ? ofPlatform(all, platform) : all;
 }
 
 /**
@@ -192,9 +195,9 @@ function ofPlatform(all: RunsSeen, platform: string): RunsSeen {
     all.seen.filter((s) => isBuildOf(s.metadata, platform) === false).map((s) => s.run.id),
   );
   return {
+    ...all,
     runs: all.runs.filter((r) => !other.has(r.id)),
     seen: all.seen.filter((s) => !other.has(s.run.id)),
-    logBytes: all.logBytes,
   };
 }
 

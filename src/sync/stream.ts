@@ -1,53 +1,26 @@
 /**
- * `sync <image-tag>`: download → verify → push → clean in one streaming pass (issue 15).
- *
- * Design.
- * - One copy on disk. The artifact downloads to `<tag>.zip.part` exactly as `download` does
- *   (resumable with `Range`, size and GitHub's digest checked, renamed when complete), and the
- *   sync reads that file a little behind the download (archive/growing-file.ts). Nothing is
- *   extracted: each tarball is inflated from the zip as its bytes arrive (archive/zip-stream.ts)
- *   and handed, as a stream, to the engine. Peak disk is the artifact, 1.0×. The download never
- *   waits for the push: when compressing falls behind, the part file simply runs ahead.
- * - The image abstraction (archive/image-stream.ts) reads each `docker save` tarball once: gzip
- *   trailer, tar, layout (legacy or OCI), config against its digest, every layer against its
- *   diff-id, then RepoTags against `<repo>:<image tag>`. The registry engine takes each layer's
- *   bytes while they pass, compressing and uploading them (registry/stream-push.ts); a layer
- *   whose identity is known before it is read (OCI names it; the layer cache remembers legacy
- *   paths) and that another image of the artifact already sends, or that the registry already
- *   has, is only checked: the shared base is compressed and sent once. The docker engine gets
- *   the tarball's bytes streamed into `docker load` while they are checked alongside.
- * - Publication waits for the whole artifact. Blobs are content-addressed and publish nothing;
- *   the manifest PUT (registry engine) or `docker push` (docker engine) is the publication, and
- *   it happens only once the zip's central directory has been read, vetted as `prepare` vets it
- *   and found to agree with every entry the stream read, and the download's size and digest have
- *   checked out. Then what is published is exactly the artifact GitHub holds, not merely a set of
- *   self-consistent tarballs. For the registry engine that costs only the manifest PUTs at the
- *   end (the blobs went up during the stream); the docker engine's pushes wait for the end too.
- * - A tarball that fails its checks fails alone: nothing is pushed under its tag, the others
- *   are, and the sync ends with one line naming it. A zip whose structure breaks (a bad header,
- *   damaged deflate data, a directory that disagrees) publishes nothing.
- * - Resume. A cut download is resumed by the downloader while the reader waits. After a stop or
- *   a restart the part file is kept; the next sync resumes the download and reads the part file
- *   from its start at disk speed; layers the registry holds are recognised before they are read
- *   (by name, or by the legacy path the layer cache learnt) and not compressed or sent again,
- *   and uploads left half-way are taken up where the registry stands (layer cache). A layer
- *   whose upload a cut ended, or whose identity was guessed wrong, is read again from the
- *   artifact on disk once its image is verified (the part file is the one copy kept).
- * - Progress is events: the download's bytes, and the stream's position in the zip.
+ * `sync <image-tag>` (and the daemon by default): download → verify → push → clean in one
+ * streaming pass. The source is the artifact itself: it downloads to `<tag>.zip.part` as
+ * `download` writes it, and each tarball is read out of the zip a little behind the download
+ * (archive/growing-file.ts, zip-stream.ts) straight into the sink, checked on the way; nothing is
+ * extracted. Publication waits for the whole artifact: the zip's directory vetted and agreeing
+ * with every entry read, the download's size and digest checked. A stopped sync keeps the part
+ * file; the next resumes it. The rest — plan, lines, publication — is the shared middle
+ * (publish.ts); ARCHITECTURE.md draws the whole path.
  */
 import { open, rm, stat } from "node:fs/promises";
-import { openEntry, readZipStream, type StreamedEntry } from "../archive/zip-stream.js";
+import { entrySource, type ImageWrite } from "../archive/image-source.js";
+import { readZipStream } from "../archive/zip-stream.js";
 import { GrowingFile } from "../archive/growing-file.js";
 import type { ProgressListener, StepReporter } from "../domain/events.js";
-import { DamagedInputError, describeError, interrupted } from "../errors.js";
-import type { RegistryClient } from "../registry/client.js";
+import { expectedImages, parseGitlabTag } from "../domain/images.js";
+import { interrupted } from "../errors.js";
 import { formatMiB } from "../util/bytes.js";
 import { exists, parseJsonFile, type FreeBytes } from "../util/files.js";
 import type { DownloadResult } from "../workspace/download.js";
 import { metadataFileSchema } from "../workspace/layout.js";
 import { cleanTargets, removeTargets } from "./clean.js";
-import { gitlabState } from "./compare.js";
-import type { GithubServices, GitlabServices, SyncContext } from "./context.js";
+import type { GithubServices, SyncContext } from "./context.js";
 import {
   fetchArtifact,
   keptDownload,
@@ -55,28 +28,32 @@ import {
   writeDownloadMetadata,
   type LocatedArtifact,
 } from "./download.js";
-import { PRESENT, printExisting, retagLatest, statusOf, verifyListed } from "./push.js";
-import type { PublishableImage, StreamEngine, StreamedImage } from "./stream-engines.js";
-import { notAllPushed, planItems, printPlan, type Planned } from "./stream-plan.js";
+import { provenanceOfRun } from "./image-provenance.js";
+import {
+  ImageLines,
+  loginStep,
+  notAllPushed,
+  notInArtifact,
+  planStep,
+  publishEach,
+  withSiblings,
+  type Failure,
+  type PlanItem,
+  type Planned,
+  type PublishOutcome,
+  type PublishRequest,
+  type PublishServices,
+} from "./publish.js";
 import { indexBuild } from "./built.js";
-import type { WrittenIndex } from "./multiarch.js";
 import { runRef } from "./xref.js";
 
-export interface SyncRequest {
+export interface SyncRequest extends PublishRequest {
   imageTag: string;
   downloadsDir: string;
-  registry: string;
   registryProject: string;
-  username: string;
-  /** Download the artifact afresh, discarding any earlier download. */
+  /** Download the artifact afresh, discarding any earlier download (`force` pushes tags GitLab has). */
   forceDownload: boolean;
-  /** Push tags GitLab already has. */
-  forcePush: boolean;
-  skipLogin: boolean;
-  retagAsLatest: boolean;
   artifactName?: string | undefined;
-  /** Asks before pushing; absent means "yes" (--yes, the daemon). */
-  confirm?: (question: string) => Promise<boolean>;
   /** The daemon's sync: metadata.json gets its keys, the lines name it. */
   daemon?: boolean;
   progress: ProgressListener;
@@ -93,30 +70,47 @@ export interface SyncRequest {
   multiarchIndex?: boolean;
 }
 
-export interface SyncServices {
+export interface SyncServices extends PublishServices {
   github: GithubServices;
-  gitlab: GitlabServices;
-  registryClient: RegistryClient;
-  engine: StreamEngine;
 }
 
-export interface SyncOutcome {
-  pushed: Array<{ gitlabTag: string; remoteRef: string; digest: string }>;
-  skipped: string[];
-  aborted: boolean;
-  bytesUploaded: number;
-  run: { id: number; title: string };
-  /** With `multiarchIndex`: each index as it now stands. */
-  indexes?: WrittenIndex[];
-}
+export type SyncOutcome = PublishOutcome & { run: { id: number; title: string } };
 
 const TOTAL = 7;
 
-/** One image while the artifact streams: its engine's side, and how its tarball ended. */
+/** One image while the artifact streams: its sink's side, and how its tarball ended. */
 interface ImageRun {
   item: Planned;
-  image: StreamedImage;
-  ready?: Promise<PublishableImage>;
+  write: ImageWrite;
+  ready?: Promise<Awaited<ReturnType<ImageWrite["ready"]>>>;
+}
+
+/** The images the run promises, each with its tarball's name in the zip and where it goes. */
+function planItems(request: SyncRequest, located: LocatedArtifact): PlanItem[] {
+  const images = expectedImages({ ...located.metadata, "Image tag": request.imageTag });
+  // The manifests carry the build's provenance, as push writes them.
+  const provenance = provenanceOfRun(located.metadata, {
+    id: located.run.id,
+    htmlUrl: located.run.html_url,
+  });
+  return withSiblings(
+    images.map((image) => {
+      const parsed = parseGitlabTag(image.gitlabTag);
+      const tag = parsed?.tag ?? request.imageTag;
+      const repository = `${request.registryProject}/${parsed?.repoPath ?? image.repo}`;
+      return {
+        gitlabTag: image.gitlabTag,
+        label: image.tarball,
+        tarballLine: `Tarball      : ${image.tarball} (streamed from ${located.artifact.name})`,
+        localRef: `${image.repo}:${request.imageTag}`,
+        repository,
+        tag,
+        remoteRef: `${request.registry}/${repository}:${tag}`,
+        siblings: [],
+        annotations: provenance(image.gitlabTag),
+      };
+    }),
+  );
 }
 
 export async function syncImageTag(
@@ -131,35 +125,14 @@ export async function syncImageTag(
     artifact: 2,
   });
   const run = { id: located.run.id, title: runRef(located.run).title };
-  const engine = services.engine;
-  if (request.skipLogin) {
-    steps.step(
-      3,
-      TOTAL,
-      `Skipping docker login for registry ${request.registry} (user requested); checking the ${engine.name} engine ...`,
-    );
-    await engine.check(ctx.signal);
-  } else {
-    steps.step(
-      3,
-      TOTAL,
-      `Logging into Docker registry ${request.registry} as ${request.username} (${engine.name} engine) ...`,
-    );
-    await engine.login(ctx.signal);
-  }
-
-  steps.step(4, TOTAL, "Gathering GitLab registry state ...");
-  const state = await gitlabState(services.gitlab);
-  steps.step(5, TOTAL, "Building push plan ...");
-  const planned = planItems(request, located).map((item) => ({
-    ...item,
-    status: statusOf(item.gitlabTag, state),
-  }));
-  printPlan(steps, planned, located.artifact.name);
-  const existing = planned.filter((p) => p.status === PRESENT);
-  printExisting(steps, existing, request.forcePush);
-  const toPush = request.forcePush ? planned : planned.filter((p) => p.status !== PRESENT);
-  const skipped = request.forcePush ? [] : existing.map((p) => p.gitlabTag);
+  await loginStep(ctx, steps, services.sink, request, [3, TOTAL]);
+  const { toPush, skipped } = await planStep(
+    steps,
+    services.gitlab,
+    planItems(request, located),
+    request.force,
+    [4, TOTAL],
+  );
   // As push does: the indexes are written even when every image was there already.
   const indexes = async (pushed: SyncOutcome["pushed"]) => {
     if (!request.multiarchIndex) return {};
@@ -213,7 +186,7 @@ export async function syncImageTag(
 interface Streamed {
   pushed: SyncOutcome["pushed"];
   bytesUploaded: number;
-  failures: Array<{ item: Planned; error: unknown }>;
+  failures: Failure[];
 }
 
 /** Step 6: the artifact, downloading or on disk, read through once; the verified images published. */
@@ -232,8 +205,8 @@ async function streamArtifact(
     6,
     TOTAL,
     onDisk
-      ? `Reading artifact '${artifact.name}' already at ${layout.zip} into the registry (${services.engine.name} engine) ...`
-      : `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) from GitHub into the registry (${services.engine.name} engine), downloading to ${layout.zipPart} ...`,
+      ? `Reading artifact '${artifact.name}' already at ${layout.zip} into the registry (${services.sink.name} engine) ...`
+      : `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) from GitHub into the registry (${services.sink.name} engine), downloading to ${layout.zipPart} ...`,
   );
   const file = await GrowingFile.open(
     onDisk ? layout.zip : await partFile(located),
@@ -260,16 +233,21 @@ async function streamArtifact(
     );
   }
   const runs = new Map<string, ImageRun>();
+  const lines = new ImageLines(steps);
   try {
-    await readArtifact(ctx, steps, services, request, located, file, toPush, runs);
+    await readArtifact(ctx, services, request, located, file, toPush, runs, lines);
     const result = await download;
     if (result && request.counters) request.counters.fetched = result.fetched;
     await writeDownloadMetadata(services.github, located, request.daemon === true);
-    return await publishAll(ctx, steps, services, request, toPush, runs);
+    // Every verified image published, in the plan's order; the others said why.
+    return await publishEach(ctx, lines, services, request, toPush, {
+      ready: (item) => runs.get(item.label)?.ready ?? Promise.reject(notInArtifact(item.label)),
+      discard: async (item) => runs.get(item.label)?.write.discard(),
+    });
   } catch (err) {
     stop.abort(err);
     await download.catch(() => undefined);
-    for (const entry of runs.values()) await entry.image.discard();
+    for (const entry of runs.values()) await entry.write.discard();
     if (ctx.signal.aborted) {
       throw interrupted(
         ctx.signal,
@@ -325,19 +303,19 @@ async function partFile(located: LocatedArtifact): Promise<string> {
   return zipPart;
 }
 
-/** Reads the zip through, handing each planned tarball to the engine as it comes. */
+/** Reads the zip through, handing each planned tarball to the sink as it comes. */
 async function readArtifact(
   ctx: SyncContext,
-  steps: StepReporter,
   services: SyncServices,
   request: SyncRequest,
   located: LocatedArtifact,
   file: GrowingFile,
   toPush: Planned[],
   runs: Map<string, ImageRun>,
+  lines: ImageLines,
 ): Promise<void> {
-  const artifact = await services.engine.artifact(ctx.signal, toPush);
-  const byEntry = new Map(toPush.map((item) => [item.entry, item]));
+  const batch = await services.sink.batch(ctx.signal, toPush);
+  const byEntry = new Map(toPush.map((item) => [item.label, item]));
   const task = `sync ${located.artifact.name}`;
   // One image at a time, in the zip's order: the next tarball starts once the last is read.
   let previous: Promise<unknown> = Promise.resolve();
@@ -353,16 +331,17 @@ async function readArtifact(
         const item = byEntry.get(entry.name);
         if (!item) return undefined;
         await previous;
-        steps.status(`Pushing ${item.remoteRef} ...`);
-        const image = artifact.begin(item);
-        runs.set(entry.name, { item, image });
-        previous = image.parsed;
-        return image.sink;
+        // Its size is known only once it is read: the bar counts up without a total.
+        lines.start(item, `${entry.name} (streamed from ${located.artifact.name})`, undefined);
+        const write = batch.begin(item);
+        runs.set(entry.name, { item, write });
+        previous = write.parsed;
+        return write.sink;
       },
       onEntryEnd: (entry, problem) => {
         const run = runs.get(entry.name);
         if (!run) return;
-        run.ready = problem ? Promise.reject(problem) : run.image.ready(entrySource(file, entry));
+        run.ready = problem ? Promise.reject(problem) : run.write.ready(entrySource(file, entry));
         run.ready.catch(() => undefined);
       },
     });
@@ -370,69 +349,4 @@ async function readArtifact(
   } finally {
     request.progress({ kind: "end", task, ok });
   }
-}
-
-function entrySource(file: GrowingFile, entry: StreamedEntry) {
-  return { label: entry.name, open: () => openEntry(file, entry) };
-}
-
-/** Every verified image published, in the plan's order; the others said why. */
-async function publishAll(
-  ctx: SyncContext,
-  steps: StepReporter,
-  services: SyncServices,
-  request: SyncRequest,
-  toPush: Planned[],
-  runs: Map<string, ImageRun>,
-): Promise<Streamed> {
-  const ready: Array<{ item: Planned; image: PublishableImage }> = [];
-  const failures: Streamed["failures"] = [];
-  for (const item of toPush) {
-    const run = runs.get(item.entry);
-    try {
-      if (!run?.ready) {
-        throw new DamagedInputError(`the artifact holds no ${item.entry}`, {
-          hint: "the artifact lacks an image its metadata promises; check the build run",
-        });
-      }
-      ready.push({ item, image: await run.ready });
-    } catch (error) {
-      if (ctx.signal.aborted) throw error;
-      failures.push({ item, error });
-      steps.warn(`${item.entry} is not pushed: ${describeError(error)}`);
-      await run?.image.discard();
-    }
-  }
-  const pushed: SyncOutcome["pushed"] = [];
-  let bytesUploaded = 0;
-  for (const { item, image } of ready) {
-    ctx.signal.throwIfAborted();
-    const result = await image.publish();
-    steps.status(`  pushed ${item.remoteRef} ${result.digest}: ${result.summary}`);
-    pushed.push({ gitlabTag: item.gitlabTag, remoteRef: item.remoteRef, digest: result.digest });
-    bytesUploaded += result.bytesUploaded;
-    if (request.counters) {
-      request.counters.pushed = pushed.length;
-      request.counters.uploadedBytes = bytesUploaded;
-    }
-    if (request.retagAsLatest) {
-      await retagLatest(
-        ctx,
-        services.registryClient,
-        steps,
-        request.registry,
-        item.repository,
-        result.digest,
-      );
-    }
-  }
-  if (pushed.length > 0) {
-    await verifyListed(
-      ctx,
-      services.gitlab,
-      steps,
-      pushed.map((p) => p.gitlabTag),
-    );
-  }
-  return { pushed, bytesUploaded, failures };
 }

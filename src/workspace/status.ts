@@ -33,6 +33,17 @@ const lastCycleSchema = z.object({
   bytes_uploaded: count,
   log_bytes: count,
   error: z.string().nullable(),
+  /** The daemon's latest publish (absent in files older than the field). */
+  last_publish: z
+    .object({
+      image_tag: z.string(),
+      run_id: z.number().int().positive(),
+      lag_seconds: z.number().nonnegative(),
+      published_at: z.string(),
+    })
+    .nullable()
+    .optional(),
+  github_rate_limit_remaining: count.nullable().optional(),
   pid: z.number().int().positive(),
   hostname: z.string(),
 });
@@ -60,6 +71,15 @@ export async function writeLastCycle(
     bytes_uploaded: summary.uploadedBytes,
     log_bytes: summary.logBytes,
     error: summary.error ?? null,
+    last_publish: summary.lastPublish
+      ? {
+          image_tag: summary.lastPublish.imageTag,
+          run_id: summary.lastPublish.runId,
+          lag_seconds: Math.round(summary.lastPublish.lagSeconds * 10) / 10,
+          published_at: summary.lastPublish.at,
+        }
+      : null,
+    github_rate_limit_remaining: summary.githubRateLimitRemaining ?? null,
     pid: process.pid,
     hostname: os.hostname(),
   };

@@ -2,7 +2,6 @@ import { existsSync } from "node:fs";
 import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunMetadata } from "../../src/domain/metadata.js";
 import { expectedImages } from "../../src/domain/images.js";
@@ -22,7 +21,15 @@ import {
 } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { gitlabTags } from "./checks.js";
-import { plainStderrLines, runBinary, startBinary, type RunningCli } from "./run-cli.js";
+import {
+  plainStderrLines,
+  records,
+  runBinary,
+  startBinary,
+  summaries,
+  until,
+  type RunningCli,
+} from "./run-cli.js";
 
 const gate = testbedGate();
 
@@ -76,31 +83,6 @@ function metadataOf(b: Build): RunMetadata {
 }
 const tagOf = (b: Build) => metadataOf(b)["Image tag"] ?? "";
 const gitlabTagsOf = (b: Build) => expectedImages(metadataOf(b)).map((i) => i.gitlabTag);
-
-/** pino JSON records on stderr. */
-function records(stderr: string): Array<Record<string, unknown>> {
-  return stderr
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-const summaries = (stderr: string) =>
-  records(stderr)
-    .map((r) => r.summary as Record<string, unknown> | undefined)
-    .filter((s): s is Record<string, unknown> => s !== undefined);
-
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
   let tb: Testbed;

@@ -23,9 +23,9 @@ import { silentLogger } from "../../src/report/logger.js";
 import { logSteps } from "../../src/report/steps.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
-import { pushTarball } from "../../src/registry/push.js";
+import { pushTarball } from "../testbed/push-tarball.js";
 import { runCycle, type DaemonServices, type DaemonSettings } from "../../src/sync/daemon.js";
-import type { ImagePusher } from "../../src/sync/push-engines.js";
+import type { ImageSink } from "../../src/archive/image-source.js";
 import { FailureState } from "../../src/workspace/failures.js";
 import { MetadataCache } from "../../src/workspace/state.js";
 import { addArtifactRun, type ArtifactFixtureOptions } from "../testbed/artifacts.js";
@@ -33,9 +33,9 @@ import { layerTar, sha256, writeHostileSave } from "../testbed/hostile-images.js
 import {
   daemonArgs as testbedDaemonArgs,
   PROJECT_PATH,
-  REGISTRY_PASSWORD,
   REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -177,11 +177,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
 
     it("the registry engine itself checks every layer before the manifest: no inspection, a stale one, or a good compressed layer", async () => {
       const dir = await freshDir("engine-check");
-      const client = new RegistryClient({
-        fetch: globalThis.fetch,
-        registry: tb.gitlab.registryHost,
-        username: REGISTRY_USER,
-        password: REGISTRY_PASSWORD,
+      const client = testbedRegistryClient(tb, {
         logger,
         retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 },
       });
@@ -296,11 +292,18 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
       const downloads = await freshDir("push-stage");
       const state = path.join(downloads, ".state");
       let failWith: Error = new Error("unset");
-      const pusher: ImagePusher = {
+      const sink: ImageSink = {
         name: "registry",
         login: () => Promise.resolve(),
         check: () => Promise.resolve(),
-        push: () => Promise.reject(failWith),
+        batch: () =>
+          Promise.resolve({
+            begin: () => ({
+              parsed: Promise.resolve(),
+              ready: () => Promise.reject(failWith),
+              discard: () => Promise.resolve(),
+            }),
+          }),
       };
       const services: DaemonServices = {
         github: {
@@ -339,14 +342,8 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
             logger,
             fetch: globalThis.fetch,
           }),
-          pusher,
-        },
-        // The step-by-step path is under test (settings.stream is false): the streaming engine is never asked.
-        stream: {
-          name: "registry",
-          login: () => Promise.resolve(),
-          check: () => Promise.resolve(),
-          artifact: () => Promise.reject(new Error("the step-by-step path is under test")),
+          // The step-by-step path is under test (settings.stream is false).
+          sink,
         },
         // No back-off, so the second cycle tries again at once.
         failures: new FailureState(state, { baseSeconds: 0, maxSeconds: 0 }, logger),
@@ -356,6 +353,7 @@ describe.skipIf(gate.skip)(`hostile input on the testbed ${gate.reason}`, () => 
       const settings: DaemonSettings = {
         downloadsDir: downloads,
         intervalSeconds: 3600,
+        pollIntervalSeconds: 0,
         once: true,
         skipLogin: true,
         forcePush: false,

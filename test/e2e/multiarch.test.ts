@@ -6,26 +6,19 @@ import Dockerode from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunMetadata } from "../../src/domain/metadata.js";
 import { expectedImages } from "../../src/domain/images.js";
-import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { addArtifactRun, type ArtifactFixture } from "../testbed/artifacts.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
 import { inspectImageTarball } from "../../src/archive/docker-save.js";
-import {
-  PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  REGISTRY_USER,
-  startTestbed,
-  testbedGate,
-  type Testbed,
-} from "../testbed/index.js";
+import * as testbed from "../testbed/index.js";
+import type { Testbed } from "../testbed/index.js";
 import { makeMetadata, type Platform, type WorkerVariant } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { gitlabTags } from "./checks.js";
 import { runBinary } from "./run-cli.js";
 
-const gate = testbedGate();
+const gate = testbed.testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
 
 interface Build {
@@ -76,8 +69,8 @@ const runUrl = (b: Build) => `https://github.com/rapidsai/velox-testing/actions/
 /** `docker pull --platform`, and what the engine then has under the name. */
 async function pullAs(docker: Dockerode, reference: string, platform: Platform, registry: string) {
   const authconfig = {
-    username: REGISTRY_USER,
-    password: REGISTRY_PASSWORD,
+    username: testbed.REGISTRY_USER,
+    password: testbed.REGISTRY_PASSWORD,
     serveraddress: registry,
   };
   const stream = await docker.pull(reference, { platform, authconfig });
@@ -140,7 +133,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       ...extra,
     ]);
   const manifest = async (repo: string, reference: string) => {
-    const got = await registry.getManifest(`${PROJECT_PATH}/${repo}`, reference);
+    const got = await registry.getManifest(`${testbed.PROJECT_PATH}/${repo}`, reference);
     return (
       got && { ...got, json: JSON.parse(got.bytes.toString("utf8")) as Record<string, unknown> }
     );
@@ -190,15 +183,9 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
   };
 
   beforeAll(async () => {
-    tb = await startTestbed();
+    tb = await testbed.startTestbed();
     work = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-multiarch-"));
-    registry = new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: tb.gitlab.registryHost,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger: silentLogger(),
-    });
+    registry = testbed.testbedRegistryClient(tb);
     for (const b of [builds.x86, builds.arm]) await add(b);
   });
   afterAll(async () => {
@@ -348,7 +335,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
     const pushed = await pushByHand(late.arm, "registry");
     expect(pushed.stdout).toContain("Writing multi-arch indexes ...");
     expect(pushed.stdout).toContain(
-      `  multi-arch ${tb.gitlab.registryHost}/${PROJECT_PATH}/presto-coordinator:${lateTag}: linux/amd64, linux/arm64\n    index sha256:`,
+      `  multi-arch ${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/presto-coordinator:${lateTag}: linux/amd64, linux/arm64\n    index sha256:`,
     );
     for (const repo of REPOS) {
       const both = await index(repo, lateTag);
@@ -453,7 +440,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
       const docker = new Dockerode({ socketPath: dockerd.socket });
       for (const b of [builds.arm, builds.x86]) {
         for (const repo of REPOS) {
-          const reference = `${tb.gitlab.registryHost}/${PROJECT_PATH}/${repo}:${TAG}`;
+          const reference = `${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/${repo}:${TAG}`;
           const pulled = await pullAs(docker, reference, b.platform, tb.gitlab.registryHost);
           expect(pulled.Id).toBe(await configOf(b, repo));
           expect(`${pulled.Os}/${pulled.Architecture}`).toBe(b.platform);
@@ -481,7 +468,7 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
         runUrl(pair.x86),
       );
       const docker = new Dockerode({ socketPath: dockerd.socket });
-      const reference = `${tb.gitlab.registryHost}/${PROJECT_PATH}/presto-coordinator:${tagOf(pair.x86)}`;
+      const reference = `${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/presto-coordinator:${tagOf(pair.x86)}`;
       for (const b of [pair.arm, pair.x86]) {
         const pulled = await pullAs(docker, reference, b.platform, tb.gitlab.registryHost);
         expect(pulled.Id).toBe(await configOf(b, "presto-coordinator"));

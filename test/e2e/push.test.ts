@@ -14,21 +14,15 @@ import { addArtifactRun, type ArtifactFixtureOptions } from "../testbed/artifact
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
 import { FlakyProxy } from "../testbed/flaky-proxy.js";
 import { startHangingServer } from "../testbed/hanging-server.js";
-import {
-  PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  REGISTRY_USER,
-  startTestbed,
-  testbedGate,
-  type Testbed,
-} from "../testbed/index.js";
+import * as testbed from "../testbed/index.js";
+import type { Testbed } from "../testbed/index.js";
 import type { AccessLogEntry } from "../testbed/registry.js";
-import { makeMetadata } from "../testbed/run-fixtures.js";
-import { ref } from "../testbed/scenario.js";
+import * as builds from "../testbed/builds.js";
+import { blobCommits } from "../testbed/builds.js";
 import { runBinary, startBinary } from "./run-cli.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 
-const gate = testbedGate();
+const gate = testbed.testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
 const REPOS = ["presto-coordinator", "presto-native-worker-cpu", "presto-native-worker-gpu"];
 
@@ -44,20 +38,10 @@ const cases = {
   daemon: { id: 4005 },
 } satisfies Record<string, Case>;
 
-function metadataOf(c: Case): RunMetadata {
-  return makeMetadata({
-    prestoRef: ref(`push-${c.id}`),
-    veloxRef: ref(`push-v-${c.id}`),
-    platform: "linux/amd64",
-    mode: "all_native",
-  });
-}
-const tagOf = (c: Case): string => metadataOf(c)["Image tag"] ?? "";
-const gitlabTagOf = (c: Case): string => tagOf(c).replace(/-linux-amd64$/, "");
+const metadataOf = (c: Case): RunMetadata => builds.metadataOf("push", c);
+const tagOf = (c: Case): string => builds.tagOf(metadataOf(c));
+const gitlabTagOf = (c: Case): string => builds.gitlabTagOf(metadataOf(c));
 
-/** Blob bytes that reached the registry: a blob upload is committed by a PUT naming its digest. */
-const blobCommits = (log: AccessLogEntry[]) =>
-  log.filter((e) => e.method === "PUT" && decodeURIComponent(e.path).includes("digest=sha256:"));
 const layerBytesMoved = (log: AccessLogEntry[]) =>
   log.filter(
     (e) =>
@@ -118,17 +102,11 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
   const listed = () => gitlabTags(tb);
 
   beforeAll(async () => {
-    tb = await startTestbed();
+    tb = await testbed.startTestbed();
     work = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-push-"));
     downloads = path.join(work, "downloads");
     home = path.join(work, "home");
-    registry = new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: tb.gitlab.registryHost,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger: silentLogger(),
-    });
+    registry = testbed.testbedRegistryClient(tb);
     for (const c of Object.values(cases) as Case[]) {
       await addArtifactRun(tb.github, {
         id: c.id,
@@ -155,7 +133,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     expect(result.stdout).toMatch(/^\[1\/5\] Resolving run metadata from GitHub \.\.\.$/m);
     expect(result.stdout).toContain("Push plan:");
     expect(result.stdout).toContain(
-      `Remote tag   : ${tb.gitlab.registryHost}/${PROJECT_PATH}/x86/presto-coordinator:${gitlabTagOf(c)}`,
+      `Remote tag   : ${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/x86/presto-coordinator:${gitlabTagOf(c)}`,
     );
     expect(result.stdout).toContain(
       "GitLab status: repository not found (will be created on push)",
@@ -164,7 +142,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       `    → run ${c.id} (Presto Build Docker Images), branch=main, conclusion=success`,
     );
     expect(result.stdout).toContain("Push complete: 3 pushed.");
-    expect(result.stdout + result.stderr).not.toContain(REGISTRY_PASSWORD);
+    expect(result.stdout + result.stderr).not.toContain(testbed.REGISTRY_PASSWORD);
 
     const present = await listed();
     for (const repo of REPOS) expect(present).toContain(`x86/${repo}:${gitlabTagOf(c)}`);
@@ -173,7 +151,10 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     const manifests = [];
     for (const repo of REPOS) {
       const info = await inspectImageTarball(tarball(c, repo));
-      const manifest = await registry.getManifest(`${PROJECT_PATH}/x86/${repo}`, gitlabTagOf(c));
+      const manifest = await registry.getManifest(
+        `${testbed.PROJECT_PATH}/x86/${repo}`,
+        gitlabTagOf(c),
+      );
       const parsed = JSON.parse(manifest?.bytes.toString() ?? "{}") as {
         config: { digest: string };
         layers: Array<{ digest: string }>;
@@ -186,9 +167,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     const base = manifests[0]?.layers[0]?.digest ?? "";
     expect(manifests.every((m) => m.layers[0]?.digest === base)).toBe(true);
     const log = accessLog().slice(before);
-    expect(blobCommits(log).filter((e) => decodeURIComponent(e.path).includes(base))).toHaveLength(
-      1,
-    );
+    expect(blobCommits(log, base)).toHaveLength(1);
 
     // Second push: every tag is present, nothing is sent.
     const beforeAgain = accessLog().length;
@@ -200,7 +179,8 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     expect(again.stdout).toContain(
       "\nSkipping already-present tags (use --force to push anyway):\n" +
         REPOS.map(
-          (repo) => `  ${tb.gitlab.registryHost}/${PROJECT_PATH}/x86/${repo}:${gitlabTagOf(c)}\n`,
+          (repo) =>
+            `  ${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/x86/${repo}:${gitlabTagOf(c)}\n`,
         ).join("") +
         "Nothing to push.\n",
     );
@@ -227,7 +207,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
 
   it("retag copies the manifest, moves no layer and needs no Docker daemon", async () => {
     const c = cases.registry;
-    const source = `${PROJECT_PATH}/x86/presto-coordinator`;
+    const source = `${testbed.PROJECT_PATH}/x86/presto-coordinator`;
     const sourceDigest = (await registry.getManifest(source, gitlabTagOf(c)))?.digest;
     expect(sourceDigest).toMatch(/^sha256:/);
     const noDaemon = { DOCKER_HOST: `unix://${path.join(work, "no-docker.sock")}` };
@@ -269,8 +249,12 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     expect(layerBytesMoved(log2)).toEqual([]);
     expect(log2.some((e) => e.method === "POST" && e.path.includes("mount="))).toBe(true);
     expect(
-      (await registry.getManifest(`${PROJECT_PATH}/x86/presto-coordinator-stable`, "latest"))
-        ?.digest,
+      (
+        await registry.getManifest(
+          `${testbed.PROJECT_PATH}/x86/presto-coordinator-stable`,
+          "latest",
+        )
+      )?.digest,
     ).toBe(sourceDigest);
 
     const missing = await cli(
@@ -304,7 +288,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
     expectOneLineError(
       wrong,
       new RegExp(
-        `${tb.gitlab.registryHost}.*${REGISTRY_USER}|${REGISTRY_USER}.*${tb.gitlab.registryHost}`,
+        `${tb.gitlab.registryHost}.*${testbed.REGISTRY_USER}|${testbed.REGISTRY_USER}.*${tb.gitlab.registryHost}`,
       ),
     );
     expect(wrong.stderr + wrong.stdout).not.toContain("not-the-password");
@@ -407,7 +391,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       expect(result.code, result.stderr).toBe(0);
       expect(result.stdout).toContain("(docker engine)");
       expect(result.stdout).toContain("Push complete: 3 pushed.");
-      expect(result.stdout + result.stderr).not.toContain(REGISTRY_PASSWORD);
+      expect(result.stdout + result.stderr).not.toContain(testbed.REGISTRY_PASSWORD);
       // One line per image and state at the default level: loading, pushing, pushed with what
       // moved; no line per layer (those are --log-level debug's).
       for (const repo of REPOS) {
@@ -432,14 +416,14 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
 
       // Forget everything the engine has, then pull each ref back and compare with the tarball.
       for (const repo of REPOS) {
-        const remote = `${tb.gitlab.registryHost}/${PROJECT_PATH}/x86/${repo}:${gitlabTagOf(c)}`;
+        const remote = `${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/x86/${repo}:${gitlabTagOf(c)}`;
         const info = await inspectImageTarball(tarball(c, repo));
         await engine.removeImage(remote, { force: true });
         await engine.removeImage(`${repo}:${tagOf(c)}`, { force: true });
         expect(await inspectImage(remote)).toBeUndefined();
         await engine.pullImage(remote, {
-          username: REGISTRY_USER,
-          password: REGISTRY_PASSWORD,
+          username: testbed.REGISTRY_USER,
+          password: testbed.REGISTRY_PASSWORD,
           serveraddress: tb.gitlab.registryHost,
         });
         const pulled = await inspectImage(remote);
@@ -521,7 +505,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       for (const repo of REPOS)
         expect(present).toContain(`x86/${repo}:${gitlabTagOf(cases.daemon)}`);
       for (const repo of REPOS) {
-        const remote = `${tb.gitlab.registryHost}/${PROJECT_PATH}/x86/${repo}:${gitlabTagOf(cases.daemon)}`;
+        const remote = `${tb.gitlab.registryHost}/${testbed.PROJECT_PATH}/x86/${repo}:${gitlabTagOf(cases.daemon)}`;
         expect(await inspectImage(remote)).toBeUndefined();
         expect(await inspectImage(`${repo}:${tagOf(cases.daemon)}`)).toBeUndefined();
       }
@@ -543,7 +527,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       );
       expect(result.code, result.stderr).toBe(0);
       expect(result.stdout).toMatch(/^\[1\/3\] Pulling /m);
-      const source = `${PROJECT_PATH}/x86/presto-coordinator`;
+      const source = `${testbed.PROJECT_PATH}/x86/presto-coordinator`;
       const pushed = await registry.getManifest(source, "via-docker");
       const original = await registry.getManifest(source, gitlabTagOf(c));
       const config = (m: typeof pushed) =>
@@ -563,7 +547,7 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
       expectOneLineError(
         wrong,
         new RegExp(
-          `registry ${tb.gitlab.registryHost} refused the credentials of user ${REGISTRY_USER}`,
+          `registry ${tb.gitlab.registryHost} refused the credentials of user ${testbed.REGISTRY_USER}`,
         ),
       );
       expect(wrong.stdout).not.toContain("Pushing");

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -74,4 +75,31 @@ export function runBinary(args: string[], options: RunOptions = {}): Promise<Cli
 /** The lines an operator sees on stderr that are not structured log records. */
 export function plainStderrLines(stderr: string): string[] {
   return stderr.split("\n").filter((line) => line.trim() !== "" && !line.startsWith("{"));
+}
+
+/** pino JSON records on stderr. */
+export function records(stderr: string): Array<Record<string, unknown>> {
+  return stderr
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+/** The `summary` of each cycle record. */
+export const summaries = (stderr: string) =>
+  records(stderr)
+    .map((r) => r.summary as Record<string, unknown> | undefined)
+    .filter((s): s is Record<string, unknown> => s !== undefined);
+
+/** Waits until `check` holds, polling every 50 ms; throws after `ms`. */
+export async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }

@@ -13,7 +13,6 @@ import zlib from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inspectImageTarball } from "../../src/archive/docker-save.js";
 import type { RunMetadata } from "../../src/domain/metadata.js";
-import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { LOCK_FILE } from "../../src/workspace/lock.js";
@@ -23,22 +22,14 @@ import {
   type ArtifactFixtureOptions,
 } from "../testbed/artifacts.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
-import {
-  daemonArgs,
-  PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  REGISTRY_USER,
-  startTestbed,
-  testbedGate,
-  type Testbed,
-} from "../testbed/index.js";
-import type { AccessLogEntry } from "../testbed/registry.js";
-import { makeMetadata } from "../testbed/run-fixtures.js";
-import { ref } from "../testbed/scenario.js";
+import * as testbed from "../testbed/index.js";
+import type { Testbed } from "../testbed/index.js";
+import * as builds from "../testbed/builds.js";
+import { blobCommits, manifestPuts } from "../testbed/builds.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 import { runBinary, startBinary } from "./run-cli.js";
 
-const gate = testbedGate();
+const gate = testbed.testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
 const REPOS = ["presto-coordinator", "presto-native-worker-cpu", "presto-native-worker-gpu"];
 
@@ -71,21 +62,9 @@ const cases = {
   index: { id: 5107 },
 } satisfies Record<string, Case>;
 
-function metadataOf(c: Case): RunMetadata {
-  return makeMetadata({
-    prestoRef: ref(`sync-${c.id}`),
-    veloxRef: ref(`sync-v-${c.id}`),
-    platform: "linux/amd64",
-    mode: "all_native",
-  });
-}
-const tagOf = (c: Case): string => metadataOf(c)["Image tag"] ?? "";
-const gitlabTagOf = (c: Case): string => tagOf(c).replace(/-linux-amd64$/, "");
-
-const blobCommits = (log: AccessLogEntry[]) =>
-  log.filter((e) => e.method === "PUT" && decodeURIComponent(e.path).includes("digest=sha256:"));
-const manifestPuts = (log: AccessLogEntry[], repo: string) =>
-  log.filter((e) => e.method === "PUT" && e.path.includes(`/x86/${repo}/manifests/`));
+const metadataOf = (c: Case): RunMetadata => builds.metadataOf("sync", c);
+const tagOf = (c: Case): string => builds.tagOf(metadataOf(c));
+const gitlabTagOf = (c: Case): string => builds.gitlabTagOf(metadataOf(c));
 
 describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
   let tb: Testbed;
@@ -128,7 +107,10 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
     for (const repo of repos) {
       expect(present).toContain(`x86/${repo}:${gitlabTagOf(c)}`);
       const info = await inspectImageTarball(tarballOf(c, repo));
-      const manifest = await registry.getManifest(`${PROJECT_PATH}/x86/${repo}`, gitlabTagOf(c));
+      const manifest = await registry.getManifest(
+        `${testbed.PROJECT_PATH}/x86/${repo}`,
+        gitlabTagOf(c),
+      );
       const parsed = JSON.parse(manifest?.bytes.toString() ?? "{}") as {
         config: { digest: string };
         layers: Array<{ digest: string }>;
@@ -141,17 +123,11 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
   }
 
   beforeAll(async () => {
-    tb = await startTestbed();
+    tb = await testbed.startTestbed();
     work = await mkdtemp(path.join(tmpdir(), "gh-gitlab-sync-sync-"));
     downloads = path.join(work, "downloads");
     home = path.join(work, "home");
-    registry = new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: tb.gitlab.registryHost,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger: silentLogger(),
-    });
+    registry = testbed.testbedRegistryClient(tb);
     for (const c of Object.values(cases) as Case[]) {
       const made = await addArtifactRun(tb.github, {
         id: c.id,
@@ -180,15 +156,13 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
       `Tarball      : presto-coordinator-${tagOf(c)}.tar.gz (streamed from presto-images-${c.id})`,
     );
     expect(result.stdout).toContain("Sync complete: 3 pushed.");
-    expect(result.stdout + result.stderr).not.toContain(REGISTRY_PASSWORD);
+    expect(result.stdout + result.stderr).not.toContain(testbed.REGISTRY_PASSWORD);
     const manifests = await expectPublished(c);
     // The base layer is one blob in all three images, committed once.
     const base = manifests[0]?.layers[0] ?? "";
     expect(manifests.every((m) => m.layers[0] === base)).toBe(true);
     const log = accessLog().slice(before);
-    expect(blobCommits(log).filter((e) => decodeURIComponent(e.path).includes(base))).toHaveLength(
-      1,
-    );
+    expect(blobCommits(log, base)).toHaveLength(1);
     // Download, push and clean in one pass: the tag's directory is gone, no extracted copy made.
     expect(existsSync(path.join(downloads, tagOf(c)))).toBe(false);
     expect(result.stderr).not.toContain("extracted");
@@ -216,7 +190,10 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
     );
     await expectPublished(c);
     for (const repo of REPOS) {
-      const image = await registry.getManifest(`${PROJECT_PATH}/x86/${repo}`, gitlabTagOf(c));
+      const image = await registry.getManifest(
+        `${testbed.PROJECT_PATH}/x86/${repo}`,
+        gitlabTagOf(c),
+      );
       expect(image?.mediaType).toBe(OCI_MANIFEST);
       const annotations = (
         JSON.parse(image?.bytes.toString() ?? "{}") as {
@@ -226,7 +203,7 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
       expect(annotations?.["org.opencontainers.image.url"]).toBe(
         `https://github.com/rapidsai/velox-testing/actions/runs/${c.id}`,
       );
-      const index = await registry.getManifest(`${PROJECT_PATH}/${repo}`, gitlabTagOf(c));
+      const index = await registry.getManifest(`${testbed.PROJECT_PATH}/${repo}`, gitlabTagOf(c));
       expect(index?.mediaType).toBe(OCI_INDEX);
       const listed = JSON.parse(index?.bytes.toString() ?? "{}") as {
         manifests: Array<{ digest: string; platform: { os: string; architecture: string } }>;
@@ -357,7 +334,9 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
 
   it("daemon --once --no-stream keeps the step-by-step path: download, prepare (an extracted copy), push, clean", async () => {
     const c = cases.noStream;
-    const result = await cli(daemonArgs(tb, downloads, ["--once", "--no-stream", "--limit", "50"]));
+    const result = await cli(
+      testbed.daemonArgs(tb, downloads, ["--once", "--no-stream", "--limit", "50"]),
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(
       new RegExp(`"msg":"Extracting ${tagOf(c)}\\.zip to \\S+/${tagOf(c)}/extracted \\.\\.\\."`),

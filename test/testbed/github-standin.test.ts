@@ -87,6 +87,73 @@ describe("GitHub stand-in: API", () => {
     expect(page3.headers.get("link")).not.toContain('rel="next"');
   });
 
+  it("tags listings with a weak ETag and answers a matching If-None-Match with a free 304, no body", async () => {
+    const first = await api(RUNS_PATH);
+    const etag = first.headers.get("etag") ?? "";
+    expect(etag).toMatch(/^W\/"[0-9a-f]{64}"$/);
+    const remaining = Number(first.headers.get("x-ratelimit-remaining"));
+
+    const again = await api(RUNS_PATH, { ...auth, "if-none-match": etag });
+    expect(again.status).toBe(304);
+    expect(await again.text()).toBe("");
+    expect(again.headers.get("etag")).toBe(etag);
+    // Not charged: the limit left is what it was.
+    expect(Number(again.headers.get("x-ratelimit-remaining"))).toBe(remaining);
+    // The strong form of the same tag matches too (weak comparison), a stale one does not.
+    expect((await api(RUNS_PATH, { ...auth, "if-none-match": etag.slice(2) })).status).toBe(304);
+    expect((await api(RUNS_PATH, { ...auth, "if-none-match": 'W/"stale"' })).status).toBe(200);
+    // Without the token a validator buys nothing.
+    expect((await api(RUNS_PATH, { "if-none-match": etag })).status).toBe(401);
+    expect(gh.counts()).toEqual({ charged: 3, free: 2 });
+    expect(gh.requests.map((r) => [r.status, r.charged])).toEqual([
+      [200, true],
+      [304, false],
+      [304, false],
+      [200, true],
+      [401, true],
+    ]);
+    expect(gh.requests[1]?.ifNoneMatch).toBe(etag);
+  });
+
+  it("a run that finishes changes the listing's ETag; x-poll-interval when asked", async () => {
+    const etag = (await api(RUNS_PATH)).headers.get("etag") ?? "";
+    expect((await api(RUNS_PATH)).headers.get("x-poll-interval")).toBeNull();
+    gh.updateRun(1004, { status: "in_progress", conclusion: null });
+    const running = await api(RUNS_PATH, { ...auth, "if-none-match": etag });
+    expect(running.status).toBe(200);
+    gh.updateRun(1004, { status: "completed", conclusion: "failure" });
+    const done = await api(RUNS_PATH, { ...auth, "if-none-match": etag });
+    expect(done.status).toBe(304);
+    gh.setPollInterval(60);
+    expect((await api(RUNS_PATH)).headers.get("x-poll-interval")).toBe("60");
+    gh.setPollInterval(undefined);
+  });
+
+  it("inserts a run once, right after a listing's page was answered", async () => {
+    const extra = await makeFixtureRun({
+      id: 1950,
+      metadata: makeMetadata({
+        prestoRef: "late",
+        veloxRef: "v",
+        platform: "linux/amd64",
+        mode: "all",
+      }),
+      createdAt: "2025-10-20T10:00:00Z",
+    });
+    gh.insertRunAfterPage(1, extra);
+    const ids = async (page: number) =>
+      (
+        (await (await api(`${RUNS_PATH}?per_page=2&page=${page}`)).json()) as {
+          workflow_runs: Array<{ id: number }>;
+        }
+      ).workflow_runs.map((r) => r.id);
+    expect(await ids(1)).toEqual([1004, 1003]);
+    // Page 2 has shifted by one: 1003 again.
+    expect(await ids(2)).toEqual([1003, 1002]);
+    expect(await ids(1)).toEqual([1950, 1004]);
+    gh.removeRun(1950);
+  });
+
   it("answers 404 for an unknown repository or workflow", async () => {
     expect(
       (await api("/repos/nobody/nothing/actions/workflows/presto-build-images.yml/runs")).status,

@@ -2,8 +2,13 @@
  * A stand-in for the GitHub REST API (SPEC §1.3) on 127.0.0.1, with a second server playing
  * the blob host that logs and artifacts redirect to. Both log every request and can be told
  * to misbehave (status codes, rate limits, cut or slow bodies, expired signed URLs).
+ *
+ * Like GitHub, every JSON answer carries a weak `ETag`; a request whose `If-None-Match` names it
+ * gets `304 Not Modified` with no body, and is not charged to the rate limit (GitHub's "best
+ * practices for using the REST API"). Each request is recorded as charged or not, so tests can
+ * count what a client really spends.
  */
-import { createHmac, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
 import type http from "node:http";
 import type { WorkflowRun } from "../../src/github/runs.js";
@@ -69,6 +74,10 @@ export interface RequestRecord {
   authorization: boolean;
   /** The address the request came from: a proxy's outgoing address, or the client's own. */
   peer: string;
+  /** Counted against the rate limit: every API answer but a 304 to a conditional request. */
+  charged: boolean;
+  /** The request's `If-None-Match`, verbatim. */
+  ifNoneMatch?: string;
 }
 
 export interface Fault {
@@ -114,6 +123,17 @@ export interface GithubStandIn {
   expireSignedUrls(): void;
   /** Limits the blob host to this many bytes per second from now on (undefined: unlimited). */
   limitBlobRate(bytesPerSecond: number | undefined): void;
+  /** Changes a run in place, as GitHub does when it finishes (status, conclusion, updated_at). */
+  updateRun(runId: number, changes: Partial<WorkflowRun>): void;
+  /**
+   * Adds `run` right after the runs listing's page `page` has been answered (once): a run that
+   * starts while a client pages through the listing, shifting every later page by one.
+   */
+  insertRunAfterPage(page: number, run: FixtureRun): void;
+  /** Sends `x-poll-interval` (seconds) with every runs listing from now on (undefined: none). */
+  setPollInterval(seconds: number | undefined): void;
+  /** API requests charged to the rate limit, and those answered 304 for free, since the last reset. */
+  counts(): { charged: number; free: number };
   close(): Promise<void>;
 }
 
@@ -132,6 +152,9 @@ class StandIn {
   private readonly secret = randomBytes(16);
   private signingEpoch = 0;
   blobRate: number | undefined;
+  pollInterval: number | undefined;
+  /** Runs to add once a runs listing's page (the key) has been answered. */
+  readonly afterPage = new Map<number, FixtureRun>();
   private used = 0;
   api!: ListeningServer;
   blob!: ListeningServer;
@@ -159,8 +182,8 @@ class StandIn {
     return fault;
   }
 
-  rateLimitHeaders(): Record<string, string> {
-    this.used += 1;
+  rateLimitHeaders(charged = true): Record<string, string> {
+    if (charged) this.used += 1;
     return {
       "x-ratelimit-limit": String(RATE_LIMIT),
       "x-ratelimit-remaining": String(Math.max(0, RATE_LIMIT - this.used)),
@@ -205,7 +228,10 @@ class StandIn {
       bytesSent: 0,
       authorization: req.headers.authorization !== undefined,
       peer: req.socket.remoteAddress ?? "",
+      charged: host === "api",
     };
+    const conditional = req.headers["if-none-match"];
+    if (host === "api" && conditional !== undefined) entry.ifNoneMatch = conditional;
     const range = req.headers.range;
     if (range) entry.range = range;
     this.requests.push(entry);
@@ -247,6 +273,18 @@ class StandIn {
       entry.status = status;
       entry.bytesSent = sendJson(res, status, body, { ...this.rateLimitHeaders(), ...headers });
     };
+    // GitHub's validator: a weak ETag of the representation; a match costs nothing.
+    const tagged = (body: unknown, headers: Record<string, string> = {}) => {
+      const etag = `W/"${createHash("sha256").update(JSON.stringify(body)).digest("hex")}"`;
+      if (matchesEtag(req.headers["if-none-match"], etag)) {
+        entry.status = 304;
+        entry.charged = false;
+        res.writeHead(304, { ...this.rateLimitHeaders(false), ...headers, etag });
+        res.end();
+        return;
+      }
+      json(200, body, { ...headers, etag });
+    };
     if (!this.authorized(req.headers.authorization)) {
       json(401, {
         message: "Bad credentials",
@@ -269,8 +307,14 @@ class StandIn {
       res.end();
     };
     const answer = this.route(url);
-    if (answer.kind === "json") json(answer.status, answer.body, answer.headers);
-    else redirect(answer.blobPath);
+    if (answer.kind === "redirect") redirect(answer.blobPath);
+    else if (answer.status === 200) tagged(answer.body, answer.headers);
+    else json(answer.status, answer.body, answer.headers);
+    if (answer.kind === "json" && answer.runsPage !== undefined) {
+      const inserted = this.afterPage.get(answer.runsPage);
+      this.afterPage.delete(answer.runsPage);
+      if (inserted) this.runs.set(inserted.run.id, inserted);
+    }
   }
 
   authorized(header: string | undefined): boolean {
@@ -310,7 +354,13 @@ class StandIn {
           total_count: runs.length,
           workflow_runs: items.map((run) => this.runJson(repo, workflow, run)),
         },
-        headers,
+        headers: {
+          ...headers,
+          ...(this.pollInterval !== undefined
+            ? { "x-poll-interval": String(this.pollInterval) }
+            : {}),
+        },
+        runsPage: Math.max(1, Number(query.get("page")) || 1),
       };
     }
     if (rest[0] === "runs" && rest[1]) {
@@ -579,8 +629,22 @@ class StandIn {
 }
 
 type RouteAnswer =
-  | { kind: "json"; status: number; body: unknown; headers?: Record<string, string> }
+  | {
+      kind: "json";
+      status: number;
+      body: unknown;
+      headers?: Record<string, string>;
+      /** The page answered, for a runs listing. */
+      runsPage?: number;
+    }
   | { kind: "redirect"; blobPath: string };
+
+/** `If-None-Match` against an ETag, by the weak comparison (RFC 9110 §13.1.2): `W/` aside. */
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  const opaque = (tag: string) => tag.trim().replace(/^W\//, "");
+  return header.split(",").some((tag) => tag.trim() === "*" || opaque(tag) === opaque(etag));
+}
 
 function defaultMessage(status: number): string {
   switch (status) {
@@ -649,6 +713,23 @@ export async function startGithubStandIn(options: GithubStandInOptions): Promise
     },
     limitBlobRate(bytesPerSecond: number | undefined) {
       standIn.blobRate = bytesPerSecond;
+    },
+    updateRun(runId: number, changes: Partial<WorkflowRun>) {
+      const fixture = standIn.runs.get(runId);
+      if (!fixture) throw new Error(`no run ${runId} in the GitHub stand-in`);
+      fixture.run = { ...fixture.run, ...changes };
+    },
+    insertRunAfterPage(page: number, run: FixtureRun) {
+      standIn.afterPage.set(page, run);
+      standIn.workflows.add(`${run.repo}|${run.workflow}`);
+    },
+    setPollInterval(seconds: number | undefined) {
+      standIn.pollInterval = seconds;
+    },
+    counts() {
+      const api = standIn.requests.filter((r) => r.host === "api");
+      const charged = api.filter((r) => r.charged).length;
+      return { charged, free: api.length - charged };
     },
     async close() {
       await Promise.all([standIn.api.close(), standIn.blob.close()]);

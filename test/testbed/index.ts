@@ -1,6 +1,8 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { silentLogger } from "../../src/report/logger.js";
+import { RegistryClient, type RegistryClientOptions } from "../../src/registry/client.js";
 import { startGithubStandIn, type GithubStandIn } from "./github-standin.js";
 import { startGitlabStandIn, type GitlabStandIn } from "./gitlab-standin.js";
 import { registryAvailability } from "./system.js";
@@ -78,6 +80,24 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
       if (!options.dir) await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A distribution-API client of the testbed's registry, logged in as its CI user; `options`
+ * replace any of that (a front's address, a logger to read, a quicker retry).
+ */
+export function testbedRegistryClient(
+  tb: Pick<Testbed, "gitlab">,
+  options: Partial<RegistryClientOptions> = {},
+): RegistryClient {
+  return new RegistryClient({
+    fetch: globalThis.fetch,
+    registry: tb.gitlab.registryHost,
+    username: REGISTRY_USER,
+    password: REGISTRY_PASSWORD,
+    logger: silentLogger(),
+    ...options,
+  });
 }
 
 /** `daemon` on the testbed with the registry engine and JSON logs, downloading to `downloads`; `extra` last. */

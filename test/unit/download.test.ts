@@ -112,4 +112,57 @@ describe("downloadFile", () => {
     ).rejects.toThrow(/HTTP 404/);
     expect(hits).toBe(1);
   });
+
+  it("refuses a body of the right size whose digest is not GitHub's: the damaged file is removed, none is renamed into place", async () => {
+    // One byte changed: the size still matches, only the digest tells.
+    const damaged = Buffer.from(body);
+    damaged[4321] = (damaged[4321] ?? 0) ^ 0xff;
+    const url = await serve((_req, res) => res.end(damaged));
+    const dir = await tempDir("dl-");
+    const error = await downloadFile({
+      ...base,
+      resolveUrl: async () => url,
+      dest: path.join(dir, "a.zip"),
+      expectedSize: body.length,
+      digest: sha,
+      maxAttempts: 1,
+    }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(SyncError);
+    expect((error as SyncError).message).toBe(
+      `the download does not match the artifact (digest mismatch: expected ${sha}, got sha256:${createHash("sha256").update(damaged).digest("hex")})`,
+    );
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it("resumes a cut at the part file's length: Range: bytes=<bytes on disk>-, the rest appended, the whole verified", async () => {
+    const ranges: Array<string | undefined> = [];
+    const url = await serve((req, res, n) => {
+      ranges.push(req.headers.range);
+      if (n === 1) {
+        // The first answer stops after 3,000 bytes: the connection drops mid-body.
+        res.writeHead(200, { "content-length": String(body.length) });
+        res.write(body.subarray(0, 3000));
+        setTimeout(() => res.destroy(), 100);
+        return;
+      }
+      const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? "")?.[1] ?? 0);
+      res.writeHead(206, {
+        "content-length": String(body.length - from),
+        "content-range": `bytes ${from}-${body.length - 1}/${body.length}`,
+      });
+      res.end(body.subarray(from));
+    });
+    const dir = await tempDir("dl-");
+    const dest = path.join(dir, "a.zip");
+    const result = await downloadFile({
+      ...base,
+      resolveUrl: async () => url,
+      dest,
+      expectedSize: body.length,
+      digest: sha,
+    });
+    expect(ranges).toEqual([undefined, "bytes=3000-"]);
+    expect(result).toMatchObject({ size: body.length, fetched: body.length, attempts: 2 });
+    expect(await readFile(dest)).toEqual(body);
+  });
 });

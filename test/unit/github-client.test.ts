@@ -132,6 +132,31 @@ describe("listWorkflowRuns", () => {
     expect(all).toHaveLength(130);
   });
 
+  it("a run that arrives between two pages counts once, and the listing goes on to the limit", async () => {
+    const all = await listWorkflowRuns(client(), { repo: REPO, workflow: WORKFLOW, limit: 120 });
+    // A new run once page 1 is read: page 2 starts again with page 1's last run.
+    gh.insertRunAfterPage(
+      1,
+      await makeFixtureRun({
+        id: 2999,
+        metadata: makeMetadata({
+          prestoRef: "late",
+          veloxRef: "v",
+          platform: "linux/amd64",
+          mode: "all",
+        }),
+        createdAt: "2025-12-01T00:00:00Z",
+        noRunLogZip: true,
+      }),
+    );
+    try {
+      const runs = await listWorkflowRuns(client(), { repo: REPO, workflow: WORKFLOW, limit: 120 });
+      expect(runs.map((r) => r.id)).toEqual(all.map((r) => r.id));
+    } finally {
+      gh.removeRun(2999);
+    }
+  });
+
   it("filters by branch", async () => {
     const runs = await listWorkflowRuns(client(), {
       repo: REPO,
@@ -181,6 +206,38 @@ describe("listWorkflowRuns", () => {
       listWorkflowRuns(client(), { repo: REPO, workflow: WORKFLOW, limit: 0 }),
     ).rejects.toThrow(UsageError);
     expect(gh.requests).toHaveLength(0);
+  });
+});
+
+describe("conditional requests", () => {
+  it("asks again with the ETag, quotes kept; a 304 is answered from the kept body and costs nothing", async () => {
+    const github = client();
+    gh.setPollInterval(60);
+    try {
+      const first = await listWorkflowRuns(github, { repo: REPO, workflow: WORKFLOW, limit: 120 });
+      const second = await listWorkflowRuns(github, { repo: REPO, workflow: WORKFLOW, limit: 120 });
+      expect(second).toEqual(first);
+      const listings = gh.requests.filter((r) => r.path.endsWith("/runs"));
+      expect(listings.map((r) => r.status)).toEqual([200, 200, 304, 304]);
+      expect(listings[2]?.ifNoneMatch).toMatch(/^W\/"[0-9a-f]+"$/);
+      expect(gh.counts()).toEqual({ charged: 2, free: 2 });
+      expect(Object.fromEntries(github.tally.results)).toEqual({ "200": 2, "304": 2 });
+      expect(github.tally.pollIntervalSeconds).toBe(60);
+      expect(github.tally.rateLimit).toMatchObject({ limit: 5000 });
+      expect(github.tally.rateLimit?.remaining).toBeGreaterThan(0);
+      expect(github.tally.rateLimit?.resetAt).toBeGreaterThan(Date.now());
+
+      // A change (a run finishes) is a fresh 200, read and kept.
+      const newest = first[0]?.id ?? 0;
+      gh.updateRun(newest, { updated_at: "2025-12-02T00:00:00Z" });
+      const third = await listWorkflowRuns(github, { repo: REPO, workflow: WORKFLOW, limit: 20 });
+      expect(third.find((r) => r.id === newest)?.updated_at).toBe("2025-12-02T00:00:00Z");
+      const again = await listWorkflowRuns(github, { repo: REPO, workflow: WORKFLOW, limit: 20 });
+      expect(again).toEqual(third);
+      expect(gh.requests.slice(-2).map((r) => r.status)).toEqual([200, 304]);
+    } finally {
+      gh.setPollInterval(undefined);
+    }
   });
 });
 

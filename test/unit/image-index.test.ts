@@ -8,20 +8,14 @@ import { RegistryClient } from "../../src/registry/client.js";
 import { writeImageIndex } from "../../src/registry/image-index.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
-import { pushTarball, type PushResult } from "../../src/registry/push.js";
-import {
-  PROJECT_PATH,
-  REGISTRY_PASSWORD,
-  REGISTRY_USER,
-  startTestbed,
-  testbedGate,
-  type Testbed,
-} from "../testbed/index.js";
+import { pushTarball, type PushResult } from "../testbed/push-tarball.js";
+import * as testbed from "../testbed/index.js";
+import type { Testbed } from "../testbed/index.js";
 import { writeDockerSaveTarball } from "../testbed/image-fixtures.js";
 import { failure } from "./helpers.js";
 
-const gate = testbedGate();
-const repo = (name: string): string => `${PROJECT_PATH}/${name}`;
+const gate = testbed.testbedGate();
+const repo = (name: string): string => `${testbed.PROJECT_PATH}/${name}`;
 const INDEX_REPO = repo("presto-coordinator");
 const SOURCES = [
   { repository: repo("x86/presto-coordinator") },
@@ -98,13 +92,10 @@ describe.skipIf(gate.skip)(
       );
 
     beforeAll(async () => {
-      tb = await startTestbed();
+      tb = await testbed.startTestbed();
       dir = await mkdtemp(path.join(tmpdir(), "image-index-test-"));
-      client = new RegistryClient({
+      client = testbed.testbedRegistryClient(tb, {
         fetch,
-        registry: tb.gitlab.registryHost,
-        username: REGISTRY_USER,
-        password: REGISTRY_PASSWORD,
         logger,
         retry: { attempts: 2, baseDelayMs: 20, maxDelayMs: 50 },
       });
@@ -212,13 +203,7 @@ describe.skipIf(gate.skip)(
       const arm = await image("arm64", repo("arm/presto-coordinator"), "t3");
       // The other platform's daemon, which read the index before we wrote it and writes it after
       // us: its index holds only its own entry.
-      const other = new RegistryClient({
-        fetch: globalThis.fetch,
-        registry: tb.gitlab.registryHost,
-        username: REGISTRY_USER,
-        password: REGISTRY_PASSWORD,
-        logger,
-      });
+      const other = testbed.testbedRegistryClient(tb, { logger });
       const armManifest = await other.getManifest(repo("arm/presto-coordinator"), "t3");
       const theirs = Buffer.from(
         JSON.stringify({

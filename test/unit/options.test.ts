@@ -43,15 +43,30 @@ describe("options", () => {
   );
 
   it("takes the daemon's waits as whole seconds, from one second to a week", () => {
-    const timing = { interval: "900", retryBackoff: "1", retryBackoffMax: "604800" };
+    const timing = {
+      interval: "900",
+      pollInterval: "30",
+      retryBackoff: "1",
+      retryBackoffMax: "604800",
+    };
     expect(parseOptions(daemonOptionsSchema, timing)).toEqual({
       interval: 900,
+      pollInterval: 30,
       retryBackoff: 1,
       retryBackoffMax: 604800,
     });
     for (const interval of ["0", "604801", "0x10", "1e3", "1.5", "soon"]) {
       expect(() => parseOptions(daemonOptionsSchema, { ...timing, interval })).toThrow(
         /^--interval must be a whole number of seconds, at least 1 and at most a week/,
+      );
+    }
+    // --poll-interval 0 turns the looks off; a negative or fractional one is refused.
+    expect(parseOptions(daemonOptionsSchema, { ...timing, pollInterval: "0" }).pollInterval).toBe(
+      0,
+    );
+    for (const pollInterval of ["-1", "0.5", "604801"]) {
+      expect(() => parseOptions(daemonOptionsSchema, { ...timing, pollInterval })).toThrow(
+        /^--poll-interval must be a whole number of seconds from 0 \(no polling\)/,
       );
     }
     expect(() => parseOptions(daemonOptionsSchema, { ...timing, retryBackoffMax: "-1" })).toThrow(

@@ -8,7 +8,7 @@ import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
 import { DOCKER_MANIFEST, OCI_INDEX } from "../../src/registry/media-types.js";
-import { pushTarball, type PushResult } from "../../src/registry/push.js";
+import { pushTarball, type PushResult } from "../testbed/push-tarball.js";
 import { retag } from "../../src/registry/retag.js";
 import {
   PROJECT_PATH,
