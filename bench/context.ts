@@ -16,6 +16,8 @@ import {
 export interface Sizes {
   /** B2, B3, B4, B6: about 2 GiB of artifact. */
   big: ArtifactParams;
+  /** B10: the next build after `big`: the same base, other own layers. */
+  big2: ArtifactParams;
   /** B5: the Docker engine on vfs copies every layer, so a smaller set. */
   small: ArtifactParams;
   /** B9: one large incompressible layer (random bytes, as jars and binaries are). */
@@ -26,6 +28,7 @@ export interface Sizes {
 
 const FULL: Sizes = {
   big: { baseBytes: 1 * GiB, ownBytes: 160 * MiB, textShare: 0.6 },
+  big2: { baseBytes: 1 * GiB, ownBytes: 160 * MiB, textShare: 0.6, layerSeed: 100 },
   small: { baseBytes: 256 * MiB, ownBytes: 32 * MiB, textShare: 0.6 },
   resume: { baseBytes: 1 * GiB, ownBytes: 1 * MiB, textShare: 0 },
   logNoiseBytes: 28 * MiB,
@@ -33,13 +36,14 @@ const FULL: Sizes = {
 
 const QUICK: Sizes = {
   big: { baseBytes: 32 * MiB, ownBytes: 8 * MiB, textShare: 0.6 },
+  big2: { baseBytes: 32 * MiB, ownBytes: 8 * MiB, textShare: 0.6, layerSeed: 100 },
   small: { baseBytes: 16 * MiB, ownBytes: 4 * MiB, textShare: 0.6 },
   resume: { baseBytes: 192 * MiB, ownBytes: 1 * MiB, textShare: 0 },
   logNoiseBytes: 1 * MiB,
 };
 
-export type ArtifactLabel = "big" | "small" | "resume";
-const RUN_IDS: Record<ArtifactLabel, number> = { big: 9001, small: 9002, resume: 9003 };
+export type ArtifactLabel = "big" | "big2" | "small" | "resume";
+const RUN_IDS: Record<ArtifactLabel, number> = { big: 9001, small: 9002, resume: 9003, big2: 9004 };
 
 export class BenchContext {
   readonly sizes: Sizes;

@@ -23,6 +23,8 @@ export interface ArtifactParams {
   ownBytes: number;
   /** Share of layer bytes that compress (text-like); the rest is random, as binaries and jars. */
   textShare: number;
+  /** Own layers of another build (same base): added to each image's layer seed. */
+  layerSeed?: number;
 }
 
 export interface ImageArtifact {
@@ -77,6 +79,7 @@ export async function imageArtifact(
       metadata,
       layerBytes: params.ownBytes,
       layerTextShare: params.textShare,
+      ...(params.layerSeed ? { layerSeed: params.layerSeed } : {}),
       baseLayer: { sizeBytes: params.baseBytes, seed: 1000, textShare: params.textShare },
       // Level 1 rather than the workflow's 9: unzip and gunzip cost the same, generating far less.
       gzipLevel: 1,

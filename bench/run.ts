@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: B1–B9 and B11 of BENCH.md, ours against the peers on the testbed, and the tables of
+ * `npm run bench`: B1–B11 of BENCH.md, ours against the peers on the testbed, and the tables of
  * BENCHMARKS.md rewritten. `--quick` runs small sizes as a smoke test (fails on a broken
  * benchmark, never on a slow one) and leaves BENCHMARKS.md alone; `--only B2,B4` picks rows and
  * replaces just those in BENCHMARKS.md (`--no-write` leaves it alone).
@@ -20,6 +20,7 @@ import { benchDockerPush, benchRegistryPush } from "./cases/push.js";
 import { benchResume } from "./cases/resume.js";
 import { benchRetag } from "./cases/retag.js";
 import { benchSync } from "./cases/sync.js";
+import { benchColdHost } from "./cases/cold-host.js";
 import { BenchContext } from "./context.js";
 import { formatSeconds } from "./harness.js";
 import { between, machine, mergeResults, rewriteBenchmarks, table, type Row } from "./report.js";
@@ -35,6 +36,7 @@ const CASES: Array<[string, (ctx: BenchContext) => Promise<Row[]>]> = [
   ["B7", benchIdleDaemon],
   ["B8", benchSync],
   ["B9", benchResume],
+  ["B10", benchColdHost],
   ["B11", benchPublishLag],
 ];
 

@@ -104,7 +104,7 @@ function timeRow(id: string, figure: string, o: PushRun[], p: PushRun[], limit: 
 }
 
 /** skopeo's blob-info cache (root's and a user's): it would let a run reuse an earlier upload. */
-async function clearSkopeoCache(): Promise<void> {
+export async function clearSkopeoCache(): Promise<void> {
   for (const dir of [
     "/var/lib/containers/cache",
     path.join(os.homedir(), ".local/share/containers/cache"),

@@ -117,5 +117,6 @@ export interface ImageSink {
   login(signal: AbortSignal): Promise<void>;
   /** Checks only that whatever the sink needs is reachable (used with --skip-login). */
   check(signal: AbortSignal): Promise<void>;
-  batch(signal: AbortSignal): Promise<ImageBatch>;
+  /** The images of one run; `targets` are all it may be handed (the plan). */
+  batch(signal: AbortSignal, targets: readonly ImageTarget[]): Promise<ImageBatch>;
 }

@@ -2,11 +2,15 @@ import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 
-import { MANIFEST_BODY_LIMIT } from "../config/limits.js";
+import { z } from "zod";
+import { API_BODY_LIMIT, MANIFEST_BODY_LIMIT } from "../config/limits.js";
 import { discardBody, readBody } from "../net/http.js";
 import type { RetryPolicy } from "../net/retry.js";
 import { pullScope, pushScope } from "./auth.js";
+import { formatBytes } from "../util/bytes.js";
+import { parseJsonBytes } from "../util/text.js";
 import { ANY_MANIFEST, shortDigest } from "./media-types.js";
+import { RegistryError } from "./registry-error.js";
 import { BlobUploader, type StreamedBlob, type StreamUploadOptions } from "./blob-upload.js";
 import {
   RegistryTransport,
@@ -16,6 +20,8 @@ import {
 } from "./transport.js";
 
 export type RegistryClientOptions = TransportOptions;
+
+const tagListSchema = z.object({ tags: z.array(z.string()).nullish() });
 
 export interface ManifestResult {
   mediaType: string;
@@ -169,6 +175,67 @@ export class RegistryClient {
     // A 200 without a body is as unexpected as any other status.
     await this.transport.expectStatus(res, res.body ? [200] : [], operation, repository);
     return Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+  }
+
+  /**
+   * A small blob (an image config) read whole, at most `limit` bytes, and checked against its
+   * digest: what the registry says an image is made of is only trusted once its bytes match.
+   */
+  async getVerifiedBlob(
+    repository: string,
+    digest: string,
+    limit: number,
+    signal?: AbortSignal,
+  ): Promise<Buffer> {
+    const body = await this.getBlob(repository, digest, signal);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      size += (chunk as Buffer).length;
+      if (size > limit) {
+        body.destroy();
+        throw new RegistryError(
+          `blob ${shortDigest(digest)} of ${repository} is over ${formatBytes(limit)}, more than such a blob holds`,
+          { hint: "push that image again" },
+        );
+      }
+      chunks.push(chunk as Buffer);
+    }
+    const bytes = Buffer.concat(chunks, size);
+    if (sha256Digest(bytes) !== digest) {
+      throw new RegistryError(
+        `registry ${this.registry} sent blob ${shortDigest(digest)} of ${repository} with other bytes than its digest names`,
+        { hint: "the registry is not serving what it stores; ask its administrator" },
+      );
+    }
+    return bytes;
+  }
+
+  /**
+   * The repository's tags as the registry lists them (`GET /v2/<name>/tags/list`, its first
+   * `limit`); none when the registry does not know the repository.
+   */
+  async listTags(repository: string, limit = 1000, signal?: AbortSignal): Promise<string[]> {
+    const operation = `listing the tags of ${repository}`;
+    const url = this.transport.url(`/v2/${repository}/tags/list`);
+    url.searchParams.set("n", String(limit));
+    const res = await this.send({
+      method: "GET",
+      url,
+      repository,
+      scopes: [pullScope(repository)],
+      operation,
+      signal,
+    });
+    if (res.status === 404) {
+      await discardBody(res);
+      return [];
+    }
+    await this.transport.expectStatus(res, [200], operation, repository);
+    const body = tagListSchema.safeParse(
+      parseJsonBytes(await readBody(res, API_BODY_LIMIT, operation)),
+    );
+    return body.success ? (body.data.tags ?? []).slice(0, limit) : [];
   }
 
   /** The manifest under a tag or digest, or `undefined` when the registry has none there. */

@@ -19,6 +19,8 @@ export interface PushedLayer {
   size: number;
   mediaType: string;
   action: LayerAction;
+  /** Referenced thanks to what the registry taught (layer-learning.ts), not this host's own pushes. */
+  learned?: boolean;
 }
 
 /** One repository being written, and what is needed to talk about it. */
@@ -46,7 +48,9 @@ export async function findInRegistry(
   const cached = cache.get(diffId);
   if (!cached) return undefined;
   const registry = client.registry;
-  if (await client.blobExists(repository, cached.digest, signal)) {
+  const held = await client.blobSize(repository, cached.digest, signal);
+  if (held !== undefined) {
+    if (!sizeHolds(target, diffId, cached, held)) return undefined;
     cache.record(diffId, cached, registry, repository);
     return pushedLayer(target, diffId, cached, "exists");
   }
@@ -56,12 +60,34 @@ export async function findInRegistry(
   ];
   for (const from of sources.filter((r) => r !== repository)) {
     if (await client.mountBlob(repository, cached.digest, from, signal)) {
+      // A learned pair is proven by the blob's size before a manifest relies on it.
+      const size = cached.learned ? await client.blobSize(repository, cached.digest, signal) : 0;
+      if (cached.learned && !sizeHolds(target, diffId, cached, size)) return undefined;
       cache.record(diffId, cached, registry, repository);
       return pushedLayer(target, diffId, cached, "mounted", from);
     }
     cache.forget(diffId, registry, from);
   }
   return undefined;
+}
+
+/**
+ * Whether the registry's blob is the size the cache says: one that is not holds other bytes than
+ * the cache thinks (a wrong pair, learned or stale), so the pair is dropped and the layer sent.
+ */
+function sizeHolds(
+  target: RepositoryTarget,
+  diffId: string,
+  cached: CachedLayer,
+  held: number | undefined,
+): boolean {
+  if (held === cached.size) return true;
+  target.logger.warn(
+    { repository: target.repository, diffId, digest: cached.digest, expected: cached.size, held },
+    `blob ${shortDigest(cached.digest)} is not the size recorded for its layer; sending the layer instead`,
+  );
+  target.cache.drop(diffId);
+  return false;
 }
 
 /** A layer's fate, logged at debug (at the default level each image is one line). */
@@ -82,7 +108,8 @@ export function pushedLayer(
     },
     `layer ${shortDigest(layer.digest)} ${action}`,
   );
-  return { diffId, digest: layer.digest, size: layer.size, mediaType: layer.mediaType, action };
+  const { digest, size, mediaType } = layer;
+  return { diffId, digest, size, mediaType, action, ...(layer.learned ? { learned: true } : {}) };
 }
 
 /**

@@ -17,6 +17,11 @@ export interface CachedLayer {
   digest: string;
   size: number;
   mediaType: string;
+  /**
+   * Known only from the registry's own record (a manifest and its config read back), not from a
+   * push of this host: used like any other, but checked (size) before it is relied on.
+   */
+  learned?: boolean;
 }
 
 const DIFF_ID = /^sha256:[0-9a-f]{64}$/;
@@ -25,6 +30,7 @@ const entrySchema = z.object({
   digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   size: z.number().int().nonnegative(),
   mediaType: z.string().min(1),
+  learned: z.boolean().optional(),
   /** registry host → repositories, most recent first. */
   registries: z.record(z.string(), z.array(z.string())),
 });
@@ -43,6 +49,8 @@ const fileSchema = z.object({
   uploads: z.record(z.string(), uploadSchema).optional(),
   /** `<layer path>#<size>` in a legacy `docker save` → its diff-id; absent in older files. */
   aliases: z.record(z.string(), z.string().regex(DIFF_ID)).optional(),
+  /** `<registry>/<repository>@<manifest digest>` → when its layers were learned. */
+  learnedImages: z.record(z.string(), z.string()).optional(),
 });
 
 type Entry = z.infer<typeof entrySchema>;
@@ -62,6 +70,8 @@ const uploadKey = (registry: string, repository: string, diffId: string) =>
  * copy, is known before the layer is read. A guess, always checked against the bytes.
  */
 const MAX_ALIASES = 512;
+/** Registry images whose layers were learned, remembered so none is read twice. */
+const MAX_LEARNED_IMAGES = 512;
 
 export class LayerCache {
   private readonly layers: Map<string, Entry>;
@@ -70,15 +80,16 @@ export class LayerCache {
 
   private readonly uploads: Map<string, Upload>;
   private readonly aliases: Map<string, string>;
+  private readonly learnedImages: Map<string, string>;
 
   private constructor(
     private readonly file: string | undefined,
-    layers: Record<string, Entry> = {},
-    uploads: Record<string, Upload> = {},
-    aliases: Record<string, string> = {},
+    parsed: Partial<z.infer<typeof fileSchema>> = {},
   ) {
+    const { layers = {}, uploads = {}, aliases = {}, learnedImages = {} } = parsed;
     this.layers = new Map(Object.entries(layers));
     this.aliases = new Map(Object.entries(aliases));
+    this.learnedImages = new Map(Object.entries(learnedImages));
     const now = Date.now();
     this.uploads = new Map(
       Object.entries(uploads).filter(
@@ -93,7 +104,7 @@ export class LayerCache {
    */
   static async open(file: string, logger?: Logger): Promise<LayerCache> {
     const parsed = await readJsonFileOrWarn(file, fileSchema, logger, "the layer cache");
-    return new LayerCache(file, parsed?.layers, parsed?.uploads, parsed?.aliases);
+    return new LayerCache(file, parsed);
   }
 
   /** A cache that lives as long as the process (tests, one-off pushes). */
@@ -104,7 +115,27 @@ export class LayerCache {
   get(diffId: string): CachedLayer | undefined {
     const entry = this.layers.get(diffId);
     if (!entry) return undefined;
-    return { digest: entry.digest, size: entry.size, mediaType: entry.mediaType };
+    const { digest, size, mediaType, learned } = entry;
+    return { digest, size, mediaType, ...(learned ? { learned } : {}) };
+  }
+
+  /** Whether the registry taught pairs that this host has not proven yet (layer-learning.ts). */
+  learnedFrom(registry: string): boolean {
+    for (const entry of this.layers.values()) {
+      if (entry.learned && (entry.registries[registry]?.length ?? 0) > 0) return true;
+    }
+    return false;
+  }
+
+  /** Whether some layer the cache knows is compressed as this blob. */
+  knowsBlob(digest: string): boolean {
+    for (const entry of this.layers.values()) if (entry.digest === digest) return true;
+    return false;
+  }
+
+  /** How many layers the cache knows (learned ones included). */
+  knownLayers(): number {
+    return this.layers.size;
   }
 
   /** Repositories of `registry` that this layer was pushed to or found in, most recent first. */
@@ -124,7 +155,54 @@ export class LayerCache {
       ...(registries[registry] ?? []).filter((r) => r !== repository),
     ];
     registries[registry] = repositories.slice(0, MAX_REPOSITORIES);
-    this.layers.set(diffId, { ...layer, registries });
+    // Pushed or found by this host: what the registry taught is now proven.
+    const { digest, size, mediaType } = layer;
+    this.layers.set(diffId, { digest, size, mediaType, registries });
+    this.dirty = true;
+  }
+
+  /**
+   * Notes a pair read from the registry's record of an image (`repository` holds `layer`, whose
+   * bytes are the layer `diffId` names). A pair this host already knows under another blob is
+   * left as it is: its own compression is what it can check.
+   */
+  learn(diffId: string, layer: CachedLayer, registry: string, repository: string): boolean {
+    const existing = this.layers.get(diffId);
+    if (existing && existing.digest !== layer.digest) return false;
+    const registries = { ...existing?.registries };
+    const repositories = registries[registry] ?? [];
+    if (!repositories.includes(repository)) {
+      registries[registry] = [...repositories, repository].slice(0, MAX_REPOSITORIES);
+    }
+    const { digest, size, mediaType } = layer;
+    this.layers.set(diffId, {
+      digest,
+      size,
+      mediaType,
+      ...(existing && !existing.learned ? {} : { learned: true }),
+      registries,
+    });
+    this.dirty = true;
+    return !existing;
+  }
+
+  /** Drops a pair that turned out wrong (the registry's blob is not the size it was said to be). */
+  drop(diffId: string): void {
+    if (this.layers.delete(diffId)) this.dirty = true;
+  }
+
+  /** Whether the layers of this image (a manifest digest in a repository) were learned already. */
+  hasLearned(registry: string, repository: string, manifestDigest: string): boolean {
+    return this.learnedImages.has(`${registry}/${repository}@${manifestDigest}`);
+  }
+
+  /** Remembers an image read for its layers (whether it taught anything or not). */
+  recordLearned(registry: string, repository: string, manifestDigest: string): void {
+    this.learnedImages.set(`${registry}/${repository}@${manifestDigest}`, new Date().toISOString());
+    for (const oldest of this.learnedImages.keys()) {
+      if (this.learnedImages.size <= MAX_LEARNED_IMAGES) break;
+      this.learnedImages.delete(oldest);
+    }
     this.dirty = true;
   }
 
@@ -181,8 +259,9 @@ export class LayerCache {
       const layers = Object.fromEntries(this.layers);
       const uploads = Object.fromEntries(this.uploads);
       const aliases = Object.fromEntries(this.aliases);
+      const learnedImages = Object.fromEntries(this.learnedImages);
       try {
-        await writeJsonAtomic(this.file, { version: 1, layers, uploads, aliases });
+        await writeJsonAtomic(this.file, { version: 1, layers, uploads, aliases, learnedImages });
       } catch (err) {
         this.dirty = true;
         throw err;

@@ -18,6 +18,7 @@ import type { RegistryClient } from "./client.js";
 import { BundlePush } from "./bundle-push.js";
 import { ImagePush, type ReadyImage } from "./image-push.js";
 import { LayerCache, LAYER_CACHE_FILE } from "./layer-cache.js";
+import { learnFromRegistry } from "./layer-learning.js";
 
 export interface SinkOptions {
   logger: Logger;
@@ -43,8 +44,12 @@ export function registrySink(options: SinkOptions): ImageSink {
     name: "registry",
     login: (signal) => registry.login(signal),
     check: () => Promise.resolve(),
-    async batch(signal) {
+    async batch(signal, targets) {
       const cache = await LayerCache.open(path.join(options.stateDir, LAYER_CACHE_FILE), logger);
+      // What the registry already holds teaches the cache, for a host without state of its own.
+      const repositories = [...new Set(targets.map((target) => target.repository))];
+      const tag = targets[0]?.tag ?? "";
+      await learnFromRegistry({ client: registry, cache, logger, repositories, tag, signal });
       const bundle = new BundlePush({ client: registry, cache, logger, signal });
       return { begin: (target, known) => begin(options, bundle, target, known) };
     },

@@ -42,6 +42,11 @@ export class StreamedLayers {
         this.present.set(start.path, found);
         return undefined;
       }
+    } else if (!compressed && cache.learnedFrom(this.target.client.registry)) {
+      // Known only by its bytes, and the registry taught layers it holds: only checked as it
+      // passes, then looked up by the diff-id it turned out to have, and read again from the
+      // source only if the registry lacks it (ImagePush.complete).
+      return undefined;
     }
     return this.upload(start, key, compressed ? undefined : key);
   }

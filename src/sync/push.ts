@@ -189,7 +189,7 @@ export async function pushImageTag(
   }
 
   steps.step(5, TOTAL, `Executing ${services.sink.name} push sequence ...`);
-  const batch = await services.sink.batch(ctx.signal);
+  const batch = await services.sink.batch(ctx.signal, toPush);
   const lines = new ImageLines(steps);
   const writes = new Map<Planned, ImageWrite>();
   const { failures, ...done } = await publishEach(ctx, lines, services, request, toPush, {

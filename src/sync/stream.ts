@@ -320,7 +320,7 @@ async function readArtifact(
   runs: Map<string, ImageRun>,
   lines: ImageLines,
 ): Promise<void> {
-  const batch = await services.sink.batch(ctx.signal);
+  const batch = await services.sink.batch(ctx.signal, toPush);
   const byEntry = new Map(toPush.map((item) => [item.label, item]));
   const task = `sync ${located.artifact.name}`;
   // One image at a time, in the zip's order: the next tarball starts once the last is read.

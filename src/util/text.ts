@@ -25,3 +25,12 @@ export function shellQuote(word: string): string {
   if (word === "") return "''";
   return /^[A-Za-z0-9@%+=:,./_-]+$/.test(word) ? word : `'${word.replace(/'/g, `'"'"'`)}'`;
 }
+
+/** JSON from bytes a server sent, or `undefined` when they are not JSON (the caller's schema decides the rest). */
+export function parseJsonBytes(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}

@@ -37,6 +37,8 @@ export interface ArtifactFixtureOptions {
   extraEntries?: ZipEntrySpec[];
   /** Extra bytes per image layer, to make transfers measurable. */
   layerBytes?: number;
+  /** Added to each image's own-layer seed, so builds differ in their own layers; default 0. */
+  layerSeed?: number;
   /** Share of those bytes that compress (see LayerSpec); default 0, random bytes. */
   layerTextShare?: number;
   /** The layer every image shares; default BASE_LAYER (a few KiB). Benchmarks make it large. */
@@ -99,7 +101,7 @@ export async function makeArtifactZip(options: ArtifactFixtureOptions): Promise<
     // The workflow saves the java worker as `docker tag presto-coordinator:<tag>
     // presto-java-worker:<tag>`: the coordinator's config and layers under a second name.
     const builtAs = image.repo === "presto-java-worker" ? "presto-coordinator" : image.repo;
-    const seed = builtAs === image.repo ? index + 1 : 1;
+    const seed = (builtAs === image.repo ? index + 1 : 1) + (options.layerSeed ?? 0);
     const own: LayerSpec = options.layerBytes
       ? { sizeBytes: options.layerBytes, seed, textShare: options.layerTextShare }
       : { files: { [`opt/${builtAs}/bin/run.sh`]: `#!/bin/sh\necho ${builtAs}\n` } };

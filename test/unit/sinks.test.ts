@@ -98,7 +98,7 @@ describe.skipIf(gate.skip)(`sinks × sources ${gate.reason}`, () => {
     source: SourceName,
     target: ImageTarget,
   ): Promise<PublishableImage> {
-    const batch = await sink.batch(new AbortController().signal);
+    const batch = await sink.batch(new AbortController().signal, [target]);
     if (source === "known file") {
       const info = await inspectImageTarball(image.file);
       return batch.begin(target, info).ready(fileSource(image.file));
