@@ -66,6 +66,8 @@ function jsonStatus(s: DaemonStatus) {
           failed: s.lastCycle.failed,
           backing_off: s.lastCycle.backing_off,
           bytes_downloaded: s.lastCycle.bytes_downloaded,
+          bytes_uploaded: s.lastCycle.bytes_uploaded,
+          layers_from_registry: s.lastCycle.layers_from_registry ?? 0,
           error: s.lastCycle.error,
           last_publish: s.lastCycle.last_publish ?? null,
           github_rate_limit_remaining: s.lastCycle.github_rate_limit_remaining ?? null,
@@ -131,6 +133,10 @@ function cycleLines(cycle: LastCycle | null, now: Date): string[] {
     `              ${cycle.runs} runs, ${cycle.missing} missing, ${cycle.pushed} tags pushed, ${cycle.failed} failed, ${cycle.backing_off} backing off`,
     `              ${formatBytes(cycle.bytes_downloaded)} downloaded in ${cycle.seconds} s`,
   ];
+  const learned = cycle.layers_from_registry ?? 0;
+  if (learned > 0) {
+    lines.push(`              ${learned} layer(s) not sent: the registry's own images held them`);
+  }
   if (cycle.error) lines.push(`              error: ${printable(cycle.error)}`);
   const publish = cycle.last_publish;
   if (publish) {

@@ -17,6 +17,8 @@ export interface CycleSummary {
   deferred: number;
   downloadedBytes: number;
   uploadedBytes: number;
+  /** Layers referenced thanks to what the registry taught (registry/layer-learning.ts), not sent. */
+  layersFromRegistry: number;
   logBytes: number;
   error?: string;
   /** The image tags that failed this cycle or are backing off after earlier failures. */

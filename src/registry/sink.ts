@@ -80,9 +80,11 @@ function begin(
       const manifest = await image.publish();
       end(true);
       const sent = image.layers.filter((l) => l.action === "uploaded").length;
+      const learned = image.layers.filter((l) => l.learned && l.action !== "uploaded").length;
       return pushedItem(manifest.digest, {
         sent,
         reused: image.layers.length - sent,
+        learned,
         bytes: image.bytesUploaded,
         bytesKind: "compressed",
         seconds: (Date.now() - started) / 1000,

@@ -102,6 +102,8 @@ export interface Counters {
   /** Tags published by an image tag that then failed (the streaming sync's siblings). */
   pushed: number;
   uploadedBytes: number;
+  /** Layers referenced thanks to what the registry taught, not sent. */
+  layersFromRegistry: number;
 }
 
 /**
@@ -160,6 +162,7 @@ export async function syncOne(
     },
     pushed: 0,
     uploadedBytes: 0,
+    layersFromRegistry: 0,
   };
   const request = {
     imageTag: image.imageTag,
@@ -203,6 +206,7 @@ export async function syncOne(
     counters.downloadedBytes += moved.fetched;
     counters.pushed = moved.pushed;
     counters.uploadedBytes = moved.uploadedBytes;
+    counters.layersFromRegistry = moved.layersFromRegistry;
   }
 }
 

@@ -47,6 +47,7 @@ export async function runCycle(
     deferred: 0,
     downloadedBytes: 0,
     uploadedBytes: 0,
+    layersFromRegistry: 0,
     logBytes: 0,
     notSynced: [],
   };
@@ -123,7 +124,12 @@ export async function runCycle(
       );
       continue;
     }
-    const counters: Counters = { downloadedBytes: 0, pushed: 0, uploadedBytes: 0 };
+    const counters: Counters = {
+      downloadedBytes: 0,
+      pushed: 0,
+      uploadedBytes: 0,
+      layersFromRegistry: 0,
+    };
     try {
       const result = await syncOne(ctx, services, settings, image, counters);
       const published = publishedNow(image, xref.listed);
@@ -136,10 +142,12 @@ export async function runCycle(
       summary.uploadedBytes += result.uploadedBytes;
       await services.failures.clear(image.imageTag);
       summary.downloadedBytes += counters.downloadedBytes;
+      summary.layersFromRegistry += counters.layersFromRegistry;
     } catch (err) {
       summary.downloadedBytes += counters.downloadedBytes;
       summary.pushed += counters.pushed;
       summary.uploadedBytes += counters.uploadedBytes;
+      summary.layersFromRegistry += counters.layersFromRegistry;
       if (ctx.signal.aborted) break;
       const fault = setupFaultOf(err);
       if (fault !== undefined) {

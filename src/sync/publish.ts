@@ -73,7 +73,7 @@ export interface PublishRequest {
    * What moved so far, kept up to date even when the run fails: the images published (a
    * tarball that fails leaves its siblings pushed) with their bytes.
    */
-  counters?: { pushed: number; uploadedBytes: number };
+  counters?: { pushed: number; uploadedBytes: number; layersFromRegistry?: number };
 }
 
 export interface PublishServices {
@@ -266,6 +266,8 @@ export async function publishEach(
       if (request.counters) {
         request.counters.pushed = done.pushed.length;
         request.counters.uploadedBytes = done.bytesUploaded;
+        request.counters.layersFromRegistry =
+          (request.counters.layersFromRegistry ?? 0) + result.layersLearned;
       }
       if (request.retagAsLatest) {
         await retagLatest(

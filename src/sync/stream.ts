@@ -63,7 +63,12 @@ export interface SyncRequest extends PublishRequest {
    * What moved so far, kept up to date even when the sync fails: bytes fetched from GitHub, and
    * the images published (a tarball that fails leaves its siblings pushed) with their bytes.
    */
-  counters?: { fetched: number; pushed: number; uploadedBytes: number };
+  counters?: {
+    fetched: number;
+    pushed: number;
+    uploadedBytes: number;
+    layersFromRegistry?: number;
+  };
   /**
    * `--multiarch-index`: after the push and the clean, each repository's index (see built.ts).
    * The daemon writes them in a stage of its own instead.

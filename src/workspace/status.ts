@@ -31,6 +31,8 @@ const lastCycleSchema = z.object({
   backing_off: count,
   bytes_downloaded: count,
   bytes_uploaded: count,
+  /** Layers not sent because the registry's own images taught where they are (older files: absent). */
+  layers_from_registry: count.optional(),
   log_bytes: count,
   error: z.string().nullable(),
   /** The daemon's latest publish (absent in files older than the field). */
@@ -69,6 +71,7 @@ export async function writeLastCycle(
     backing_off: summary.deferred,
     bytes_downloaded: summary.downloadedBytes,
     bytes_uploaded: summary.uploadedBytes,
+    layers_from_registry: summary.layersFromRegistry,
     log_bytes: summary.logBytes,
     error: summary.error ?? null,
     last_publish: summary.lastPublish

@@ -82,6 +82,9 @@ describe.skipIf(gate.skip)(`GitLab as the layer cache ${gate.reason}`, () => {
     "100",
   ];
 
+  /** The last lines of the push of a build by `pushBuild`. */
+  let said = "";
+
   /** Pushes a build by `path` from `downloads`; the bytes its requests carried to the registry. */
   async function pushBuild(family: number, n: number, how: Path, downloads: string) {
     const tag = tagOf(family, n);
@@ -89,6 +92,7 @@ describe.skipIf(gate.skip)(`GitLab as the layer cache ${gate.reason}`, () => {
     if (how === "sync") {
       const done = await cli(["sync", tag, ...common(downloads), "--engine", "registry", "--yes"]);
       expect(done.code, done.stderr).toBe(0);
+      said = done.stdout;
     } else {
       const fetched = await cli(["download", tag, "--output-dir", downloads, ...tb.githubArgs]);
       expect(fetched.code, fetched.stderr).toBe(0);
@@ -103,6 +107,7 @@ describe.skipIf(gate.skip)(`GitLab as the layer cache ${gate.reason}`, () => {
         "--yes",
       ]);
       expect(pushed.code, pushed.stderr).toBe(0);
+      said = pushed.stdout;
     }
     return front.bodyBytes;
   }
@@ -179,9 +184,30 @@ describe.skipIf(gate.skip)(`GitLab as the layer cache ${gate.reason}`, () => {
           held.has(d),
         );
         expect(sentAgain, `${how}: blobs the registry held, uploaded again`).toEqual([]);
+        // Each image's line says how many of its layers the registry's own images taught.
+        expect(said).toMatch(
+          /pushed .*1 layer sent, 1 reused \(1 known from the registry's images\)/,
+        );
       }
     });
   }
+
+  it("a cold daemon --once counts the layers the registry taught, and status --json shows them", async () => {
+    const id = await family("oci", 2);
+    await pushBuild(id, 1, "sync", path.join(work, "daemon-first"));
+    const downloads = path.join(work, "daemon-cold");
+    const once = await cli(["daemon", "--once", ...common(downloads), "--engine", "registry"]);
+    expect(once.code, once.stderr).toBe(0);
+    const status = await cli(["status", "--downloads-dir", downloads, "--json"]);
+    expect(status.code, status.stderr).toBe(0);
+    const cycle = (JSON.parse(status.stdout) as { last_cycle: Record<string, number> }).last_cycle;
+    // The base, found through build 1's images by the first image; its siblings mount it from
+    // that one, as they would a base this host had sent.
+    expect(cycle.pushed).toBe(3);
+    expect(cycle.layers_from_registry).toBe(1);
+    const text = await cli(["status", "--downloads-dir", downloads]);
+    expect(text.stdout).toContain("1 layer(s) not sent: the registry's own images held them");
+  });
 
   it("learns from an image only when its manifest and config agree, and never reads one twice", async () => {
     const id = await family("oci", 1);

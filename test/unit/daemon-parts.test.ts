@@ -21,6 +21,7 @@ const summary = (over: Partial<CycleSummary>): CycleSummary => ({
   deferred: 0,
   downloadedBytes: 1024,
   uploadedBytes: 512,
+  layersFromRegistry: 0,
   logBytes: 0,
   ...over,
 });

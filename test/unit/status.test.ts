@@ -26,6 +26,7 @@ const summary = {
   deferred: 1,
   downloadedBytes: 3 * 1024 ** 3,
   uploadedBytes: 1024,
+  layersFromRegistry: 0,
   logBytes: 0,
 };
 
