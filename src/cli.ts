@@ -18,13 +18,20 @@ import {
   type Logger,
 } from "./report/logger.js";
 import { createOutput } from "./report/output.js";
+import { jsonRecord, keepJsonLines, LEVEL } from "./report/json-lines.js";
 import { progressListener } from "./report/progress.js";
 import { createLiveArea } from "./report/terminal.js";
 import { printable } from "./util/text.js";
 import { HttpClient, type HttpSettings } from "./net/http.js";
 import { DEFAULT_CONNECT_TIMEOUT_SECONDS } from "./config/defaults.js";
 import { httpOptionsSchema, parseOptions } from "./config/options.js";
-import { httpTimeoutOption } from "./commands/options.js";
+import {
+  addGithubOptions,
+  addGitlabOptions,
+  addWorkspaceOptions,
+  httpTimeoutOption,
+} from "./commands/options.js";
+import { addFlagsPage, HELP } from "./commands/help.js";
 import type { Env } from "./config/tokens.js";
 import type { CommandContext } from "./commands/context.js";
 import { registerGhList } from "./commands/gh-list.js";
@@ -90,6 +97,7 @@ export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void):
         .default("auto"),
     )
     .showSuggestionAfterError()
+    .configureHelp(HELP)
     .exitOverride()
     .configureOutput({
       writeOut: (s) => deps.stdout.write(s),
@@ -99,12 +107,15 @@ export function buildProgram(deps: CliDeps, onLogger: (logger: Logger) => void):
       "after",
       `
 Authentication:
-  GitHub: --gh-token, GH_TOKEN, GITHUB_TOKEN, or a logged-in gh CLI (gh auth login).
-  GitLab: --gitlab-token or GITLAB_TOKEN; registry: --registry-username/--registry-password.
+  GitHub: --gh-token, GH_TOKEN, GITHUB_TOKEN, or a logged-in gh CLI.
+  GitLab: --gitlab-token or GITLAB_TOKEN.
+  Registry: --registry-username/--registry-password (else the GitLab token).
 
 Network:
-  HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or their lowercase forms) apply to every request;
-  NODE_EXTRA_CA_CERTS=<ca.pem> trusts an in-house CA for GitLab, the registry or GitHub.`,
+  HTTPS_PROXY for https, HTTP_PROXY for plain http, NO_PROXY for both, as curl;
+  NODE_EXTRA_CA_CERTS=<ca.pem> trusts an in-house CA.
+
+The options many subcommands share: gh-gitlab-sync help flags`,
     );
 
   // The subcommand being run: its `--http-timeout` sets up the one HTTP client.
@@ -114,8 +125,10 @@ Network:
   });
   const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> => {
     const globals = program.opts<{ logLevel: LogLevel; logFormat: LogFormat }>();
-    // On a terminal, bars live at the bottom of stderr and every other line is printed above them.
-    const live = deps.stderr.isTTY ? createLiveArea(deps.stderr) : undefined;
+    // On a terminal, bars live at the bottom of stderr and every other line is printed above them;
+    // never under `--log-format json`, whose every line is a record.
+    const live =
+      deps.stderr.isTTY && globals.logFormat !== "json" ? createLiveArea(deps.stderr) : undefined;
     const stderr = deps.stderr;
     const logger = createLogger({
       level: globals.logLevel,
@@ -156,6 +169,12 @@ Network:
   registerDaemon(program, run);
   registerStatus(program, run);
   registerRetag(program, run);
+  addFlagsPage(program, (page) => {
+    addGithubOptions(page);
+    addGitlabOptions(page, true);
+    addWorkspaceOptions(page);
+    page.addOption(httpTimeoutOption());
+  });
   // Every subcommand inherits the parent's output and exit handling.
   for (const cmd of program.commands) {
     if (HTTP_COMMANDS.has(cmd.name())) cmd.addOption(httpTimeoutOption());
@@ -167,13 +186,38 @@ Network:
   return program;
 }
 
+/** Where the CLI's closing line goes: plain text, or under `--log-format json` one record. */
+interface Closing {
+  line(level: number, text: string, fields?: Record<string, unknown>): void;
+  /** The stack of what ended the run, under `--log-level debug`. */
+  stack(err: unknown): void;
+}
+
+function closingWriter(deps: CliDeps, json: () => boolean, debug: () => boolean): Closing {
+  return {
+    line: (level, text, fields = {}) =>
+      void deps.stderr.write(json() ? jsonRecord(level, text, fields) : `${text}\n`),
+    stack: (err) => {
+      if (!debug() || !(err instanceof Error) || !err.stack) return;
+      deps.stderr.write(
+        json() ? jsonRecord(LEVEL.error, err.message, { stack: err.stack }) : `${err.stack}\n`,
+      );
+    },
+  };
+}
+
 /**
  * The one line for a command a signal stopped, and its status: 130 after SIGINT, 143 after
  * SIGTERM, as the shell reports a command a signal ended, except that SIGTERM is how systemd
  * stops the daemon, which then ends cleanly with 0. Whatever error the abort surfaced as
  * (a cancelled request, a closed stream) is the interruption, never an "unexpected failure".
  */
-function interruptedExit(deps: CliDeps, command: string | undefined, err: unknown): number {
+function interruptedExit(
+  deps: CliDeps,
+  closing: Closing,
+  command: string | undefined,
+  err: unknown,
+): number {
   const reason: unknown = deps.signal.reason;
   const signalName = reason instanceof InterruptedError ? reason.signalName : "SIGINT";
   const hint =
@@ -183,9 +227,18 @@ function interruptedExit(deps: CliDeps, command: string | undefined, err: unknow
         ? "nothing half-written was left; run it again to carry on"
         : undefined;
   const what = command ? `; ${command} stopped` : "";
-  deps.stderr.write(`Interrupted by ${signalName}${what}${hint ? ` — ${hint}` : ""}\n`);
-  if (command === "daemon" && signalName === "SIGTERM") return EXIT_OK;
-  return signalName === "SIGTERM" ? EXIT_SIGTERM : EXIT_SIGINT;
+  const exitCode =
+    command === "daemon" && signalName === "SIGTERM"
+      ? EXIT_OK
+      : signalName === "SIGTERM"
+        ? EXIT_SIGTERM
+        : EXIT_SIGINT;
+  closing.line(
+    exitCode === EXIT_OK ? LEVEL.info : LEVEL.warn,
+    `Interrupted by ${signalName}${what}${hint ? ` — ${hint}` : ""}`,
+    { signal: signalName, exitCode },
+  );
+  return exitCode;
 }
 
 /** Runs the CLI and returns the exit status: 0 success, 1 failure, 2 bad usage, 130/143 signals. */
@@ -196,34 +249,38 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
   program.hook("preAction", (_program, action) => {
     command = action.name();
   });
+  // The global options are parsed before anything is printed, commander's own errors included.
+  const json = () => program.opts<{ logFormat?: LogFormat }>().logFormat === "json";
+  const closing = closingWriter(deps, json, () => logger?.isLevelEnabled("debug") ?? false);
+  const restoreStderr = keepJsonLines(deps.stderr, json);
   try {
     // argparse's unambiguous prefixes, which commander lacks (`--include` → `--include-failed`).
     const [node = "node", script = "gh-gitlab-sync", ...args] = argv;
     await program.parseAsync([node, script, ...expandOptionPrefixes(program, args)]);
-    return deps.signal.aborted ? interruptedExit(deps, command, undefined) : EXIT_OK;
+    return deps.signal.aborted ? interruptedExit(deps, closing, command, undefined) : EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander has already printed its message (or the help); only the status is ours to set.
       return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
-    const debug = logger?.isLevelEnabled("debug") ?? false;
     if (deps.signal.aborted) {
-      if (debug && err instanceof Error && err.stack) deps.stderr.write(`${err.stack}\n`);
-      return interruptedExit(deps, command, err);
+      closing.stack(err);
+      return interruptedExit(deps, closing, command, err);
     }
     if (isSyncError(err)) {
       // The message often quotes a server (a registry's error text, a GitLab name): printable.
-      deps.stderr.write(`Error: ${printable(err.oneLine())}\n`);
-      if (debug && err.stack) deps.stderr.write(`${err.stack}\n`);
+      const line = printable(err.oneLine());
+      closing.line(LEVEL.error, json() ? line : `Error: ${line}`, { exitCode: err.exitCode });
+      closing.stack(err);
       return err.exitCode;
     }
-    deps.stderr.write(
-      `Error: unexpected failure: ${printable(describeError(err))} — rerun with --log-level debug for details\n`,
-    );
-    if (debug && err instanceof Error && err.stack) deps.stderr.write(`${err.stack}\n`);
+    const line = `unexpected failure: ${printable(describeError(err))} — rerun with --log-level debug for details`;
+    closing.line(LEVEL.error, json() ? line : `Error: ${line}`, { exitCode: EXIT_FAILURE });
+    closing.stack(err);
     return EXIT_FAILURE;
   } finally {
     logger?.flush();
+    restoreStderr();
   }
 }
 

@@ -21,17 +21,26 @@ export interface SyncErrorOptions {
   hint?: string;
   exitCode?: number;
   cause?: unknown;
+  /** See {@link SyncError.setupFault}. */
+  setupFault?: boolean;
 }
 
 export class SyncError extends Error {
   readonly hint: string | undefined;
   readonly exitCode: number;
+  /**
+   * The setup failed, not the image: the Docker engine unreachable, credentials refused, GitLab
+   * or the registry unreachable, the disk full. Every image would fail the same way until the
+   * operator fixes it, so the daemon holds no image back for it (no back-off).
+   */
+  readonly setupFault: boolean;
 
   constructor(message: string, options: SyncErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "SyncError";
     this.hint = options.hint;
     this.exitCode = options.exitCode ?? EXIT_FAILURE;
+    this.setupFault = options.setupFault ?? false;
   }
 
   /** The single line printed on stderr: the failure, then what to do about it. */
@@ -61,24 +70,55 @@ export class DamagedInputError extends SyncError {
   }
 }
 
-/** Whether `err`, or anything along its cause chain, proves the input bad. */
-export function isDamagedInput(err: unknown): boolean {
+/** `err` and its causes, outermost first, a few deep (a cycle of causes must not hang us). */
+function* causeChain(err: unknown): Generator<object> {
   let current: unknown = err;
   for (let depth = 0; current && typeof current === "object" && depth < 6; depth += 1) {
-    if (current instanceof DamagedInputError) return true;
-    current = (current as { cause?: unknown; original?: unknown }).cause;
+    yield current;
+    current = (current as { cause?: unknown }).cause;
   }
+}
+
+/** Whether `err`, or anything along its cause chain, proves the input bad. */
+export function isDamagedInput(err: unknown): boolean {
+  for (const current of causeChain(err)) if (current instanceof DamagedInputError) return true;
   return false;
+}
+
+/** A full disk or quota, wherever it was raised: the setup's fault, never the image's. */
+const DISK_FULL_CODES = new Set(["ENOSPC", "EDQUOT"]);
+
+/**
+ * The setup's fault behind `err` ({@link SyncError.setupFault}), or undefined when the failure
+ * may be the image's own: the marked error itself, for its message and hint, or `err` when a
+ * full disk is along its chain unmarked.
+ */
+export function setupFaultOf(err: unknown): unknown {
+  for (const current of causeChain(err)) {
+    if (current instanceof SyncError && current.setupFault) return current;
+  }
+  const code = errorCode(err);
+  return code !== undefined && DISK_FULL_CODES.has(code) ? err : undefined;
 }
 
 export function isSyncError(err: unknown): err is SyncError {
   return err instanceof SyncError;
 }
 
-/** Best-effort text of an unknown thrown value, for wrapping into a SyncError. */
+/**
+ * Best-effort text of an unknown thrown value, for wrapping into a SyncError. undici's `fetch`
+ * says only "fetch failed" and keeps the reason (`connect ECONNREFUSED 10.0.0.5:443`, a DNS
+ * failure, a bad port) in its cause: that reason is added, or the line says nothing to act on.
+ */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
+  if (!(err instanceof Error)) return String(err);
+  if (err.message === "fetch failed" && err.cause !== undefined) {
+    const reason = describeError(err.cause);
+    const code = errorCode(err.cause);
+    const detail = code !== undefined && !reason.includes(code) ? `${code}: ${reason}` : reason;
+    return `${err.message}: ${detail}`;
+  }
+  return err.message;
 }
 
 /**
@@ -86,11 +126,9 @@ export function describeError(err: unknown): string {
  * "fetch failed", `ENOSPC` under a stream error. What an operator can search for.
  */
 export function errorCode(err: unknown): string | undefined {
-  let current: unknown = err;
-  for (let depth = 0; current && typeof current === "object" && depth < 6; depth += 1) {
+  for (const current of causeChain(err)) {
     const code = (current as { code?: unknown }).code;
     if (typeof code === "string") return code;
-    current = (current as { cause?: unknown }).cause;
   }
   return undefined;
 }

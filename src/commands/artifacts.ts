@@ -119,7 +119,7 @@ export function registerClean(program: Command, run: Runner): void {
           imageTag,
           downloadsDir: workspace.downloadsDir,
           run: githubRunLookup(ctx, raw, imageTag),
-          ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("clean") }),
+          ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("clean", ctx.signal) }),
         }),
       );
     }),

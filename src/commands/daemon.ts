@@ -34,27 +34,24 @@ export function registerDaemon(program: Command, run: Runner): void {
   const cmd = program
     .command("daemon")
     .description(
-      "Every --interval seconds, and as soon as a run finishes (a free look every --poll-interval): xref, then sync each missing image tag (streaming; --no-stream: download, prepare, push, clean)",
+      "Every --interval seconds, and soon after a run finishes: xref, then sync each missing image tag",
     )
     .option(
       "--interval <seconds>",
-      "seconds between full cycles (GitHub and GitLab listed in full)",
+      "seconds between full cycles (GitLab listed too)",
       String(DEFAULT_INTERVAL_SECONDS),
     )
     .option(
       "--poll-interval <seconds>",
-      "seconds between looks for finished runs (conditional requests: free while nothing changed; 0: none)",
+      "seconds between free looks for finished runs (0: none)",
       String(DEFAULT_POLL_INTERVAL_SECONDS),
     )
-    .option("--once", "run one cycle and exit (non-zero when an image failed)", false)
+    .option("--once", "one cycle, then exit (1 when an image failed)", false)
     .option("--skip-login", "do not check the registry credentials first", false)
     .option("--force-push", "push tags that GitLab already has", false)
     .option("--retag-as-latest", "also point <repo>:latest at each pushed image", false)
     .option("--verbose", "show each engine step", false)
-    .option(
-      "--no-stream",
-      "step by step, as before: download, then prepare (an extracted copy), then push and clean",
-    )
+    .option("--no-stream", "step by step: download, prepare, push, clean")
     .option(
       "--retry-backoff <seconds>",
       "wait after an image's first failure; doubles with each further failure",
@@ -65,15 +62,8 @@ export function registerDaemon(program: Command, run: Runner): void {
       "longest wait between retries of a failing image",
       "21600",
     )
-    .option(
-      "--health-port <[host:]port>",
-      "serve /healthz and /metrics (host defaults to 127.0.0.1)",
-    )
-    .option(
-      "--retry-now",
-      "retry failing images in the first cycle instead of waiting out their back-off",
-      false,
-    )
+    .option("--health-port <[host:]port>", "serve /healthz and /metrics (host: 127.0.0.1)")
+    .option("--retry-now", "retry failing images now, not after their back-off", false)
     .addOption(platformOption())
     .addOption(multiarchIndexOption())
     .addOption(registryProjectOption())
@@ -130,12 +120,14 @@ export function registerDaemon(program: Command, run: Runner): void {
                 },
                 logger,
               ),
+              indexesWhole: new Set(),
               steps: logSteps,
               progress: ctx.progress,
               ...(health
                 ? {
                     onCycle: (summary) => health.record(summary),
                     onPublished: (published) => health.published(published),
+                    onDownloaded: (bytes) => health.downloading(bytes),
                   }
                 : {}),
               // A summary that cannot be kept costs a warning, never the daemon.

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { RULE } from "../report/output.js";
-import { gibNumber } from "../util/bytes.js";
+import { formatBytes } from "../util/bytes.js";
 import type { RegistryTag, RegistryTagDetails } from "../gitlab/client.js";
 import type { CommandContext } from "./context.js";
 import { addGitlabOptions, addJsonOption, withExamples } from "./options.js";
@@ -59,9 +59,17 @@ export async function gitlabList(ctx: CommandContext, raw: Record<string, unknow
     if (tags.length === 0) ctx.out.line("  (no tags)");
     for (const tag of tags.map(details)) {
       ctx.out.line(
-        `  ${tag.name.padEnd(40)}  size=${gibNumber(tag.total_size)} GiB  created=${tag.created_at ?? "?"}`,
+        `  ${tag.name.padEnd(40)}  size=${sizeOf(tag.total_size)}  created=${tag.created_at ?? "?"}`,
       );
     }
     ctx.out.line(RULE);
   }
+}
+
+/**
+ * In the unit that keeps it readable, right-aligned (`  1.52 GiB`, `  2.0 MiB`): a fixed GiB, as
+ * the original printed, turns a 2 MiB image into `0.00 GiB`. `?` when GitLab did not say.
+ */
+function sizeOf(bytes: number | undefined): string {
+  return (bytes === undefined ? "?" : formatBytes(bytes)).padStart(9);
 }

@@ -89,7 +89,7 @@ export function registerPush(program: Command, run: Runner): void {
             retagAsLatest: raw.retagAsLatest === true,
             multiarchIndex,
             verbose: raw.verbose === true,
-            ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("push") }),
+            ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("push", ctx.signal) }),
             run: githubRunLookup(ctx, raw, imageTag),
           },
         );

@@ -1,4 +1,5 @@
 import { Command, Option } from "commander";
+import { SHARED, shared } from "./help.js";
 import {
   DEFAULT_CONNECT_TIMEOUT_SECONDS,
   DEFAULT_DOWNLOADS_DIR,
@@ -14,58 +15,69 @@ import {
 
 /** The GitHub flags every GitHub-facing command shares (SPEC §2), with the original's defaults. */
 export function addGithubOptions(cmd: Command): Command {
-  return cmd
-    .option("--repo <owner/name>", "GitHub repository", DEFAULT_GITHUB_REPO)
-    .option("--workflow <file>", "workflow file (path or base name)", DEFAULT_WORKFLOW_FILE)
-    .option("--branch <name>", "only runs from this branch")
-    .option("--limit <n>", "how many recent runs to consider", String(DEFAULT_LIMIT))
-    .option("--gh-token <token>", "GitHub token (else GH_TOKEN, GITHUB_TOKEN, `gh auth token`)")
-    .addOption(
-      new Option("--github-api-url <url>", "GitHub API base URL (GitHub Enterprise, test servers)")
-        .env("GITHUB_API_URL")
-        .default(DEFAULT_GITHUB_API_URL),
-    );
+  const group = (option: Option) => cmd.addOption(shared(option, SHARED.github));
+  group(new Option("--repo <owner/name>", "GitHub repository").default(DEFAULT_GITHUB_REPO));
+  group(
+    new Option("--workflow <file>", "workflow file (path or base name)").default(
+      DEFAULT_WORKFLOW_FILE,
+    ),
+  );
+  group(new Option("--branch <name>", "only runs from this branch"));
+  group(
+    new Option("--limit <n>", "how many recent runs to consider").default(String(DEFAULT_LIMIT)),
+  );
+  group(
+    new Option("--gh-token <token>", "GitHub token (else GH_TOKEN, GITHUB_TOKEN, `gh auth token`)"),
+  );
+  group(
+    new Option("--github-api-url <url>", "GitHub API base URL (GitHub Enterprise, test servers)")
+      .env("GITHUB_API_URL")
+      .default(DEFAULT_GITHUB_API_URL),
+  );
+  return cmd;
 }
 
 /** The GitLab API flags; the registry ones only where a command talks to the registry. */
 export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
-  cmd
-    .addOption(
-      // GITLAB_HOST as glab reads it: a host name or the server's URL.
-      new Option(
-        "--gitlab-host <host|url>",
-        "GitLab host, or a full URL like http://127.0.0.1:8929",
-      )
-        .env("GITLAB_HOST")
-        .default(DEFAULT_GITLAB_HOST),
-    )
-    .option(
-      "--gitlab-project <path|id>",
-      "GitLab project path or numeric id",
+  const gitlab = (option: Option) => cmd.addOption(shared(option, SHARED.gitlab));
+  gitlab(
+    // GITLAB_HOST as glab reads it: a host name or the server's URL.
+    new Option("--gitlab-host <host|url>", "GitLab host, or a full URL like http://127.0.0.1:8929")
+      .env("GITLAB_HOST")
+      .default(DEFAULT_GITLAB_HOST),
+  );
+  gitlab(
+    new Option("--gitlab-project <path|id>", "GitLab project path or numeric id").default(
       DEFAULT_GITLAB_PROJECT,
-    )
-    .option("--gitlab-token <token>", "GitLab access token (else GITLAB_TOKEN)");
+    ),
+  );
+  gitlab(new Option("--gitlab-token <token>", "GitLab access token (else GITLAB_TOKEN)"));
   if (withRegistry) {
-    cmd
-      .addOption(
-        // CI_REGISTRY as GitLab CI sets it in every job: the project's registry, host[:port].
-        new Option("--registry <host[:port]>", "container registry")
-          .env("CI_REGISTRY")
-          .default(DEFAULT_GITLAB_REGISTRY),
-      )
-      .option(
+    const registry = (option: Option) => cmd.addOption(shared(option, SHARED.registry));
+    registry(
+      // CI_REGISTRY as GitLab CI sets it in every job: the project's registry, host[:port].
+      new Option("--registry <host[:port]>", "container registry")
+        .env("CI_REGISTRY")
+        .default(DEFAULT_GITLAB_REGISTRY),
+    );
+    registry(
+      new Option(
         "--registry-username <user>",
         "registry user (else GITLAB_REGISTRY_USERNAME, CI_REGISTRY_USER)",
-      )
-      .option(
+      ),
+    );
+    registry(
+      new Option(
         "--registry-password <password>",
         "registry password (else GITLAB_REGISTRY_PASSWORD, CI_REGISTRY_PASSWORD, the GitLab token)",
-      )
-      .option(
+      ),
+    );
+    registry(
+      new Option(
         "--insecure-registry",
         "talk plain http to the registry (a loopback one gets https if it speaks it, else http)",
-        false,
-      );
+      ).default(false),
+    );
   }
   return cmd;
 }
@@ -74,13 +86,21 @@ export function addGitlabOptions(cmd: Command, withRegistry: boolean): Command {
 export function addWorkspaceOptions(cmd: Command): Command {
   return cmd
     .addOption(
-      new Option("--downloads-dir <dir>", "directory holding the downloads").default(
-        DEFAULT_DOWNLOADS_DIR,
+      shared(
+        new Option("--downloads-dir <dir>", "directory holding the downloads").default(
+          DEFAULT_DOWNLOADS_DIR,
+        ),
+        SHARED.workspace,
       ),
     )
-    .option(
-      "--state-dir <dir>",
-      "state directory: metadata cache, failures, lock (default <downloads-dir>/.state)",
+    .addOption(
+      shared(
+        new Option(
+          "--state-dir <dir>",
+          "state directory: metadata cache, failures, lock (default <downloads-dir>/.state)",
+        ),
+        SHARED.workspace,
+      ),
     );
 }
 
@@ -106,19 +126,22 @@ export function addListingCacheOptions(cmd: Command): Command {
  * before it is given up and retried; every command that talks HTTP takes it.
  */
 export function httpTimeoutOption(): Option {
-  return new Option(
-    "--http-timeout <seconds>",
-    `give up on a request that sends nothing for this long and retry it (connecting: at most ${DEFAULT_CONNECT_TIMEOUT_SECONDS} s)`,
-  )
-    .env("GH_GITLAB_SYNC_HTTP_TIMEOUT")
-    .default(String(DEFAULT_HTTP_TIMEOUT_SECONDS));
+  return shared(
+    new Option(
+      "--http-timeout <seconds>",
+      `give up on a request that sends nothing for this long and retry it (connecting: at most ${DEFAULT_CONNECT_TIMEOUT_SECONDS} s)`,
+    )
+      .env("GH_GITLAB_SYNC_HTTP_TIMEOUT")
+      .default(String(DEFAULT_HTTP_TIMEOUT_SECONDS)),
+    SHARED.network,
+  );
 }
 
 /** The engine a push or retag goes through. */
 export function engineOption(fallback: "docker" | "registry" = "docker"): Option {
   return new Option(
     "--engine <engine>",
-    "docker: through the Docker engine (DOCKER_HOST); registry: straight to the registry, no daemon",
+    "docker (the engine at DOCKER_HOST) or registry (straight there, no daemon)",
   )
     .choices(["docker", "registry"])
     .default(fallback);
@@ -130,7 +153,7 @@ export const MULTIARCH_INDEX_ENV = "GH_GITLAB_SYNC_MULTIARCH_INDEX";
 export function multiarchIndexOption(): Option {
   return new Option(
     "--multiarch-index",
-    `afterwards write one OCI index per repository at the path without x86/ or arm/, listing each platform's image (else ${MULTIARCH_INDEX_ENV}=1)`,
+    `then an OCI index per repository over both platforms (else ${MULTIARCH_INDEX_ENV}=1)`,
   );
 }
 
@@ -140,7 +163,7 @@ export const PLATFORMS = ["linux/amd64", "linux/arm64"] as const;
 export function platformOption(): Option {
   return new Option(
     "--platform <platform>",
-    "only the builds of this platform (one daemon per platform can share the work)",
+    "only this platform's builds (a daemon per platform)",
   ).choices([...PLATFORMS]);
 }
 
@@ -155,7 +178,4 @@ export function addJsonOption(cmd: Command): Command {
   return cmd.option("--json", "machine-readable output on stdout", false);
 }
 
-/** Examples at the end of `--help`, as the original's epilog did. */
-export function withExamples(cmd: Command, examples: string[]): Command {
-  return cmd.addHelpText("after", `\nExamples:\n${examples.map((e) => `  $ ${e}`).join("\n")}\n`);
-}
+export { withExamples } from "./help.js";

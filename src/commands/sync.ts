@@ -93,7 +93,7 @@ export function registerSync(program: Command, run: Runner): void {
               retagAsLatest: raw.retagAsLatest === true,
               multiarchIndex,
               artifactName: typeof raw.artifactName === "string" ? raw.artifactName : undefined,
-              ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("push") }),
+              ...(raw.yes === true ? {} : { confirm: confirmAtTerminal("push", ctx.signal) }),
               progress,
             },
           ),

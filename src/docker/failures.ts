@@ -65,7 +65,11 @@ export function unreachable(address: string, code: string, cause?: unknown): Syn
     code === "EACCES" || code === "EPERM"
       ? `no permission on the socket: run as root or a member of the docker group; or ${UNREACHABLE_HINT}`
       : UNREACHABLE_HINT;
-  return new SyncError(`Docker engine not reachable at ${address} (${code})`, { hint, cause });
+  return new SyncError(`Docker engine not reachable at ${address} (${code})`, {
+    hint,
+    cause,
+    setupFault: true,
+  });
 }
 
 export type RegistryAction = "push" | "pull" | "log in to";
@@ -124,6 +128,7 @@ export function registryFailure(
         {
           hint: `check ${CREDENTIAL_FLAGS} (a GitLab deploy token or access token with the registry scopes)`,
           cause,
+          setupFault: true,
         },
       );
     case "denied":
@@ -133,6 +138,7 @@ export function registryFailure(
             ? `check that the image exists and that ${CREDENTIAL_FLAGS} may read it`
             : `the user needs write access to the project's registry (read_registry and write_registry scopes); check ${CREDENTIAL_FLAGS} and the image path`,
         cause,
+        setupFault: true,
       });
     case "unreachable":
       return new SyncError(
@@ -140,6 +146,7 @@ export function registryFailure(
         {
           hint: "check --registry and that the registry is up; a plain-http registry outside 127.0.0.0/8 must be in the engine's insecure-registries",
           cause,
+          setupFault: true,
         },
       );
     case "missing-local":

@@ -1,5 +1,6 @@
 import { SyncError } from "../errors.js";
 import type { GithubClient } from "./client.js";
+import { GithubError } from "./errors.js";
 import { redirectLocation } from "./redirect.js";
 import { parseRepo } from "./runs.js";
 
@@ -79,17 +80,37 @@ export function chooseArtifact(
 export interface ArtifactRequest {
   repo: string;
   artifactId: number;
+  /** The run whose listing named the artifact, for the message when it is gone. */
+  runId: number;
+}
+
+/**
+ * The artifact the run's listing named a moment ago is no longer there: deleted (by hand or by
+ * retention) or expired since. Not a wrong --repo: the same repository just listed it.
+ */
+export function artifactGone(runId: number, cause?: unknown): SyncError {
+  return new SyncError(`the artifact of run ${runId} is gone; GitHub deleted or expired it`, {
+    hint: "re-run the build workflow to produce the images again",
+    cause,
+  });
+}
+
+/** GitHub's answers for an artifact, or a download address, that no longer exists. */
+function isGoneStatus(status: number | undefined): boolean {
+  return status === 404 || status === 410;
 }
 
 /** A fresh pre-signed download address for each attempt; the token goes only to the API. */
 export function artifactUrlResolver(
   client: GithubClient,
-  { repo, artifactId }: ArtifactRequest,
+  { repo, artifactId, runId }: ArtifactRequest,
 ): () => Promise<string> {
   const ref = parseRepo(repo);
   return () =>
     redirectLocation(client, "GET /repos/{owner}/{repo}/actions/artifacts/{artifact_id}/zip", {
       ...ref,
       artifact_id: artifactId,
+    }).catch((err: unknown) => {
+      throw err instanceof GithubError && isGoneStatus(err.status) ? artifactGone(runId, err) : err;
     });
 }

@@ -250,6 +250,7 @@ export class GitlabRegistryClient {
     }
   }
 
+  /** GitLab's failures: none is an image's own, so each is a setup fault (no back-off). */
   private toSyncError(error: unknown, project: string, target: Target): SyncError {
     if (error instanceof SyncError) return error;
     const host = this.baseUrl;
@@ -262,6 +263,7 @@ export class GitlabRegistryClient {
       return new SyncError(`GitLab at ${host} did not answer in time`, {
         hint: "check --gitlab-host and the network (VPN) to it",
         cause: error,
+        setupFault: true,
       });
     }
     const code = errorCode(error);
@@ -269,12 +271,14 @@ export class GitlabRegistryClient {
       return new SyncError(`Cannot verify the TLS certificate of GitLab at ${host} (${code})`, {
         hint: CERTIFICATE_HINT,
         cause: error,
+        setupFault: true,
       });
     }
     if (code) {
       return new SyncError(`Cannot reach GitLab at ${host} (${networkReason(error)})`, {
         hint: "check --gitlab-host (host name, scheme and port) and the network or VPN to it",
         cause: error,
+        setupFault: true,
       });
     }
     return new SyncError(
@@ -282,6 +286,7 @@ export class GitlabRegistryClient {
       {
         hint: "check --gitlab-host and try again",
         cause: error,
+        setupFault: true,
       },
     );
   }
@@ -299,6 +304,7 @@ export class GitlabRegistryClient {
         return new SyncError(`GitLab rejected the token for ${host} (401)`, {
           hint: "check --gitlab-token / GITLAB_TOKEN: it must be valid and have the read_api (or read_registry) scope",
           cause,
+          setupFault: true,
         });
       case 403:
         return new SyncError(
@@ -306,23 +312,30 @@ export class GitlabRegistryClient {
           {
             hint: `the token's user needs at least the Reporter role in ${project}, and the token the read_api scope`,
             cause,
+            setupFault: true,
           },
         );
       case 404:
         if (target.kind === "repository") {
           return new SyncError(
             `GitLab registry repository ${target.repositoryId} not found in ${project} on ${host}`,
-            { hint: "it was probably deleted while listing; run the command again", cause },
+            {
+              hint: "it was probably deleted while listing; run the command again",
+              cause,
+              setupFault: true,
+            },
           );
         }
         return new SyncError(`GitLab project ${project} not found on ${host}`, {
           hint: "check --gitlab-project (a path such as hercules/veloxtesting, or a numeric id) and that the token's user can see it",
           cause,
+          setupFault: true,
         });
       case 429:
         return new SyncError(`GitLab at ${host} kept rate-limiting requests (429)`, {
           hint: "wait a few minutes and try again, or lengthen the daemon's --interval",
           cause,
+          setupFault: true,
         });
       default:
         return new SyncError(
@@ -333,6 +346,7 @@ export class GitlabRegistryClient {
                 ? "GitLab may be down or overloaded; try again later"
                 : "check --gitlab-host and --gitlab-project",
             cause,
+            setupFault: true,
           },
         );
     }

@@ -6,7 +6,7 @@ import {
   DEFAULT_CONNECT_TIMEOUT_SECONDS,
   DEFAULT_HTTP_TIMEOUT_SECONDS,
 } from "../config/defaults.js";
-import { SyncError, errorCode } from "../errors.js";
+import { SyncError, describeError, errorCode } from "../errors.js";
 import { lazyRequire } from "../lazy.js";
 import { formatBytes } from "../util/bytes.js";
 
@@ -14,7 +14,8 @@ import { formatBytes } from "../util/bytes.js";
  * The one way out to HTTP for everything but the Docker socket: the GitHub API and its blob
  * hosts, the GitLab API, the registry and its token realm all go through {@link HttpClient}.
  * Set up once, it gives every request:
- *   - the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, NO_PROXY, and lowercase forms);
+ *   - the proxy the environment names, as curl and Go read it: HTTPS_PROXY for https, HTTP_PROXY
+ *     for plain http only, NO_PROXY for both (and their lowercase forms);
  *   - a connect timeout and an idle timeout (no byte for that long), so a server that accepts
  *     and never answers cannot stall a caller;
  *   - redirects followed only to http(s), a bounded number of times, and credentials
@@ -88,6 +89,8 @@ function proxyVariable(env: Env, name: string): string {
 
 export class HttpClient {
   readonly dispatcher: Dispatcher;
+  /** https's own way out when only HTTP_PROXY is set (see the constructor). */
+  private readonly direct: Dispatcher | undefined;
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
   private readonly maxRedirects: number;
@@ -97,15 +100,34 @@ export class HttpClient {
     this.connectTimeoutMs = settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.idleTimeoutMs = settings.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.maxRedirects = settings.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
-    this.dispatcher = new (undici().EnvHttpProxyAgent)({
-      httpProxy: proxyVariable(env, "HTTP_PROXY"),
-      httpsProxy: proxyVariable(env, "HTTPS_PROXY"),
-      noProxy: proxyVariable(env, "NO_PROXY"),
+    const httpProxy = proxyVariable(env, "HTTP_PROXY");
+    const httpsProxy = proxyVariable(env, "HTTPS_PROXY");
+    const agentOptions = {
       connect: { timeout: this.connectTimeoutMs },
-      proxyTunnel: false,
       headersTimeout: this.idleTimeoutMs,
       bodyTimeout: this.idleTimeoutMs,
+    };
+    const proxied = new (undici().EnvHttpProxyAgent)({
+      httpProxy,
+      httpsProxy,
+      noProxy: proxyVariable(env, "NO_PROXY"),
+      proxyTunnel: false,
+      ...agentOptions,
     });
+    if (httpProxy && !httpsProxy) {
+      // undici sends https through HTTP_PROXY when HTTPS_PROXY is unset; curl and Go (and the
+      // README) do not: HTTP_PROXY is for plain http, so https goes straight to the server.
+      const direct = new (undici().Agent)(agentOptions);
+      this.direct = direct;
+      this.dispatcher = proxied.compose(
+        (dispatch) => (options, handler) =>
+          String(options.origin).startsWith("https:")
+            ? direct.dispatch(options, handler)
+            : dispatch(options, handler),
+      );
+    } else {
+      this.dispatcher = proxied;
+    }
   }
 
   /**
@@ -221,7 +243,7 @@ export class HttpClient {
 
   /** Ends the client's connections; anything still in flight fails. */
   async close(): Promise<void> {
-    await this.dispatcher.destroy();
+    await Promise.all([this.dispatcher.destroy(), this.direct?.destroy()]);
   }
 }
 
@@ -416,5 +438,5 @@ export function networkReason(err: unknown): string {
   const code = errorCode(err);
   if (code === "UND_ERR_BODY_TIMEOUT")
     return "the answer stopped coming (idle timeout, --http-timeout)";
-  return code ?? (err instanceof Error ? err.message : String(err));
+  return code ?? describeError(err);
 }

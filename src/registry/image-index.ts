@@ -3,9 +3,11 @@ import { z } from "zod";
 import { indexAnnotations, type Annotations } from "../domain/provenance.js";
 import { DIGEST_PATTERN } from "../domain/reference.js";
 import { SyncError } from "../errors.js";
+import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { sha256Digest, type ManifestResult, type RegistryClient } from "./client.js";
 import { ANY_MANIFEST, IMAGE_MANIFESTS, OCI_INDEX, shortDigest } from "./media-types.js";
+import { RegistryError } from "./registry-error.js";
 import { copyManifest } from "./retag.js";
 
 /**
@@ -79,7 +81,18 @@ const configSchema = z.object({
 });
 
 /** Rounds of read → merge → write; the one after a write only confirms what it finds. */
-const MAX_ROUNDS = 4;
+const MAX_ROUNDS = 6;
+/** The wait before reading again after a spoiled write, jittered: two writers do not meet again. */
+const RACE_WAIT_MS = 100;
+/**
+ * What a registry answers an index write while another writer is at the same index: a child
+ * manifest or link it read mid-rewrite (Distribution's file links are not written atomically),
+ * or a conflict. The index is read again and merged; none of these means our write is wrong.
+ */
+const RACE_CODES = new Set(["DIGEST_INVALID", "MANIFEST_UNKNOWN", "MANIFEST_BLOB_UNKNOWN"]);
+
+const isWriteRace = (err: unknown): err is RegistryError =>
+  err instanceof RegistryError && (err.status === 409 || RACE_CODES.has(err.code ?? ""));
 /** An image config is kilobytes; this bounds what a hostile registry can make us hold. */
 const MAX_CONFIG_BYTES = 4 << 20;
 
@@ -89,12 +102,16 @@ const MAX_CONFIG_BYTES = 4 << 20;
  * digest, its blobs mounted, so no layer byte moves. After a write the index is read back and
  * merged again: a second writer (the other platform's daemon) that wrote in between is merged
  * with rather than overwritten, and the result is settled when a round finds nothing to change.
+ * A write refused as registries refuse one while another writer is at the index (see
+ * RACE_CODES) is read again and merged; an index that ends up listing every image is success.
  */
 export async function writeImageIndex(options: ImageIndexOptions): Promise<ImageIndexResult> {
   const { client, repository, tag, signal } = options;
   const platforms = new Map<string, Platform>();
   let written = false;
+  let race: RegistryError | undefined;
   for (let round = 1; round <= MAX_ROUNDS; round += 1) {
+    if (race) await sleep(RACE_WAIT_MS * (1 + Math.random()), signal);
     const current = await client.getManifest(repository, tag, ANY_MANIFEST, signal);
     const kept = current ? await currentEntries(options, current, platforms) : [];
     const fresh = await sourceEntries(options, kept, platforms);
@@ -115,28 +132,97 @@ export async function writeImageIndex(options: ImageIndexOptions): Promise<Image
       logIndex(options, current.digest, summary, written);
       return { digest: current.digest, entries: summary, written };
     }
-    // The index names its images by digest: each must be in this repository before it is.
-    for (const { from, manifest } of entries) {
-      if (!from || !manifest) continue;
-      await copyManifest(
-        {
-          client,
-          sourceRepo: from.repository,
-          sourceRef: tag,
-          targetRepo: repository,
-          logger: options.logger,
-          ...(signal ? { signal } : {}),
-        },
-        manifest,
-        manifest.digest,
+    try {
+      await putIndex(options, entries, bytes);
+      written = true;
+      race = undefined;
+    } catch (err) {
+      if (!isWriteRace(err)) throw err;
+      race = err;
+      options.logger.info(
+        { index: `${repository}:${tag}`, code: err.code, status: err.status },
+        `multi-arch index ${client.registry}/${repository}:${tag}: the registry answered ${err.code ?? err.status} while another writer may be at it; reading it again`,
       );
     }
-    await client.putManifest(repository, tag, bytes, OCI_INDEX, signal);
-    written = true;
   }
-  throw new SyncError(`the index ${repository}:${tag} kept changing while it was being written`, {
-    hint: "another process is writing the same index at this moment; run again",
-  });
+  // Out of rounds: an index that lists every image there is, whoever wrote it, is what was asked.
+  const settled = await settledIndex(options);
+  if (settled) {
+    logIndex(options, settled.digest, settled.entries, written);
+    return { ...settled, written };
+  }
+  throw (
+    race ??
+    new SyncError(`the index ${repository}:${tag} kept changing while it was being written`, {
+      hint: "another process is writing the same index at this moment; run again",
+    })
+  );
+}
+
+/** The index names its images by digest: each is copied into its repository, then the index. */
+async function putIndex(
+  options: ImageIndexOptions,
+  entries: readonly Candidate[],
+  bytes: Buffer,
+): Promise<void> {
+  const { client, repository, tag, signal } = options;
+  for (const { from, manifest } of entries) {
+    if (!from || !manifest) continue;
+    await copyManifest(
+      {
+        client,
+        sourceRepo: from.repository,
+        sourceRef: tag,
+        targetRepo: repository,
+        logger: options.logger,
+        ...(signal ? { signal } : {}),
+      },
+      manifest,
+      manifest.digest,
+    );
+  }
+  await client.putManifest(repository, tag, bytes, OCI_INDEX, signal);
+}
+
+/** The index as it stands, when it lists every source's image; else undefined. */
+async function settledIndex(
+  options: ImageIndexOptions,
+): Promise<{ digest: string; entries: IndexEntrySummary[] } | undefined> {
+  const { client, repository, tag, signal } = options;
+  if ((await unlistedSources(options)).length > 0) return undefined;
+  const current = await client.getManifest(repository, tag, ANY_MANIFEST, signal);
+  const index = current && indexSchema.safeParse(parseJson(current.bytes));
+  if (!current || !index?.success) return undefined;
+  return {
+    digest: current.digest,
+    entries: index.data.manifests.map((m) => ({
+      platform: platformKey(m.platform),
+      digest: m.digest,
+    })),
+  };
+}
+
+/**
+ * The sources whose image under `tag` the index does not list by digest: what a writer stopped
+ * between pushing an image and writing the index leaves (the tag there, one platform short).
+ * Every source with an image counts when the tag holds no index; a source without one never.
+ */
+export async function unlistedSources(
+  options: Pick<ImageIndexOptions, "client" | "repository" | "tag" | "sources" | "signal">,
+): Promise<string[]> {
+  const { client, repository, tag, signal } = options;
+  const current = await client.getManifest(repository, tag, ANY_MANIFEST, signal);
+  const index =
+    current && !IMAGE_MANIFESTS.includes(current.mediaType)
+      ? indexSchema.safeParse(parseJson(current.bytes))
+      : undefined;
+  const listed = new Set(index?.success ? index.data.manifests.map((m) => m.digest) : []);
+  const unlisted: string[] = [];
+  for (const source of options.sources) {
+    const image = await client.manifestDigest(source.repository, tag, signal);
+    if (image !== undefined && !listed.has(image)) unlisted.push(source.repository);
+  }
+  return unlisted;
 }
 
 interface Candidate {

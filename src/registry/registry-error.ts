@@ -23,6 +23,8 @@ interface RegistryErrorOptions {
   status?: number | undefined;
   code?: string | undefined;
   retryAfterMs?: number | undefined;
+  /** Not the image's fault (see SyncError.setupFault): credentials, permissions, no registry. */
+  setupFault?: boolean;
 }
 
 /** A registry failure; `retryable` marks a transient one the client could not replay itself. */
@@ -35,7 +37,11 @@ export class RegistryError extends SyncError {
   readonly retryAfterMs: number | undefined;
 
   constructor(message: string, options: RegistryErrorOptions) {
-    super(message, { hint: options.hint, cause: options.cause });
+    super(message, {
+      hint: options.hint,
+      cause: options.cause,
+      setupFault: options.setupFault ?? false,
+    });
     this.name = "RegistryError";
     this.retryable = options.retryable ?? false;
     this.status = options.status;
@@ -45,8 +51,8 @@ export class RegistryError extends SyncError {
 
   /** The same failure with its retries spent: whoever catches it must not try again. */
   final(): RegistryError {
-    const { hint, cause, status, code } = this;
-    return new RegistryError(this.message, { hint, cause, status, code });
+    const { hint, cause, status, code, setupFault } = this;
+    return new RegistryError(this.message, { hint, cause, status, code, setupFault });
   }
 }
 
@@ -68,11 +74,12 @@ export function refusedError(asker: Asker, status: number): RegistryError {
     return new RegistryError(`registry ${registry} requires credentials (${status})`, {
       hint: CREDENTIALS_HINT,
       status,
+      setupFault: true,
     });
   }
   return new RegistryError(
     `registry ${registry} refused the credentials of user ${username} (${status})`,
-    { hint: CREDENTIALS_HINT, status },
+    { hint: CREDENTIALS_HINT, status, setupFault: true },
   );
 }
 
@@ -96,12 +103,17 @@ export function unreachableError(
   if (isCertificateCode(code)) {
     return new RegistryError(
       `registry ${asker.registry}: cannot verify its TLS certificate while ${operation} (${code})`,
-      { hint: CERTIFICATE_HINT, cause: err, retryable: false },
+      { hint: CERTIFICATE_HINT, cause: err, retryable: false, setupFault: true },
     );
   }
   return new RegistryError(
     `registry ${asker.registry} unreachable while ${operation} (${codeOf(err)})`,
-    { hint: isUpload ? PUSH_RESUME_HINT : GENERIC_RESUME_HINT, cause: err, retryable },
+    {
+      hint: isUpload ? PUSH_RESUME_HINT : GENERIC_RESUME_HINT,
+      cause: err,
+      retryable,
+      setupFault: true,
+    },
   );
 }
 
@@ -127,6 +139,7 @@ export async function statusError(
             : "the user needs write access (Developer role, write_registry) to that project",
         status,
         code,
+        setupFault: true,
       },
     );
   }

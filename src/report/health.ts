@@ -20,6 +20,8 @@ const prom = lazyRequire<typeof Prom>("prom-client");
 export class DaemonHealth {
   readonly registry: Prom.Registry = new (prom().Registry)();
   private last: CycleSummary | undefined;
+  /** Download bytes already counted by {@link downloading} since the last cycle's record. */
+  private countedThisCycle = 0;
   private readonly startedAt = new Date().toISOString();
   private readonly cycles = new (prom().Counter)({
     name: `${PREFIX}cycles_total`,
@@ -39,7 +41,7 @@ export class DaemonHealth {
   });
   private readonly downloaded = new (prom().Counter)({
     name: `${PREFIX}downloaded_bytes_total`,
-    help: "Artifact bytes downloaded from GitHub",
+    help: "Artifact bytes downloaded from GitHub (counted as they arrive)",
     registers: [this.registry],
   });
   private readonly uploaded = new (prom().Counter)({
@@ -49,7 +51,7 @@ export class DaemonHealth {
   });
   private readonly missing = new (prom().Gauge)({
     name: `${PREFIX}missing_images`,
-    help: "Image tags missing from GitLab at the last cycle",
+    help: "Image tags GitLab still lacks after the last cycle",
     registers: [this.registry],
   });
   private readonly lastCycle = new (prom().Gauge)({
@@ -103,14 +105,27 @@ export class DaemonHealth {
     this.publishLag.observe(publish.lagSeconds);
   }
 
+  /** Bytes a download fetched, counted as they arrive rather than when the cycle ends. */
+  downloading(bytes: number): void {
+    if (bytes <= 0) return;
+    this.downloaded.inc(bytes);
+    this.countedThisCycle += bytes;
+  }
+
   record(summary: CycleSummary): void {
     this.last = summary;
     this.cycles.inc({ result: summary.result });
     this.pushed.inc(summary.pushed);
     this.failures.inc(summary.failed);
-    this.downloaded.inc(summary.downloadedBytes);
+    // What the cycle downloaded and was not told of as it came (the step-by-step path).
+    this.downloaded.inc(Math.max(0, summary.downloadedBytes - this.countedThisCycle));
+    this.countedThisCycle = 0;
     this.uploaded.inc(summary.uploadedBytes);
-    this.missing.set(summary.missing);
+    // What is still missing once the cycle is over, not what it set out to sync; a cycle whose
+    // cross-reference failed found nothing, and leaves the last count standing.
+    if (summary.result !== "failed" || summary.missing > 0) {
+      this.missing.set(Math.max(0, summary.missing - summary.synced));
+    }
     this.lastCycle.set(Date.now() / 1000);
     this.lastDuration.set(summary.seconds);
   }

@@ -1,5 +1,5 @@
 import { createInterface } from "node:readline";
-import { SyncError } from "../errors.js";
+import { SyncError, interrupted } from "../errors.js";
 
 export interface PromptIo {
   input: NodeJS.ReadableStream & { isTTY?: boolean };
@@ -8,18 +8,37 @@ export interface PromptIo {
 
 const STDIO: PromptIo = { input: process.stdin, output: process.stdout };
 
+/** What a prompt stopped by a signal says: it was asked before anything was done. */
+const NOTHING_CHANGED = "nothing was changed";
+
 /**
  * The original's prompt_yes_no: y/yes → true; n/no/empty → false; any other answer asks again;
- * end of input (Ctrl-D) → false.
+ * end of input (Ctrl-D) → false. A signal (Ctrl-C, SIGTERM) ends it at once with the
+ * interruption: nobody answers a prompt whose process was asked to stop.
  */
-export async function promptYesNo(question: string, io: PromptIo = STDIO): Promise<boolean> {
+export async function promptYesNo(
+  question: string,
+  io: PromptIo = STDIO,
+  signal?: AbortSignal,
+): Promise<boolean> {
   const rl = createInterface({ input: io.input, terminal: false });
   // The iterator buffers lines from now on, so answers typed (or pasted) ahead are not lost.
   const lines = rl[Symbol.asyncIterator]();
+  const stopped = new Promise<never>((_resolve, reject) => {
+    if (!signal) return;
+    const stop = () => {
+      // The closing line starts on a line of its own, not after the question and its `^C`.
+      io.output.write("\n");
+      reject(interrupted(signal, NOTHING_CHANGED));
+    };
+    if (signal.aborted) stop();
+    else signal.addEventListener("abort", stop, { once: true });
+  });
+  stopped.catch(() => undefined);
   try {
     for (;;) {
       io.output.write(question);
-      const next = await lines.next();
+      const next = await Promise.race([lines.next(), stopped]);
       if (next.done) return false;
       const answer = String(next.value).trim().toLowerCase();
       if (answer === "y" || answer === "yes") return true;
@@ -38,6 +57,7 @@ export async function promptYesNo(question: string, io: PromptIo = STDIO): Promi
  */
 export function confirmAtTerminal(
   action: string,
+  signal: AbortSignal,
   io: PromptIo = STDIO,
 ): (question: string) => Promise<boolean> {
   return (question) => {
@@ -48,6 +68,6 @@ export function confirmAtTerminal(
         }),
       );
     }
-    return promptYesNo(question, io);
+    return promptYesNo(question, io, signal);
   };
 }

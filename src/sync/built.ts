@@ -6,7 +6,7 @@ import type { RegistryClient } from "../registry/client.js";
 import type { FailureEntry, FailureState } from "../workspace/failures.js";
 import type { SyncContext } from "./context.js";
 import { provenanceOfRun } from "./image-provenance.js";
-import { writeMultiarchIndexes, type WrittenIndex } from "./multiarch.js";
+import { shortIndexes, writeMultiarchIndexes, type WrittenIndex } from "./multiarch.js";
 import type { RunMetadata } from "../domain/metadata.js";
 import type { ExpectedEntry, ExpectedTags } from "./xref.js";
 
@@ -22,6 +22,11 @@ export interface BuiltServices {
   registryClient: RegistryClient;
   failures: FailureState;
   steps: (logger: Logger) => StepReporter;
+  /**
+   * Image tags whose indexes were found listing every platform (or written) since the daemon
+   * started: checked once, not every cycle. Without it, every cycle checks every build.
+   */
+  indexesWhole?: Set<string>;
 }
 
 export interface BuiltOutcome {
@@ -82,7 +87,12 @@ export async function settleBuilt(
       const index = multiarchTagOf(e.gitlabTag);
       return index !== undefined && !xref.present.has(`${index.repoPath}:${index.tag}`);
     });
-    if (!settings.multiarchIndex || (!failure && !indexMissing)) {
+    const indexShort =
+      settings.multiarchIndex &&
+      !failure &&
+      !indexMissing &&
+      (await someIndexShort(ctx, services, settings, imageTag, entries));
+    if (!settings.multiarchIndex || (!failure && !indexMissing && !indexShort)) {
       if (failure) {
         await services.failures.clear(imageTag);
         ctx.logger.info(
@@ -111,6 +121,7 @@ export async function settleBuilt(
         },
       );
       outcome.indexesWritten += written.filter((w) => w.written).length;
+      services.indexesWhole?.add(imageTag);
       if (failure) await services.failures.clear(imageTag);
     } catch (err) {
       if (ctx.signal.aborted) break;
@@ -124,4 +135,39 @@ export async function settleBuilt(
     }
   }
   return outcome;
+}
+
+/**
+ * Whether an index of the build, though its tag is there, lacks an image the registry holds
+ * (a writer stopped between pushing an image and writing the index). A check that fails is
+ * told and tried again next cycle; it does not fail the build.
+ */
+async function someIndexShort(
+  ctx: SyncContext,
+  services: BuiltServices,
+  settings: Pick<BuiltSettings, "registryProject">,
+  imageTag: string,
+  entries: readonly ExpectedEntry[],
+): Promise<boolean> {
+  if (services.indexesWhole?.has(imageTag)) return false;
+  try {
+    const short = await shortIndexes(ctx, services.registryClient, {
+      registryProject: settings.registryProject,
+      gitlabTags: entries.map((e) => e.gitlabTag),
+    });
+    if (short.length === 0) {
+      services.indexesWhole?.add(imageTag);
+      return false;
+    }
+    ctx.logger.info(
+      { imageTag, indexes: short },
+      `${imageTag}: ${short.length === 1 ? "the index" : "the indexes"} ${short.join(", ")} ${short.length === 1 ? "lacks" : "lack"} an image the registry holds; writing again`,
+    );
+    return true;
+  } catch (err) {
+    if (ctx.signal.aborted) return false;
+    const message = err instanceof SyncError ? err.oneLine() : describeError(err);
+    ctx.logger.warn({ imageTag }, `${imageTag}: could not check its indexes: ${message}`);
+    return false;
+  }
 }

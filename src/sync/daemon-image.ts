@@ -48,10 +48,14 @@ export interface DaemonServices {
   /** The registry, and the sink every image goes into (streamed, or step by step). */
   push: Omit<PushServices, "gitlab">;
   failures: FailureState;
+  /** Builds whose indexes were found whole since the start (see BuiltServices). */
+  indexesWhole?: Set<string>;
   /** The step lines of one image tag, through that image's logger. */
   steps: (logger: Logger) => StepReporter;
   /** Where the transfers of one image tag report how they move. */
   progress: (logger: Logger) => ProgressListener;
+  /** Told of artifact bytes as a download fetches them (the metrics), before its cycle ends. */
+  onDownloaded?: (bytes: number) => void;
   /** Told of each finished cycle (the health endpoint and metrics). */
   onCycle?: (summary: CycleSummary) => void;
   /** Told of each image tag published, with its lag behind its run's completion. */
@@ -144,7 +148,19 @@ export async function syncOne(
   const logger = ctx.logger.child({ imageTag: image.imageTag });
   const sub: SyncContext = { logger, signal: ctx.signal };
   const steps = services.steps(logger);
-  const moved = { fetched: 0, pushed: 0, uploadedBytes: 0 };
+  // The download's count as it grows, passed on (the metrics move during a download).
+  let seen = 0;
+  const moved = {
+    get fetched(): number {
+      return seen;
+    },
+    set fetched(total: number) {
+      services.onDownloaded?.(total - seen);
+      seen = total;
+    },
+    pushed: 0,
+    uploadedBytes: 0,
+  };
   const request = {
     imageTag: image.imageTag,
     downloadsDir: settings.downloadsDir,

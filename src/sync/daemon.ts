@@ -1,5 +1,5 @@
 import type { CycleSummary, Published } from "../domain/daemon.js";
-import { SyncError, describeError } from "../errors.js";
+import { SyncError, describeError, setupFaultOf } from "../errors.js";
 import { formatBytes } from "../util/bytes.js";
 import { ensureDir } from "../util/files.js";
 import { computeXref } from "./compare.js";
@@ -141,6 +141,17 @@ export async function runCycle(
       summary.pushed += counters.pushed;
       summary.uploadedBytes += counters.uploadedBytes;
       if (ctx.signal.aborted) break;
+      const fault = setupFaultOf(err);
+      if (fault !== undefined) {
+        // Not this image's fault: every image would fail the same way until the operator
+        // fixes it, and then the next run must not find them held back.
+        summary.result = "failed";
+        summary.error = errorLine(fault);
+        summary.cause = fault;
+        if (!settings.once)
+          ctx.logger.error({ err: summary.error }, `cycle ${cycle}: ${summary.error}`);
+        return finish();
+      }
       const message = describeError(err);
       const entry = await services.failures.recordFailure(image.imageTag, message);
       summary.failed += 1;
@@ -159,7 +170,12 @@ export async function runCycle(
   if (!ctx.signal.aborted) {
     const built = await settleBuilt(
       ctx,
-      { ...services.push, failures: services.failures, steps: services.steps },
+      {
+        ...services.push,
+        failures: services.failures,
+        steps: services.steps,
+        ...(services.indexesWhole ? { indexesWhole: services.indexesWhole } : {}),
+      },
       { ...settings, multiarchIndex: settings.multiarchIndex === true, ignoreBackoff },
       { ...xref, missing: new Set(missing.map((m) => m.imageTag)) },
     );
@@ -234,10 +250,11 @@ function onceFailure(outcome: CycleOutcome): SyncError | undefined {
   }
   if (outcome.notSynced.length === 0) return undefined;
   const each = outcome.notSynced.map((f) => `${f.imageTag}: ${f.error}`).join("; ");
+  const waiting = outcome.deferred > 0 ? "; --retry-now retries the ones backing off at once" : "";
   return new SyncError(
     `daemon --once: ${outcome.notSynced.length} image tag(s) not synced: ${each}`,
     {
-      hint: "failures and their back-off are kept in the state directory (failures.json)",
+      hint: `failures and their back-off are kept in the state directory (failures.json)${waiting}`,
     },
   );
 }

@@ -1,6 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import {
+  artifactGone,
   artifactUrlResolver,
   chooseArtifact,
   listRunArtifacts,
@@ -13,7 +14,13 @@ import { progressTask, type ProgressListener, type StepReporter } from "../domai
 import { SyncError, interrupted } from "../errors.js";
 import { formatMiB } from "../util/bytes.js";
 import { checkDownloaded, downloadFile, type DownloadResult } from "../workspace/download.js";
-import { ensureDir, exists, writeJsonAtomic, type FreeBytes } from "../util/files.js";
+import {
+  ensureDir,
+  exists,
+  removeIfEmpty,
+  writeJsonAtomic,
+  type FreeBytes,
+} from "../util/files.js";
 import { tagLayout, type MetadataFile, type TagLayout } from "../workspace/layout.js";
 import type { GithubServices, SyncContext } from "./context.js";
 import { findRunForTag } from "./runs.js";
@@ -182,9 +189,14 @@ export async function locateArtifact(
   await ensureDir(layout.dir);
 
   steps.step(numbers.artifact, numbers.total, "Retrieving artifact metadata from GitHub ...");
-  const artifacts = await listRunArtifacts(github.client, { repo, runId: run.id });
-  const artifact = chooseArtifact(artifacts, run.id, request.artifactName);
-  return { run, metadata, artifact, layout };
+  try {
+    const artifacts = await listRunArtifacts(github.client, { repo, runId: run.id });
+    const artifact = chooseArtifact(artifacts, run.id, request.artifactName);
+    return { run, metadata, artifact, layout };
+  } catch (err) {
+    await removeIfEmpty(layout.dir);
+    throw err;
+  }
 }
 
 /**
@@ -222,7 +234,13 @@ export function fetchArtifact(
   const signal = options.signal ?? ctx.signal;
   return progressTask(options.progress, task, () =>
     downloadFile({
-      resolveUrl: artifactUrlResolver(github.client, { repo, artifactId: artifact.id }),
+      resolveUrl: artifactUrlResolver(github.client, {
+        repo,
+        artifactId: artifact.id,
+        runId: located.run.id,
+      }),
+      // Deleted after its address was handed out: the blob host no longer has it.
+      gone: (cause) => artifactGone(located.run.id, cause),
       // The blob host's fetch: the same transport as the API, never with the GitHub token.
       get: github.client.blobs.get,
       dest: layout.zip,
@@ -236,8 +254,12 @@ export function fetchArtifact(
         options.progress({ kind: "bytes", task, bytes, total });
       },
     }),
-  ).catch((err: unknown) => {
-    if (!ctx.signal.aborted) throw err;
+  ).catch(async (err: unknown) => {
+    if (!ctx.signal.aborted) {
+      // A tag directory that holds nothing (no partial download to resume) is not left behind.
+      await fs.rmdir(layout.dir).catch(() => undefined);
+      throw err;
+    }
     throw interrupted(
       ctx.signal,
       `the partial download ${layout.zipPart} is kept; run ${options.command ?? "download"} again to resume`,
@@ -293,6 +315,10 @@ export async function downloadImageTag(
     result = await fetchArtifact(ctx, github, located, {
       progress: request.progress,
       freeBytes: request.freeBytes,
+    }).catch(async (err: unknown) => {
+      // A kept `.part` keeps the directory; a download that left nothing leaves no directory.
+      await removeIfEmpty(layout.dir);
+      throw err;
     });
     steps.detail(
       `saved ${layout.zip} (${formatMiB(result.size, 2)}, sha256:${result.sha256}` +

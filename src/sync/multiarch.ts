@@ -1,7 +1,7 @@
 import { INDEXED_ARCHES, multiarchTagOf } from "../domain/images.js";
 import type { StepReporter } from "../domain/events.js";
 import type { RegistryClient } from "../registry/client.js";
-import { writeImageIndex } from "../registry/image-index.js";
+import { unlistedSources, writeImageIndex } from "../registry/image-index.js";
 import { retag } from "../registry/retag.js";
 import type { SyncContext } from "./context.js";
 import type { ProvenanceOf } from "./image-provenance.js";
@@ -27,6 +27,61 @@ export interface WrittenIndex {
   written: boolean;
 }
 
+/** One index to write: `<repo>:<tag>` below the project, and the platform tag of each build. */
+interface IndexTarget {
+  repo: string;
+  tag: string;
+  /** `x86` → `x86/presto-coordinator:<tag>`, for each platform the build's tags name. */
+  builds: Map<string, string>;
+}
+
+/** The indexes a build's tags go into, keyed `<repo>:<tag>`; tags without `x86/`/`arm/` have none. */
+function indexTargets(gitlabTags: readonly string[]): Map<string, IndexTarget> {
+  const targets = new Map<string, IndexTarget>();
+  for (const gitlabTag of gitlabTags) {
+    const target = multiarchTagOf(gitlabTag);
+    if (!target) continue;
+    const key = `${target.repoPath}:${target.tag}`;
+    const entry = targets.get(key) ?? { repo: target.repoPath, tag: target.tag, builds: new Map() };
+    const arch = gitlabTag.slice(0, gitlabTag.indexOf("/"));
+    entry.builds.set(arch, gitlabTag);
+    targets.set(key, entry);
+  }
+  return targets;
+}
+
+/** Each platform's repository an index of `repo` lists. */
+function platformRepositories(registryProject: string, repo: string): string[] {
+  return INDEXED_ARCHES.map((arch) => `${registryProject}/${arch}/${repo}`);
+}
+
+/**
+ * The indexes of a build (`<repo>:<tag>` below the project) that do not list every platform's
+ * image the registry holds under their tag: an index whose tag is there can still be short, when
+ * a writer was stopped between pushing an image and writing the index.
+ */
+export async function shortIndexes(
+  ctx: SyncContext,
+  client: RegistryClient,
+  request: Pick<MultiarchRequest, "registryProject" | "gitlabTags">,
+): Promise<string[]> {
+  const short: string[] = [];
+  for (const [key, { repo, tag }] of indexTargets(request.gitlabTags)) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const unlisted = await unlistedSources({
+      client,
+      repository: `${request.registryProject}/${repo}`,
+      tag,
+      sources: platformRepositories(request.registryProject, repo).map((repository) => ({
+        repository,
+      })),
+      signal: ctx.signal,
+    });
+    if (unlisted.length > 0) short.push(key);
+  }
+  return short;
+}
+
 /**
  * `--multiarch-index`: after a build's images are in, one index per repository at the path
  * without `x86/` or `arm/`, listing every platform the registry holds under that tag. Tags with
@@ -38,18 +93,8 @@ export async function writeMultiarchIndexes(
   steps: StepReporter,
   request: MultiarchRequest,
 ): Promise<WrittenIndex[]> {
-  const targets = new Map<string, { repo: string; tag: string; builds: Map<string, string> }>();
-  for (const gitlabTag of request.gitlabTags) {
-    const target = multiarchTagOf(gitlabTag);
-    if (!target) continue;
-    const key = `${target.repoPath}:${target.tag}`;
-    const entry = targets.get(key) ?? { repo: target.repoPath, tag: target.tag, builds: new Map() };
-    const arch = gitlabTag.slice(0, gitlabTag.indexOf("/"));
-    entry.builds.set(arch, gitlabTag);
-    targets.set(key, entry);
-  }
   const written: WrittenIndex[] = [];
-  for (const [gitlabTag, { repo, tag, builds }] of targets) {
+  for (const [gitlabTag, { repo, tag, builds }] of indexTargets(request.gitlabTags)) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     const repository = `${request.registryProject}/${repo}`;
     const result = await writeImageIndex({

@@ -18,11 +18,6 @@ export function formatMiB(bytes: number, digits = 1): string {
   return `${(bytes / MiB).toFixed(digits)} MiB`;
 }
 
-/** The number of GiB alone, two decimals, right-aligned to six: the original's `size=  1.52 GiB`. */
-export function gibNumber(bytes: number | undefined): string {
-  return ((bytes ?? 0) / GiB).toFixed(2).padStart(6);
-}
-
 /** A rate such as `48.2 MiB/s`. */
 export function formatRate(bytesPerSecond: number): string {
   return `${formatBytes(bytesPerSecond)}/s`;

@@ -37,7 +37,70 @@ export function diskFullError(dir: string, needed: number | undefined, cause: un
   return new SyncError(`no space left on the disk holding ${dir}${amount}`, {
     hint: "free disk space (gh-gitlab-sync clean <tag> removes finished downloads) and run again",
     cause,
+    setupFault: true,
   });
+}
+
+/** Why a file system refuses writes, in words, by errno. */
+const REFUSALS: Record<string, string> = {
+  EROFS: "the file system is read-only",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ENOSPC: "no space left on the disk",
+  EDQUOT: "the disk quota is used up",
+};
+
+/**
+ * A file this tool keeps (state, cache, lock, metadata) could not be written because the disk
+ * under its directory refuses writes: read-only, full or forbidden. Every other write there
+ * would fail the same way, so it ends the cycle, named once, rather than being blamed on the
+ * image or tarball being worked on at the time.
+ */
+export class LocalWriteError extends SyncError {
+  constructor(
+    readonly code: string,
+    readonly operation: "writing" | "removing",
+    readonly file: string,
+    cause: unknown,
+    needed?: number,
+  ) {
+    const dir = path.dirname(file);
+    const amount = needed !== undefined ? ` (${formatBytes(needed)} needed)` : "";
+    super(`${code} ${operation} ${file}: ${REFUSALS[code] ?? code}${amount}`, {
+      hint:
+        code === "ENOSPC" || code === "EDQUOT"
+          ? `free disk space under ${dir} (gh-gitlab-sync clean <tag> removes finished downloads) and run again`
+          : `make ${dir} writable (or point --state-dir/--downloads-dir elsewhere) and run again`,
+      cause,
+      // Not the image's fault: the daemon ends its cycle on it and holds no image back.
+      setupFault: true,
+    });
+    this.name = "LocalWriteError";
+  }
+}
+
+/** The errno of a write the disk refuses (see {@link LocalWriteError}), else undefined. */
+export function refusedWriteCode(err: unknown): string | undefined {
+  const code = errorCode(err);
+  return code !== undefined && code in REFUSALS ? code : undefined;
+}
+
+/** The {@link LocalWriteError} behind `err`, however deep it is wrapped (as a cause), if any. */
+export function localWriteFailure(err: unknown): LocalWriteError | undefined {
+  let current: unknown = err;
+  for (let depth = 0; current instanceof Error && depth < 6; depth += 1) {
+    if (current instanceof LocalWriteError) return current;
+    current = current.cause;
+  }
+  return undefined;
+}
+
+/**
+ * Removes `dir` when it is empty: a step that made it and then failed leaves no empty directory
+ * that looks like a download. A directory with anything in it (a kept `.part`) stays.
+ */
+export async function removeIfEmpty(dir: string): Promise<void> {
+  await fs.rmdir(dir).catch(() => undefined);
 }
 
 /** Bytes an unprivileged writer may still use on the file system holding `dir`. */
@@ -71,7 +134,7 @@ export async function ensureFreeSpace(
   if (free < needed + check.margin) {
     throw new SyncError(
       `not enough disk space in ${dir} for ${check.what}: ${formatBytes(needed)} needed (and ${formatBytes(check.margin)} to spare), ${formatBytes(free)} free`,
-      { hint: check.hint },
+      { hint: check.hint, setupFault: true },
     );
   }
 }
@@ -81,15 +144,18 @@ export async function ensureFreeSpace(
  * temporary name is unique per writer, so concurrent writers never share one.
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const dir = path.dirname(file);
-  await ensureDir(dir);
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   try {
+    await ensureDir(path.dirname(file));
     await fs.writeFile(tmp, data);
     await fs.rename(tmp, file);
   } catch (err) {
-    await fs.rm(tmp, { force: true });
-    if (errorCode(err) === "ENOSPC") throw diskFullError(dir, Buffer.byteLength(data), err);
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    const code = refusedWriteCode(err);
+    if (code === "ENOSPC") {
+      throw new LocalWriteError(code, "writing", file, err, Buffer.byteLength(data));
+    }
+    if (code) throw new LocalWriteError(code, "writing", file, err);
     throw err;
   }
 }

@@ -7,7 +7,14 @@ import type { StreamGet, StreamedResponse } from "../net/http.js";
 import { retry } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
 import { MiB, formatBytes } from "../util/bytes.js";
-import { diskFullError, ensureDir, ensureFreeSpace, type FreeBytes } from "../util/files.js";
+import {
+  LocalWriteError,
+  diskFullError,
+  ensureDir,
+  ensureFreeSpace,
+  refusedWriteCode,
+  type FreeBytes,
+} from "../util/files.js";
 import { FileHasher } from "./file-hasher.js";
 
 export interface DownloadProgress {
@@ -36,6 +43,11 @@ export interface DownloadOptions {
   freeBytes?: FreeBytes | undefined;
   /** The HTTP client's streaming GET (`HttpClient.get`): no credentials, the URL is pre-signed. */
   get: StreamGet;
+  /**
+   * What a 404 or 410 from the download host means to the caller (the file was deleted after
+   * its address was handed out); without it, an HTTP failure like any other.
+   */
+  gone?: (cause: unknown) => SyncError;
 }
 
 export interface DownloadResult {
@@ -152,8 +164,11 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     // Its file closed before a failure removes the part file, so the space comes back at once.
     await part.hasher.close();
     if (signal?.aborted) throw err;
+    // Nothing to resume from: an empty part file is not left behind to look like a start.
+    const kept = (await sizeOf(part.path)) > 0;
+    if (!kept) await fs.rm(part.path, { force: true });
     // A full disk needs room for the whole artifact again: its partial file is given back.
-    throw await downloadFailure(err, attempts, part.path, path.dirname(dest), part.total);
+    throw await downloadFailure(err, attempts, { ...part, kept }, path.dirname(dest), options);
   }
   const sha256 = await part.hasher.digest(part.have).catch((err: unknown) => {
     throw new SyncError(`cannot hash the download ${part.path} (${describeError(err)})`, {
@@ -321,29 +336,34 @@ async function writeAll(file: fs.FileHandle, buffers: Buffer[]): Promise<number>
 async function downloadFailure(
   err: unknown,
   attempts: number,
-  part: string,
+  part: { path: string; total: number | undefined; kept: boolean },
   dir: string,
-  needed: number | undefined,
+  options: Pick<DownloadOptions, "gone">,
 ): Promise<SyncError> {
   if (err instanceof SyncError) return err;
   if (err instanceof OversizeError) {
     // What came is not the artifact, or not only: nothing of it can be trusted for a resume.
-    await fs.rm(part, { force: true });
+    await fs.rm(part.path, { force: true });
     return new SyncError(`download failed: ${err.message}`, {
       hint: "the download host is misbehaving; the partial file was removed — rerun download later",
       cause: err,
     });
   }
-  if (errorCode(err) === "ENOSPC" || errorCode(err) === "EDQUOT") {
+  const refused = refusedWriteCode(err);
+  if (refused === "ENOSPC" || refused === "EDQUOT") {
     // A full disk is not left full: the partial file goes, and with it the space it took.
-    await fs.rm(part, { force: true });
-    const full = diskFullError(dir, needed, err);
-    return new SyncError(`${full.message}; the partial download was removed`, {
-      hint: full.hint,
-      cause: err,
-    });
+    await fs.rm(part.path, { force: true });
+    const full = diskFullError(dir, part.total, err);
+    return new SyncError(
+      `${refused} writing ${part.path}: ${full.message}; the partial download was removed`,
+      { hint: full.hint, cause: err },
+    );
   }
-  const hint = `the partial file ${part} is kept; rerun to resume`;
+  // Read-only or forbidden: every other write there fails alike; the cycle ends, said once.
+  if (refused) return new LocalWriteError(refused, "writing", part.path, err);
+  if (err instanceof HttpStatusError && (err.status === 404 || err.status === 410) && options.gone)
+    return options.gone(err);
+  const hint = part.kept ? `the partial file ${part.path} is kept; rerun to resume` : "rerun later";
   if (err instanceof HttpStatusError) {
     return new SyncError(`download failed: HTTP ${err.status} after ${attempts} attempt(s)`, {
       hint,

@@ -40,26 +40,44 @@ export class FailureState {
     this.file = path.join(stateDir, FAILURES_FILE);
   }
 
-  async load(): Promise<Record<string, FailureEntry>> {
-    return (
+  /**
+   * Every record, each wait bounded by the policy's maximum from `now`: a `next_retry` further
+   * ahead (a clock that jumped back, a file from another host) would defer its image for years.
+   * A bounded wait is written back, so later reads do not move the bound on and the wait ends.
+   */
+  async load(now = new Date()): Promise<Record<string, FailureEntry>> {
+    const all =
       (await readJsonFileOrWarn(
         this.file,
         failuresFileSchema,
         this.warner,
         "failure records",
         {},
-      )) ?? {}
-    );
+      )) ?? {};
+    const latest = now.getTime() + this.policy.maxSeconds * 1000;
+    let bounded = false;
+    for (const [imageTag, entry] of Object.entries(all)) {
+      if (!(Date.parse(entry.next_retry) > latest)) continue;
+      const next = new Date(latest).toISOString();
+      this.warner?.warn(
+        { imageTag, nextRetry: entry.next_retry },
+        `${imageTag}: its failure record said to wait until ${entry.next_retry}, longer than the longest back-off (${this.policy.maxSeconds} s); waiting until ${next} instead`,
+      );
+      all[imageTag] = { ...entry, next_retry: next };
+      bounded = true;
+    }
+    if (bounded) await writeJsonAtomic(this.file, all);
+    return all;
   }
 
   /** The entry when the image is still waiting out its back-off, else undefined. */
   async waiting(imageTag: string, now = new Date()): Promise<FailureEntry | undefined> {
-    const entry = (await this.load())[imageTag];
+    const entry = (await this.load(now))[imageTag];
     return entry && new Date(entry.next_retry) > now ? entry : undefined;
   }
 
   async recordFailure(imageTag: string, error: string, now = new Date()): Promise<FailureEntry> {
-    const all = await this.load();
+    const all = await this.load(now);
     const attempts = (all[imageTag]?.attempts ?? 0) + 1;
     const entry: FailureEntry = {
       attempts,

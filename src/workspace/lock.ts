@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { SyncError, errorCode } from "../errors.js";
-import { ensureDir, parseJsonFile, type JsonFileResult } from "../util/files.js";
+import { ensureDir, parseJsonFile, refusedWriteCode, type JsonFileResult } from "../util/files.js";
 import { isProcessAlive } from "../util/process.js";
 
 export const LOCK_FILE = ".gh-gitlab-sync.lock";
@@ -207,7 +207,15 @@ function heldLock(file: string, me: LockHolder): WorkspaceLock {
       released = true;
       process.off("exit", onExit);
       const text = await fs.readFile(file, "utf8").catch(() => undefined);
-      if (text !== undefined && isMine(text, me)) await fs.rm(file, { force: true });
+      if (text === undefined || !isMine(text, me)) return;
+      try {
+        await fs.rm(file, { force: true });
+      } catch (err) {
+        // A disk turned read-only (or forbidding) keeps the file: it names this process, gone
+        // once it exits, so `status` shows it as left behind and the next run takes it over.
+        // Throwing here would only hide why the run ended.
+        if (!refusedWriteCode(err)) throw err;
+      }
     },
   };
 }

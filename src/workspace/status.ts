@@ -162,11 +162,17 @@ export async function readDaemonStatus(
 ): Promise<DaemonStatus> {
   const downloads = path.resolve(downloadsDir);
   const state = path.resolve(stateDir);
+  // A daemon makes its downloads directory as it starts: without one, no daemon ever ran here,
+  // and "Lock: free" would only hide a mistyped path.
+  if (!(await directoryExists(downloads))) {
+    throw new SyncError(`no downloads directory at ${downloads}`, {
+      hint: "give status the daemon's --downloads-dir (the unit's is /var/lib/gh-gitlab-sync/downloads)",
+    });
+  }
   const stateFound = await directoryExists(state);
   // The daemon locks the downloads directory, and the state directory too when it lies elsewhere.
   const lock =
-    ((await directoryExists(downloads)) ? await lockOf(downloads) : null) ??
-    (stateFound && state !== downloads ? await lockOf(state) : null);
+    (await lockOf(downloads)) ?? (stateFound && state !== downloads ? await lockOf(state) : null);
   if (!stateFound) {
     return {
       downloadsDir: downloads,

@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import {
   cp,
   mkdir,
@@ -81,6 +82,8 @@ const cases = {
   },
   space: { id: 3013 },
   legacy: { id: 3014 },
+  deletedListed: { id: 3015 },
+  deletedRedirected: { id: 3016 },
 } satisfies Record<string, Case>;
 
 function metadataOf(c: Case): RunMetadata {
@@ -263,19 +266,36 @@ describe.skipIf(gate.skip)(`download, prepare and clean on the testbed ${gate.re
     expect(await listTree(tagDir(c))).not.toContain(`${tagOf(c)}.zip.part`);
   });
 
-  it("an expired artifact is refused with the reason", async () => {
+  it("an expired artifact is refused with the reason, leaving no tag directory", async () => {
     const c = cases.expired;
     expectOneLineError(
       await download(c),
       /artifact 'presto-images-3004' of run 3004 has expired.*re-run the build workflow/,
     );
-    expect(await listTree(tagDir(c))).toEqual([]);
+    // Not even an empty directory named after the tag.
+    expect(existsSync(tagDir(c))).toBe(false);
   });
 
-  it("a digest mismatch leaves no zip behind", async () => {
+  it.each([
+    ["listed", cases.deletedListed],
+    ["redirected", cases.deletedRedirected],
+  ] as const)(
+    "an artifact GitHub deletes after it was %s is told as gone, and leaves no .zip.part nor tag directory",
+    async (when, c) => {
+      tb.github.deleteArtifactAfter(c.id * 10, when);
+      expectOneLineError(
+        await download(c),
+        new RegExp(`the artifact of run ${c.id} is gone; GitHub deleted or expired it`),
+      );
+      expect(existsSync(tagDir(c))).toBe(false);
+    },
+  );
+
+  it("a digest mismatch leaves no zip behind, nor an empty tag directory", async () => {
     const c = cases.digest;
     expectOneLineError(await download(c), /digest mismatch/);
-    expect(await listTree(tagDir(c))).toEqual([]);
+    // Not even an empty directory named after the tag.
+    expect(existsSync(tagDir(c))).toBe(false);
   });
 
   const badPrepare: Array<[keyof typeof cases, RegExp]> = [

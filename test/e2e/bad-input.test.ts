@@ -219,6 +219,13 @@ describe.skipIf(gate.skip)(`bad input on the testbed ${gate.reason}`, () => {
       "debug",
     ]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^\s+at /m);
+    // Under --log-format json the stack is a field of the closing record, not loose lines.
+    const stacks = result.stderr
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => (JSON.parse(line) as { stack?: unknown }).stack)
+      .filter((stack): stack is string => typeof stack === "string");
+    expect(stacks.some((stack) => /^\s+at /m.test(stack))).toBe(true);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
   });
 });

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -70,6 +70,8 @@ const builds = {
     variant: "java",
     fixture: { layerBytes: 3 << 20 },
   },
+  farFuture: { id: 6030, platform: "linux/amd64", mode: "single", variant: "native_cpu" },
+  deleted: { id: 6031, platform: "linux/amd64", mode: "single", variant: "java" },
 } satisfies Record<string, Build>;
 
 function metadataOf(b: Build): RunMetadata {
@@ -324,4 +326,55 @@ describe.skipIf(gate.skip)(`daemon on the testbed ${gate.reason}`, () => {
       daemon.child.kill("SIGKILL");
     }
   }, 150_000);
+
+  it("a next_retry decades ahead (a clock that jumped back) waits at most --retry-backoff-max, then the image is synced", async () => {
+    await add(builds.farFuture);
+    const tag = tagOf(builds.farFuture);
+    const file = path.join(state, "failures.json");
+    const recorded: Record<string, unknown> = existsSync(file) ? await failures() : {};
+    recorded[tag] = {
+      attempts: 1,
+      last_error: "push failed: registry down",
+      last_attempt: "2089-12-31T23:45:00.000Z",
+      next_retry: "2090-01-01T00:00:00.000Z",
+    };
+    await mkdir(state, { recursive: true });
+    await writeFile(file, JSON.stringify(recorded));
+    const timing = ["--retry-backoff", "1", "--retry-backoff-max", "2"];
+    const before = Date.now();
+    const first = await once(timing);
+    expect(first.code).toBe(1);
+    expect(summaries(first.stderr)[0]).toMatchObject({ deferred: 1, failed: 0 });
+    expect(first.stderr).toContain(
+      `${tag}: its failure record said to wait until 2090-01-01T00:00:00.000Z, longer than the longest back-off (2 s)`,
+    );
+    const bounded = Date.parse((await failures())[tag]?.next_retry ?? "");
+    expect(bounded).toBeGreaterThan(before);
+    expect(bounded).toBeLessThanOrEqual(Date.now() + 2000);
+
+    await until("the bounded back-off to run out", () => Date.now() > bounded + 100);
+    const second = await once(timing);
+    expect(second.code, second.stderr).toBe(0);
+    for (const t of gitlabTagsOf(builds.farFuture)) expect(await present()).toContain(t);
+    expect((await failures())[tag]).toBeUndefined();
+  });
+
+  it("an artifact GitHub deletes between listing and download: the image tag fails saying so, and leaves no tag directory", async () => {
+    await add(builds.deleted);
+    const tag = tagOf(builds.deleted);
+    // addArtifactRun numbers the run's one artifact ten times the run's id.
+    tb.github.deleteArtifactAfter(builds.deleted.id * 10, "listed");
+    try {
+      const cycle = await once();
+      expect(cycle.code).toBe(1);
+      expect(plainStderrLines(cycle.stderr).filter((l) => l.startsWith("Error: "))).toEqual([
+        expect.stringContaining(
+          `${tag}: sync failed: the artifact of run ${builds.deleted.id} is gone; GitHub deleted or expired it`,
+        ),
+      ]);
+      expect(existsSync(path.join(downloads, tag))).toBe(false);
+    } finally {
+      tb.github.removeRun(builds.deleted.id);
+    }
+  });
 });

@@ -17,7 +17,7 @@ import { GITHUB_TOKEN } from "../testbed/index.js";
 import { freePort } from "../testbed/registry.js";
 import { makeFixtureRun, makeMetadata } from "../testbed/run-fixtures.js";
 import { findOnPath } from "../testbed/system.js";
-import { runBinary } from "./run-cli.js";
+import { plainStderrLines, runBinary } from "./run-cli.js";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -94,7 +94,9 @@ describe("install from a packed tarball", () => {
       { cwd: elsewhere, env: { GITLAB_TOKEN: "glpat-x" }, bin: installed },
     );
     expect(unreachable.code).toBe(1);
-    expect(unreachable.stderr).toContain(`Error: Cannot reach GitLab at ${nobody} (ECONNREFUSED)`);
+    expect(plainStderrLines(unreachable.stderr).join("\n")).toContain(
+      `Error: Cannot reach GitLab at ${nobody} (ECONNREFUSED)`,
+    );
     expect(await readdir(elsewhere)).toEqual([]);
   });
 

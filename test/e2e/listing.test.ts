@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatBytes } from "../../src/util/bytes.js";
 import { startTestbed, testbedGate, type Testbed } from "../testbed/index.js";
 import {
   gitlabTagOf,
@@ -169,7 +170,7 @@ describe.skipIf(gate.skip)(`listing commands on the testbed ${gate.reason}`, () 
       gitlabTagOf(byId(1024), "x").split(":")[1],
     ]) {
       expect(result.stdout).toMatch(
-        new RegExp(`^  ${tag}\\s+size=\\s*\\d+\\.\\d\\d GiB  created=20`, "m"),
+        new RegExp(`^  ${tag}\\s+size=\\s*\\d+(\\.\\d+)? (B|KiB|MiB|GiB)  created=20`, "m"),
       );
     }
     const json = JSON.parse((await cli(["gitlab-list", ...tb.gitlabArgs, "--json"])).stdout) as {
@@ -178,5 +179,15 @@ describe.skipIf(gate.skip)(`listing commands on the testbed ${gate.reason}`, () 
     const coordinator = json.repositories.find((r) => r.name === "x86/presto-coordinator");
     expect(coordinator?.tags.length).toBeGreaterThan(100);
     expect(coordinator?.tags[0]?.total_size).toBeGreaterThan(0);
+    // Each size in the unit that keeps it readable: a 2 MiB image is not `0.00 GiB`.
+    const block = result.stdout
+      .split("Repository: ")
+      .find((b) => b.startsWith("x86/presto-coordinator "));
+    for (const tag of coordinator?.tags ?? []) {
+      const line = block?.split("\n").find((l) => l.startsWith(`  ${tag.name} `));
+      expect(line, tag.name).toMatch(/size= *\d+(\.\d+)? (B|KiB|MiB|GiB) {2}created=/);
+      expect(line).toContain(`size=${formatBytes(tag.total_size).padStart(9)}  created=`);
+    }
+    expect(result.stdout).not.toContain("0.00 GiB");
   });
 });

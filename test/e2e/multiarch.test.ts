@@ -9,6 +9,7 @@ import { expectedImages } from "../../src/domain/images.js";
 import { RegistryClient } from "../../src/registry/client.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { addArtifactRun, type ArtifactFixture } from "../testbed/artifacts.js";
+import { CuttingProxy, registryErrorBody, type FrontRequest } from "../testbed/cutting-proxy.js";
 import { dockerdGate, startDockerd, type Dockerd } from "../testbed/dockerd.js";
 import { inspectImageTarball } from "../../src/archive/docker-save.js";
 import * as testbed from "../testbed/index.js";
@@ -16,7 +17,7 @@ import type { Testbed } from "../testbed/index.js";
 import { makeMetadata, type Platform, type WorkerVariant } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { gitlabTags } from "./checks.js";
-import { runBinary } from "./run-cli.js";
+import { runBinary, startBinary } from "./run-cli.js";
 
 const gate = testbed.testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
@@ -115,23 +116,23 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
     runBinary([...args, "--log-format", "json"], { env: tb.env, cwd: work, timeoutMs: 240_000 });
   /** One daemon per platform, each with its own downloads directory: the scaling recipe. */
   const daemon = (platform: string, extra: string[] = []) =>
-    cli([
-      "daemon",
-      "--once",
-      "--platform",
-      platform,
-      "--multiarch-index",
-      "--engine",
-      "registry",
-      "--downloads-dir",
-      path.join(work, platform.replace("/", "-")),
-      "--limit",
-      "50",
-      ...tb.githubArgs,
-      ...tb.gitlabArgs,
-      ...tb.registryArgs,
-      ...extra,
-    ]);
+    cli([...daemonCommand(platform), ...extra]);
+  const daemonCommand = (platform: string) => [
+    "daemon",
+    "--once",
+    "--platform",
+    platform,
+    "--multiarch-index",
+    "--engine",
+    "registry",
+    "--downloads-dir",
+    path.join(work, platform.replace("/", "-")),
+    "--limit",
+    "50",
+    ...tb.githubArgs,
+    ...tb.gitlabArgs,
+    ...tb.registryArgs,
+  ];
   const manifest = async (repo: string, reference: string) => {
     const got = await registry.getManifest(`${testbed.PROJECT_PATH}/${repo}`, reference);
     return (
@@ -397,6 +398,118 @@ describe.skipIf(gate.skip)(`multi-architecture tags on the testbed ${gate.reason
     // The x86 index is left as it was: one good entry.
     expect((await index("presto-coordinator", tagOf(wrong.x86)))?.manifests).toHaveLength(1);
   }
+
+  it("a daemon killed between pushing its images and writing the index: the next cycle finds the index one platform short and repairs it", async () => {
+    const pair = {
+      x86: { id: 7011, platform: "linux/amd64", refs: "multiarch-killed" },
+      arm: { id: 7012, platform: "linux/arm64", refs: "multiarch-killed" },
+    } satisfies Record<string, Build>;
+    const tag = tagOf(pair.x86);
+    for (const b of [pair.x86, pair.arm]) await add(b);
+    const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
+    const front = new CuttingProxy({ host, port: Number(port) });
+    await front.start();
+    try {
+      expect((await daemon("linux/amd64")).code).toBe(0);
+      // The arm daemon goes through a front that holds its first index write: it is killed
+      // there, its images pushed and the index still x86 alone.
+      const indexWrite = new RegExp(
+        `^/v2/${testbed.PROJECT_PATH}/presto-[a-z-]+/manifests/${tag}$`,
+      );
+      let reached: () => void = () => undefined;
+      const held = new Promise<void>((resolve) => (reached = resolve));
+      front.hold({
+        match: (r) => r.method === "PUT" && indexWrite.test(r.path),
+        release: new Promise(() => undefined),
+        onHeld: () => reached(),
+      });
+      const killed = startBinary(
+        [...daemonCommand("linux/arm64"), "--registry", front.host, "--log-format", "json"],
+        { env: tb.env, cwd: work, timeoutMs: 240_000 },
+      );
+      await held;
+      killed.child.kill("SIGKILL");
+      await killed.result;
+      for (const repo of REPOS) {
+        expect(await manifest(`arm/${repo}`, tag)).toBeDefined();
+        const short = await index(repo, tag);
+        expect(short?.manifests.map((m) => m.platform.architecture)).toEqual(["amd64"]);
+      }
+
+      const next = await daemon("linux/arm64");
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stderr).toContain(
+        `${imageTagOf(pair.arm)}: the indexes presto-coordinator:${tag}, presto-native-worker-cpu:${tag} lack an image the registry holds; writing again`,
+      );
+      for (const repo of REPOS) {
+        const both = await index(repo, tag);
+        expect(both?.manifests.map((m) => m.platform.architecture)).toEqual(["amd64", "arm64"]);
+        expect(both?.manifests[1]?.digest).toBe((await manifest(`arm/${repo}`, tag))?.digest);
+      }
+      // Checked once and found whole: the cycle after that writes nothing.
+      const digest = (await manifest("presto-coordinator", tag))?.digest;
+      expect((await daemon("linux/arm64")).code).toBe(0);
+      expect((await manifest("presto-coordinator", tag))?.digest).toBe(digest);
+    } finally {
+      await front.stop();
+      for (const b of [pair.x86, pair.arm]) tb.github.removeRun(b.id);
+    }
+  });
+
+  it.each([
+    ["DIGEST_INVALID", 7013],
+    ["MANIFEST_UNKNOWN", 7015],
+  ])(
+    "two daemons, one per platform, writing one index at once: the write the registry answers %s is read again and merged; both succeed",
+    async (code, id) => {
+      const pair = {
+        x86: { id, platform: "linux/amd64", refs: `multiarch-race-${id}` },
+        arm: { id: id + 1, platform: "linux/arm64", refs: `multiarch-race-${id}` },
+      } satisfies Record<string, Build>;
+      const tag = tagOf(pair.x86);
+      for (const b of [pair.x86, pair.arm]) await add(b);
+      const [host, port] = tb.gitlab.registryHost.split(":") as [string, string];
+      const front = new CuttingProxy({ host, port: Number(port) });
+      await front.start();
+      // The first index write (whichever daemon's) waits at the front until the other daemon's
+      // write of the same index arrives; the other goes through, and the first is answered as
+      // Distribution answers a write whose child it read while the other writer rewrote it.
+      const path = `/v2/${testbed.PROJECT_PATH}/presto-coordinator/manifests/${tag}`;
+      const isWrite = (r: FrontRequest) => r.method === "PUT" && r.path === path;
+      let first: FrontRequest | undefined;
+      let second: () => void = () => undefined;
+      front.hold({
+        match: isWrite,
+        release: new Promise<void>((resolve) => (second = resolve)),
+        onHeld: (r) => (first = r),
+      });
+      front.hold({ match: isWrite, release: Promise.resolve(), onHeld: () => second() });
+      front.intercept({
+        match: (r) => r === first,
+        answer: { status: 400, body: registryErrorBody(code, `${code} while rewritten`) },
+      });
+      try {
+        const viaFront = ["--registry", front.host];
+        const [x86, arm] = await Promise.all([
+          daemon("linux/amd64", viaFront),
+          daemon("linux/arm64", viaFront),
+        ]);
+        expect(front.intercepted.map((r) => r.path)).toEqual([path]);
+        expect(x86.code, x86.stderr).toBe(0);
+        expect(arm.code, arm.stderr).toBe(0);
+        expect(`${x86.stderr}${arm.stderr}`).toContain(
+          `presto-coordinator:${tag}: the registry answered ${code} while another writer may be at it; reading it again`,
+        );
+        for (const repo of REPOS) {
+          const both = await index(repo, tag);
+          expect(both?.manifests.map((m) => m.platform.architecture)).toEqual(["amd64", "arm64"]);
+        }
+      } finally {
+        await front.stop();
+        for (const b of [pair.x86, pair.arm]) tb.github.removeRun(b.id);
+      }
+    },
+  );
 
   it("retag copies an index with its manifests: latest and another repository point at both platforms", async () => {
     const source = await manifest("presto-coordinator", TAG);

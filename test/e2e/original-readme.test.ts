@@ -430,7 +430,7 @@ describe.skipIf(gate.skip || dockerGate.skip)(
       expect(result.code, result.stderr).toBe(0);
       expect(result.stdout).toMatch(/^Repository: x86\/presto-coordinator \(id=\d+\)$/m);
       expect(result.stdout).toMatch(
-        /^ {2}presto-92865fbce0d2-velox-65797d572e0a\s+size=\s*\d+\.\d\d GiB {2}created=20\d\d-/m,
+        /^ {2}presto-92865fbce0d2-velox-65797d572e0a\s+size=\s*\d+(\.\d+)? (B|KiB|MiB|GiB) {2}created=20\d\d-/m,
       );
       expect(result.stdout).toMatch(/^ {2}presto-v0\.1--velox-dev-\s+size=/m);
     });

@@ -19,7 +19,7 @@ import type { Testbed } from "../testbed/index.js";
 import type { AccessLogEntry } from "../testbed/registry.js";
 import * as builds from "../testbed/builds.js";
 import { blobCommits } from "../testbed/builds.js";
-import { runBinary, startBinary } from "./run-cli.js";
+import { plainStderrLines, runBinary, startBinary } from "./run-cli.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
 
 const gate = testbed.testbedGate();
@@ -474,7 +474,9 @@ describe.skipIf(gate.skip)(`push and retag on the testbed ${gate.reason}`, () =>
         console.log(`stop time: docker-engine push (SIGINT) ${Math.round(ms)} ms`);
         expect(result.code, result.stderr).toBe(130);
         expect(ms).toBeLessThan(2_000);
-        expect(result.stderr).toMatch(/^Interrupted by SIGINT; push stopped/m);
+        expect(plainStderrLines(result.stderr).join("\n")).toMatch(
+          /^Interrupted by SIGINT; push stopped/m,
+        );
         expect(result.stderr).not.toContain("unexpected failure");
         expect(existsSync(path.join(downloads, LOCK_FILE))).toBe(false);
       } finally {

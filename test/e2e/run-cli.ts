@@ -72,9 +72,22 @@ export function runBinary(args: string[], options: RunOptions = {}): Promise<Cli
   return startBinary(args, options).result;
 }
 
-/** The lines an operator sees on stderr that are not structured log records. */
+/**
+ * The lines an operator sees on stderr that are not log records: under `--log-format json` the
+ * closing line (the record with an `exitCode`) and anything printed (`printed`) come back as the
+ * text they stand for without it, the closing error as `Error: …`.
+ */
 export function plainStderrLines(stderr: string): string[] {
-  return stderr.split("\n").filter((line) => line.trim() !== "" && !line.startsWith("{"));
+  return stderr.split("\n").flatMap((line) => {
+    if (line.trim() === "") return [];
+    if (!line.startsWith("{")) return [line];
+    const record = JSON.parse(line) as { level?: number; msg?: string; exitCode?: unknown };
+    if (record.exitCode !== undefined && record.exitCode !== 0 && (record.level ?? 0) >= 50) {
+      return [`Error: ${record.msg ?? ""}`];
+    }
+    if (record.exitCode !== undefined || "printed" in record) return [record.msg ?? ""];
+    return [];
+  });
 }
 
 /** pino JSON records on stderr. */

@@ -16,7 +16,7 @@ import {
 import { makeMetadata, type Platform } from "../testbed/run-fixtures.js";
 import { ref } from "../testbed/scenario.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
-import { runBinary, startBinary } from "./run-cli.js";
+import { plainStderrLines, runBinary, startBinary } from "./run-cli.js";
 
 const gate = testbedGate();
 
@@ -100,7 +100,14 @@ describe.skipIf(gate.skip)(`status and daemon --retry-now on the testbed ${gate.
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it("before any daemon: nothing held, no cycle, no failure; exit 0", async () => {
+  it("before any daemon: no downloads directory is an error; an empty one is nothing held, no cycle, no failure, exit 0", async () => {
+    const missing = await cli(["status", "--downloads-dir", downloads]);
+    expect(missing.code, missing.stderr).toBe(1);
+    expect(missing.stdout).toBe("");
+    expect(plainStderrLines(missing.stderr)).toEqual([
+      `Error: no downloads directory at ${downloads} — give status the daemon's --downloads-dir (the unit's is /var/lib/gh-gitlab-sync/downloads)`,
+    ]);
+    await mkdir(downloads);
     const human = await status();
     expect(human.stdout).toContain("(not there yet)");
     expect(human.stdout).toMatch(/^Lock {8}: free/m);

@@ -27,7 +27,7 @@ import type { Testbed } from "../testbed/index.js";
 import * as builds from "../testbed/builds.js";
 import { blobCommits, manifestPuts } from "../testbed/builds.js";
 import { expectOneLineError, gitlabTags } from "./checks.js";
-import { runBinary, startBinary } from "./run-cli.js";
+import { plainStderrLines, runBinary, startBinary } from "./run-cli.js";
 
 const gate = testbed.testbedGate();
 const dockerGate = gate.skip ? { skip: true, reason: gate.reason } : dockerdGate();
@@ -267,7 +267,9 @@ describe.skipIf(gate.skip)(`sync on the testbed ${gate.reason}`, () => {
       console.log(`stop time: sync (SIGINT) ${Math.round(ms)} ms`);
       expect(result.code, result.stderr).toBe(130);
       expect(ms).toBeLessThan(2_000);
-      expect(result.stderr).toMatch(/^Interrupted by SIGINT; sync stopped/m);
+      expect(plainStderrLines(result.stderr).join("\n")).toMatch(
+        /^Interrupted by SIGINT; sync stopped/m,
+      );
       expect(result.stderr).toContain("run sync again to resume");
       expect(result.stderr).not.toContain("unexpected failure");
       expect(existsSync(path.join(downloads, LOCK_FILE))).toBe(false);

@@ -36,6 +36,18 @@ export interface Interception {
   times?: number;
 }
 
+/**
+ * Matching requests held back, not forwarded, until `release` settles: a client stopped while
+ * it waits (kill -9 between two writes), or two writers made to interleave in a given order.
+ * `onHeld` is told of each request as it is held. Spent after `times` matches (default 1).
+ */
+export interface Hold {
+  match: (request: FrontRequest) => boolean;
+  release: Promise<unknown>;
+  onHeld?: (request: FrontRequest) => void;
+  times?: number;
+}
+
 /** The registry's error body, as Distribution words one. */
 export function registryErrorBody(code: string, message: string, detail?: unknown) {
   return { errors: [{ code, message, ...(detail === undefined ? {} : { detail }) }] };
@@ -61,6 +73,7 @@ export class CuttingProxy {
   private failNext = 0;
   private failAfterCut = 0;
   private interceptions: Array<Interception & { remaining: number }> = [];
+  private holds: Array<Hold & { remaining: number }> = [];
   private locationOrigin: string | undefined;
   /** Requests the front answered itself, in order. */
   readonly intercepted: FrontRequest[] = [];
@@ -96,6 +109,11 @@ export class CuttingProxy {
   /** Answers matching requests itself from now on (see {@link Interception}). */
   intercept(rule: Interception): void {
     this.interceptions.push({ ...rule, remaining: rule.times ?? 1 });
+  }
+
+  /** Holds matching requests back from now on (see {@link Hold}). */
+  hold(rule: Hold): void {
+    this.holds.push({ ...rule, remaining: rule.times ?? 1 });
   }
 
   /**
@@ -163,45 +181,53 @@ export class CuttingProxy {
         headers: req.headers,
         body,
       };
-      const rule = this.takeInterception(request);
-      if (rule) {
-        this.intercepted.push(request);
-        sendAnswer(res, typeof rule.answer === "function" ? rule.answer(request) : rule.answer);
+      const held = takeRule(this.holds, request);
+      if (held) {
+        held.onHeld?.(request);
+        // Settled either way: a rejected release lets the request go on as well.
+        void held.release.then(
+          () => this.answer(req, res, request),
+          () => this.answer(req, res, request),
+        );
         return;
       }
-      const headers = { ...req.headers };
-      // The body is sent whole: its length is known now, however it came in.
-      delete headers["transfer-encoding"];
-      headers["content-length"] = String(body.length);
-      const upstream = httpRequest(
-        {
-          host: this.target.host,
-          port: this.target.port,
-          method: req.method,
-          path: req.url,
-          headers,
-        },
-        (answer) => {
-          const location = answer.headers.location;
-          if (this.locationOrigin && location) {
-            const moved = new URL(location, `http://${this.host}`);
-            answer.headers.location = `${this.locationOrigin}${moved.pathname}${moved.search}`;
-          }
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-        },
-      );
-      upstream.on("error", () => res.destroy());
-      upstream.end(body);
+      this.answer(req, res, request);
     });
   }
 
-  private takeInterception(request: FrontRequest): Interception | undefined {
-    const rule = this.interceptions.find((r) => r.match(request));
-    if (!rule) return undefined;
-    rule.remaining -= 1;
-    if (rule.remaining <= 0) this.interceptions = this.interceptions.filter((r) => r !== rule);
-    return rule;
+  /** Answers a request it intercepts itself; forwards the rest. */
+  private answer(req: IncomingMessage, res: ServerResponse, request: FrontRequest): void {
+    const rule = takeRule(this.interceptions, request);
+    if (rule) {
+      this.intercepted.push(request);
+      sendAnswer(res, typeof rule.answer === "function" ? rule.answer(request) : rule.answer);
+      return;
+    }
+    const body = request.body;
+    const headers = { ...req.headers };
+    // The body is sent whole: its length is known now, however it came in.
+    delete headers["transfer-encoding"];
+    headers["content-length"] = String(body.length);
+    const upstream = httpRequest(
+      {
+        host: this.target.host,
+        port: this.target.port,
+        method: req.method,
+        path: req.url,
+        headers,
+      },
+      (answer) => {
+        const location = answer.headers.location;
+        if (this.locationOrigin && location) {
+          const moved = new URL(location, `http://${this.host}`);
+          answer.headers.location = `${this.locationOrigin}${moved.pathname}${moved.search}`;
+        }
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on("error", () => res.destroy());
+    upstream.end(body);
   }
 
   async stop(): Promise<void> {
@@ -210,6 +236,19 @@ export class CuttingProxy {
     for (const socket of this.sockets) socket.destroy();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+/** The first rule matching `request`, counted; a rule whose count is spent leaves `rules`. */
+function takeRule<R extends { match: (request: FrontRequest) => boolean; remaining: number }>(
+  rules: R[],
+  request: FrontRequest,
+): R | undefined {
+  const index = rules.findIndex((r) => r.match(request));
+  const rule = rules[index];
+  if (!rule) return undefined;
+  rule.remaining -= 1;
+  if (rule.remaining <= 0) rules.splice(index, 1);
+  return rule;
 }
 
 function sendAnswer(res: ServerResponse, answer: FrontAnswer): void {

@@ -193,6 +193,28 @@ describe("GitHub stand-in: API", () => {
     const blob = await fetch(zip.headers.get("location") ?? "");
     expect(Buffer.from(await blob.arrayBuffer()).toString()).toBe("zip-2");
   });
+
+  it("deletes an artifact right after listing it, or right after handing out its address, when told", async () => {
+    const listed = async (run: number) =>
+      (
+        (await (await api(`/repos/${REPO}/actions/runs/${run}/artifacts`)).json()) as {
+          artifacts: Array<{ id: number }>;
+        }
+      ).artifacts.map((a) => a.id);
+    gh.deleteArtifactAfter(5000, "listed");
+    expect(await listed(1000)).toEqual([5000]);
+    expect((await api(`/repos/${REPO}/actions/artifacts/5000/zip`)).status).toBe(404);
+    expect(await listed(1000)).toEqual([]);
+
+    gh.deleteArtifactAfter(5001, "redirected");
+    expect(await listed(1001)).toEqual([5001]);
+    const zip = await api(`/repos/${REPO}/actions/artifacts/5001/zip`);
+    expect(zip.status).toBe(302);
+    const blob = await fetch(zip.headers.get("location") ?? "");
+    expect(blob.status).toBe(404);
+    expect(await blob.text()).toContain("BlobNotFound");
+    expect((await api(`/repos/${REPO}/actions/artifacts/5001/zip`)).status).toBe(404);
+  });
 });
 
 describe("GitHub stand-in: blob host", () => {

@@ -123,6 +123,12 @@ export interface GithubStandIn {
   expireSignedUrls(): void;
   /** Limits the blob host to this many bytes per second from now on (undefined: unlimited). */
   limitBlobRate(bytesPerSecond: number | undefined): void;
+  /**
+   * The artifact is deleted (by hand or by retention) right after GitHub next lists it
+   * (`"listed"`: its zip address answers 404), or right after it next hands out its download
+   * address (`"redirected"`: the blob host answers 404 BlobNotFound).
+   */
+  deleteArtifactAfter(artifactId: number, when: "listed" | "redirected"): void;
   /** Changes a run in place, as GitHub does when it finishes (status, conclusion, updated_at). */
   updateRun(runId: number, changes: Partial<WorkflowRun>): void;
   /**
@@ -152,6 +158,8 @@ class StandIn {
   private readonly secret = randomBytes(16);
   private signingEpoch = 0;
   blobRate: number | undefined;
+  /** Artifacts to delete once listed or once their download address is handed out. */
+  readonly deleting = new Map<number, "listed" | "redirected">();
   pollInterval: number | undefined;
   /** Runs to add once a runs listing's page (the key) has been answered. */
   readonly afterPage = new Map<number, FixtureRun>();
@@ -392,15 +400,12 @@ class StandIn {
       if (rest.length === 3 && rest[2] === "artifacts") {
         const artifacts = fixture.artifacts ?? [];
         const { items, headers } = this.page(url, artifacts);
-        return {
-          kind: "json",
-          status: 200,
-          body: {
-            total_count: artifacts.length,
-            artifacts: items.map((a) => this.artifactJson(repo, fixture, a)),
-          },
-          headers,
+        const body = {
+          total_count: artifacts.length,
+          artifacts: items.map((a) => this.artifactJson(repo, fixture, a)),
         };
+        for (const a of items) this.deleteIfDue(fixture, a.id, "listed");
+        return { kind: "json", status: 200, body, headers };
       }
       return notFound;
     }
@@ -426,10 +431,17 @@ class StandIn {
             body: { message: "Artifact has expired", status: "410" },
           };
         }
+        this.deleteIfDue(found.run, found.artifact.id, "redirected");
         return { kind: "redirect", blobPath: `/artifacts/${found.artifact.id}.zip` };
       }
     }
     return notFound;
+  }
+
+  deleteIfDue(fixture: FixtureRun, artifactId: number, now: "listed" | "redirected"): void {
+    if (this.deleting.get(artifactId) !== now) return;
+    this.deleting.delete(artifactId);
+    fixture.artifacts = fixture.artifacts?.filter((a) => a.id !== artifactId);
   }
 
   findJob(repo: string, jobId: number): FixtureJob | undefined {
@@ -713,6 +725,9 @@ export async function startGithubStandIn(options: GithubStandInOptions): Promise
     },
     limitBlobRate(bytesPerSecond: number | undefined) {
       standIn.blobRate = bytesPerSecond;
+    },
+    deleteArtifactAfter(artifactId: number, when: "listed" | "redirected") {
+      standIn.deleting.set(artifactId, when);
     },
     updateRun(runId: number, changes: Partial<WorkflowRun>) {
       const fixture = standIn.runs.get(runId);

@@ -22,6 +22,10 @@ export interface TerminalRun {
   screen(): Promise<string[]>;
   /** Resolves with the command's exit status once it has ended. */
   done: Promise<number>;
+  /** Types into the window, as tmux's send-keys names keys (`C-c` is Ctrl-C). */
+  keys(...keys: string[]): Promise<void>;
+  /** The pid of the command (the child of the window's shell), to signal it as a service manager would. */
+  pid(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -78,6 +82,16 @@ export async function runInTerminal(
   return {
     screen,
     done,
+    keys: async (...keys) => {
+      await tmux("send-keys", "-t", "t", ...keys);
+    },
+    pid: async () => {
+      const { stdout: shell } = await tmux("display-message", "-p", "-t", "t", "#{pane_pid}");
+      const { stdout } = await run("ps", ["-o", "pid=", "--ppid", shell.trim()]);
+      const pid = Number(stdout.trim().split(/\s+/)[0]);
+      if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no command runs in the window`);
+      return pid;
+    },
     close: async () => {
       closed = true;
       await tmux("kill-server").catch(() => undefined);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { parseOptions, registryOptionsSchema } from "../../src/config/options.js";
-import { UsageError } from "../../src/errors.js";
+import { DamagedInputError, SyncError, UsageError, setupFaultOf } from "../../src/errors.js";
+import { unreachable } from "../../src/docker/failures.js";
+import { diskFullError } from "../../src/util/files.js";
 import type { CycleSummary } from "../../src/domain/daemon.js";
 import { DaemonHealth, parseHealthAddress, startHealthServer } from "../../src/report/health.js";
 import { silentLogger } from "../../src/report/logger.js";
@@ -120,5 +122,57 @@ describe("daemon health", () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe("missing_images in /metrics", () => {
+  const gauge = async (health: DaemonHealth) =>
+    /^gh_gitlab_sync_missing_images (\d+)$/m.exec(await health.registry.metrics())?.[1];
+
+  it("is what GitLab still lacks after the cycle: 0 once a cycle pushed them all", async () => {
+    const health = new DaemonHealth();
+    health.record(summary({ missing: 2, synced: 2 }));
+    expect(await gauge(health)).toBe("0");
+    health.record(
+      summary({ cycle: 2, result: "partial", missing: 3, synced: 1, failed: 1, deferred: 1 }),
+    );
+    expect(await gauge(health)).toBe("2");
+    // A cycle whose cross-reference failed knows nothing new: the last count stands.
+    health.record(
+      summary({ cycle: 3, result: "failed", missing: 0, synced: 0, error: "GitHub down" }),
+    );
+    expect(await gauge(health)).toBe("2");
+  });
+});
+
+describe("downloaded_bytes_total in /metrics", () => {
+  const counter = async (health: DaemonHealth) =>
+    /^gh_gitlab_sync_downloaded_bytes_total (\d+)$/m.exec(await health.registry.metrics())?.[1];
+
+  it("moves while a download runs, and the cycle's end does not count those bytes twice", async () => {
+    const health = new DaemonHealth();
+    health.downloading(1000);
+    expect(await counter(health)).toBe("1000");
+    health.downloading(500);
+    health.record(summary({ downloadedBytes: 1500 }));
+    expect(await counter(health)).toBe("1500");
+    // A cycle nobody told of its bytes as they came (step by step): counted at its end.
+    health.record(summary({ cycle: 2, downloadedBytes: 300 }));
+    expect(await counter(health)).toBe("1800");
+  });
+});
+
+describe("whose fault a failure is", () => {
+  it("the setup's (engine, disk), found under the stage's wrapping; the image's stays undefined", () => {
+    const engine = unreachable("unix:///var/run/docker.sock", "ENOENT");
+    const wrapped = new Error("sync failed", { cause: engine });
+    expect(setupFaultOf(wrapped)).toBe(engine);
+    const full = diskFullError("/srv", 10, Object.assign(new Error("write"), { code: "ENOSPC" }));
+    expect(setupFaultOf(new Error("push failed", { cause: full }))).toBe(full);
+    // A bare ENOSPC that no one worded is still the disk's.
+    const bare = Object.assign(new Error("EDQUOT: quota"), { code: "EDQUOT" });
+    expect(setupFaultOf(bare)).toBe(bare);
+    expect(setupFaultOf(new DamagedInputError("layer does not match"))).toBeUndefined();
+    expect(setupFaultOf(new SyncError("registry refused the manifest"))).toBeUndefined();
   });
 });

@@ -78,7 +78,7 @@ describe.skipIf(!gate.ok)(`a full disk ${gate.reason}`, () => {
     );
     // The room the whole artifact needs: the partial file is given back, the disk left as it was.
     expect(err.message).toBe(
-      `no space left on the disk holding ${dir} (6.0 MiB needed); the partial download was removed`,
+      `ENOSPC writing ${dest}.part: no space left on the disk holding ${dir} (6.0 MiB needed); the partial download was removed`,
     );
     expect(err.hint).toContain("free disk space");
     expect(await readdir(dir)).toEqual([]);
@@ -117,7 +117,10 @@ describe.skipIf(!gate.ok)(`a full disk ${gate.reason}`, () => {
     }
     const err = await failure(writeJsonAtomic(file, { record: "x".repeat(200_000) }));
     expect(err.message).toMatch(
-      new RegExp(`^no space left on the disk holding ${dir} \\([0-9.]+ KiB needed\\)$`),
+      new RegExp(`^ENOSPC writing ${file}: no space left on the disk \\([0-9.]+ KiB needed\\)$`),
+    );
+    expect(err.hint).toBe(
+      `free disk space under ${dir} (gh-gitlab-sync clean <tag> removes finished downloads) and run again`,
     );
     expect(await readFile(file, "utf8")).toBe("{}");
     expect(await readdir(dir)).toEqual(["failures.json"]);

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { buildProgram, runCli, type CliDeps } from "../../src/cli.js";
 import { expandOptionPrefixes } from "../../src/commands/option-prefixes.js";
 import { expectedImages, gitlabTagName } from "../../src/domain/images.js";
-import { UsageError } from "../../src/errors.js";
+import { InterruptedError, UsageError } from "../../src/errors.js";
 import type { WorkflowRun } from "../../src/github/runs.js";
 import { confirmAtTerminal } from "../../src/report/prompt.js";
 import { findCleanTargets, removeTargets } from "../../src/sync/clean.js";
@@ -266,7 +266,10 @@ describe("confirmation prompts", () => {
   it("without a terminal: a failure telling to pass --yes, never a quiet no", async () => {
     const input = new PassThrough();
     const err = await failure(
-      confirmAtTerminal("push", { input, output: new PassThrough() })("Proceed? [y/N]: "),
+      confirmAtTerminal("push", new AbortController().signal, {
+        input,
+        output: new PassThrough(),
+      })("Proceed? [y/N]: "),
     );
     expect(err.exitCode).toBe(1);
     expect(err.oneLine()).toMatch(/^no terminal to confirm on; pass --yes — push asks/);
@@ -274,12 +277,37 @@ describe("confirmation prompts", () => {
 
   it("at a terminal: an unrecognised answer asks again, as the original", async () => {
     const yes = terminal("maybe\nyes\n");
-    expect(await confirmAtTerminal("push", yes.io)("Proceed with upload? [y/N]: ")).toBe(true);
+    expect(
+      await confirmAtTerminal(
+        "push",
+        new AbortController().signal,
+        yes.io,
+      )("Proceed with upload? [y/N]: "),
+    ).toBe(true);
     expect(yes.shown()).toBe(
       "Proceed with upload? [y/N]: Please respond with 'y' or 'n'.\nProceed with upload? [y/N]: ",
     );
     const no = terminal("\n");
-    expect(await confirmAtTerminal("clean", no.io)("Proceed? [y/N]: ")).toBe(false);
+    expect(
+      await confirmAtTerminal("clean", new AbortController().signal, no.io)("Proceed? [y/N]: "),
+    ).toBe(false);
+  });
+
+  it("a signal ends the prompt at once, nobody answering: the interruption, nothing done", async () => {
+    const input = Object.assign(new PassThrough(), { isTTY: true });
+    let shown = "";
+    const output = new PassThrough();
+    output.on("data", (d: Buffer) => (shown += d.toString()));
+    const controller = new AbortController();
+    const asked = confirmAtTerminal("push", controller.signal, { input, output })(
+      "Proceed? [y/N]: ",
+    );
+    controller.abort(new InterruptedError("SIGTERM"));
+    const err = await failure(asked);
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(err.exitCode).toBe(143);
+    expect(err.oneLine()).toBe("interrupted by SIGTERM — nothing was changed");
+    expect(shown).toBe("Proceed? [y/N]: \n");
   });
 });
 

@@ -143,7 +143,7 @@ describe("downloads (issue 13, failure 2)", () => {
       }),
     );
     expect(error.message).toBe(
-      `no space left on the disk holding ${dir}; the partial download was removed`,
+      `ENOSPC writing ${dest}.part: no space left on the disk holding ${dir}; the partial download was removed`,
     );
     expect(host.hits()).toBe(1);
     expect(await readdir(dir)).toEqual([]);
@@ -176,7 +176,7 @@ describe("downloads (issue 13, failure 2)", () => {
         }),
       );
       expect(full.message).toMatch(
-        /^no space left on the disk holding .*; the partial download was removed$/,
+        /^ENOSPC writing .*\/full\.zip\.part: no space left on the disk holding .*; the partial download was removed$/,
       );
       expect(host.hits()).toBe(2);
       expect(await readdir(disk)).toEqual([]);

@@ -144,7 +144,7 @@ describe("blob hosts (artifact downloads)", () => {
     const gh = github(api.url);
     const dest = path.join(await tempDir("hostile-blob-"), "a.zip");
     const result = await downloadFile({
-      resolveUrl: artifactUrlResolver(gh, { repo: "o/r", artifactId: 5 }),
+      resolveUrl: artifactUrlResolver(gh, { repo: "o/r", artifactId: 5, runId: 1 }),
       get: gh.blobs.get,
       dest,
       expectedSize: body.length,
@@ -167,7 +167,7 @@ describe("blob hosts (artifact downloads)", () => {
     const dir = await tempDir("hostile-scheme-");
     const error = await failure(
       downloadFile({
-        resolveUrl: artifactUrlResolver(gh, { repo: "o/r", artifactId: 5 }),
+        resolveUrl: artifactUrlResolver(gh, { repo: "o/r", artifactId: 5, runId: 1 }),
         get: gh.blobs.get,
         dest: path.join(dir, "a.zip"),
         expectedSize: 22,

@@ -1,8 +1,8 @@
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { errorCode } from "../../src/errors.js";
-import { HttpClient, readBody } from "../../src/net/http.js";
+import { describeError, errorCode } from "../../src/errors.js";
+import { HttpClient, networkReason, readBody } from "../../src/net/http.js";
 
 const servers: Server[] = [];
 const clients: HttpClient[] = [];
@@ -129,5 +129,86 @@ describe("HttpClient", () => {
     await expect(client().fetch(hang.url, { signal: controller.signal })).rejects.toThrow(
       "interrupted",
     );
+  });
+});
+
+describe("the proxy variables, as curl and Go read them", () => {
+  /** A proxy that counts what it is asked (a request, or a CONNECT for https) and answers 502. */
+  async function countingProxy() {
+    const asked: string[] = [];
+    const proxy = await serve((req, res) => {
+      asked.push(`${req.method} ${req.url}`);
+      res.writeHead(502).end();
+    });
+    proxy.server.on("connect", (req, socket: import("node:net").Socket) => {
+      asked.push(`CONNECT ${req.url}`);
+      socket.end("HTTP/1.1 502 Bad Gateway\r\n\r\n");
+    });
+    return { url: proxy.url, asked };
+  }
+  /** An https address whose server counts the connections made straight to it (no TLS). */
+  async function httpsTarget() {
+    let direct = 0;
+    const target = await serve(() => undefined);
+    target.server.on("connection", (socket: import("node:net").Socket) => {
+      direct += 1;
+      socket.destroy();
+    });
+    return { url: target.url.replace("http:", "https:"), direct: () => direct };
+  }
+
+  it("only HTTP_PROXY: plain http goes through it, https straight to the server", async () => {
+    const proxy = await countingProxy();
+    const target = await httpsTarget();
+    const http = client({ env: { HTTP_PROXY: proxy.url } });
+    await expect(http.fetch(`${target.url}/v2/`)).rejects.toThrow();
+    expect(target.direct()).toBe(1);
+    expect(proxy.asked).toEqual([]);
+    const plain = await serve((_req, res) => res.end("direct"));
+    expect((await http.fetch(`${plain.url}/x`)).status).toBe(502);
+    expect(proxy.asked).toEqual([`GET ${plain.url}/x`]);
+  });
+
+  it("HTTPS_PROXY: https goes through it; NO_PROXY keeps a host off both", async () => {
+    const proxy = await countingProxy();
+    const target = await httpsTarget();
+    const host = new URL(target.url).host;
+    await expect(
+      client({ env: { https_proxy: proxy.url } }).fetch(`${target.url}/v2/`),
+    ).rejects.toThrow();
+    expect(proxy.asked).toEqual([`CONNECT ${host}`]);
+    expect(target.direct()).toBe(0);
+    await expect(
+      client({
+        env: { HTTPS_PROXY: proxy.url, HTTP_PROXY: proxy.url, NO_PROXY: host },
+      }).fetch(`${target.url}/v2/`),
+    ).rejects.toThrow();
+    expect(proxy.asked).toHaveLength(1);
+    expect(target.direct()).toBe(1);
+  });
+});
+
+describe("a refused connection says why", () => {
+  it("names ECONNREFUSED, not only undici's 'fetch failed'", async () => {
+    const closed = await serve(() => undefined);
+    const url = closed.url;
+    await new Promise((resolve) => closed.server.close(resolve));
+    servers.splice(servers.indexOf(closed.server), 1);
+    const err = await client()
+      .fetch(`${url}/v2/`)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(describeError(err)).toMatch(/^fetch failed: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
+    expect(networkReason(err)).toBe("ECONNREFUSED");
+    // No code at all (a port fetch refuses to use): the reason in words.
+    const badPort = await client()
+      .fetch("http://127.0.0.1:1/")
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(networkReason(badPort)).toBe("fetch failed: bad port");
   });
 });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FetchLike } from "../../src/net/http.js";
 import { silentLogger } from "../../src/report/logger.js";
 import { RegistryClient } from "../../src/registry/client.js";
-import { writeImageIndex } from "../../src/registry/image-index.js";
+import { unlistedSources, writeImageIndex } from "../../src/registry/image-index.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
 import { OCI_INDEX, OCI_MANIFEST } from "../../src/registry/media-types.js";
 import { pushTarball, type PushResult } from "../testbed/push-tarball.js";
@@ -39,13 +39,22 @@ describe.skipIf(gate.skip)(
     let dir: string;
     const logger = silentLogger();
     const cache = LayerCache.inMemory();
-    /** Every request the client sends, and a hook run after each (a second writer, in one test). */
+    /**
+     * Every request the client sends, a hook run after each (a second writer, in one test), and
+     * one run before each that may answer in the registry's place (as it answers under a race).
+     */
     const sent: Array<{ method: string; url: string }> = [];
     let after: ((method: string, url: string) => Promise<void>) | undefined;
+    let before: ((method: string, url: string) => Promise<Response | undefined>) | undefined;
     const fetch: FetchLike = async (input, init) => {
-      const res = await globalThis.fetch(input, init);
       const url = input instanceof Request ? input.url : String(input);
       const method = init?.method ?? "GET";
+      const instead = await before?.(method, url);
+      if (instead) {
+        sent.push({ method, url });
+        return instead;
+      }
+      const res = await globalThis.fetch(input, init);
       sent.push({ method, url });
       await after?.(method, url);
       return res;
@@ -247,6 +256,130 @@ describe.skipIf(gate.skip)(
       expect(platforms(await read("t3"))).toEqual(["linux/amd64", "linux/arm64"]);
       // Ours, overwritten, then ours again once the check found the other writer's.
       expect(sent.filter((r) => ours(r.method, r.url))).toHaveLength(2);
+    });
+
+    it("tells which platform's image an index whose tag is there does not list", async () => {
+      const tag = "short";
+      const x86 = await image("amd64", repo("x86/presto-coordinator"), tag);
+      const lookup = { client, repository: INDEX_REPO, tag, sources: SOURCES };
+      // No index yet: the image there is unlisted; a platform without one is not.
+      expect(await unlistedSources(lookup)).toEqual([repo("x86/presto-coordinator")]);
+      await writeImageIndex({ ...lookup, logger });
+      expect(await unlistedSources(lookup)).toEqual([]);
+      // The arm image pushed, and its writer stopped before the index: the index is short.
+      await image("arm64", repo("arm/presto-coordinator"), tag);
+      expect(await unlistedSources(lookup)).toEqual([repo("arm/presto-coordinator")]);
+      const both = await writeImageIndex({ ...lookup, logger });
+      expect(both.entries.map((e) => e.digest)).toContain(x86.manifestDigest);
+      expect(await unlistedSources(lookup)).toEqual([]);
+    });
+
+    describe("two writers at once", () => {
+      /** The registry's 400 for an index whose child it read while another writer rewrote it. */
+      const refused = (code: string, status = 400) =>
+        new Response(
+          JSON.stringify({ errors: [{ code, message: `${code} (the other writer at work)` }] }),
+          { status, headers: { "content-type": "application/json" } },
+        );
+      const indexPut = (tag: string) => (method: string, url: string) =>
+        method === "PUT" && url.endsWith(`/${INDEX_REPO}/manifests/${tag}`);
+      /** The other platform's daemon, with its own provenance on its own entry. */
+      const otherWriter = (tag: string) => {
+        const other = new RegistryClient({
+          fetch: globalThis.fetch,
+          registry: tb.gitlab.registryHost,
+          username: testbed.REGISTRY_USER,
+          password: testbed.REGISTRY_PASSWORD,
+          logger,
+        });
+        return writeImageIndex({
+          client: other,
+          repository: INDEX_REPO,
+          tag,
+          sources: [SOURCES[0]!, { ...SOURCES[1]!, annotations: { by: "arm daemon" } }],
+          logger,
+        });
+      };
+
+      it.each([["DIGEST_INVALID"], ["MANIFEST_UNKNOWN"], ["MANIFEST_BLOB_UNKNOWN"]])(
+        "our index write answered %s while the other writer writes: read again, merged, success",
+        async (code) => {
+          const tag = `race-${code.toLowerCase()}`;
+          await image("amd64", repo("x86/presto-coordinator"), tag);
+          const arm = await image("arm64", repo("arm/presto-coordinator"), tag);
+          let raced = false;
+          before = async (method, url) => {
+            if (raced || !indexPut(tag)(method, url)) return undefined;
+            raced = true;
+            // The other writer's whole write lands while ours is at the registry, which then
+            // answers ours as Distribution does when it read a link the other was rewriting.
+            await otherWriter(tag);
+            return refused(code);
+          };
+          try {
+            const result = await writeImageIndex({
+              client,
+              repository: INDEX_REPO,
+              tag,
+              sources: [{ ...SOURCES[0]!, annotations: { by: "x86 daemon" } }, SOURCES[1]!],
+              logger,
+            });
+            expect(raced).toBe(true);
+            expect(result.entries.map((e) => e.platform)).toEqual(["linux/amd64", "linux/arm64"]);
+          } finally {
+            before = undefined;
+          }
+          const index = await read(tag);
+          expect(platforms(index)).toEqual(["linux/amd64", "linux/arm64"]);
+          expect(index.manifests.map((m) => m.annotations)).toEqual([
+            { by: "x86 daemon" },
+            { by: "arm daemon" },
+          ]);
+          expect(index.manifests[1]?.digest).toBe(arm.manifestDigest);
+        },
+      );
+
+      it("every write of ours refused with a conflict, but the index the other wrote lists both images: success", async () => {
+        const tag = "race-conflict";
+        const x86 = await image("amd64", repo("x86/presto-coordinator"), tag);
+        await image("arm64", repo("arm/presto-coordinator"), tag);
+        await otherWriter(tag);
+        before = async (method, url) =>
+          indexPut(tag)(method, url) ? refused("CONFLICT", 409) : undefined;
+        try {
+          const result = await writeImageIndex({
+            client,
+            repository: INDEX_REPO,
+            tag,
+            // Our provenance differs from what the index says: we would write, and cannot.
+            sources: [{ ...SOURCES[0]!, annotations: { by: "x86 daemon" } }, SOURCES[1]!],
+            logger,
+          });
+          expect(result.written).toBe(false);
+          expect(result.entries.map((e) => [e.platform, e.digest])).toContainEqual([
+            "linux/amd64",
+            x86.manifestDigest,
+          ]);
+        } finally {
+          before = undefined;
+        }
+      });
+
+      it("refused every time and the index still short of our image: fails with the registry's answer", async () => {
+        const tag = "race-lost";
+        await image("amd64", repo("x86/presto-coordinator"), tag);
+        before = async (method, url) =>
+          indexPut(tag)(method, url) ? refused("DIGEST_INVALID") : undefined;
+        try {
+          const lost = await failure(
+            writeImageIndex({ client, repository: INDEX_REPO, tag, sources: SOURCES, logger }),
+          );
+          expect(lost.oneLine()).toMatch(/DIGEST_INVALID/);
+        } finally {
+          before = undefined;
+        }
+        expect(await client.getManifest(INDEX_REPO, tag)).toBeUndefined();
+      });
     });
 
     it("refuses two images of one platform, and an index with no image at all", async () => {

@@ -88,6 +88,20 @@ describe("the daemon's state as status reads it", () => {
     for (const line of lines.split("\n")) expect(line.length).toBeLessThanOrEqual(80);
   });
 
+  it("no downloads directory is an error, not a free lock: a mistyped --downloads-dir", async () => {
+    const parent = await tempDir("status-unit-");
+    const missing = path.join(parent, "dowloads");
+    const error = await readDaemonStatus(missing, path.join(missing, ".state")).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(SyncError);
+    expect((error as SyncError).oneLine()).toMatch(
+      new RegExp(
+        `^no downloads directory at ${missing} — give status the daemon's --downloads-dir`,
+      ),
+    );
+  });
+
   it("no state directory is nothing recorded; a damaged file is one error naming it", async () => {
     const downloads = await tempDir("status-unit-");
     const none = await readDaemonStatus(downloads, path.join(downloads, ".state"));

@@ -65,4 +65,30 @@ describe("failure state", () => {
     await state.clear("tag-a");
     expect(await state.load()).toEqual({});
   });
+
+  it("a next_retry further ahead than the maximum (a clock that jumped back, another host's file) counts as the maximum from now, kept", async () => {
+    const dir = await tempDir("fail-");
+    const warnings: string[] = [];
+    const state = new FailureState(dir, policy, { warn: (_f, m) => warnings.push(m) });
+    const far = {
+      attempts: 2,
+      last_error: "push failed",
+      last_attempt: "2090-01-01T00:00:00.000Z",
+      next_retry: "2090-01-01T00:04:00.000Z",
+    };
+    const near = { ...far, next_retry: "2025-01-01T00:05:00.000Z" };
+    await writeFile(path.join(dir, "failures.json"), JSON.stringify({ far, near }));
+    const now = new Date("2025-01-01T00:00:00Z");
+    expect((await state.waiting("far", now))?.next_retry).toBe("2025-01-01T00:10:00.000Z");
+    expect(warnings).toEqual([
+      "far: its failure record said to wait until 2090-01-01T00:04:00.000Z, longer than the longest back-off (600 s); waiting until 2025-01-01T00:10:00.000Z instead",
+    ]);
+    // Kept: a later read does not push the bound on from its own now, so the wait does end.
+    const later = new Date("2025-01-01T00:09:00Z");
+    expect((await state.load(later)).far?.next_retry).toBe("2025-01-01T00:10:00.000Z");
+    expect(await state.waiting("far", new Date("2025-01-01T00:10:01Z"))).toBeUndefined();
+    // Within the bound: untouched.
+    expect((await state.load(later)).near?.next_retry).toBe("2025-01-01T00:05:00.000Z");
+    expect(warnings).toHaveLength(1);
+  });
 });
