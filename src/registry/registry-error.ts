@@ -177,12 +177,18 @@ async function errorBody(res: Response): Promise<{ code?: string; detail: string
     return { detail: "" };
   }
   try {
-    const parsed = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown }> };
+    const parsed = JSON.parse(text) as {
+      errors?: Array<{ code?: unknown; message?: unknown; detail?: unknown }>;
+    };
     const first = parsed.errors?.[0];
     if (first) {
-      const detail = printable(
-        oneLine([first.code, first.message].filter((p) => typeof p === "string").join(": "), 200),
+      // The registry's own reason: GitLab puts a size limit's figures in `detail`, Distribution
+      // the offending digest or field; an object there is shown as its JSON.
+      const reason = typeof first.detail === "string" ? first.detail : JSON.stringify(first.detail);
+      const parts = [first.code, first.message, reason].filter(
+        (p) => typeof p === "string" && p !== "" && p !== "{}" && p !== "null",
       );
+      const detail = printable(oneLine(parts.join(": "), 300));
       return typeof first.code === "string" ? { code: first.code, detail } : { detail };
     }
   } catch {

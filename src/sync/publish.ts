@@ -10,12 +10,19 @@ import type { ImageSink, ImageTarget, PublishableImage } from "../archive/image-
 import type { ImageTarballInfo } from "../archive/image-stream.js";
 import type { StepReporter } from "../domain/events.js";
 import { parseGitlabTag } from "../domain/images.js";
-import { DamagedInputError, SyncError, describeError, isDamagedInput } from "../errors.js";
+import {
+  DamagedInputError,
+  SyncError,
+  describeError,
+  isDamagedInput,
+  setupFaultOf,
+} from "../errors.js";
 import { retry } from "../net/retry.js";
 import type { RegistryClient } from "../registry/client.js";
 import { RegistryError } from "../registry/registry-error.js";
 import { retag } from "../registry/retag.js";
 import { formatMiB } from "../util/bytes.js";
+import { localWriteFailure } from "../util/files.js";
 import { gitlabState, type GitlabState } from "./compare.js";
 import type { GitlabServices, SyncContext } from "./context.js";
 import type { WrittenIndex } from "./multiarch.js";
@@ -223,6 +230,9 @@ export interface Failure {
  * image alike: the run stops at the first, as it always did.
  */
 export function failsAlone(error: unknown): boolean {
+  // A state directory refusing writes, or any other fault of the setup (credentials, no
+  // registry, a full disk), is no fault of this tarball: said once, for the run.
+  if (localWriteFailure(error) || setupFaultOf(error)) return false;
   if (isDamagedInput(error)) return true;
   if (!(error instanceof RegistryError) || error.status === undefined) return false;
   return error.status >= 400 && error.status < 500 && ![401, 403, 429].includes(error.status);

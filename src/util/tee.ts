@@ -25,6 +25,9 @@ export class Tee extends Writable {
   constructor(private readonly targets: Writable[]) {
     super({ highWaterMark: 1 << 20 });
     for (const target of targets) target.on("error", () => undefined);
+    // Destroyed by its feeder (a zip cut short, a signal), the tee hands the error on to each
+    // writer in _destroy; their owners report it. Unheard here, it would end the process.
+    this.on("error", () => undefined);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {

@@ -44,4 +44,16 @@ describe("Tee", () => {
     expect(a.destroyed).toBe(true);
     expect(b.destroyed).toBe(true);
   });
+
+  it("destroyed by its feeder with an error (a zip cut short, a signal), it hands the error to its writers and does not end the process", async () => {
+    const a = new PassThrough();
+    const heard: Error[] = [];
+    a.on("error", (err) => heard.push(err));
+    const tee = new Tee([a]);
+    // No listener of the tee's own: the zip reader destroys its consumer and moves on.
+    tee.destroy(new Error("interrupted by SIGINT"));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(tee.destroyed).toBe(true);
+    expect(heard.map((e) => e.message)).toEqual(["interrupted by SIGINT"]);
+  });
 });
