@@ -8,6 +8,13 @@
  * become log records instead of stdout lines.
  */
 export interface StepReporter {
+  /**
+   * The short view: a person at a terminal, at the default level. Lines then name an image by
+   * its repository and a path relative to the downloads directory, and the original's plan
+   * table is one line per image. Off (the full lines, as the original prints them) with
+   * --verbose, in logs, and when stdout is not a terminal, where scripts read them.
+   */
+  readonly brief?: boolean;
   step(n: number, total: number, message: string): void;
   /** A detail under the current step: `        → run 1234 (…)`. */
   detail(message: string): void;

@@ -9,6 +9,7 @@
  * (publish.ts); ARCHITECTURE.md draws the whole path.
  */
 import { open, rm, stat } from "node:fs/promises";
+import path from "node:path";
 import { entrySource, type ImageWrite } from "../archive/image-source.js";
 import { readZipStream } from "../archive/zip-stream.js";
 import { GrowingFile } from "../archive/growing-file.js";
@@ -168,7 +169,11 @@ export async function syncImageTag(
   );
   if (failures.length > 0) throw notAllPushed(failures, toPush.length);
 
-  steps.step(7, TOTAL, `Cleaning up ${located.layout.dir} ...`);
+  // The short view: the tag's directory relative to the downloads directory it is in.
+  const dir = steps.brief
+    ? `${path.relative(request.downloadsDir, located.layout.dir)}${path.sep}`
+    : located.layout.dir;
+  steps.step(7, TOTAL, `Cleaning up ${dir} ...`);
   const removed = await removeTargets(
     await cleanTargets(request.downloadsDir, request.imageTag, [run.id]),
   );
@@ -205,8 +210,10 @@ async function streamArtifact(
     6,
     TOTAL,
     onDisk
-      ? `Reading artifact '${artifact.name}' already at ${layout.zip} into the registry (${services.sink.name} engine) ...`
-      : `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) from GitHub into the registry (${services.sink.name} engine), downloading to ${layout.zipPart} ...`,
+      ? `Reading artifact '${artifact.name}' already at ${steps.brief ? path.relative(request.downloadsDir, layout.zip) : layout.zip} into the registry (${services.sink.name} engine) ...`
+      : steps.brief
+        ? `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) into the registry ...`
+        : `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) from GitHub into the registry (${services.sink.name} engine), downloading to ${layout.zipPart} ...`,
   );
   const file = await GrowingFile.open(
     onDisk ? layout.zip : await partFile(located),
