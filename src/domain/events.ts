@@ -38,7 +38,17 @@ export interface StepReporter {
  */
 export type ProgressEvent =
   | { kind: "start"; task: string; total?: number }
-  | { kind: "bytes"; task: string; bytes: number; total?: number }
+  /**
+   * Where the task stands: `bytes` of `total`. `moved` is what of it this run moved, when some
+   * was there before it (a resumed download's part file): rates are made of it alone.
+   */
+  | { kind: "bytes"; task: string; bytes: number; total?: number; moved?: number }
+  /**
+   * The task does work no byte count measures (verifying, compressing, committing): the drawing
+   * names it and how long it has taken, instead of a bar standing at 100 %. Bytes moving again
+   * end it.
+   */
+  | { kind: "phase"; task: string; phase: string }
   /**
    * A piece changed state: the engine's own words ("Pushing", "Layer already exists", …);
    * `done` once it has nothing left to do, so a drawing can fill its bar.

@@ -254,8 +254,10 @@ export function fetchArtifact(
       freeBytes: options.freeBytes,
       onProgress: ({ bytes, total, fetched }) => {
         options.onBytes?.({ bytes, fetched });
-        options.progress({ kind: "bytes", task, bytes, total });
+        // After a resume `bytes` counts the part file too; the rate is of what came this run.
+        options.progress({ kind: "bytes", task, bytes, total, moved: fetched });
       },
+      onVerify: () => options.progress({ kind: "phase", task, phase: "verifying" }),
     }),
   ).catch(async (err: unknown) => {
     if (!ctx.signal.aborted) {

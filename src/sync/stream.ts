@@ -242,7 +242,7 @@ async function streamArtifact(
   const runs = new Map<string, ImageRun>();
   const lines = new ImageLines(steps);
   try {
-    await readArtifact(ctx, services, request, located, file, toPush, runs, lines);
+    await readArtifact(ctx, services, located, file, toPush, runs, lines);
     const result = await download;
     if (result && request.counters) request.counters.fetched = result.fetched;
     await writeDownloadMetadata(services.github, located, request.daemon === true);
@@ -314,7 +314,6 @@ async function partFile(located: LocatedArtifact): Promise<string> {
 async function readArtifact(
   ctx: SyncContext,
   services: SyncServices,
-  request: SyncRequest,
   located: LocatedArtifact,
   file: GrowingFile,
   toPush: Planned[],
@@ -323,37 +322,30 @@ async function readArtifact(
 ): Promise<void> {
   const batch = await services.sink.batch(ctx.signal);
   const byEntry = new Map(toPush.map((item) => [item.label, item]));
-  const task = `sync ${located.artifact.name}`;
   // One image at a time, in the zip's order: the next tarball starts once the last is read.
+  // The read has no meter of its own: the artifact's bytes are the download's line, and each
+  // image's are its push line (two meters for one transfer would take turns on the screen).
   let previous: Promise<unknown> = Promise.resolve();
-  request.progress({ kind: "start", task, total: file.size });
-  let ok = false;
-  try {
-    await readZipStream({
-      file,
-      label: located.layout.zip,
-      signal: ctx.signal,
-      onPosition: (bytes) => request.progress({ kind: "bytes", task, bytes, total: file.size }),
-      onEntry: async (entry) => {
-        const item = byEntry.get(entry.name);
-        if (!item) return undefined;
-        await previous;
-        // Its size is known only once it is read: the bar counts up without a total.
-        lines.start(item, `${entry.name} (streamed from ${located.artifact.name})`, undefined);
-        const write = batch.begin(item);
-        runs.set(entry.name, { item, write });
-        previous = write.parsed;
-        return write.sink;
-      },
-      onEntryEnd: (entry, problem) => {
-        const run = runs.get(entry.name);
-        if (!run) return;
-        run.ready = problem ? Promise.reject(problem) : run.write.ready(entrySource(file, entry));
-        run.ready.catch(() => undefined);
-      },
-    });
-    ok = true;
-  } finally {
-    request.progress({ kind: "end", task, ok });
-  }
+  await readZipStream({
+    file,
+    label: located.layout.zip,
+    signal: ctx.signal,
+    onEntry: async (entry) => {
+      const item = byEntry.get(entry.name);
+      if (!item) return undefined;
+      await previous;
+      // Its size is known only once it is read: the bar counts up without a total.
+      lines.start(item, `${entry.name} (streamed from ${located.artifact.name})`, undefined);
+      const write = batch.begin(item);
+      runs.set(entry.name, { item, write });
+      previous = write.parsed;
+      return write.sink;
+    },
+    onEntryEnd: (entry, problem) => {
+      const run = runs.get(entry.name);
+      if (!run) return;
+      run.ready = problem ? Promise.reject(problem) : run.write.ready(entrySource(file, entry));
+      run.ready.catch(() => undefined);
+    },
+  });
 }
