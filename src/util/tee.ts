@@ -25,6 +25,9 @@ export class Tee extends Writable {
   constructor(private readonly targets: Writable[]) {
     super({ highWaterMark: 1 << 20 });
     for (const target of targets) target.on("error", () => undefined);
+    // Its own failure (a reader that destroys it with the cause: an interrupt, a damaged entry)
+    // goes to each writer, whose owner reports it; unheard here, it would end the process.
+    this.on("error", () => undefined);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {

@@ -44,4 +44,15 @@ describe("Tee", () => {
     expect(a.destroyed).toBe(true);
     expect(b.destroyed).toBe(true);
   });
+
+  it("destroyed with a cause by its reader and heard by no one, it does not end the process; its writers carry the cause", async () => {
+    const a = new PassThrough();
+    const heard: unknown[] = [];
+    a.on("error", (err) => heard.push(err));
+    // No listener on the tee: the zip reader destroys it on an interrupt (issue 22's Ctrl-C).
+    new Tee([a]).destroy(new Error("interrupted by SIGINT"));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(a.destroyed).toBe(true);
+    expect(heard).toEqual([new Error("interrupted by SIGINT")]);
+  });
 });
