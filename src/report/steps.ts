@@ -21,9 +21,13 @@ export function outputSteps(out: Output, options: { full?: boolean } = {}): Step
   };
 }
 
-/** For the daemon: the same steps as structured records, so journald keeps them. */
-export function logSteps(logger: Logger): StepReporter {
+/**
+ * For the daemon: the same steps as structured records, so journald keeps them; short (see
+ * StepReporter.brief) when `brief` says a person reads them at a terminal.
+ */
+export function logSteps(logger: Logger, options: { brief?: boolean } = {}): StepReporter {
   return {
+    brief: options.brief === true,
     step: (n, total, message) => logger.info({ step: n, of: total }, message),
     detail: (message) => logger.info(message),
     warn: (message) => logger.warn(message),

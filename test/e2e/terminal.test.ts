@@ -180,8 +180,9 @@ describe.skipIf(gate.skip || term.skip)(
       }
       expect(await again.done).toBe(0);
       expect(rates.length).toBeGreaterThan(0);
-      // Rounding and a burst at a second's edge aside: never the bytes already on disk.
-      expect(Math.max(...rates), rates.join(", ")).toBeLessThan(PACE * 1.5);
+      // The link's first burst aside (up to 1.6× seen in the first second): never the bytes
+      // already on disk, which made it 9× before.
+      expect(Math.max(...rates), rates.join(", ")).toBeLessThan(PACE * 2);
     }, 180_000);
   },
 );
