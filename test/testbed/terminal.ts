@@ -4,6 +4,7 @@
  * width, and the screen read back with `capture-pane`, as a person would read it.
  */
 import { execFile } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findOnPath } from "./system.js";
@@ -98,7 +99,11 @@ export async function runInTerminal(
     },
     close: async () => {
       closed = true;
+      // The server leaves its socket file behind when killed: removed, so /tmp keeps nothing.
+      const where = await tmux("display-message", "-p", "#{socket_path}").catch(() => undefined);
       await tmux("kill-server").catch(() => undefined);
+      const socketPath = where?.stdout.trim();
+      if (socketPath) await rm(socketPath, { force: true });
     },
   };
 }
