@@ -149,6 +149,7 @@ The options many subcommands share: gh-gitlab-sync help flags`,
         signal: AbortSignal.any([deps.signal, finished.signal]),
         http,
         progress: (target) => progressListener(target, live ? { live } : {}),
+        terminal: live !== undefined,
       });
     } finally {
       finished.abort(new Error("the command is over"));

@@ -18,4 +18,6 @@ export interface CommandContext {
    * lines otherwise.
    */
   progress: (logger: Logger) => ProgressListener;
+  /** A person reads stderr: a terminal with pretty logs, where bars are drawn. */
+  terminal?: boolean;
 }

@@ -121,7 +121,11 @@ export function registerDaemon(program: Command, run: Runner): void {
                 logger,
               ),
               indexesWhole: new Set(),
-              steps: logSteps,
+              // At a terminal, at the default level, the short lines; the journal gets them whole.
+              steps: (target) =>
+                logSteps(target, {
+                  brief: ctx.terminal === true && !target.isLevelEnabled("debug"),
+                }),
               progress: ctx.progress,
               ...(health
                 ? {

@@ -76,7 +76,7 @@ export function registerPush(program: Command, run: Runner): void {
       await withWorkspaceLocks(workspace, `push ${imageTag}`, async () => {
         await pushImageTag(
           { logger, signal: ctx.signal },
-          outputSteps(ctx.out),
+          outputSteps(ctx.out, { full: logger.isLevelEnabled("debug") }),
           { gitlab, registryClient: registry.client, sink },
           {
             imageTag,

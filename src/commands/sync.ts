@@ -79,7 +79,7 @@ export function registerSync(program: Command, run: Runner): void {
         () =>
           syncImageTag(
             { logger, signal: ctx.signal },
-            outputSteps(ctx.out),
+            outputSteps(ctx.out, { full: logger.isLevelEnabled("debug") }),
             { github, gitlab, registryClient: registry.client, sink },
             {
               imageTag,

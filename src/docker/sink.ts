@@ -84,7 +84,13 @@ class DockerSide {
                 signal,
                 // The bytes the engine has read are the load's progress; its per-layer counts
                 // come one layer at a time and would make the bar jump back.
-                onRead: (bytes, total) => progress({ kind: "bytes", task: loadTask, bytes, total }),
+                onRead: (bytes, total) => {
+                  progress({ kind: "bytes", task: loadTask, bytes, total });
+                  // All read: the engine still unpacks and commits the layers, for a while.
+                  if (total !== undefined && bytes >= total) {
+                    progress({ kind: "phase", task: loadTask, phase: "the engine unpacks it" });
+                  }
+                },
                 onProgress,
               })
             : this.docker().loadImageStream(source.open(), source.label, { signal, onProgress });

@@ -8,6 +8,13 @@
  * become log records instead of stdout lines.
  */
 export interface StepReporter {
+  /**
+   * The short view: a person at a terminal, at the default level. Lines then name an image by
+   * its repository and a path relative to the downloads directory, and the original's plan
+   * table is one line per image. Off (the full lines, as the original prints them) with
+   * --verbose, in logs, and when stdout is not a terminal, where scripts read them.
+   */
+  readonly brief?: boolean;
   step(n: number, total: number, message: string): void;
   /** A detail under the current step: `        → run 1234 (…)`. */
   detail(message: string): void;
@@ -31,7 +38,17 @@ export interface StepReporter {
  */
 export type ProgressEvent =
   | { kind: "start"; task: string; total?: number }
-  | { kind: "bytes"; task: string; bytes: number; total?: number }
+  /**
+   * Where the task stands: `bytes` of `total`. `moved` is what of it this run moved, when some
+   * was there before it (a resumed download's part file): rates are made of it alone.
+   */
+  | { kind: "bytes"; task: string; bytes: number; total?: number; moved?: number }
+  /**
+   * The task does work no byte count measures (verifying, compressing, committing): the drawing
+   * names it and how long it has taken, instead of a bar standing at 100 %. Bytes moving again
+   * end it.
+   */
+  | { kind: "phase"; task: string; phase: string }
   /**
    * A piece changed state: the engine's own words ("Pushing", "Layer already exists", …);
    * `done` once it has nothing left to do, so a drawing can fill its bar.

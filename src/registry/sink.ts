@@ -70,6 +70,23 @@ function begin(
   const task = `push ${target.repository}:${target.tag}`;
   progress({ kind: "start", task, ...(target.size ? { total: target.size } : {}) });
   let open = true;
+  // What the push does when no byte count moves: said on its line instead of a bar at 100 %.
+  const phase = (text: string) => {
+    if (open) progress({ kind: "phase", task, phase: text });
+  };
+  /** The read again of the layers the registry lacks; its bytes are the bar, then the tail. */
+  let toRead = 0;
+  const reading = {
+    planned: (event: { toUpload: number; bytesToRead: number }) => {
+      toRead = event.bytesToRead;
+      if (event.toUpload === 0) phase("every layer there; committing");
+    },
+    read: (bytes: number) => {
+      if (toRead <= 0) return;
+      progress({ kind: "bytes", task, bytes, total: toRead });
+      if (bytes >= toRead) phase("uploading, committing");
+    },
+  };
   const end = (ok: boolean) => {
     if (open) progress({ kind: "end", task, ok });
     open = false;
@@ -77,6 +94,7 @@ function begin(
   const publishable = (info: ImageTarballInfo, image: ReadyImage) => ({
     info,
     async publish() {
+      phase("writing the manifest");
       const manifest = await image.publish();
       end(true);
       const sent = image.layers.filter((l) => l.action === "uploaded").length;
@@ -98,23 +116,21 @@ function begin(
     await push.settled();
   };
   if (known) {
-    let toRead = 0;
     return {
       parsed: Promise.resolve(),
       async ready(source) {
         // Whichever source: the image must be the one the plan names (prepare checked it too).
         assertImageOf(known, target);
+        phase("checking the registry");
         const image = await push.complete({ info: known }, source, {
           planned(event) {
-            toRead = event.bytesToRead;
             logger.debug(
               { image: target.remoteRef, layers: event.layers, toUpload: event.toUpload },
               `${target.remoteRef}: ${event.toUpload} of ${event.layers} layers to upload (${formatBytes(event.bytesToRead)} to read)`,
             );
+            reading.planned(event);
           },
-          read(bytes) {
-            if (toRead > 0) progress({ kind: "bytes", task, bytes, total: toRead });
-          },
+          read: reading.read,
         });
         return publishable(known, image);
       },
@@ -136,7 +152,9 @@ function begin(
     async ready(source) {
       const saved = await stream.result;
       assertImageOf(saved.info, target);
-      return publishable(saved.info, await push.complete(saved, source));
+      // Streamed in: what is left is the uploads' tail and the commits (a read again, if any).
+      phase("uploading, committing");
+      return publishable(saved.info, await push.complete(saved, source, reading));
     },
     discard,
   };

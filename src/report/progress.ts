@@ -33,9 +33,13 @@ interface TaskState {
   started: number;
   bytes: number;
   total: number | undefined;
+  /** What of `bytes` this run moved (all of it unless the task resumed): the rate's measure. */
+  moved: number;
+  /** Work without a byte count under way, and since when. */
+  phase: { text: string; since: number } | undefined;
   /** Layers, when the engine reports them. */
   parts: Map<string, Part>;
-  /** Recent (time, bytes) samples: the rate is taken over the last few seconds. */
+  /** Recent (time, moved) samples: the rate is taken over the last few seconds. */
   samples: Array<[number, number]>;
   lastLog: number;
   lastStatus: string;
@@ -63,6 +67,8 @@ export function progressListener(logger: Logger, options: ProgressOptions = {}):
         started,
         bytes: 0,
         total: undefined,
+        moved: 0,
+        phase: undefined,
         parts: new Map(),
         samples: [[started, 0]],
         lastLog: started,
@@ -75,7 +81,7 @@ export function progressListener(logger: Logger, options: ProgressOptions = {}):
 
   const moved = (entry: TaskState): void => {
     const t = now();
-    entry.samples.push([t, entry.bytes]);
+    entry.samples.push([t, entry.moved]);
     while (entry.samples.length > 2 && t - (entry.samples[1]?.[0] ?? t) > RATE_WINDOW_MS) {
       entry.samples.shift();
     }
@@ -83,7 +89,7 @@ export function progressListener(logger: Logger, options: ProgressOptions = {}):
       live.set(entry.task, (columns) => progressLine(entry, columns, now()));
       return;
     }
-    if (t - entry.lastLog < everyMs || entry.bytes === 0) return;
+    if (t - entry.lastLog < everyMs || entry.bytes === 0 || entry.phase) return;
     entry.lastLog = t;
     const { rate, eta } = speed(entry, t);
     logger.info(
@@ -143,8 +149,16 @@ export function progressListener(logger: Logger, options: ProgressOptions = {}):
       }
       return;
     }
+    if (event.kind === "phase") {
+      entry.phase = { text: event.phase, since: now() };
+      logger.debug({ task: event.task, phase: event.phase }, `${event.task}: ${event.phase}`);
+      live?.set(entry.task, (columns) => progressLine(entry, columns, now()));
+      return;
+    }
     if (event.kind === "bytes") {
+      if (event.bytes !== entry.bytes) entry.phase = undefined;
       entry.bytes = event.bytes;
+      entry.moved = event.moved ?? event.bytes;
       if (event.total !== undefined) entry.total = event.total;
       moved(entry);
       return;
@@ -176,14 +190,16 @@ function sumParts(entry: TaskState): void {
     bytes += part.bytes;
     total += part.total ?? 0;
   }
+  if (bytes !== entry.bytes) entry.phase = undefined;
   entry.bytes = bytes;
+  entry.moved = bytes;
   entry.total = total > 0 ? total : undefined;
 }
 
 function speed(entry: TaskState, t: number): { rate: number; eta: number | undefined } {
   const [from, fromBytes] = entry.samples[0] ?? [entry.started, 0];
   const seconds = (t - from) / 1000;
-  const rate = seconds > 0.2 ? Math.max(0, (entry.bytes - fromBytes) / seconds) : 0;
+  const rate = seconds > 0.2 ? Math.max(0, (entry.moved - fromBytes) / seconds) : 0;
   // An engine's count can pass its own total a little: nothing is left then, not an unknown.
   const left = entry.total !== undefined ? Math.max(0, entry.total - entry.bytes) : undefined;
   const eta = left === 0 ? 0 : left !== undefined && rate > 0 ? Math.round(left / rate) : undefined;
@@ -253,10 +269,11 @@ export function shortLabel(task: string): string {
  * ETA and the rate go.
  */
 function progressLine(entry: TaskState, columns: number, t: number): string {
-  const { rate, eta } = speed(entry, t);
-  const known = entry.total !== undefined;
   // Task names carry server-supplied names (an artifact's, a repository's): drawn printable.
   const full = shortLabel(printable(entry.task));
+  if (entry.phase) return phaseLine(entry, entry.phase, full, columns, t);
+  const { rate, eta } = speed(entry, t);
+  const known = entry.total !== undefined;
   const pct = known ? percent(entry).padStart(4) : undefined;
   const amount = known ? bytePair(entry.bytes, entry.total ?? 0) : formatBytes(entry.bytes);
   // Fixed widths, so the bar keeps its length while the figures change.
@@ -301,6 +318,27 @@ function progressLine(entry: TaskState, columns: number, t: number): string {
     return compose(layout, label, Math.min(MAX_BAR, MIN_BAR + spare)).trimEnd();
   }
   return cutMiddle(compose(layouts[layouts.length - 1] as Layout, full, 0), columns).trimEnd();
+}
+
+/**
+ * A task in a phase without a byte count: `push x86/presto-coordinator 10.0 MiB read; committing
+ * … 12 s` — what it moved, what it does now and for how long, so a long phase is seen to be one.
+ */
+function phaseLine(
+  entry: TaskState,
+  phase: { text: string; since: number },
+  label: string,
+  columns: number,
+  t: number,
+): string {
+  const done = entry.bytes > 0 ? `${formatBytes(entry.bytes)} ${doneVerb(entry.task)}; ` : "";
+  const tail = `${done}${printable(phase.text)} … ${duration((t - phase.since) / 1000)}`;
+  return `${cutMiddle(label, Math.max(MIN_LABEL, columns - tail.length - 1))} ${tail}`;
+}
+
+/** What the bytes of a task in a phase were: a download's fetched, a push's or a load's read. */
+function doneVerb(task: string): string {
+  return task.startsWith("download ") ? "fetched" : "read";
 }
 
 const MIN_BAR = 6;

@@ -5,8 +5,13 @@ import type { Output } from "./output.js";
 /** The indented rule between artifacts in the original's prepare and push plans. */
 const PLAN_RULE = "  ─────────────────────────────────────────────────────────────";
 
-export function outputSteps(out: Output): StepReporter {
+/**
+ * Steps on stdout: short (see StepReporter.brief) at a terminal unless `full` (--verbose) is
+ * asked for; piped, always the original's full lines.
+ */
+export function outputSteps(out: Output, options: { full?: boolean } = {}): StepReporter {
   return {
+    brief: out.isTTY && options.full !== true,
     step: (n, total, message) => out.line(`[${n}/${total}] ${message}`),
     detail: (message) => out.line(`        → ${message}`),
     warn: (message) => out.line(`WARNING: ${message}`),
@@ -16,9 +21,13 @@ export function outputSteps(out: Output): StepReporter {
   };
 }
 
-/** For the daemon: the same steps as structured records, so journald keeps them. */
-export function logSteps(logger: Logger): StepReporter {
+/**
+ * For the daemon: the same steps as structured records, so journald keeps them; short (see
+ * StepReporter.brief) when `brief` says a person reads them at a terminal.
+ */
+export function logSteps(logger: Logger, options: { brief?: boolean } = {}): StepReporter {
   return {
+    brief: options.brief === true,
     step: (n, total, message) => logger.info({ step: n, of: total }, message),
     detail: (message) => logger.info(message),
     warn: (message) => logger.warn(message),

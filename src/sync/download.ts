@@ -178,9 +178,12 @@ export async function locateArtifact(
         `Using the most recent run (IDs: ${[run, ...others].map((r) => r.id).join(", ")}).`,
     );
   }
+  // The refs are in the tag already; the short view leaves their full length out.
+  const refs = steps.brief
+    ? ""
+    : `, Presto=${metadata["Presto ref"] ?? "?"}, Velox=${metadata["Velox ref"] ?? "?"}`;
   steps.detail(
-    `run ${run.id} (${runRef(run).title}), Presto=${metadata["Presto ref"] ?? "?"}, ` +
-      `Velox=${metadata["Velox ref"] ?? "?"}, platform=${metadata["Target platform"] ?? "?"}`,
+    `run ${run.id} (${runRef(run).title})${refs}, platform=${metadata["Target platform"] ?? "?"}`,
   );
 
   if (numbers.directory !== undefined) {
@@ -251,8 +254,10 @@ export function fetchArtifact(
       freeBytes: options.freeBytes,
       onProgress: ({ bytes, total, fetched }) => {
         options.onBytes?.({ bytes, fetched });
-        options.progress({ kind: "bytes", task, bytes, total });
+        // After a resume `bytes` counts the part file too; the rate is of what came this run.
+        options.progress({ kind: "bytes", task, bytes, total, moved: fetched });
       },
+      onVerify: () => options.progress({ kind: "phase", task, phase: "verifying" }),
     }),
   ).catch(async (err: unknown) => {
     if (!ctx.signal.aborted) {

@@ -109,7 +109,9 @@ export async function loginStep(
   steps.step(
     n,
     total,
-    `Logging into Docker registry ${request.registry} as ${request.username} (${sink.name} engine) ...`,
+    steps.brief
+      ? `Logging into ${request.registry} as ${request.username} (${sink.name} engine) ...`
+      : `Logging into Docker registry ${request.registry} as ${request.username} (${sink.name} engine) ...`,
   );
   await sink.login(ctx.signal);
 }
@@ -148,6 +150,19 @@ export async function planStep(
   const state = await gitlabState(gitlab);
   steps.step(n + 1, total, "Building push plan ...");
   const planned = items.map((item) => ({ ...item, status: statusOf(item.gitlabTag, state) }));
+  if (steps.brief) briefPlan(steps, planned);
+  else fullPlan(steps, planned);
+  preview?.(planned);
+  const existing = planned.filter((p) => p.status === PRESENT);
+  printExisting(steps, existing, force);
+  return {
+    toPush: force ? planned : planned.filter((p) => p.status !== PRESENT),
+    skipped: force ? [] : existing.map((p) => p.gitlabTag),
+  };
+}
+
+/** The original's plan table: five lines an image, which scripts and operators read. */
+function fullPlan(steps: StepReporter, planned: Planned[]): void {
   steps.text("Push plan:");
   steps.rule();
   planned.forEach((item, index) => {
@@ -159,19 +174,35 @@ export async function planStep(
     steps.text(`    GitLab status: ${item.status}`);
     if (index !== planned.length - 1) steps.rule();
   });
-  preview?.(planned);
-  const existing = planned.filter((p) => p.status === PRESENT);
-  printExisting(steps, existing, force);
-  return {
-    toPush: force ? planned : planned.filter((p) => p.status !== PRESENT),
-    skipped: force ? [] : existing.map((p) => p.gitlabTag),
-  };
+}
+
+/** The GitLab status in the short view, short enough for one line beside the repository. */
+const BRIEF_STATUS: Record<GitlabStatus, string> = {
+  "already present (push will overwrite the existing tag)": "already present",
+  "repository exists, tag missing": "tag missing",
+  "repository not found (will be created on push)": "new repository",
+};
+
+/** The plan in the short view: the tag once, then one line an image. */
+function briefPlan(steps: StepReporter, planned: Planned[]): void {
+  const tags = new Set(planned.map((item) => item.tag));
+  steps.text(tags.size === 1 ? `Push plan (tag ${[...tags][0] ?? ""}):` : "Push plan:");
+  const names = planned.map((item) => (tags.size === 1 ? shortName(item) : item.gitlabTag));
+  const width = Math.max(...names.map((name) => name.length));
+  planned.forEach((item, index) => {
+    steps.text(`  ${(names[index] ?? "").padEnd(width)}  ${BRIEF_STATUS[item.status]}`);
+  });
+}
+
+/** `x86/presto-coordinator`: the image's path in the GitLab project, without its tag. */
+export function shortName(item: { gitlabTag: string }): string {
+  return parseGitlabTag(item.gitlabTag)?.repoPath ?? item.gitlabTag;
 }
 
 /** The tags GitLab already has: skipped (the original's list), or overwritten under --force. */
 export function printExisting(
   steps: StepReporter,
-  existing: Array<{ remoteRef: string }>,
+  existing: Array<{ remoteRef: string; gitlabTag: string }>,
   force: boolean,
 ): void {
   if (existing.length === 0) return;
@@ -181,7 +212,7 @@ export function printExisting(
       ? "WARNING: The following tags already exist in GitLab and will be overwritten:"
       : "Skipping already-present tags (use --force to push anyway):",
   );
-  for (const item of existing) steps.text(`  ${item.remoteRef}`);
+  for (const item of existing) steps.text(`  ${steps.brief ? shortName(item) : item.remoteRef}`);
 }
 
 /**
@@ -195,15 +226,22 @@ export class ImageLines {
   constructor(readonly steps: StepReporter) {}
 
   start(item: PlanItem, label: string, size: number | undefined): void {
+    this.last = item.remoteRef;
+    // The short view: the image's name alone; its archive and size are --verbose's.
+    if (this.steps.brief) return this.steps.status(`Pushing ${shortName(item)} ...`);
     this.steps.text("");
     this.steps.status(`Pushing ${item.remoteRef} ...`);
     this.steps.text(`  archive: ${label}${size ? ` (${formatMiB(size, 2)})` : ""}`);
-    this.last = item.remoteRef;
   }
 
   pushed(item: PlanItem, digest: string, summary: string): void {
-    const named = this.last === item.remoteRef ? "" : `${item.remoteRef} `;
-    this.steps.status(`  pushed ${named}${digest}: ${summary}`);
+    const again = this.last !== item.remoteRef;
+    if (this.steps.brief) {
+      // The digest is --verbose's: the short view names the image, when needed, and what moved.
+      this.steps.status(`  pushed${again ? ` ${shortName(item)}` : ""}: ${summary}`);
+    } else {
+      this.steps.status(`  pushed ${again ? `${item.remoteRef} ` : ""}${digest}: ${summary}`);
+    }
     this.last = undefined;
   }
 
@@ -296,7 +334,7 @@ export async function publishEach(
       await front.discard(item);
     }
   }
-  lines.after("");
+  if (!lines.steps.brief) lines.after("");
   if (done.pushed.length > 0) {
     await verifyListed(
       ctx,
@@ -367,7 +405,9 @@ export async function verifyListed(
   gitlabTags: string[],
 ): Promise<void> {
   steps.detail(
-    `checking that GitLab project ${gitlab.options.gitlabProject} lists the pushed tags ...`,
+    steps.brief
+      ? "checking that GitLab lists the pushed tags ..."
+      : `checking that GitLab project ${gitlab.options.gitlabProject} lists the pushed tags ...`,
   );
   await retry(
     async () => {

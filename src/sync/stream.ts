@@ -9,6 +9,7 @@
  * (publish.ts); ARCHITECTURE.md draws the whole path.
  */
 import { open, rm, stat } from "node:fs/promises";
+import path from "node:path";
 import { entrySource, type ImageWrite } from "../archive/image-source.js";
 import { readZipStream } from "../archive/zip-stream.js";
 import { GrowingFile } from "../archive/growing-file.js";
@@ -177,7 +178,11 @@ export async function syncImageTag(
   );
   if (failures.length > 0) throw notAllPushed(failures, toPush.length);
 
-  steps.step(7, TOTAL, `Cleaning up ${located.layout.dir} ...`);
+  // The short view: the tag's directory relative to the downloads directory it is in.
+  const dir = steps.brief
+    ? `${path.relative(request.downloadsDir, located.layout.dir)}${path.sep}`
+    : located.layout.dir;
+  steps.step(7, TOTAL, `Cleaning up ${dir} ...`);
   const removed = await removeTargets(
     await cleanTargets(request.downloadsDir, request.imageTag, [run.id]),
   );
@@ -214,8 +219,10 @@ async function streamArtifact(
     6,
     TOTAL,
     onDisk
-      ? `Reading artifact '${artifact.name}' already at ${layout.zip} into the registry (${services.sink.name} engine) ...`
-      : `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) from GitHub into the registry (${services.sink.name} engine), downloading to ${layout.zipPart} ...`,
+      ? `Reading artifact '${artifact.name}' already at ${steps.brief ? path.relative(request.downloadsDir, layout.zip) : layout.zip} into the registry (${services.sink.name} engine) ...`
+      : steps.brief
+        ? `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) into the registry ...`
+        : `Streaming artifact '${artifact.name}' (~${formatMiB(size, 2)}) from GitHub into the registry (${services.sink.name} engine), downloading to ${layout.zipPart} ...`,
   );
   const file = await GrowingFile.open(
     onDisk ? layout.zip : await partFile(located),
@@ -244,7 +251,7 @@ async function streamArtifact(
   const runs = new Map<string, ImageRun>();
   const lines = new ImageLines(steps);
   try {
-    await readArtifact(ctx, services, request, located, file, toPush, runs, lines);
+    await readArtifact(ctx, services, located, file, toPush, runs, lines);
     const result = await download;
     if (result && request.counters) request.counters.fetched = result.fetched;
     await writeDownloadMetadata(services.github, located, request.daemon === true);
@@ -318,7 +325,6 @@ async function partFile(located: LocatedArtifact): Promise<string> {
 async function readArtifact(
   ctx: SyncContext,
   services: SyncServices,
-  request: SyncRequest,
   located: LocatedArtifact,
   file: GrowingFile,
   toPush: Planned[],
@@ -327,37 +333,30 @@ async function readArtifact(
 ): Promise<void> {
   const batch = await services.sink.batch(ctx.signal, toPush);
   const byEntry = new Map(toPush.map((item) => [item.label, item]));
-  const task = `sync ${located.artifact.name}`;
   // One image at a time, in the zip's order: the next tarball starts once the last is read.
+  // The read has no meter of its own: the artifact's bytes are the download's line, and each
+  // image's are its push line (two meters for one transfer would take turns on the screen).
   let previous: Promise<unknown> = Promise.resolve();
-  request.progress({ kind: "start", task, total: file.size });
-  let ok = false;
-  try {
-    await readZipStream({
-      file,
-      label: located.layout.zip,
-      signal: ctx.signal,
-      onPosition: (bytes) => request.progress({ kind: "bytes", task, bytes, total: file.size }),
-      onEntry: async (entry) => {
-        const item = byEntry.get(entry.name);
-        if (!item) return undefined;
-        await previous;
-        // Its size is known only once it is read: the bar counts up without a total.
-        lines.start(item, `${entry.name} (streamed from ${located.artifact.name})`, undefined);
-        const write = batch.begin(item);
-        runs.set(entry.name, { item, write });
-        previous = write.parsed;
-        return write.sink;
-      },
-      onEntryEnd: (entry, problem) => {
-        const run = runs.get(entry.name);
-        if (!run) return;
-        run.ready = problem ? Promise.reject(problem) : run.write.ready(entrySource(file, entry));
-        run.ready.catch(() => undefined);
-      },
-    });
-    ok = true;
-  } finally {
-    request.progress({ kind: "end", task, ok });
-  }
+  await readZipStream({
+    file,
+    label: located.layout.zip,
+    signal: ctx.signal,
+    onEntry: async (entry) => {
+      const item = byEntry.get(entry.name);
+      if (!item) return undefined;
+      await previous;
+      // Its size is known only once it is read: the bar counts up without a total.
+      lines.start(item, `${entry.name} (streamed from ${located.artifact.name})`, undefined);
+      const write = batch.begin(item);
+      runs.set(entry.name, { item, write });
+      previous = write.parsed;
+      return write.sink;
+    },
+    onEntryEnd: (entry, problem) => {
+      const run = runs.get(entry.name);
+      if (!run) return;
+      run.ready = problem ? Promise.reject(problem) : run.write.ready(entrySource(file, entry));
+      run.ready.catch(() => undefined);
+    },
+  });
 }

@@ -36,6 +36,8 @@ export interface DownloadOptions {
   logger: Logger;
   signal?: AbortSignal;
   onProgress?: (progress: DownloadProgress) => void;
+  /** Told once every byte is here and the file's digest is being checked (a resume reads it). */
+  onVerify?: () => void;
   maxAttempts?: number;
   /** Base back-off between attempts, doubled each time. */
   retryDelayMs?: number;
@@ -170,6 +172,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     // A full disk needs room for the whole artifact again: its partial file is given back.
     throw await downloadFailure(err, attempts, { ...part, kept }, path.dirname(dest), options);
   }
+  options.onVerify?.();
   const sha256 = await part.hasher.digest(part.have).catch((err: unknown) => {
     throw new SyncError(`cannot hash the download ${part.path} (${describeError(err)})`, {
       hint: "rerun download: the partial file is kept and checked again",

@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { addMissingBuild, singleBuild } from "../testbed/demo-data.js";
+import { metadataOf } from "../testbed/scenario.js";
 import { startTestbed, testbedExports, testbedGate, type Testbed } from "../testbed/index.js";
 import { freePort } from "../testbed/registry.js";
 import { runInTerminal, terminalGate, type TerminalRun } from "../testbed/terminal.js";
@@ -16,8 +17,15 @@ const gate = testbedGate();
 const term = terminalGate();
 
 const BUILD = singleBuild(7301, "terminal");
-/** A progress line (the bar itself only where there is room for it), as drawn or as left behind. */
-const PROGRESS = /^(download|load|push) \S+ +\d+% /;
+/** A build stopped midway and synced again, through a slower link. */
+const RESUMED = singleBuild(7302, "terminal-resume");
+const PACE = 256 * 1024;
+const UNIT: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 * 1024 };
+/**
+ * A progress line (the bar itself only where there is room for it), as drawn or as left behind:
+ * any verb, so that a second meter for one transfer would be seen too.
+ */
+const PROGRESS = /^[a-z]+ \S+ +\d+% /;
 
 describe.skipIf(gate.skip || term.skip)(
   `what a person sees in an 80-column terminal ${gate.reason}${term.reason}`,
@@ -58,10 +66,14 @@ describe.skipIf(gate.skip || term.skip)(
     it("daemon --once: a progress line within 80 columns, cleared before the next line, lines in order", async () => {
       const run = await inTerminal("daemon --once --engine registry --downloads-dir downloads");
       const bars: string[] = [];
+      /** The progress lines of each screen read while it ran. */
+      const seen: string[][] = [];
       let finished = false;
       void run.done.then(() => (finished = true));
       while (!finished) {
-        for (const line of await run.screen()) if (PROGRESS.test(line)) bars.push(line);
+        const lines = (await run.screen()).filter((line) => PROGRESS.test(line));
+        bars.push(...lines);
+        seen.push(lines);
         await sleep(100);
       }
       expect(await run.done).toBe(0);
@@ -75,8 +87,14 @@ describe.skipIf(gate.skip || term.skip)(
       for (const bar of bars) {
         expect(bar.length).toBeLessThan(80);
         expect(bar).toMatch(
-          /^(download presto-images-7301|sync presto-images-7301|push x86\/presto-[a-z…-]+) +\d+% (\[[=> ]+\] +)?[\d.]+\/[\d.]+ (KiB|MiB) +[\d.]+ (B|KiB|MiB)\/s ETA (\d+ s|\?)$/,
+          /^(download presto-images-7301|push x86\/presto-[a-z…-]+) +\d+% (\[[=> ]+\] +)?[\d.]+\/[\d.]+ (KiB|MiB) +[\d.]+ (B|KiB|MiB)\/s ETA (\d+ s|\?)$/,
         );
+      }
+      // One meter per transfer: the artifact has one line (its download), never a second one
+      // for the same bytes read behind it, and no label is on the screen twice.
+      for (const screen of seen) {
+        const labels = screen.map((line) => line.split(" ").slice(0, 2).join(" "));
+        expect(new Set(labels).size, screen.join("\n")).toBe(labels.length);
       }
       // Once it has moved for a moment: a rate and an ETA in seconds.
       expect(
@@ -114,5 +132,57 @@ describe.skipIf(gate.skip || term.skip)(
       expect(saying, screen.join("\n")).toHaveLength(1);
       expect(screen.at(-1)).toMatch(/^Error: daemon --once: cycle failed: Cannot reach GitLab/);
     }, 120_000);
+
+    it("sync stopped by Ctrl-C: one 'stopped at' line per transfer; the rerun's rate is the link's, not the bytes on disk", async () => {
+      const run = RESUMED;
+      await addMissingBuild(tb, run, 1, { layerBytes: 1 << 20 });
+      const tag = metadataOf(run, 1)["Image tag"] ?? "";
+      tb.github.clearFaults();
+      tb.github.injectFault({
+        match: "/artifacts/",
+        host: "blob",
+        bytesPerSecond: PACE,
+        times: Infinity,
+      });
+      const args = `sync ${tag} --engine registry --yes --downloads-dir downloads`;
+
+      const first = await inTerminal(args);
+      const download = new RegExp(`^download presto-images-${run.id} +(\\d+)% `);
+      // Stopped once a good part of the artifact is on disk.
+      for (;;) {
+        const percent = (await first.screen())
+          .map((line) => Number(download.exec(line)?.[1] ?? -1))
+          .reduce((a, b) => Math.max(a, b), -1);
+        if (percent >= 40) break;
+        await sleep(100);
+      }
+      await first.keys("C-c");
+      expect(await first.done).toBe(130);
+      const stopped = (await first.screen()).filter((line) => / stopped at /.test(line));
+      const tasks = stopped.map((line) => /INFO: (.*): stopped at /.exec(line)?.[1]);
+      // The artifact's bytes are one transfer: one line says where they stopped, the download's.
+      const artifact = tasks.filter((task) => task?.includes(`presto-images-${run.id}`));
+      expect(artifact, stopped.join("\n")).toEqual([`download presto-images-${run.id}`]);
+      expect(new Set(tasks).size, stopped.join("\n")).toBe(tasks.length);
+
+      // The rerun resumes the part file: every rate it shows is within the link's pace.
+      const again = await inTerminal(args);
+      const rates: number[] = [];
+      let finished = false;
+      void again.done.then(() => (finished = true));
+      while (!finished) {
+        for (const line of await again.screen()) {
+          const rate = / ([\d.]+) (B|KiB|MiB)\/s ETA /.exec(line);
+          if (download.test(line) && rate)
+            rates.push(Number(rate[1]) * (UNIT[rate[2] ?? "B"] ?? 1));
+        }
+        await sleep(100);
+      }
+      expect(await again.done).toBe(0);
+      expect(rates.length).toBeGreaterThan(0);
+      // The link's first burst aside (up to 1.6× seen in the first second): never the bytes
+      // already on disk, which made it 9× before.
+      expect(Math.max(...rates), rates.join(", ")).toBeLessThan(PACE * 2);
+    }, 180_000);
   },
 );

@@ -4,6 +4,7 @@
  * width, and the screen read back with `capture-pane`, as a person would read it.
  */
 import { execFile } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findOnPath } from "./system.js";
@@ -20,6 +21,8 @@ export function terminalGate(): { skip: boolean; reason: string } {
 export interface TerminalRun {
   /** The screen now: every line of the window and its history, wrapped lines joined. */
   screen(): Promise<string[]>;
+  /** The screen as rows of the window: a line longer than the window takes two rows or more. */
+  rows(): Promise<string[]>;
   /** Resolves with the command's exit status once it has ended. */
   done: Promise<number>;
   /** Types into the window, as tmux's send-keys names keys (`C-c` is Ctrl-C). */
@@ -64,10 +67,11 @@ export async function runInTerminal(
     // The exit status goes into a tmux variable, so the test can wait for it.
     `${exports}; ${command}; tmux -L ${socket} set-option -g @status $?; sleep 600`,
   );
-  const screen = async () => {
-    const { stdout } = await tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "t");
+  const capture = async (...flags: string[]) => {
+    const { stdout } = await tmux("capture-pane", "-p", ...flags, "-S", "-", "-t", "t");
     return stdout.replace(/\n+$/, "").split("\n");
   };
+  const screen = () => capture("-J");
   let closed = false;
   const done = (async () => {
     while (!closed) {
@@ -81,6 +85,7 @@ export async function runInTerminal(
   })();
   return {
     screen,
+    rows: () => capture(),
     done,
     keys: async (...keys) => {
       await tmux("send-keys", "-t", "t", ...keys);
@@ -94,7 +99,11 @@ export async function runInTerminal(
     },
     close: async () => {
       closed = true;
+      // The server leaves its socket file behind when killed: removed, so /tmp keeps nothing.
+      const where = await tmux("display-message", "-p", "#{socket_path}").catch(() => undefined);
       await tmux("kill-server").catch(() => undefined);
+      const socketPath = where?.stdout.trim();
+      if (socketPath) await rm(socketPath, { force: true });
     },
   };
 }

@@ -136,6 +136,44 @@ describe("progress listener, live lines (a terminal)", () => {
     expect(lines).toEqual([]);
   });
 
+  it("after a resume the rate counts only the bytes moved in this run, not those already on disk", () => {
+    const { progress, live, time, lines } = liveListener();
+    // 40 MiB were on disk; this run moves 256 KiB a second.
+    progress({ kind: "start", task });
+    for (let second = 1; second <= 3; second += 1) {
+      time.advance(1000);
+      const moved = second * 256 * 1024;
+      progress({ kind: "bytes", task, bytes: 40 * MiB + moved, total: 80 * MiB, moved });
+    }
+    const line = live.lines.get(task)?.(79) ?? "";
+    expect(line).toMatch(/ 50% .*40\.8\/80\.0 MiB +256\.0 KiB\/s ETA 2m37s$/);
+    progress({ kind: "end", task, ok: false });
+    // One line where it stopped, and what this run moved.
+    expect(messagesAt(lines, INFO)).toEqual([
+      `${task}: stopped at 40.8 MiB of 80.0 MiB (50%) after 3 s`,
+    ]);
+  });
+
+  it("a phase without a byte count is named on the line, with its time, instead of a bar at 100%", () => {
+    const { progress, live, time, lines } = liveListener();
+    const push = "push 127.0.0.1:5000/group/project/x86/presto-coordinator:tag";
+    progress({ kind: "start", task: push, total: 10 * MiB });
+    time.advance(1000);
+    progress({ kind: "bytes", task: push, bytes: 10 * MiB, total: 10 * MiB });
+    progress({ kind: "phase", task: push, phase: "uploading and committing" });
+    time.advance(12_000);
+    const line = live.lines.get(push)?.(79) ?? "";
+    expect(line).toBe("push x86/presto-coordinator 10.0 MiB read; uploading and committing … 12 s");
+    expect(line).not.toMatch(/100%|ETA/);
+    // Bytes moving again take the line back to a meter.
+    progress({ kind: "phase", task: push, phase: "reading" });
+    progress({ kind: "bytes", task: push, bytes: 5 * MiB, total: 20 * MiB });
+    expect(live.lines.get(push)?.(79)).toMatch(/^push x86\/presto-coordinator +25% /);
+    // A phase is a debug record, never a line at the default level.
+    expect(messagesAt(lines, INFO)).toEqual([]);
+    expect(messagesAt(lines, DEBUG)).toContain(`${push}: uploading and committing`);
+  });
+
   it("at 80 columns a real download's label is kept whole", () => {
     const { progress, live, time } = liveListener();
     const real = "download presto-images-502";

@@ -6,14 +6,21 @@ import { describe, expect, it } from "vitest";
 import type { StepReporter } from "../../src/domain/events.js";
 import { DamagedInputError, SyncError } from "../../src/errors.js";
 import { RegistryError } from "../../src/registry/registry-error.js";
-import { failsAlone, ImageLines, notAllPushed, type Planned } from "../../src/sync/publish.js";
+import {
+  failsAlone,
+  ImageLines,
+  notAllPushed,
+  printExisting,
+  type Planned,
+} from "../../src/sync/publish.js";
 
-function recorder(): { steps: StepReporter; lines: string[] } {
+function recorder(brief = false): { steps: StepReporter; lines: string[] } {
   const lines: string[] = [];
   const say = (m: string) => void lines.push(m);
   return {
     lines,
     steps: {
+      brief,
       step: (n, t, m) => say(`[${n}/${t}] ${m}`),
       detail: say,
       warn: (m) => say(`WARNING: ${m}`),
@@ -67,6 +74,30 @@ describe("ImageLines", () => {
       "  archive: b.tar.gz (streamed from z)",
       "WARNING: a.tar.gz is not pushed: a.tar.gz is cut short",
       "  pushed r/p/x86/b:t sha256:2: 2 layers sent",
+    ]);
+  });
+});
+
+describe("the short view (a person's terminal, default level)", () => {
+  it("names each image by its path in the project, once, without archive lines or digests", () => {
+    const { steps, lines } = recorder(true);
+    const out = new ImageLines(steps);
+    out.start(item("a"), "a.tar.gz", 3 << 20);
+    out.pushed(item("a"), "sha256:1", "1 layer sent");
+    // Streamed: read first, published after, so each pushed line names its image.
+    for (const repo of ["b", "c"]) out.start(item(repo), `${repo}.tar.gz (streamed)`, undefined);
+    for (const repo of ["b", "c"]) out.pushed(item(repo), "sha256:2", "2 layers sent");
+    printExisting(steps, [item("d")], false);
+    expect(lines).toEqual([
+      "Pushing x86/a ...",
+      "  pushed: 1 layer sent",
+      "Pushing x86/b ...",
+      "Pushing x86/c ...",
+      "  pushed x86/b: 2 layers sent",
+      "  pushed x86/c: 2 layers sent",
+      "",
+      "Skipping already-present tags (use --force to push anyway):",
+      "  x86/d",
     ]);
   });
 });
