@@ -1,10 +1,10 @@
-import { createHash } from "node:crypto";
 import { z } from "zod";
 import { indexAnnotations, type Annotations } from "../domain/provenance.js";
 import { DIGEST_PATTERN } from "../domain/reference.js";
 import { SyncError } from "../errors.js";
 import { sleep } from "../net/retry.js";
 import type { Logger } from "../report/logger.js";
+import { parseJsonBytes } from "../util/text.js";
 import { sha256Digest, type ManifestResult, type RegistryClient } from "./client.js";
 import { ANY_MANIFEST, IMAGE_MANIFESTS, OCI_INDEX, shortDigest } from "./media-types.js";
 import { RegistryError } from "./registry-error.js";
@@ -191,7 +191,7 @@ async function settledIndex(
   const { client, repository, tag, signal } = options;
   if ((await unlistedSources(options)).length > 0) return undefined;
   const current = await client.getManifest(repository, tag, ANY_MANIFEST, signal);
-  const index = current && indexSchema.safeParse(parseJson(current.bytes));
+  const index = current && indexSchema.safeParse(parseJsonBytes(current.bytes));
   if (!current || !index?.success) return undefined;
   return {
     digest: current.digest,
@@ -214,7 +214,7 @@ export async function unlistedSources(
   const current = await client.getManifest(repository, tag, ANY_MANIFEST, signal);
   const index =
     current && !IMAGE_MANIFESTS.includes(current.mediaType)
-      ? indexSchema.safeParse(parseJson(current.bytes))
+      ? indexSchema.safeParse(parseJsonBytes(current.bytes))
       : undefined;
   const listed = new Set(index?.success ? index.data.manifests.map((m) => m.digest) : []);
   const unlisted: string[] = [];
@@ -238,7 +238,7 @@ async function currentEntries(
   current: ManifestResult,
   platforms: Map<string, Platform>,
 ): Promise<Entry[]> {
-  const json = parseJson(current.bytes);
+  const json = parseJsonBytes(current.bytes);
   const index = indexSchema.safeParse(json);
   if (index.success && !IMAGE_MANIFESTS.includes(current.mediaType)) return index.data.manifests;
   if (IMAGE_MANIFESTS.includes(current.mediaType)) {
@@ -307,7 +307,7 @@ async function imageEntry(
   platforms: Map<string, Platform>,
   known?: Platform,
 ): Promise<Entry> {
-  const image = imageSchema.safeParse(parseJson(manifest.bytes));
+  const image = imageSchema.safeParse(parseJsonBytes(manifest.bytes));
   if (!image.success) {
     throw new SyncError(
       `the manifest of ${repository}:${options.tag} (${shortDigest(manifest.digest)}) is not a valid image manifest`,
@@ -332,30 +332,13 @@ async function configPlatform(
   repository: string,
   digest: string,
 ): Promise<Platform> {
-  const body = await options.client.getBlob(repository, digest, options.signal);
-  const hash = createHash("sha256");
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const bytes = chunk as Buffer;
-    size += bytes.length;
-    if (size > MAX_CONFIG_BYTES) {
-      body.destroy();
-      throw new SyncError(
-        `the config ${shortDigest(digest)} of ${repository} is over ${MAX_CONFIG_BYTES >> 20} MiB; an image config is kilobytes`,
-        { hint: "push that image again" },
-      );
-    }
-    hash.update(bytes);
-    chunks.push(bytes);
-  }
-  if (`sha256:${hash.digest("hex")}` !== digest) {
-    throw new SyncError(
-      `registry ${options.client.registry} sent a config for ${repository} that does not match its digest ${shortDigest(digest)}`,
-      { hint: "the registry is not serving what it stores; ask its administrator" },
-    );
-  }
-  const config = configSchema.safeParse(parseJson(Buffer.concat(chunks)));
+  const bytes = await options.client.getVerifiedBlob(
+    repository,
+    digest,
+    MAX_CONFIG_BYTES,
+    options.signal,
+  );
+  const config = configSchema.safeParse(parseJsonBytes(bytes));
   if (!config.success) {
     throw new SyncError(
       `the config ${shortDigest(digest)} of ${repository} names no architecture and os, so its platform is unknown`,
@@ -423,14 +406,6 @@ function sorted(map: Record<string, string>): Record<string, string> {
       .sort()
       .map((k) => [k, map[k] as string]),
   );
-}
-
-function parseJson(bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString("utf8"));
-  } catch {
-    return undefined;
-  }
 }
 
 function logIndex(
