@@ -12,7 +12,6 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunMetadata } from "../../src/domain/metadata.js";
 import { silentLogger } from "../../src/report/logger.js";
-import { RegistryClient } from "../../src/registry/client.js";
 import { LayerCache } from "../../src/registry/layer-cache.js";
 import { learnFromRegistry } from "../../src/registry/layer-learning.js";
 import { DOCKER_LAYER_GZIP } from "../../src/registry/media-types.js";
@@ -23,6 +22,7 @@ import {
   REGISTRY_PASSWORD,
   REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -212,13 +212,7 @@ describe.skipIf(gate.skip)(`GitLab as the layer cache ${gate.reason}`, () => {
   it("learns from an image only when its manifest and config agree, and never reads one twice", async () => {
     const id = await family("oci", 1);
     await pushBuild(id, 1, "sync", path.join(work, "agree"));
-    const client = new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: tb.gitlab.registryHost,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger: silentLogger(),
-    });
+    const client = testbedRegistryClient(tb);
     const repository = `${PROJECT_PATH}/x86/presto-learn-disagree`;
     const gitlabTag = tagOf(id, 1).replace(/-linux-amd64$/, "");
     const good = await client.getManifest(`${PROJECT_PATH}/x86/presto-coordinator`, gitlabTag);

@@ -25,8 +25,8 @@ import { pseudoRandom, writeDockerSaveTarball } from "../testbed/image-fixtures.
 import {
   PROJECT_PATH,
   REGISTRY_PASSWORD,
-  REGISTRY_USER,
   startTestbed,
+  testbedRegistryClient,
   testbedGate,
   type Testbed,
 } from "../testbed/index.js";
@@ -55,14 +55,7 @@ describe.skipIf(gate.skip)(`a registry front on the real registry ${gate.reason}
   let dir: string;
 
   const frontClient = (logger = createLogger({ level: "silent" })) =>
-    new RegistryClient({
-      fetch: globalThis.fetch,
-      registry: front.host,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
-      logger,
-      retry: FAST_RETRY,
-    });
+    testbedRegistryClient(tb, { registry: front.host, logger, retry: FAST_RETRY });
 
   beforeAll(async () => {
     tb = await startTestbed();
@@ -90,11 +83,8 @@ describe.skipIf(gate.skip)(`a registry front on the real registry ${gate.reason}
 
   it("sends an upload whose Location names another origin there without the registry's credentials", async () => {
     const log = capturingLogger();
-    const client = new RegistryClient({
-      fetch: globalThis.fetch,
+    const client = testbedRegistryClient(tb, {
       registry: front.host,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
       logger: log.logger,
       retry: FAST_RETRY,
     });
@@ -208,11 +198,8 @@ describe.skipIf(gate.skip)(`an upload stopped mid-chunk on a slow link ${gate.re
 
   it("ends the chunk in flight early and whole: the registry keeps what arrived, and the next upload sends only the rest", async () => {
     const first = capturingLogger();
-    const client = new RegistryClient({
-      fetch: globalThis.fetch,
+    const client = testbedRegistryClient(tb, {
       registry: link.host,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
       logger: first.logger,
       retry: FAST_RETRY,
     });
@@ -248,11 +235,8 @@ describe.skipIf(gate.skip)(`an upload stopped mid-chunk on a slow link ${gate.re
     link.throttle(Infinity);
     link.resetCounts();
     const log = capturingLogger();
-    const resumed = new RegistryClient({
-      fetch: globalThis.fetch,
+    const resumed = testbedRegistryClient(tb, {
       registry: link.host,
-      username: REGISTRY_USER,
-      password: REGISTRY_PASSWORD,
       logger: log.logger,
       retry: FAST_RETRY,
     });
